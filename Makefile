@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   # venv + install + system packages, then the synthetic recipe end to end
+#   make test   # venv + install + system packages, then the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?= -q -ra
+
+.PHONY: demo test install sysdeps clean-demo help
+
+help:
+	@echo "make demo   run egs2/synthetic/llm_asr1 end to end (prints the RESULTS table)"
+	@echo "make test   run the tests"
+	@echo "make install   create $(VENV) and install the project (pip install -e '.[dev]')"
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# the venv's own pip: newer pips refuse a dependency's metadata (see README)
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed sysdeps
+
+# espeak-ng synthesises the demo corpus; sox is what recipes and users convert audio with.
+sysdeps:
+	@missing=""; for t in espeak-ng sox; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  else \
+	    echo "error: missing system packages:$$missing. Install them with your package manager" >&2; \
+	    echo "       (Debian/Ubuntu: sudo apt-get install$$missing), then run make again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+demo: install
+	cd egs2/synthetic/llm_asr1 && ./run.sh
+
+clean-demo:
+	cd egs2/synthetic/llm_asr1 && rm -rf data dump exp downloads

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# llm_asr.sh: the stage script shared by every espnet-llm-plugin recipe.
+#
+# A short table of stages; each calls one CLI, python -m espnet_llm_plugin.bin.<name>.
+# Each stage writes atomically and is skipped (with a message) when its output is complete,
+# so a stage can be re-run alone:  ./run.sh --stage 8 --stop_stage 8
+#
+#   1  data preparation            local/data.sh -> data/<set>/{wav.scp,text,utt2spk}
+#   2  audio formatting            format_audio -> dump/raw/<set> (16 kHz WAV, utt2dur)
+#   3  token list                  make_token_list -> data/token_list/<type>/{bpe.model,tokens.txt}
+#   7  ASR statistics              asr_train --collect_stats -> exp/asr_stats_*/
+#   8  ASR training                asr_train -> exp/asr_<tag>/
+#  10  decoding with n-best        asr_inference -> exp/asr_<tag>/decode_<tag>/<set>/
+#  12  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
+# (stages 4-6, 9, 11, 13 belong to unit discovery, LM training, retrieval and rescoring.)
+set -euo pipefail
+
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
+min() { local a=$1; for b in "$@"; do [ "$b" -lt "$a" ] && a=$b; done; echo "$a"; }
+SECONDS=0
+
+# General
+stage=1                 # first stage to run
+stop_stage=100          # last stage to run
+nj=4                    # parallel jobs for data formatting and statistics
+inference_nj=4          # parallel jobs for decoding
+ngpu=0                  # GPUs for training (0: CPU)
+gpu_inference=false     # decode on GPU
+dumpdir=dump
+expdir=exp
+python=python3
+seed=0
+
+# Data
+local_data_opts=""      # passed to local/data.sh
+train_set=""
+valid_set=""
+test_sets=""
+fs=16000                # sample rate of dumped audio; other rates are resampled
+min_duration=0.0        # drop shorter training utterances (s)
+
+# Tokens
+token_type=bpe          # bpe or char
+nbpe=100
+bpemode=unigram
+
+# ASR model
+asr_config=""           # training YAML (ESPnet options)
+asr_tag=""              # default: name of asr_config
+asr_args=""             # extra options for asr_train
+asr_stats_dir=""        # default: ${expdir}/asr_stats_${token_type}${nbpe}
+
+# Decoding
+inference_config=""     # decoding YAML
+inference_tag=""        # default: name of inference_config
+inference_args=""       # extra options for asr_inference
+inference_asr_model=valid.acc.ave.pth
+nbest=10
+
+help_message=$(cat << EOF
+Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." --asr_config <yaml> [options]
+
+Stages: 1 data prep, 2 audio formatting, 3 token list, 7 ASR stats, 8 ASR training,
+        10 decoding (n-best), 12 scoring + RESULTS.md
+
+Options (defaults in brackets):
+  --stage, --stop_stage    [${stage}, ${stop_stage}]
+  --nj, --inference_nj     parallel jobs [${nj}, ${inference_nj}]
+  --ngpu                   GPUs for training [${ngpu}]
+  --gpu_inference          decode on GPU [${gpu_inference}]
+  --train_set, --valid_set, --test_sets
+  --fs                     dumped sample rate [${fs}]
+  --token_type, --nbpe, --bpemode   [${token_type}, ${nbpe}, ${bpemode}]
+  --asr_config, --asr_tag, --asr_args
+  --inference_config, --inference_tag, --inference_args, --nbest [${nbest}]
+  --local_data_opts        options for local/data.sh
+  --dumpdir, --expdir      [${dumpdir}, ${expdir}]
+Jobs run through \$train_cmd / \$decode_cmd from cmd.sh (local or slurm).
+EOF
+)
+
+log "$0 $*"
+. ./utils/parse_options.sh
+. ./path.sh
+. ./cmd.sh
+
+[ -z "${train_set}" ] && { log "Error: --train_set is required"; exit 2; }
+[ -z "${valid_set}" ] && { log "Error: --valid_set is required"; exit 2; }
+[ -z "${asr_config}" ] && { log "Error: --asr_config is required"; exit 2; }
+[ -f "${asr_config}" ] || { log "Error: --asr_config ${asr_config}: file not found"; exit 2; }
+if [ -n "${inference_config}" ] && [ ! -f "${inference_config}" ]; then
+    log "Error: --inference_config ${inference_config}: file not found"; exit 2
+fi
+
+token_dir=data/token_list/${token_type}_${bpemode}${nbpe}
+[ "${token_type}" = char ] && token_dir=data/token_list/char
+token_list=${token_dir}/tokens.txt
+bpemodel=${token_dir}/bpe.model
+[ "${token_type}" = char ] && bpemodel=none
+[ -z "${asr_tag}" ] && asr_tag=$(basename "${asr_config}" .yaml)
+[ -z "${asr_stats_dir}" ] && asr_stats_dir=${expdir}/asr_stats_${token_type}${nbpe}
+[ "${token_type}" = char ] && [ "${asr_stats_dir}" = "${expdir}/asr_stats_${token_type}${nbpe}" ] && asr_stats_dir=${expdir}/asr_stats_char
+asr_exp=${expdir}/asr_${asr_tag}
+if [ -z "${inference_tag}" ]; then
+    if [ -n "${inference_config}" ]; then inference_tag=$(basename "${inference_config}" .yaml)
+    else inference_tag=default; fi
+    inference_tag+="_$(basename "${inference_asr_model}" .pth)"
+fi
+data_feats=${dumpdir}/raw
+bin="${python} -m espnet_llm_plugin.bin"
+token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
+            --non_linguistic_symbols none --cleaner none --g2p none)
+
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+
+
+if run_stage 1; then
+    if [ -f data/.data_prep.done ]; then
+        log "Stage 1: data preparation: data/.data_prep.done exists, skipping (delete it to redo)"
+    else
+        log "Stage 1: data preparation: local/data.sh ${local_data_opts}"
+        # shellcheck disable=SC2086
+        local/data.sh ${local_data_opts}
+        for dset in ${train_set} ${valid_set} ${test_sets}; do
+            ${bin}.validate_data "data/${dset}" --check_audio false
+        done
+        touch data/.data_prep.done
+    fi
+fi
+
+
+if run_stage 2; then
+    log "Stage 2: audio formatting -> ${data_feats}/<set> at ${fs} Hz"
+    for dset in ${train_set} ${valid_set} ${test_sets}; do
+        if [ -f "${data_feats}/${dset}/wav.scp" ]; then
+            log "  ${data_feats}/${dset} is complete, skipping"; continue
+        fi
+        _min=0.0; [ "${dset}" = "${train_set}" ] && _min=${min_duration}
+        ${train_cmd} "${data_feats}/logs/format_${dset}.log" \
+            ${bin}.format_audio "data/${dset}" "${data_feats}/${dset}" --fs "${fs}" --min_duration "${_min}"
+    done
+fi
+
+
+if run_stage 3; then
+    if [ -f "${token_list}" ]; then
+        log "Stage 3: token list: ${token_list} exists, skipping"
+    else
+        log "Stage 3: token list (${token_type}) -> ${token_dir}"
+        ${train_cmd} "${token_dir}.log" ${bin}.make_token_list --text "${data_feats}/${train_set}/text" \
+            --out_dir "${token_dir}" --token_type "${token_type}" --vocab_size "${nbpe}" \
+            --model_type "${bpemode}"
+    fi
+fi
+
+
+if run_stage 7; then
+    if [ -f "${asr_stats_dir}/train/feats_stats.npz" ]; then
+        log "Stage 7: ASR statistics: ${asr_stats_dir} is complete, skipping"
+    else
+        log "Stage 7: ASR statistics -> ${asr_stats_dir}"
+        _logdir=${asr_stats_dir}.work/logs
+        mkdir -p "${_logdir}"
+        _nj=$(min "${nj}" "$(wc -l < "${data_feats}/${train_set}/wav.scp")" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
+        ${bin}.split_scp "${data_feats}/${train_set}/wav.scp" "${asr_stats_dir}.work/train" --nj "${_nj}" > /dev/null
+        ${bin}.split_scp "${data_feats}/${valid_set}/wav.scp" "${asr_stats_dir}.work/valid" --nj "${_nj}" > /dev/null
+        # shellcheck disable=SC2086
+        ${train_cmd} JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
+            ${bin}.asr_train --collect_stats true --use_preprocessor true "${token_opts[@]}" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
+                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
+                --train_shape_file "${asr_stats_dir}.work/train/keys.JOB.scp" \
+                --valid_shape_file "${asr_stats_dir}.work/valid/keys.JOB.scp" \
+                --output_dir "${asr_stats_dir}.work/stats.JOB" \
+                --config "${asr_config}" --frontend_conf fs="${fs}" --seed "${seed}" ${asr_args}
+        _inputs=(); for j in $(seq "${_nj}"); do _inputs+=(--input_dir "${asr_stats_dir}.work/stats.${j}"); done
+        ${bin}.aggregate_stats "${_inputs[@]}" --output_dir "${asr_stats_dir}" \
+            --token_list "${token_list}" --token_type "${token_type}"
+        rm -rf "${asr_stats_dir}.work"
+    fi
+fi
+
+
+if run_stage 8; then
+    if [ -f "${asr_exp}/${inference_asr_model}" ]; then
+        log "Stage 8: ASR training: ${asr_exp}/${inference_asr_model} exists, skipping"
+    else
+        log "Stage 8: ASR training -> ${asr_exp} (resumes from ${asr_exp}/checkpoint.pth if present)"
+        mkdir -p "${asr_exp}/logs"
+        _norm=()
+        grep -q "^normalize: *global_mvn" "${asr_config}" && _norm=(--normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz")
+        _dist=(); [ "${ngpu}" -gt 1 ] && _dist=(--multiprocessing_distributed true)
+        # shellcheck disable=SC2086
+        ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/logs/train.log" \
+            ${bin}.asr_train --use_preprocessor true "${token_opts[@]}" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
+                --train_shape_file "${asr_stats_dir}/train/speech_shape" \
+                --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
+                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
+                --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
+                --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
+                --resume true --fold_length 80000 --fold_length 150 \
+                --output_dir "${asr_exp}" --config "${asr_config}" --frontend_conf fs="${fs}" \
+                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" ${asr_args}
+        log "  training log: ${asr_exp}/logs/train.log"
+    fi
+fi
+
+
+if run_stage 10; then
+    log "Stage 10: decoding (${inference_tag}, ${nbest}-best)"
+    _ngpu=0; ${gpu_inference} && _ngpu=1
+    _cfg=(); [ -n "${inference_config}" ] && _cfg=(--config "${inference_config}")
+    for dset in ${test_sets}; do
+        _dir=${asr_exp}/decode_${inference_tag}/${dset}
+        if [ -f "${_dir}/text" ]; then log "  ${_dir} is complete, skipping"; continue; fi
+        _work=${_dir}.work; rm -rf "${_work}"; mkdir -p "${_work}/logs"
+        _nj=$(${bin}.split_scp "${data_feats}/${dset}/wav.scp" "${_work}" --nj "${inference_nj}")
+        # shellcheck disable=SC2086
+        ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${_work}/logs/decode.JOB.log" \
+            ${bin}.asr_inference --ngpu "${_ngpu}" --nbest "${nbest}" "${_cfg[@]}" \
+                --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
+                --key_file "${_work}/keys.JOB.scp" \
+                --asr_train_config "${asr_exp}/config.yaml" \
+                --asr_model_file "${asr_exp}/${inference_asr_model}" \
+                --output_dir "${_work}/output.JOB" ${inference_args}
+        ${bin}.merge_decode_dirs --nj "${_nj}" "${_work}" "${_dir}"
+        rm -rf "${_work}"
+    done
+fi
+
+
+if run_stage 12; then
+    log "Stage 12: scoring -> ${expdir}/RESULTS.md"
+    for dset in ${test_sets}; do
+        _dir=${asr_exp}/decode_${inference_tag}/${dset}
+        [ -f "${_dir}/text" ] || { log "Error: ${_dir}/text not found: run stage 10 first"; exit 1; }
+        ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_dir}/text" \
+            --timing "${_dir}/timing.json" --out_dir "${_dir}/score" --name "${dset}" > /dev/null
+    done
+    ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
+fi
+
+log "Finished in ${SECONDS}s"

@@ -1,0 +1,2 @@
+# Where corpora live. The synthetic corpus is generated, so this is where its audio goes.
+SYNTHETIC=${SYNTHETIC:-downloads/synthetic}

@@ -1,0 +1,1 @@
+"""LLM-based ASR components (adapter, LLM decoder, matching loss)."""

@@ -1,0 +1,94 @@
+"""Conv1d + MLP adapter between a speech encoder and a decoder-only LLM (arXiv 2406.17272)."""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from espnet2.asr.postencoder.abs_postencoder import AbsPostEncoder
+
+
+class Conv1dMlpAdapter(AbsPostEncoder):
+    """Downsample encoder frames with strided Conv1d layers, then project with an MLP.
+
+    Registered as the ESPnet postencoder ``conv1d_mlp_adapter``, so it sits between any
+    ESPnet encoder and decoder.
+
+    Args:
+        input_size: encoder output width ``D_enc`` (ESPnet passes it as ``input_size``).
+        output_size: LLM hidden size ``D_llm``.
+        conv_channels: channels of the conv layers (defaults to ``input_size``).
+        kernel_size: conv kernel size.
+        stride: stride of each conv layer; total downsampling is ``stride ** num_conv_layers``.
+        num_conv_layers: number of conv layers (0 keeps the frame rate).
+        mlp_hidden_size: hidden width of the 2-layer MLP (defaults to ``output_size``).
+        dropout: dropout after the conv stack.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        conv_channels: int | None = None,
+        kernel_size: int = 3,
+        stride: int = 2,
+        num_conv_layers: int = 1,
+        mlp_hidden_size: int | None = None,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if input_size <= 0 or output_size <= 0:
+            raise ValueError(
+                f"Conv1dMlpAdapter: input_size and output_size must be positive, "
+                f"got input_size={input_size}, output_size={output_size}"
+            )
+        if kernel_size < 1 or stride < 1 or num_conv_layers < 0:
+            raise ValueError(
+                f"Conv1dMlpAdapter: need kernel_size>=1, stride>=1, num_conv_layers>=0; got "
+                f"kernel_size={kernel_size}, stride={stride}, num_conv_layers={num_conv_layers}"
+            )
+        channels = conv_channels or input_size
+        self.kernel_size, self.stride, self.num_conv_layers = kernel_size, stride, num_conv_layers
+        layers = []
+        width = input_size
+        for _ in range(num_conv_layers):
+            layers += [torch.nn.Conv1d(width, channels, kernel_size, stride), torch.nn.GELU()]
+            width = channels
+        self.conv = torch.nn.Sequential(*layers)
+        self.dropout = torch.nn.Dropout(dropout)
+        hidden = mlp_hidden_size or output_size
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, output_size)
+        )
+        self._output_size = output_size
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frame counts after the conv stack (no padding: ``floor((T - k) / s) + 1``)."""
+        for _ in range(self.num_conv_layers):
+            lengths = torch.div(lengths - self.kernel_size, self.stride, rounding_mode="floor") + 1
+        return lengths.clamp(min=0)
+
+    def forward(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Adapt encoder output.
+
+        Args:
+            input: ``(B, T, D_enc)`` encoder frames.
+            input_lengths: ``(B,)`` valid frames per utterance.
+
+        Returns:
+            ``(B, T', D_llm)`` adapted frames and ``(B,)`` their lengths.
+        """
+        min_frames = self.kernel_size + 0 if self.num_conv_layers else 1
+        if input.size(1) < min_frames:
+            raise ValueError(
+                f"Conv1dMlpAdapter: input has {input.size(1)} frames, fewer than one conv "
+                f"window ({self.kernel_size}); the utterance is too short for this adapter"
+            )
+        x = self.conv(input.transpose(1, 2)).transpose(1, 2)  # (B, T', C)
+        x = self.mlp(self.dropout(x))
+        return x, self.output_lengths(input_lengths).clamp(max=x.size(1))

@@ -1,0 +1,82 @@
+"""Decode with an ESPnet ASR model (ours or ESPnet's) with our components registered.
+
+Registers espnet-llm-plugin components, then runs ESPnet's own
+``espnet2.bin.asr_inference``: models whose config.yaml names our components load back,
+and the output layout (``1best_recog/text``, ``{n}best_recog/...``) is ESPnet's.
+Also writes ``OUTPUT_DIR/timing.json`` (wall time and, when the data directory has
+``utt2dur``, the audio duration) from which the recipe reports the real-time factor.
+
+Example::
+
+    python -m espnet_llm_plugin.bin.asr_inference --asr_train_config exp/asr/config.yaml \\
+        --asr_model_file exp/asr/valid.acc.ave.pth --nbest 10 \\
+        --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound --output_dir out
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_llm_plugin.bin import espnet_entry
+
+
+def _option(cmd: List[str], name: str) -> List[str]:
+    """All values of ``--name X`` / ``--name=X`` in ``cmd``."""
+    values = []
+    for i, a in enumerate(cmd):
+        if a == name and i + 1 < len(cmd):
+            values.append(cmd[i + 1])
+        elif a.startswith(name + "="):
+            values.append(a.split("=", 1)[1])
+    return values
+
+
+def audio_seconds(cmd: List[str]) -> Optional[float]:
+    """Duration of the decoded utterances from ``utt2dur`` beside the speech scp."""
+    for spec in _option(cmd, "--data_path_and_name_and_type"):
+        path, name, _ = (spec.split(",") + ["", ""])[:3]
+        if name != "speech":
+            continue
+        utt2dur = Path(path).parent / "utt2dur"
+        if not utt2dur.is_file():
+            return None
+        durs = dict(line.split() for line in utt2dur.read_text().splitlines() if line.strip())
+        keys = _option(cmd, "--key_file")
+        if keys:
+            wanted = [l.split(maxsplit=1)[0] for l in Path(keys[0]).read_text().splitlines() if l.strip()]
+            return sum(float(durs[k]) for k in wanted if k in durs)
+        return sum(float(v) for v in durs.values())
+    return None
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    cmd = espnet_entry.argv(cmd)
+    if espnet_entry.wants_help(cmd):
+        espnet_entry.print_help(
+            __spec__.name if __spec__ else __name__, __doc__, "espnet2.bin.asr_inference"
+        )
+        return
+    cmd, _ = espnet_entry.split_espnet_help(cmd)
+
+    import espnet_llm_plugin.tasks.llm_asr  # noqa: F401  (registers our components)
+    from espnet_llm_plugin.fileio.atomic import atomic_write_text
+    from espnet_llm_plugin.quiet import quiet_espnet_import
+
+    with quiet_espnet_import():
+        from espnet2.bin import asr_inference
+
+    start = time.perf_counter()
+    asr_inference.main(cmd)
+    elapsed = time.perf_counter() - start
+    out_dirs = _option(cmd, "--output_dir")
+    if out_dirs:
+        seconds = audio_seconds(cmd)
+        timing = {"elapsed_s": elapsed, "audio_s": seconds}
+        atomic_write_text(Path(out_dirs[0]) / "timing.json", json.dumps(timing) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Collect every scored decoding under an experiment directory into ``RESULTS.md``.
+
+Reads every ``EXP_DIR/<model>/<decode>/<test_set>/score/result.json`` written by
+``score_wer`` and writes one markdown table: WER and CER with substitutions, deletions,
+insertions, and the real-time factor when it was measured. Prints the table too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_llm_plugin import __version__
+from espnet_llm_plugin.fileio.atomic import atomic_write_text
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.collect_results", description=__doc__)
+    p.add_argument("exp_dir", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="default: EXP_DIR/RESULTS.md")
+    p.add_argument("--title", default="Results")
+    return p
+
+
+def _fmt_rate(r: dict) -> str:
+    return "inf" if r["error_rate"] == float("inf") else f"{r['error_rate']:.1f}"
+
+
+def results_table(exp_dir: Path) -> str:
+    rows = []
+    for path in sorted(exp_dir.glob("**/score/result.json")):
+        res = json.loads(path.read_text())
+        parts = path.relative_to(exp_dir).parts[:-2]  # (model, decode, test set) or fewer
+        test_set = parts[-1] if parts else "-"
+        decode = parts[-2] if len(parts) > 1 else "-"
+        model = "/".join(parts[:-2]) or "-"
+        w, c = res["wer"], res["cer"]
+        rtf = f"{res['rtf']:.3f}" if res.get("rtf") is not None else "-"
+        rows.append(
+            f"| {model} | {decode} | {test_set} | {w['utterances']} | {w['ref_tokens']} | "
+            f"{_fmt_rate(w)} | {w['substitutions']} | {w['deletions']} | {w['insertions']} | "
+            f"{_fmt_rate(c)} | {rtf} |"
+        )
+    if not rows:
+        return ""
+    header = (
+        "| model | decoding | test set | utts | words | WER % | sub | del | ins | CER % | RTF |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    return header + "\n".join(rows) + "\n"
+
+
+def environment_lines() -> str:
+    versions = {"espnet-llm-plugin": __version__, "python": platform.python_version()}
+    for mod in ("espnet", "torch"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # report what is importable
+            pass
+    return (
+        f"- date: {datetime.date.today().isoformat()}\n"
+        + "".join(f"- {k}: {v}\n" for k, v in versions.items())
+        + f"- machine: {platform.machine()}, {platform.processor() or 'cpu'}\n"
+    )
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    table = results_table(args.exp_dir)
+    if not table:
+        sys.exit(f"collect_results: error: no **/score/result.json under {args.exp_dir}")
+    notes = (
+        "WER/CER in percent; sub/del/ins are word counts. Empty-reference sets (noise-only "
+        "segments) have no words: read their insertions column. RTF = decoding time / audio "
+        "duration, model loading included.\n"
+    )
+    text = f"# {args.title}\n\n## Environment\n{environment_lines()}\n## Error rates\n{notes}\n{table}"
+    out = args.out or args.exp_dir / "RESULTS.md"
+    atomic_write_text(out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

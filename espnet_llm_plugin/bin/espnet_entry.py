@@ -1,0 +1,45 @@
+"""Shared start-up of the CLIs that hand over to ESPnet's own task or inference code.
+
+``--help`` is answered here without importing espnet (which takes ~14 s cold); every other
+argument goes to ESPnet unchanged, so all of ESPnet's options keep working.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+
+def wants_help(cmd: List[str]) -> bool:
+    return any(a in ("-h", "--help") for a in cmd)
+
+
+def print_help(prog: str, description: str, espnet_module: str) -> None:
+    print(f"usage: python -m {prog} [ESPnet options ...]\n")
+    print(description.strip() + "\n")
+    print(
+        "All options of ESPnet's own tool are accepted and passed through unchanged.\n"
+        f"List them with:  python -m {prog} --espnet_help\n"
+        f"(that imports ESPnet, {espnet_module}, and takes a few seconds)."
+    )
+
+
+def split_espnet_help(cmd: List[str]) -> tuple[List[str], bool]:
+    """Turn our ``--espnet_help`` into ESPnet's ``--help``."""
+    if "--espnet_help" in cmd:
+        return [a if a != "--espnet_help" else "--help" for a in cmd], True
+    return cmd, False
+
+
+def argv(cmd: Optional[List[str]]) -> List[str]:
+    return list(sys.argv[1:] if cmd is None else cmd)
+
+
+def config_path(cmd: List[str]) -> Optional[str]:
+    """The value of ``--config`` in an argument list (``--config X`` or ``--config=X``)."""
+    for i, a in enumerate(cmd):
+        if a == "--config" and i + 1 < len(cmd):
+            return cmd[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None

@@ -1,0 +1,104 @@
+"""Format a Kaldi data directory into a dump directory: 16-bit WAV files at one sample
+rate, one per utterance (segments cut out), plus ``wav.scp``, ``text``, ``utt2spk``,
+``utt2num_samples``, ``utt2dur``.
+
+Reads any libsndfile format (WAV/FLAC/MP3/OGG) and Kaldi pipe commands. Resamples to
+``--fs`` unless ``--resample false``, in which case another rate is an error naming the
+utterance. The output directory appears only when complete (atomic rename), so the
+stage can be re-run after any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import soundfile
+from tqdm import tqdm
+
+from espnet_llm_plugin.fileio.atomic import atomic_dir
+from espnet_llm_plugin.fileio.audio import AudioError, check_sample_rate, read_audio, resample
+from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir, write_scp
+from espnet_llm_plugin.cli_args import str2bool
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_llm_plugin.bin.format_audio",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("data_dir", type=Path, help="Kaldi data dir (wav.scp, text, utt2spk)")
+    p.add_argument("out_dir", type=Path, help="dump dir to create")
+    p.add_argument("--fs", type=int, default=16000, help="output sample rate (Hz)")
+    p.add_argument("--resample", type=str2bool, default=True, help="resample other rates")
+    p.add_argument("--require_text", type=str2bool, default=True)
+    p.add_argument("--min_duration", type=float, default=0.0, help="drop shorter utterances (s)")
+    return p
+
+
+def format_data_dir(
+    data_dir: Path,
+    out_dir: Path,
+    fs: int = 16000,
+    allow_resample: bool = True,
+    require_text: bool = True,
+    min_duration: float = 0.0,
+) -> int:
+    """Write the formatted copy of ``data_dir`` to ``out_dir``; returns utterances written."""
+    data = load_data_dir(data_dir, require_text=require_text)
+    out_dir = Path(out_dir).resolve()
+    with atomic_dir(out_dir) as tmp:
+        wav_dir = tmp / "data"
+        wav_dir.mkdir()
+        wav_scp, num_samples, durations, kept = [], [], [], []
+        for utt in tqdm(data.utt_ids, desc=f"format {data_dir}", disable=None, mininterval=5):
+            if data.segments is not None:
+                reco, begin, end = data.segments[utt]
+                spec = data.wav_scp[reco]
+            else:
+                spec, begin, end = data.wav_scp[utt], 0.0, -1.0
+            wav, sr = read_audio(spec, utt, begin, end)
+            if not allow_resample:
+                check_sample_rate(sr, fs, f"utterance '{utt}' ({spec})")
+            wav = resample(wav, sr, fs)
+            if len(wav) < min_duration * fs:
+                logging.info("dropping %s: %.2fs < --min_duration", utt, len(wav) / fs)
+                continue
+            soundfile.write(wav_dir / f"{utt}.wav", wav, fs, subtype="PCM_16")
+            # paths inside the final dir, not the temp one
+            wav_scp.append((utt, str(out_dir / "data" / f"{utt}.wav")))
+            num_samples.append((utt, str(len(wav))))
+            durations.append((utt, f"{len(wav) / fs:.3f}"))
+            kept.append(utt)
+        if not kept:
+            raise DataDirError(f"{data_dir}: no utterance left after formatting")
+        write_scp(tmp / "wav.scp", wav_scp)
+        write_scp(tmp / "utt2num_samples", num_samples)
+        write_scp(tmp / "utt2dur", durations)
+        keep = set(kept)
+        if data.text is not None:
+            write_scp(tmp / "text", ((u, t) for u, t in data.text.items() if u in keep))
+        utt2spk = data.utt2spk or {u: u for u in data.utt_ids}
+        write_scp(tmp / "utt2spk", ((u, s) for u, s in utt2spk.items() if u in keep))
+    return len(kept)
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        n = format_data_dir(
+            args.data_dir, args.out_dir, args.fs, args.resample, args.require_text,
+            args.min_duration,
+        )
+    except (AudioError, DataDirError) as e:
+        sys.exit(f"format_audio: error: {e}")
+    logging.info("wrote %d utterances to %s", n, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()

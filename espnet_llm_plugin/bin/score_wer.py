@@ -1,0 +1,85 @@
+"""Score a decoding: WER and CER with substitution/deletion/insertion counts.
+
+Reads the reference ``text`` and the hypothesis ``text`` (Kaldi format, empty transcripts
+allowed), writes ``OUT_DIR/result.json`` and a readable ``OUT_DIR/result.txt``.
+Hypotheses missing for a reference utterance count as deletions and are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_llm_plugin.fileio.atomic import atomic_write_text
+from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp
+from espnet_llm_plugin.scoring.error_rate import score_corpus
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.score_wer", description=__doc__)
+    p.add_argument("--ref", type=Path, required=True, help="reference Kaldi text file")
+    p.add_argument("--hyp", type=Path, required=True, help="hypothesis Kaldi text file")
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--name", default="", help="label stored in result.json (e.g. test set)")
+    p.add_argument("--timing", type=Path, default=None,
+                   help="timing.json of the decoding (elapsed_s, audio_s) for the real-time factor")
+    return p
+
+
+def score_files(ref: Path, hyp: Path) -> dict:
+    refs = read_scp(ref, allow_empty_value=True)
+    hyps = read_scp(hyp, allow_empty_value=True)
+    extra = sorted(set(hyps) - set(refs))
+    if extra:
+        raise DataDirError(
+            f"{hyp}: {len(extra)} hypothesis ids not in {ref} (e.g. '{extra[0]}')"
+        )
+    missing = sorted(set(refs) - set(hyps))
+    result = {
+        "ref": str(ref),
+        "hyp": str(hyp),
+        "missing_hypotheses": len(missing),
+        "wer": score_corpus(refs, hyps, "word").as_dict(),
+        "cer": score_corpus(refs, hyps, "char").as_dict(),
+    }
+    return result
+
+
+def format_result(result: dict) -> str:
+    lines = []
+    for unit in ("wer", "cer"):
+        r = result[unit]
+        lines.append(
+            f"{unit.upper()} {r['error_rate']:.2f}% [ {r['errors']} / {r['ref_tokens']}, "
+            f"{r['insertions']} ins, {r['deletions']} del, {r['substitutions']} sub ] "
+            f"({r['utterances']} utts, {r['utterances_with_error']} with errors)"
+        )
+    if result["missing_hypotheses"]:
+        lines.append(f"WARNING: {result['missing_hypotheses']} utterances had no hypothesis")
+    return "\n".join(lines) + "\n"
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        result = score_files(args.ref, args.hyp)
+    except DataDirError as e:
+        sys.exit(f"score_wer: error: {e}")
+    result["name"] = args.name
+    if args.timing is not None and args.timing.is_file():
+        timing = json.loads(args.timing.read_text())
+        if timing.get("audio_s"):
+            result["rtf"] = timing["elapsed_s"] / timing["audio_s"]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out_dir / "result.txt", format_result(result))
+    sys.stdout.write(format_result(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Corpus preparation: real corpora (AN4, ...) and the embedded synthetic demo corpus."""

@@ -1,0 +1,1 @@
+"""Reading and writing the files a recipe passes between stages."""

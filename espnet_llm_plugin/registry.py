@@ -1,0 +1,130 @@
+"""The one table of our ESPnet components, and ``register()`` that adds them to ESPnet.
+
+ESPnet2 tasks choose components by name through module-level ``ClassChoices`` objects
+(``espnet2.tasks.asr.decoder_choices`` ...). Their ``.classes`` is a plain dict, and
+``build_model`` reads those module-level objects, so adding our classes there makes them
+selectable from any ESPnet YAML config (``decoder: llm``).
+
+Timing matters: register before an ESPnet task parser is built (argparse freezes
+``choices`` then) and in every process that builds a model. Our CLIs and
+:mod:`espnet_llm_plugin.tasks.llm_asr` (imported by spawned DDP workers) do it for you.
+
+The table holds import paths, not classes, so listing it imports neither torch nor espnet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component.
+
+    Attributes:
+        choice: ESPnet ``ClassChoices`` name in the task module, e.g. ``"postencoder"``
+            (the object is ``espnet2.tasks.asr.postencoder_choices``).
+        name: the key users write in YAML (lower case), e.g. ``conv1d_mlp_adapter``.
+        target: ``"module.path:ClassName"`` of our implementation.
+        summary: one line for ``list_components``.
+    """
+
+    choice: str
+    name: str
+    target: str
+    summary: str
+
+    def load(self) -> type:
+        module_name, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+# ESPnet task module -> our components for it. Later capabilities add rows here.
+COMPONENTS: Dict[str, Tuple[Component, ...]] = {
+    "espnet2.tasks.asr": (
+        Component(
+            choice="postencoder",
+            name="conv1d_mlp_adapter",
+            target="espnet_llm_plugin.asr.adapter:Conv1dMlpAdapter",
+            summary="Conv1d downsampling + MLP projecting encoder frames to an LLM's width",
+        ),
+    ),
+}
+
+
+class RegistryClashError(RuntimeError):
+    """Raised when one of our names is already taken by a different ESPnet class."""
+
+
+def components(task_module: Optional[str] = None) -> List[Tuple[str, Component]]:
+    """All ``(task_module, component)`` rows, optionally for one task module."""
+    return [
+        (module, comp)
+        for module, comps in COMPONENTS.items()
+        if task_module is None or module == task_module
+        for comp in comps
+    ]
+
+
+def _choices_object(task: object, comp: Component, task_module: str):
+    attr = f"{comp.choice}_choices"
+    choices = getattr(task, attr, None)
+    if choices is None or not hasattr(choices, "classes"):
+        raise RegistryClashError(
+            f"{task_module} has no ClassChoices '{attr}' for component '{comp.name}' "
+            f"({comp.target}); is the installed espnet the tested release?"
+        )
+    return choices
+
+
+def register_components(
+    task_module: str, comps: Iterable[Component]
+) -> List[Tuple[str, str]]:
+    """Add ``comps`` to the ``ClassChoices`` of ``task_module``.
+
+    Idempotent: a name already bound to the same class is left alone. A name bound to a
+    different class (ESPnet's own or another plugin's) raises :class:`RegistryClashError`
+    and nothing of this call is added, so a clash never leaves ESPnet half-patched.
+
+    Returns:
+        ``[(choice, name)]`` newly added by this call.
+    """
+    from espnet_llm_plugin.quiet import quiet_espnet_import
+
+    with quiet_espnet_import():
+        task = importlib.import_module(task_module)
+    plan = []
+    for comp in comps:
+        if comp.name != comp.name.lower() or comp.name in ("none", "nil", "null"):
+            raise ValueError(f"component name must be lower case and not reserved: {comp.name!r}")
+        choices = _choices_object(task, comp, task_module)
+        cls = comp.load()
+        existing = choices.classes.get(comp.name)
+        if existing is cls:
+            continue
+        if existing is not None:
+            raise RegistryClashError(
+                f"'{comp.name}' is already a {comp.choice} choice in {task_module} "
+                f"({existing.__module__}.{existing.__qualname__}); refusing to replace it "
+                f"with {comp.target}"
+            )
+        if choices.base_type is not None and not issubclass(cls, choices.base_type):
+            raise TypeError(
+                f"{comp.target} must subclass {choices.base_type.__name__} "
+                f"to be an ESPnet {comp.choice}"
+            )
+        plan.append((choices, comp, cls))
+    # second pass: all checks passed, now mutate
+    for choices, comp, cls in plan:
+        choices.classes[comp.name] = cls
+    return [(comp.choice, comp.name) for _, comp, _ in plan]
+
+
+def register() -> List[Tuple[str, str]]:
+    """Register every component of :data:`COMPONENTS` (idempotent)."""
+    added = []
+    for task_module, comps in COMPONENTS.items():
+        added += register_components(task_module, comps)
+    return added

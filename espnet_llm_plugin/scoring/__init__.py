@@ -1,0 +1,1 @@
+"""Scoring: word/character error rates with substitution, deletion and insertion counts."""

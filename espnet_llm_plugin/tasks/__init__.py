@@ -1,0 +1,1 @@
+"""ESPnet task subclasses. Importing one registers our components (see registry.py)."""

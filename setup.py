@@ -1,0 +1,55 @@
+"""espnet-llm-plugin: large-language-model components for ESPnet."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = re.search(
+    r'^__version__ = "([^"]+)"',
+    (here / "espnet_llm_plugin" / "__init__.py").read_text(),
+    re.M,
+).group(1)
+
+# espnet 202511 is the tested release; it needs torch/torchaudio 2.11 (torch 2.13+
+# conflicts with espnet's setuptools pin and has no torchaudio build).
+install_requires = [
+    "espnet==202511",
+    "torch==2.11.0",
+    "torchaudio==2.11.0",
+    "transformers>=5.0",
+    "peft>=0.21",
+    "faiss-cpu>=1.15",
+    "sentencepiece==0.2.0",
+    "kaldiio>=2.18",
+    "soundfile>=0.12",
+    "numpy",
+    "PyYAML",
+    "tqdm",
+]
+
+setup(
+    name="espnet-llm-plugin",
+    version=version,
+    description="LLM-based ASR, retrieval and rescoring components for ESPnet",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["espnet_llm_plugin", "espnet_llm_plugin.*"]),
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require={
+        # faiss GPU build (abi3 wheel, CUDA 12 runtime); exact torch search needs none.
+        "gpu": ["faiss-gpu>=1.15"],
+        "dev": ["pytest>=8", "pytest-timeout"],
+    },
+    entry_points={
+        "console_scripts": [
+            "espnet-llm-list-components=espnet_llm_plugin.bin.list_components:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,48 @@
+"""Conv1dMlpAdapter: shapes, lengths, bad sizes."""
+
+import pytest
+import torch
+
+from espnet_llm_plugin.asr.adapter import Conv1dMlpAdapter
+
+
+@pytest.mark.parametrize("layers,stride,kernel", [(0, 2, 3), (1, 2, 3), (2, 2, 3), (2, 3, 5)])
+def test_output_shape_and_lengths_match_conv_arithmetic(layers, stride, kernel):
+    torch.manual_seed(0)
+    ad = Conv1dMlpAdapter(input_size=16, output_size=24, num_conv_layers=layers, stride=stride, kernel_size=kernel)
+    x = torch.randn(3, 50, 16)
+    lens = torch.tensor([50, 37, 20])
+    y, ylens = ad(x, lens)
+    assert y.shape[0] == 3 and y.shape[2] == 24 and ad.output_size() == 24
+    t = 50
+    for _ in range(layers):
+        t = (t - kernel) // stride + 1
+    assert y.shape[1] == t and int(ylens[0]) == t
+    assert (ylens[1:] < ylens[0]).all()
+
+
+def test_padding_frames_do_not_change_valid_outputs():
+    torch.manual_seed(0)
+    ad = Conv1dMlpAdapter(input_size=8, output_size=8, num_conv_layers=2).eval()
+    x = torch.randn(1, 30, 8)
+    y_short, n = ad(x, torch.tensor([30]))
+    padded = torch.cat([x, torch.randn(1, 10, 8)], dim=1)
+    y_long, _ = ad(padded, torch.tensor([30]))
+    assert torch.allclose(y_short[0, : int(n)], y_long[0, : int(n)], atol=1e-6)
+
+
+def test_gradients_reach_all_parameters():
+    ad = Conv1dMlpAdapter(input_size=8, output_size=4, num_conv_layers=1)
+    y, _ = ad(torch.randn(2, 12, 8), torch.tensor([12, 9]))
+    y.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ad.parameters())
+
+
+def test_bad_arguments_and_too_short_input():
+    with pytest.raises(ValueError, match="output_size"):
+        Conv1dMlpAdapter(input_size=8, output_size=0)
+    with pytest.raises(ValueError, match="stride"):
+        Conv1dMlpAdapter(input_size=8, stride=0)
+    ad = Conv1dMlpAdapter(input_size=8, kernel_size=5)
+    with pytest.raises(ValueError, match="too short"):
+        ad(torch.randn(1, 3, 8), torch.tensor([3]))
