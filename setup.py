@@ -26,6 +26,8 @@ install_requires = [
     "numpy",
     "PyYAML",
     "tqdm",
+    "tensorboard",  # ESPnet's trainer writes tensorboard logs
+    "matplotlib",  # ... and attention plots
 ]
 
 setup(

@@ -72,6 +72,8 @@ def build_token_list(
                 character_coverage=character_coverage,
                 input_sentence_size=100_000_000,
                 num_threads=1,  # deterministic
+                # a soft limit: small corpora get fewer pieces instead of an error
+                hard_vocab_limit=model_type != "unigram",
                 minloglevel=2,
             )
             Path(corpus).unlink()

@@ -164,17 +164,24 @@ if run_stage 7; then
         _nj=$(min "${nj}" "$(wc -l < "${data_feats}/${train_set}/wav.scp")" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
         ${bin}.split_scp "${data_feats}/${train_set}/wav.scp" "${asr_stats_dir}.work/train" --nj "${_nj}" > /dev/null
         ${bin}.split_scp "${data_feats}/${valid_set}/wav.scp" "${asr_stats_dir}.work/valid" --nj "${_nj}" > /dev/null
+        # ESPnet's streaming reader used for statistics rejects empty transcripts (non-speech
+        # segments); they only need a length here, so give them a one-word placeholder.
+        for _s in train valid; do
+            _set=${train_set}; [ "${_s}" = valid ] && _set=${valid_set}
+            awk 'NF == 1 { print $1 " <empty>"; next } { print }' "${data_feats}/${_set}/text" > "${asr_stats_dir}.work/${_s}_text"
+        done
         # shellcheck disable=SC2086
         ${train_cmd} JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
             ${bin}.asr_train --collect_stats true --use_preprocessor true "${token_opts[@]}" \
                 --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
+                --train_data_path_and_name_and_type "${asr_stats_dir}.work/train_text,text,text" \
                 --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
-                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
+                --valid_data_path_and_name_and_type "${asr_stats_dir}.work/valid_text,text,text" \
                 --train_shape_file "${asr_stats_dir}.work/train/keys.JOB.scp" \
                 --valid_shape_file "${asr_stats_dir}.work/valid/keys.JOB.scp" \
                 --output_dir "${asr_stats_dir}.work/stats.JOB" \
-                --config "${asr_config}" --frontend_conf fs="${fs}" --seed "${seed}" ${asr_args}
+                --config "${asr_config}" --frontend_conf fs="${fs}" --seed "${seed}" ${asr_args} \
+                --normalize none  # statistics are what global_mvn is computed from
         _inputs=(); for j in $(seq "${_nj}"); do _inputs+=(--input_dir "${asr_stats_dir}.work/stats.${j}"); done
         ${bin}.aggregate_stats "${_inputs[@]}" --output_dir "${asr_stats_dir}" \
             --token_list "${token_list}" --token_type "${token_type}"
