@@ -31,3 +31,17 @@ def test_atomic_dir_swaps_in_complete_dir_and_cleans_up_on_failure(tmp_path):
         (tmp / "c").write_text("3")
     assert sorted(x.name for x in d.iterdir()) == ["c"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["dump"]
+
+
+def test_outputs_get_umask_modes_not_owner_only(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
