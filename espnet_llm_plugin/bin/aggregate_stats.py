@@ -8,11 +8,13 @@ samplers expect). The output directory appears only when complete.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.fileio.atomic import atomic_dir
+from espnet_llm_plugin.stats_frontend import FRONTEND_FILE, frontend_of_config
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -37,6 +39,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     vocab = sum(1 for line in args.token_list.read_text().splitlines() if line.strip())
     with atomic_dir(args.output_dir) as tmp:
         aggregate_stats_dirs(args.input_dir, tmp, "INFO", skip_sum_stats=False)
+        job_config = args.input_dir[0] / "config.yaml"  # written by ESPnet's collect_stats
+        if job_config.is_file():
+            (tmp / FRONTEND_FILE).write_text(json.dumps(frontend_of_config(job_config)) + "\n")
         for mode in ("train", "valid"):
             shape = tmp / mode / "text_shape"
             if shape.is_file():

@@ -23,15 +23,7 @@ from typing import List, Optional
 from espnet_llm_plugin.bin import espnet_entry
 
 
-def _option(cmd: List[str], name: str) -> List[str]:
-    """All values of ``--name X`` / ``--name=X`` in ``cmd``."""
-    values = []
-    for i, a in enumerate(cmd):
-        if a == name and i + 1 < len(cmd):
-            values.append(cmd[i + 1])
-        elif a.startswith(name + "="):
-            values.append(a.split("=", 1)[1])
-    return values
+_option = espnet_entry.option_values
 
 
 def audio_seconds(cmd: List[str]) -> Optional[float]:

@@ -28,10 +28,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_llm_plugin.config_check import ConfigError, check_task_config
     from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
+    from espnet_llm_plugin.stats_frontend import check_stats_frontend
+
     config = espnet_entry.config_path(cmd)
     if config is not None:
         try:
             check_task_config(config, LlmASRTask.get_parser(), LlmASRTask.class_choices_list)
+            for value in espnet_entry.option_values(cmd, "--normalize_conf"):
+                if value.startswith("stats_file="):
+                    check_stats_frontend(value.split("=", 1)[1], config)
         except ConfigError as e:
             sys.exit(f"asr_train: error: {e}")
     LlmASRTask.main(cmd=cmd)

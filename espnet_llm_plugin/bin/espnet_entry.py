@@ -35,11 +35,18 @@ def argv(cmd: Optional[List[str]]) -> List[str]:
     return list(sys.argv[1:] if cmd is None else cmd)
 
 
-def config_path(cmd: List[str]) -> Optional[str]:
-    """The value of ``--config`` in an argument list (``--config X`` or ``--config=X``)."""
+def option_values(cmd: List[str], name: str) -> List[str]:
+    """All values of ``--name X`` / ``--name=X`` in an argument list, in order."""
+    values = []
     for i, a in enumerate(cmd):
-        if a == "--config" and i + 1 < len(cmd):
-            return cmd[i + 1]
-        if a.startswith("--config="):
-            return a.split("=", 1)[1]
-    return None
+        if a == name and i + 1 < len(cmd):
+            values.append(cmd[i + 1])
+        elif a.startswith(name + "="):
+            values.append(a.split("=", 1)[1])
+    return values
+
+
+def config_path(cmd: List[str]) -> Optional[str]:
+    """The value of ``--config`` (the last one, as argparse takes it)."""
+    values = option_values(cmd, "--config")
+    return values[-1] if values else None

@@ -11,6 +11,7 @@ New top-level config keys (e.g. a retriever) go here as extra ``ClassChoices`` a
 
 from __future__ import annotations
 
+from espnet_llm_plugin.espnet_fixes import apply_espnet_fixes
 from espnet_llm_plugin.quiet import quiet_espnet_import
 from espnet_llm_plugin.registry import register
 
@@ -18,6 +19,7 @@ with quiet_espnet_import():
     from espnet2.tasks.asr import ASRTask
 
 register()
+apply_espnet_fixes()
 
 
 class LlmASRTask(ASRTask):
