@@ -56,11 +56,7 @@ def format_data_dir(
         wav_dir.mkdir()
         wav_scp, num_samples, durations, kept = [], [], [], []
         for utt in tqdm(data.utt_ids, desc=f"format {data_dir}", disable=None, mininterval=5):
-            if data.segments is not None:
-                reco, begin, end = data.segments[utt]
-                spec = data.wav_scp[reco]
-            else:
-                spec, begin, end = data.wav_scp[utt], 0.0, -1.0
+            spec, begin, end = data.audio_source(utt)
             wav, sr = read_audio(spec, utt, begin, end)
             if not allow_resample:
                 check_sample_rate(sr, fs, f"utterance '{utt}' ({spec})")

@@ -32,11 +32,7 @@ def validate(data_dir: Path, require_text: bool = True, check_audio: bool = True
     data = load_data_dir(data_dir, require_text=require_text)
     if check_audio:
         for utt in data.utt_ids:
-            if data.segments is not None:
-                reco, b, e = data.segments[utt]
-                spec = data.wav_scp[reco]
-            else:
-                spec, b, e = data.wav_scp[utt], 0.0, -1.0
+            spec, b, e = data.audio_source(utt)
             _, sr = read_audio(spec, utt, b, e)
             check_sample_rate(sr, fs, f"{data_dir / 'wav.scp'}: utterance '{utt}' ({spec})")
     return len(data.utt_ids)

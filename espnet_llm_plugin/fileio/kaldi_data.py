@@ -69,6 +69,13 @@ class DataDir:
     def utt_ids(self) -> List[str]:
         return sorted(self.segments) if self.segments is not None else sorted(self.wav_scp)
 
+    def audio_source(self, utt: str) -> Tuple[str, float, float]:
+        """``(wav.scp value, begin s, end s)`` of an utterance (``end=-1``: to the end)."""
+        if self.segments is not None:
+            reco, begin, end = self.segments[utt]
+            return self.wav_scp[reco], begin, end
+        return self.wav_scp[utt], 0.0, -1.0
+
     def write(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
