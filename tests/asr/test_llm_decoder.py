@@ -1,0 +1,398 @@
+"""LlmDecoder: teacher forcing, KV-cached beam scoring, fine-tuning schemes, ESPnet integration.
+
+A tiny random Llama (hidden 32, 2 layers, 4 heads) and a WordLevel tokenizer are built
+locally and loaded back through ``from_pretrained``, as a user's real LLM is.
+"""
+
+import gc
+import shutil
+
+import pytest
+import torch
+
+from espnet_llm_plugin.asr.finetune import parameter_counts
+from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+
+WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
+SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+V = len(SPECIALS) + len(WORDS)
+PAD, BOS, EOS = 0, 2, 3
+D = 32
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny_llm")
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(SPECIALS + WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(d)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=V, hidden_size=D, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=BOS, eos_token_id=EOS,
+        pad_token_id=PAD,
+        initializer_range=0.3,  # peaky distributions: beam search has no near-ties
+    )
+    LlamaForCausalLM(config).save_pretrained(d)
+    return d
+
+
+def make_decoder(llm_dir, **kw):
+    args = dict(llm_path=str(llm_dir), prompt="the cat", prompt_suffix="to", finetune="lora", lora_r=4, lora_dropout=0.0)
+    args.update(kw)
+    return LlmDecoder(vocab_size=V, encoder_output_size=D, **args)
+
+
+def perturb_lora(dec, seed=1):
+    """LoRA B starts at zero (a no-op); give it weights so LoRA is visible in outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in dec.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return dec
+
+
+@pytest.fixture(scope="module")
+def dec(llm_dir):
+    return perturb_lora(make_decoder(llm_dir)).eval()
+
+
+def speech(T, seed=0):
+    return torch.randn(T, D, generator=torch.Generator().manual_seed(seed))
+
+
+def full_prefix_logp(dec, x, ys):
+    """Reference: uncached teacher-forced forward over the whole prefix; next-token log-probs."""
+    n = ys.size(0)
+    with torch.no_grad():
+        logits, _ = dec(
+            x.unsqueeze(0).expand(n, -1, -1), torch.full((n,), x.size(0)), ys, torch.full((n,), ys.size(1))
+        )
+    return torch.log_softmax(logits[:, -1], dim=-1)
+
+
+# ---------------------------------------------------------------- teacher forcing
+def test_forward_matches_direct_hf_forward_over_concatenated_embeddings(dec):
+    hs = torch.stack([speech(7, 1), speech(7, 2)])
+    hlens = torch.tensor([7, 4])
+    ys = torch.tensor([[EOS, 5, 6, 7, 8], [EOS, 9, 10, EOS, EOS]])  # ESPnet pads ys_in with eos
+    ylens = torch.tensor([5, 3])
+    with torch.no_grad():
+        logits, out_lens = dec(hs, hlens, ys, ylens)
+    assert logits.shape == (2, 5, V) and logits.dtype == torch.float32
+    assert torch.equal(out_lens, ylens)
+
+    emb = dec.llm.get_input_embeddings()
+    prompt, suffix = torch.tensor([4, 6]), torch.tensor([12])  # "the cat", "to"
+    for b in range(2):
+        h, n = int(hlens[b]), int(ylens[b])
+        text = torch.cat([torch.tensor([BOS]), ys[b, 1:n]])  # sos (= eos id) is fed as BOS
+        inputs = torch.cat([emb(prompt), hs[b, :h], emb(suffix), emb(text)]).unsqueeze(0)
+        with torch.no_grad():
+            ref = dec.llm(inputs_embeds=inputs).logits[0, -n:]  # the peft model's own forward
+        assert torch.allclose(logits[b, :n], ref, atol=1e-5), b
+
+
+def test_utterance_logits_do_not_depend_on_batch_padding(dec):
+    short_x, short_y = speech(4, 3), torch.tensor([EOS, 5, 6])
+    long_x, long_y = speech(9, 4), torch.tensor([EOS, 7, 8, 9, 10, 11])
+    with torch.no_grad():
+        alone, _ = dec(short_x[None], torch.tensor([4]), short_y[None], torch.tensor([3]))
+        hs = torch.zeros(2, 9, D)
+        hs[0], hs[1, :4] = long_x, short_x
+        hs[1, 4:] = 100.0  # garbage in the padding must not leak
+        ys = torch.full((2, 6), EOS)
+        ys[0], ys[1, :3] = long_y, short_y
+        batched, _ = dec(hs, torch.tensor([9, 4]), ys, torch.tensor([6, 3]))
+    assert torch.allclose(batched[1, :3], alone[0], atol=1e-5)
+
+
+def test_too_long_input_names_max_context(llm_dir):
+    dec = make_decoder(llm_dir, max_context=12)
+    with pytest.raises(ValueError, match="max_context"):
+        dec(speech(10)[None], torch.tensor([10]), torch.tensor([[EOS, 5, 6]]), torch.tensor([3]))
+
+
+def test_empty_utterance_without_prompt_is_refused(llm_dir):
+    dec = make_decoder(llm_dir, prompt="", prompt_suffix="")
+    ys, ylens = torch.tensor([[EOS, 5], [EOS, 6]]), torch.tensor([2, 2])
+    logits, _ = dec(torch.randn(2, 3, D), torch.tensor([3, 1]), ys, ylens)
+    assert torch.isfinite(logits).all()
+    with pytest.raises(ValueError, match="0 speech frames"):
+        dec(torch.randn(2, 3, D), torch.tensor([3, 0]), ys, ylens)
+
+
+# ---------------------------------------------------------------- beam scoring
+def test_kv_cached_batch_score_equals_full_prefix_scoring_through_reorders(dec):
+    x = speech(6, 5)
+    g = torch.Generator().manual_seed(0)
+    state = dec.init_state(x)
+    ys = torch.tensor([[EOS]])
+    states = [state]
+    for step in range(5):
+        logp, new_states = dec.batch_score(ys, states, x.expand(ys.size(0), -1, -1))
+        assert logp.shape == (ys.size(0), V) and logp.dtype == torch.float32
+        assert torch.allclose(logp, full_prefix_logp(dec, x, ys), atol=1e-5), step
+        # beam-style reordering: parents picked with repeats, each child gets a new token
+        parents = torch.randint(0, ys.size(0), (3,), generator=g)
+        tokens = torch.randint(4, V, (3, 1), generator=g)
+        ys = torch.cat([ys[parents], tokens], dim=1)
+        states = [dec.select_state(new_states, int(p)) for p in parents]
+
+
+def test_batch_score_equals_score_per_hypothesis(dec):
+    x = speech(5, 6)
+    ys0 = torch.tensor([[EOS]])
+    _, states = dec.batch_score(ys0, [dec.init_state(x)], x[None])
+    ys = torch.tensor([[EOS, 5], [EOS, 9], [EOS, 13]])
+    states = [states[0]] * 3
+    logp, _ = dec.batch_score(ys, states, x.expand(3, -1, -1))
+    for i in range(3):
+        single, _ = dec.score(ys[i], states[i], x)
+        assert torch.allclose(logp[i], single, atol=1e-5)
+
+
+def test_released_or_missing_cache_is_recomputed(dec):
+    x = speech(5, 7)
+    _, states = dec.batch_score(torch.tensor([[EOS]]), [dec.init_state(x)], x[None])
+    ys = torch.tensor([[EOS, 6], [EOS, 7]])
+    dec._live_caches.clear()  # what happens to finished hypotheses' caches
+    gc.collect()
+    assert states[0].cache_ref() is None
+    logp, new_states = dec.batch_score(ys, [states[0], None], x.expand(2, -1, -1))
+    assert torch.allclose(logp, full_prefix_logp(dec, x, ys), atol=1e-5)
+    # and decoding continues from the recomputed cache
+    ys = torch.cat([ys, torch.tensor([[8], [9]])], dim=1)
+    logp, _ = dec.batch_score(ys, new_states, x.expand(2, -1, -1))
+    assert torch.allclose(logp, full_prefix_logp(dec, x, ys), atol=1e-5)
+
+
+def test_old_step_caches_are_freed_during_search(dec):
+    x = speech(5, 8)
+    state = dec.init_state(x)
+    first = state.cache_ref
+    ys, states = torch.tensor([[EOS]]), [state]
+    for tok in (5, 6, 7):
+        _, states = dec.batch_score(ys, states, x[None])
+        ys = torch.cat([ys, torch.tensor([[tok]])], dim=1)
+    gc.collect()
+    assert first() is None  # the prefix cache of step 0 is no longer held
+    assert states[0].cache_ref() is not None
+
+
+def greedy_by_full_forward(dec, x, maxlen):
+    ys = torch.tensor([[EOS]])
+    for _ in range(maxlen):
+        nxt = int(full_prefix_logp(dec, x, ys)[0].argmax())
+        if nxt == EOS:
+            break
+        ys = torch.cat([ys, torch.tensor([[nxt]])], dim=1)
+    return ys[0, 1:].tolist()
+
+
+def test_espnet_beam_searches_agree(dec):
+    from espnet.nets.batch_beam_search import BatchBeamSearch
+    from espnet.nets.beam_search import BeamSearch
+
+    x, maxlen = speech(6, 9), 6
+    results = {}
+    for cls in (BeamSearch, BatchBeamSearch):
+        search = cls(
+            scorers={"decoder": dec}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V,
+            sos=EOS, eos=EOS, token_list=None,
+        )
+        with torch.no_grad():
+            results[cls.__name__] = search(x, maxlenratio=-maxlen)
+    single, batch = results["BeamSearch"][0], results["BatchBeamSearch"][0]
+    assert batch.yseq.tolist() == single.yseq.tolist()
+    assert abs(float(batch.score) - float(single.score)) < 1e-4
+    # the score is the sum of the decoder's log-probs along the hypothesis (eos included)
+    yseq = batch.yseq
+    ref = sum(float(full_prefix_logp(dec, x, yseq[None, :k])[0, yseq[k]]) for k in range(1, len(yseq)))
+    assert abs(float(batch.score) - ref) < 1e-4
+
+
+def test_beam_one_equals_exhaustive_greedy_and_hf_generate(dec):
+    from espnet.nets.batch_beam_search import BatchBeamSearch
+
+    x, maxlen = speech(6, 10), 6
+    search = BatchBeamSearch(
+        scorers={"decoder": dec}, weights={"decoder": 1.0}, beam_size=1, vocab_size=V, sos=EOS, eos=EOS,
+    )
+    with torch.no_grad():
+        best = search(x, maxlenratio=-maxlen)[0]
+    greedy = greedy_by_full_forward(dec, x, maxlen)
+    assert len(greedy) > 0
+    assert best.yseq[1:-1].tolist() == greedy
+    assert dec.generate(x[None], max_new_tokens=maxlen, num_beams=1) == greedy
+
+
+# ---------------------------------------------------------------- fine-tuning schemes
+def lora_param_count(llm_dir, r, targets=None):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(llm_dir), local_files_only=True)
+    total = 0
+    for name, m in model.named_modules():
+        leaf = name.split(".")[-1]
+        if isinstance(m, torch.nn.Linear) and leaf != "lm_head" and (targets is None or leaf in targets):
+            total += r * (m.in_features + m.out_features)
+    return total, sum(p.numel() for p in model.parameters())
+
+
+def test_trainable_parameters_per_scheme(llm_dir):
+    expected_lora, llm_total = lora_param_count(llm_dir, r=4)
+    lora = make_decoder(llm_dir, finetune="lora", lora_r=4)
+    trainable, _ = parameter_counts(lora)
+    assert trainable == expected_lora
+    assert all("lora_" in n for n, p in lora.named_parameters() if p.requires_grad)
+
+    expected_qv, _ = lora_param_count(llm_dir, r=2, targets={"q_proj", "v_proj"})
+    qv = make_decoder(llm_dir, finetune="lora", lora_r=2, lora_target_modules=["q_proj", "v_proj"])
+    assert parameter_counts(qv)[0] == expected_qv
+
+    assert parameter_counts(make_decoder(llm_dir, finetune="frozen"))[0] == 0
+    assert parameter_counts(make_decoder(llm_dir, finetune="full")) == (llm_total, llm_total)
+
+
+def test_gradients_reach_lora_and_speech_input(llm_dir):
+    dec = make_decoder(llm_dir).train()
+    hs = speech(6, 11)[None].repeat(2, 1, 1).requires_grad_(True)
+    ys = torch.tensor([[EOS, 5, 6], [EOS, 7, EOS]])
+    logits, _ = dec(hs, torch.tensor([6, 4]), ys, torch.tensor([3, 2]))
+    logits.logsumexp(-1).sum().backward()
+    assert hs.grad is not None and hs.grad[0].abs().sum() > 0
+    assert hs.grad[1, 4:].abs().sum() == 0  # padded frames take no part
+    lora_b = [p for n, p in dec.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
+    assert all(p.grad is None for n, p in dec.named_parameters() if not p.requires_grad)
+
+
+@pytest.mark.parametrize("scheme", ["lora", "full"])
+def test_optimizer_steps_lower_the_loss(llm_dir, scheme):
+    torch.manual_seed(0)
+    dec = make_decoder(llm_dir, finetune=scheme).train()
+    hs = torch.stack([speech(6, 12), speech(6, 13)])
+    hlens = torch.tensor([6, 5])
+    ys_in = torch.tensor([[EOS, 5, 6, 7], [EOS, 8, 9, EOS]])
+    ys_out = torch.tensor([[5, 6, 7, EOS], [8, 9, EOS, -1]])
+    opt = torch.optim.Adam([p for p in dec.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(6):
+        logits, _ = dec(hs, hlens, ys_in, torch.tensor([4, 3]))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), ys_out.reshape(-1), ignore_index=-1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+# ---------------------------------------------------------------- persistence
+def test_state_dict_round_trip_gives_identical_outputs(llm_dir, tmp_path):
+    src = perturb_lora(make_decoder(llm_dir), seed=3).eval()
+    torch.save(src.state_dict(), tmp_path / "dec.pth")
+    dst = make_decoder(llm_dir).eval()
+    args = (speech(5, 14)[None], torch.tensor([5]), torch.tensor([[EOS, 5, 6]]), torch.tensor([3]))
+    with torch.no_grad():
+        expected, before = src(*args)[0], dst(*args)[0]
+        assert not torch.allclose(expected, before, atol=1e-4)  # the test can fail
+        dst.load_state_dict(torch.load(tmp_path / "dec.pth"))  # strict: every key matches
+        assert torch.equal(dst(*args)[0], expected)
+
+
+def test_espnet_init_keeps_pretrained_llm(llm_dir):
+    from espnet2.torch_utils.initialize import initialize
+
+    reference = make_decoder(llm_dir).eval()
+    holder = torch.nn.Module()
+    holder.decoder = perturb_lora(make_decoder(llm_dir))
+    initialize(holder, "xavier_uniform")  # re-initialises every matrix, then reloads
+    dec = holder.decoder.eval()
+    for name, p in dec.named_parameters():
+        if "lora_B" in name:
+            assert p.abs().sum() == 0, name
+    args = (speech(5, 15)[None], torch.tensor([5]), torch.tensor([[EOS, 5]]), torch.tensor([2]))
+    with torch.no_grad():
+        assert torch.allclose(dec(*args)[0], reference(*args)[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------- ESPnet model
+def test_espnet_asr_model_trains_with_llm_decoder(llm_dir):
+    from espnet2.asr.ctc import CTC
+    from espnet2.asr.encoder.abs_encoder import AbsEncoder
+    from espnet2.asr.espnet_model import ESPnetASRModel
+
+    from espnet_llm_plugin.asr.adapter import Conv1dMlpAdapter
+
+    class LinearEncoder(AbsEncoder):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, 16)
+
+        def output_size(self):
+            return 16
+
+        def forward(self, xs_pad, ilens, prev_states=None):
+            return self.linear(xs_pad), ilens, None
+
+    token_list = SPECIALS + WORDS
+    adapter = Conv1dMlpAdapter(input_size=16, output_size=D, num_conv_layers=1)
+    decoder = LlmDecoder(vocab_size=V, encoder_output_size=adapter.output_size(), llm_path=str(llm_dir), lora_r=2)
+    model = ESPnetASRModel(
+        vocab_size=V, token_list=token_list, frontend=None, specaug=None, normalize=None,
+        preencoder=None, encoder=LinearEncoder(), postencoder=adapter, decoder=decoder,
+        ctc=CTC(odim=V, encoder_output_size=D), joint_network=None, ctc_weight=0.0,
+        report_cer=False, report_wer=False, sym_sos="</s>", sym_eos="</s>",
+    )
+    assert model.sos == model.eos == EOS
+    speech_in = torch.randn(2, 20, 8)
+    loss, stats, _ = model(
+        speech=speech_in, speech_lengths=torch.tensor([20, 15]),
+        text=torch.tensor([[5, 6, 7], [8, -1, -1]]), text_lengths=torch.tensor([3, 1]),
+    )
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert adapter.mlp[0].weight.grad.abs().sum() > 0
+    assert model.encoder.linear.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- configuration errors
+def test_nonexistent_llm_path(tmp_path):
+    with pytest.raises(ValueError, match="llm_path.*does not exist"):
+        LlmDecoder(vocab_size=V, encoder_output_size=D, llm_path=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="llm_path is required"):
+        LlmDecoder(vocab_size=V, encoder_output_size=D)
+
+
+def test_llm_dir_without_tokenizer(llm_dir, tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(llm_dir / name, tmp_path / name)
+    with pytest.raises(ValueError, match="llm_path.*no tokenizer"):
+        LlmDecoder(vocab_size=V, encoder_output_size=D, llm_path=str(tmp_path))
+
+
+def test_width_mismatch_names_postencoder_output_size(llm_dir):
+    with pytest.raises(ValueError, match="set postencoder_conf.output_size to 32"):
+        LlmDecoder(vocab_size=V, encoder_output_size=16, llm_path=str(llm_dir))
+
+
+def test_vocab_mismatch_names_token_list(llm_dir):
+    with pytest.raises(ValueError, match="token list.*not this LLM's vocabulary"):
+        LlmDecoder(vocab_size=V + 3, encoder_output_size=D, llm_path=str(llm_dir))
+
+
+def test_prompt_longer_than_context(llm_dir):
+    with pytest.raises(ValueError, match="prompt.*max_context"):
+        make_decoder(llm_dir, prompt="the big red cat sat on the mat", max_context=8)
+
+
+def test_unknown_finetune_scheme(llm_dir):
+    with pytest.raises(ValueError, match="decoder_conf.finetune"):
+        make_decoder(llm_dir, finetune="adapters")

@@ -1,0 +1,76 @@
+"""LLM-ASR through the recipe: stage 5 trains a small causal LM (saved with save_pretrained),
+its tokenizer becomes the token list, stage 8 trains encoder -> Conv1d+MLP adapter -> LLM
+decoder (LoRA), stage 10 decodes with ESPnet's beam search over the KV-cached LLM scorer.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "egs2" / "synthetic" / "llm_asr1"
+
+TINY_LLM_ASR = """
+frontend_conf: {n_fft: 512, hop_length: 320, n_mels: 40}
+normalize: global_mvn
+encoder: transformer
+encoder_conf: {output_size: 32, attention_heads: 2, linear_units: 64, num_blocks: 1, input_layer: conv2d}
+postencoder: conv1d_mlp_adapter
+postencoder_conf: {output_size: 32, num_conv_layers: 1, stride: 2}
+decoder: llm
+decoder_conf: {prompt: "transcribe", finetune: lora, lora_r: 4, lora_alpha: 8}
+model_conf: {ctc_weight: 0.0, sym_sos: "</s>", sym_eos: "</s>"}
+optim: adam
+optim_conf: {lr: 0.002}
+batch_type: folded
+batch_size: 8
+max_epoch: 1
+num_workers: 0
+num_att_plot: 0
+best_model_criterion: [[valid, acc, max]]
+keep_nbest_models: 1
+"""
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make test installs it)"),
+]
+
+
+def test_llm_asr_recipe_end_to_end(tmp_path):
+    r = tmp_path / "egs2" / "synthetic" / "llm_asr1"
+    r.mkdir(parents=True)
+    for name in ("llm_asr.sh", "utils", "cmd.sh", "db.sh", "local"):
+        os.symlink(os.path.realpath(RECIPE / name), r / name)
+    (r / "path.sh").write_text(f". {REPO / 'egs2' / 'TEMPLATE' / 'llm_asr1' / 'path.sh'}\n")
+    (r / "llm.yaml").write_text(TINY_LLM_ASR)
+    (r / "beam.yaml").write_text("beam_size: 2\nctc_weight: 0.0\n")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.run(
+        ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test test_noise",
+         "--nj", "2", "--inference_nj", "1", "--token_type", "hugging_face",
+         "--asr_config", "llm.yaml", "--inference_config", "beam.yaml", "--nbest", "2",
+         "--local_data_opts", "--num_train 24 --num_dev 4 --num_test 3 --num_target_test 2 "
+         "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10",
+         "--lm_args", "--vocab_size 300 --hidden_size 32 --num_layers 1 --num_heads 2 --max_steps 20 "
+         "--batch_size 8 --seq_len 32 --eval_every 10 --save_every 10"],
+        cwd=r, capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    llm = r / "exp" / "text_lm"
+    assert (llm / "config.json").is_file() and list(llm.glob("*.safetensors"))
+    tokens = (r / "data" / "token_list" / "hf_text_lm" / "tokens.txt").read_text().split("\n")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(llm))
+    assert tokens[: len(tok)] == tok.convert_ids_to_tokens(list(range(len(tok))))
+    config = (r / "exp" / "asr_llm" / "config.yaml").read_text()
+    assert "decoder: llm" in config and f"llm_path: {llm.relative_to(r)}" in config
+    res = json.loads((r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "score" / "result.json").read_text())
+    assert res["wer"]["utterances"] == 3 and res["missing_hypotheses"] == 0
+    assert "asr_llm" in (r / "exp" / "RESULTS.md").read_text()
