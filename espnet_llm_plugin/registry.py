@@ -45,6 +45,27 @@ class Component:
 COMPONENTS: Dict[str, Tuple[Component, ...]] = {
     "espnet2.tasks.asr": (
         Component(
+            choice="encoder",
+            name="hf_speech",
+            target="espnet_llm_plugin.asr.hf_speech_encoder:HfSpeechEncoder",
+            summary="Hugging Face HuBERT/wav2vec2/WavLM encoder (local path or config), "
+            "chosen layer, frozen/lora/full",
+        ),
+        Component(
+            choice="model",
+            name="llm_asr",
+            target="espnet_llm_plugin.asr.llm_asr_model:LlmASRModel",
+            summary="ESPnetASRModel + matching loss aligning adapter outputs with LLM "
+            "text embeddings",
+        ),
+        Component(
+            choice="decoder",
+            name="llm",
+            target="espnet_llm_plugin.asr.llm_decoder:LlmDecoder",
+            summary="decoder-only Hugging Face causal LM over [prompt][speech][text], "
+            "KV-cached batch scorer, frozen/lora/full",
+        ),
+        Component(
             choice="postencoder",
             name="conv1d_mlp_adapter",
             target="espnet_llm_plugin.asr.adapter:Conv1dMlpAdapter",

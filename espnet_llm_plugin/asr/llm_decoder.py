@@ -182,6 +182,10 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
     def _embed(self) -> torch.nn.Module:
         return input_embedding(self.llm)[0]
 
+    def text_embedding(self) -> torch.nn.Module:
+        """The LLM's input token embedding (``(B, L) -> (B, L, D)``), e.g. for a matching loss."""
+        return self._embed()
+
     def _run_llm(self, inputs_embeds: torch.Tensor, keep: int, **kwargs: Any) -> Any:
         """Run the causal LM; returns ``(logits of the last keep positions, model output)``."""
         if self._has_logits_to_keep:

@@ -3,7 +3,9 @@
 Input is a Kaldi ``text`` file (utterance id first; empty transcripts of non-speech
 segments are skipped) or plain text with ``--has_ids false``. Output: ``OUT_DIR/bpe.model``
 and ``OUT_DIR/tokens.txt`` (``<blank>``, ``<unk>``, the pieces, ``<sos/eos>``), or a
-character list with ``--token_type char``.
+character list with ``--token_type char``. With ``--token_type hugging_face --tokenizer DIR``
+the token list is that Hugging Face tokenizer's vocabulary in id order (ESPnet ids are then
+the LLM's ids; nothing is trained).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ SPECIAL_TAIL = ["<sos/eos>"]
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.make_token_list", description=__doc__)
-    p.add_argument("--text", type=Path, required=True, help="training transcripts")
+    p.add_argument("--text", type=Path, default=None, help="training transcripts (bpe, char)")
     p.add_argument("--has_ids", type=str2bool, default=True, help="lines start with an utt id")
     p.add_argument("--out_dir", type=Path, required=True)
-    p.add_argument("--token_type", choices=["bpe", "char"], default="bpe")
+    p.add_argument("--token_type", choices=["bpe", "char", "hugging_face"], default="bpe")
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="Hugging Face model/tokenizer dir (--token_type hugging_face)")
     p.add_argument("--vocab_size", type=int, default=100, help="sentencepiece vocabulary size")
     p.add_argument("--model_type", default="unigram", choices=["unigram", "bpe", "char", "word"])
     p.add_argument("--character_coverage", type=float, default=1.0)
@@ -88,9 +92,44 @@ def build_token_list(
     return token_list
 
 
+def hf_token_list(tokenizer_dir: Path) -> List[str]:
+    """The vocabulary of a local Hugging Face tokenizer, in id order."""
+    if not Path(tokenizer_dir).is_dir():
+        raise DataDirError(f"--tokenizer {tokenizer_dir}: directory not found")
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise DataDirError(f"--tokenizer {tokenizer_dir}: no loadable tokenizer: {e}") from e
+    tokens = tok.convert_ids_to_tokens(list(range(len(tok))))
+    for i, t in enumerate(tokens):
+        if t is None or t == "" or "\n" in t or t != t.strip():
+            raise DataDirError(
+                f"--tokenizer {tokenizer_dir}: token id {i} ({t!r}) cannot be written to a "
+                "one-token-per-line ESPnet token list"
+            )
+    if len(set(tokens)) != len(tokens):
+        raise DataDirError(f"--tokenizer {tokenizer_dir}: duplicate token strings in the vocabulary")
+    return tokens
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.token_type == "hugging_face":
+        if args.tokenizer is None:
+            sys.exit("make_token_list: error: --token_type hugging_face needs --tokenizer DIR")
+        try:
+            tokens = hf_token_list(args.tokenizer)
+        except DataDirError as e:
+            sys.exit(f"make_token_list: error: {e}")
+        with atomic_dir(args.out_dir) as tmp:
+            atomic_write_text(tmp / "tokens.txt", "\n".join(tokens) + "\n")
+        logging.info("wrote %d tokens of %s to %s", len(tokens), args.tokenizer, args.out_dir)
+        return
+    if args.text is None:
+        sys.exit(f"make_token_list: error: --token_type {args.token_type} needs --text")
     try:
         sentences = read_sentences(args.text, args.has_ids)
         tokens = build_token_list(

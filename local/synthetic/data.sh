@@ -12,12 +12,13 @@ num_dev=150
 num_test=200
 num_target_test=200
 num_noise_train=150
+num_noise_dev=20
 num_noise_test=100
 num_passages=300
 num_target_text=5000
 
 help_message="Usage: $0 [--seed N] [--nj N] [--num_train N] [--num_dev N] [--num_test N] \
-[--num_target_test N] [--num_noise_train N] [--num_noise_test N] [--num_passages N] [--num_target_text N]"
+[--num_target_test N] [--num_noise_train N] [--num_noise_dev N] [--num_noise_test N] [--num_passages N] [--num_target_text N]"
 . ./utils/parse_options.sh
 . ./db.sh
 . ./path.sh
@@ -32,5 +33,5 @@ python3 -m espnet_llm_plugin.bin.synthesize_corpus data \
     --seed "${seed}" --nj "${nj}" \
     --num_train "${num_train}" --num_dev "${num_dev}" --num_test "${num_test}" \
     --num_target_test "${num_target_test}" \
-    --num_noise_train "${num_noise_train}" --num_noise_test "${num_noise_test}" \
+    --num_noise_train "${num_noise_train}" --num_noise_dev "${num_noise_dev}" --num_noise_test "${num_noise_test}" \
     --num_passages "${num_passages}" --num_target_text "${num_target_text}"

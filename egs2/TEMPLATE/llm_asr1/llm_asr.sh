@@ -8,11 +8,13 @@
 #   1  data preparation            local/data.sh -> data/<set>/{wav.scp,text,utt2spk}
 #   2  audio formatting            format_audio -> dump/raw/<set> (16 kHz WAV, utt2dur)
 #   3  token list                  make_token_list -> data/token_list/<type>/{bpe.model,tokens.txt}
+#   5  LLM (token_type hugging_face) train_text_lm when no --llm_path -> exp/text_lm/;
+#                                  make_token_list from the LLM tokenizer -> data/token_list/hf_<llm>/
 #   7  ASR statistics              asr_train --collect_stats -> exp/asr_stats_*/
 #   8  ASR training                asr_train -> exp/asr_<tag>/
 #  10  decoding with n-best        asr_inference -> exp/asr_<tag>/decode_<tag>/<set>/
 #  12  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
-# (stages 4-6, 9, 11, 13 belong to unit discovery, LM training, retrieval and rescoring.)
+# (stages 4, 6, 9, 11, 13 belong to unit discovery, multi-modal LM, retrieval and rescoring.)
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
@@ -40,9 +42,15 @@ fs=16000                # sample rate of dumped audio; other rates are resampled
 min_duration=0.0        # drop shorter training utterances (s)
 
 # Tokens
-token_type=bpe          # bpe or char
+token_type=bpe          # bpe, char, or hugging_face (the LLM tokenizer's vocabulary)
 nbpe=100
 bpemode=unigram
+
+# LLM (decoder-only Hugging Face causal LM) for token_type=hugging_face configs
+llm_path=""             # local HF model dir; empty: stage 5 trains a small one on lm_train_text
+lm_train_text=""        # default: data/local/train_text.txt if present, else the train transcripts
+lm_dev_text=""          # default: the valid set's transcripts
+lm_args=""              # extra options for train_text_lm (sizes, steps)
 
 # ASR model
 asr_config=""           # training YAML (ESPnet options)
@@ -60,8 +68,8 @@ nbest=10
 help_message=$(cat << EOF
 Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." --asr_config <yaml> [options]
 
-Stages: 1 data prep, 2 audio formatting, 3 token list, 7 ASR stats, 8 ASR training,
-        10 decoding (n-best), 12 scoring + RESULTS.md
+Stages: 1 data prep, 2 audio formatting, 3 token list, 5 LLM + its token list,
+        7 ASR stats, 8 ASR training, 10 decoding (n-best), 12 scoring + RESULTS.md
 
 Options (defaults in brackets):
   --stage, --stop_stage    [${stage}, ${stop_stage}]
@@ -71,6 +79,8 @@ Options (defaults in brackets):
   --train_set, --valid_set, --test_sets
   --fs                     dumped sample rate [${fs}]
   --token_type, --nbpe, --bpemode   [${token_type}, ${nbpe}, ${bpemode}]
+  --llm_path               HF causal LM dir (token_type hugging_face); empty: trained in stage 5
+  --lm_train_text, --lm_dev_text, --lm_args   text LM pre-training (stage 5)
   --asr_config, --asr_tag, --asr_args
   --inference_config, --inference_tag, --inference_args, --nbest [${nbest}]
   --local_data_opts        options for local/data.sh
@@ -94,12 +104,25 @@ fi
 
 token_dir=data/token_list/${token_type}_${bpemode}${nbpe}
 [ "${token_type}" = char ] && token_dir=data/token_list/char
-token_list=${token_dir}/tokens.txt
 bpemodel=${token_dir}/bpe.model
 [ "${token_type}" = char ] && bpemodel=none
+llm_trained=false
+if [ "${token_type}" = hugging_face ]; then
+    if [ -z "${llm_path}" ]; then llm_path=${expdir}/text_lm; llm_trained=true; fi
+    token_dir=data/token_list/hf_$(basename "${llm_path}")
+    bpemodel=${llm_path}
+fi
+token_list=${token_dir}/tokens.txt
+# the LLM decoder finds its model through decoder_conf.llm_path (stats and training build it)
+llm_opts=(); [ "${token_type}" = hugging_face ] && llm_opts=(--decoder_conf "llm_path=${llm_path}")
 [ -z "${asr_tag}" ] && asr_tag=$(basename "${asr_config}" .yaml)
-[ -z "${asr_stats_dir}" ] && asr_stats_dir=${expdir}/asr_stats_${token_type}${nbpe}
-[ "${token_type}" = char ] && [ "${asr_stats_dir}" = "${expdir}/asr_stats_${token_type}${nbpe}" ] && asr_stats_dir=${expdir}/asr_stats_char
+if [ -z "${asr_stats_dir}" ]; then
+    case "${token_type}" in
+        char) asr_stats_dir=${expdir}/asr_stats_char ;;
+        hugging_face) asr_stats_dir=${expdir}/asr_stats_$(basename "${token_dir}") ;;
+        *) asr_stats_dir=${expdir}/asr_stats_${token_type}${nbpe} ;;
+    esac
+fi
 asr_exp=${expdir}/asr_${asr_tag}
 if [ -z "${inference_tag}" ]; then
     if [ -n "${inference_config}" ]; then inference_tag=$(basename "${inference_config}" .yaml)
@@ -143,13 +166,46 @@ fi
 
 
 if run_stage 3; then
-    if [ -f "${token_list}" ]; then
+    if [ "${token_type}" = hugging_face ]; then
+        log "Stage 3: token list: token_type hugging_face uses the LLM tokenizer (stage 5)"
+    elif [ -f "${token_list}" ]; then
         log "Stage 3: token list: ${token_list} exists, skipping"
     else
         log "Stage 3: token list (${token_type}) -> ${token_dir}"
         ${train_cmd} "${token_dir}.log" ${bin}.make_token_list --text "${data_feats}/${train_set}/text" \
             --out_dir "${token_dir}" --token_type "${token_type}" --vocab_size "${nbpe}" \
             --model_type "${bpemode}"
+    fi
+fi
+
+
+if run_stage 5 && [ "${token_type}" = hugging_face ]; then
+    if ${llm_trained}; then
+        if [ -f "${llm_path}/config.json" ]; then
+            log "Stage 5: text LM: ${llm_path} exists, skipping"
+        else
+            _train_text=${lm_train_text}
+            [ -z "${_train_text}" ] && [ -f data/local/train_text.txt ] && _train_text=data/local/train_text.txt
+            _ids=false
+            [ -z "${_train_text}" ] && { _train_text=${data_feats}/${train_set}/text; _ids=true; }
+            _dev_text=${lm_dev_text:-${data_feats}/${valid_set}/text}
+            _dev_ids=false; [ -z "${lm_dev_text}" ] && _dev_ids=true
+            log "Stage 5: text LM pre-training on ${_train_text} -> ${llm_path}"
+            mkdir -p "${expdir}"
+            # shellcheck disable=SC2086
+            ${cuda_cmd} --gpu "${ngpu}" "${expdir}/text_lm.log" ${bin}.train_text_lm \
+                --train_text "${_train_text}" --has_ids "${_ids}" \
+                --dev_text "${_dev_text}" --dev_has_ids "${_dev_ids}" \
+                --out_dir "${llm_path}" --seed "${seed}" ${lm_args}
+        fi
+    fi
+    if [ -f "${token_list}" ]; then
+        log "Stage 5: token list: ${token_list} exists, skipping"
+    else
+        [ -d "${llm_path}" ] || { log "Error: --llm_path ${llm_path}: directory not found"; exit 1; }
+        log "Stage 5: token list from the tokenizer of ${llm_path} -> ${token_dir}"
+        ${bin}.make_token_list --token_type hugging_face --tokenizer "${llm_path}" \
+            --out_dir "${token_dir}"
     fi
 fi
 
@@ -180,7 +236,7 @@ if run_stage 7; then
                 --train_shape_file "${asr_stats_dir}.work/train/keys.JOB.scp" \
                 --valid_shape_file "${asr_stats_dir}.work/valid/keys.JOB.scp" \
                 --output_dir "${asr_stats_dir}.work/stats.JOB" \
-                --config "${asr_config}" --frontend_conf fs="${fs}" --seed "${seed}" ${asr_args} \
+                --config "${asr_config}" --frontend_conf fs="${fs}" --seed "${seed}" "${llm_opts[@]}" ${asr_args} \
                 --normalize none  # statistics are what global_mvn is computed from
         _inputs=(); for j in $(seq "${_nj}"); do _inputs+=(--input_dir "${asr_stats_dir}.work/stats.${j}"); done
         ${bin}.aggregate_stats "${_inputs[@]}" --output_dir "${asr_stats_dir}" \
@@ -212,7 +268,7 @@ if run_stage 8; then
                 --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
                 --resume true --fold_length 80000 --fold_length 150 \
                 --output_dir "${asr_exp}" --config "${asr_config}" --frontend_conf fs="${fs}" \
-                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" ${asr_args}
+                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${llm_opts[@]}" ${asr_args}
         log "  training log: ${asr_exp}/logs/train.log"
     fi
 fi
