@@ -4,16 +4,11 @@ decoder (LoRA), stage 10 decodes with ESPnet's beam search over the KV-cached LL
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "egs2" / "synthetic" / "llm_asr1"
 
 TINY_LLM_ASR = """
 frontend_conf: {n_fft: 512, hop_length: 320, n_mels: 40}
@@ -42,15 +37,8 @@ pytestmark = [
 ]
 
 
-def test_llm_asr_recipe_end_to_end(tmp_path):
-    r = tmp_path / "egs2" / "synthetic" / "llm_asr1"
-    r.mkdir(parents=True)
-    for name in ("llm_asr.sh", "utils", "cmd.sh", "db.sh", "local"):
-        os.symlink(os.path.realpath(RECIPE / name), r / name)
-    (r / "path.sh").write_text(f". {REPO / 'egs2' / 'TEMPLATE' / 'llm_asr1' / 'path.sh'}\n")
-    (r / "llm.yaml").write_text(TINY_LLM_ASR)
-    (r / "beam.yaml").write_text("beam_size: 2\nctc_weight: 0.0\n")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
+    r = make_recipe(tmp_path, {"llm.yaml": TINY_LLM_ASR, "beam.yaml": "beam_size: 2\nctc_weight: 0.0\n"})
     proc = subprocess.run(
         ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test test_noise",
          "--nj", "2", "--inference_nj", "1", "--token_type", "hugging_face",
@@ -59,7 +47,7 @@ def test_llm_asr_recipe_end_to_end(tmp_path):
          "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10",
          "--lm_args", "--vocab_size 300 --hidden_size 32 --num_layers 1 --num_heads 2 --max_steps 20 "
          "--batch_size 8 --seq_len 32 --eval_every 10 --save_every 10"],
-        cwd=r, capture_output=True, text=True, timeout=900, env=env,
+        cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     llm = r / "exp" / "text_lm"

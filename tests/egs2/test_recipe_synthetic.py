@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "egs2" / "synthetic" / "llm_asr1"
 
 TINY_MODEL = """
 frontend_conf: {n_fft: 512, hop_length: 160, n_mels: 40}
@@ -41,20 +39,6 @@ pytestmark = [
 ]
 
 
-def _recipe_copy(tmp_path: Path) -> Path:
-    """A recipe directory like egs2/synthetic/llm_asr1, outputs inside tmp_path."""
-    r = tmp_path / "egs2" / "synthetic" / "llm_asr1"
-    r.mkdir(parents=True)
-    for name in ("llm_asr.sh", "utils", "cmd.sh", "run.sh", "db.sh", "local"):
-        os.symlink(os.path.realpath(RECIPE / name), r / name)
-    (r / "path.sh").write_text(f". {REPO / 'egs2' / 'TEMPLATE' / 'llm_asr1' / 'path.sh'}\n")
-    (r / "conf" / "asr").mkdir(parents=True)
-    (r / "conf" / "asr" / "tiny.yaml").write_text(TINY_MODEL)
-    (r / "conf" / "decode").mkdir()
-    (r / "conf" / "decode" / "beam3.yaml").write_text("beam_size: 3\nctc_weight: 0.3\n")
-    return r
-
-
 def _run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     return subprocess.run(
@@ -63,8 +47,11 @@ def _run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def trained_recipe(tmp_path_factory):
-    recipe = _recipe_copy(tmp_path_factory.mktemp("recipe"))
+def trained_recipe(tmp_path_factory, make_recipe):
+    recipe = make_recipe(
+        tmp_path_factory.mktemp("recipe"),
+        {"conf/asr/tiny.yaml": TINY_MODEL, "conf/decode/beam3.yaml": "beam_size: 3\nctc_weight: 0.3\n"},
+    )
     proc = _run(
         recipe,
         "--local_data_opts",
