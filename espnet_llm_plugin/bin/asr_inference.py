@@ -3,6 +3,9 @@
 Registers espnet-llm-plugin components, then runs ESPnet's own
 ``espnet2.bin.asr_inference``: models whose config.yaml names our components load back,
 and the output layout (``1best_recog/text``, ``{n}best_recog/...``) is ESPnet's.
+Adds decoding options ESPnet lacks, as ESPnet beam-search scorers (so they combine with CTC,
+LM and every other scorer), set in the decode YAML or on the command line:
+``no_repeat_ngram_size`` (forbid repeating any n-gram; against insertion loops).
 Also writes ``OUTPUT_DIR/timing.json`` (wall time and, when the data directory has
 ``utt2dur``, the audio duration) from which the recipe reports the real-time factor.
 
@@ -24,6 +27,49 @@ from espnet_llm_plugin.bin import espnet_entry
 
 
 _option = espnet_entry.option_values
+
+
+def split_extra_options(cmd: List[str], tmp_dir: Path):
+    """Take our decoding options out of ``cmd`` and of its ``--config`` YAML.
+
+    Returns ``(cmd for ESPnet, ExtraDecodingOptions)``; a filtered copy of the config is
+    written to ``tmp_dir`` when it held any of our keys.
+    """
+    import yaml
+
+    from espnet_llm_plugin.config_check import load_yaml_mapping
+    from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions
+    from espnet_llm_plugin.fileio.atomic import atomic_write_text
+
+    values: dict = {}
+    config = espnet_entry.config_path(cmd)
+    if config is not None:
+        mapping = load_yaml_mapping(config)
+        n_keys = len(mapping)
+        values.update(vars(ExtraDecodingOptions.pop_from(mapping)))
+        if len(mapping) < n_keys:  # ESPnet would reject our keys: give it a filtered copy
+            filtered = (tmp_dir / "decode_config.yaml").as_posix()
+            atomic_write_text(filtered, yaml.safe_dump(mapping))
+            cmd = [
+                filtered if a == config else f"--config={filtered}" if a == f"--config={config}" else a
+                for a in cmd
+            ]
+    out, i = [], 0
+    while i < len(cmd):
+        name = cmd[i].split("=", 1)[0]
+        key = name[2:] if name.startswith("--") else None
+        if key in ExtraDecodingOptions.__dataclass_fields__:
+            if "=" in cmd[i]:
+                raw, i = cmd[i].split("=", 1)[1], i + 1
+            else:
+                if i + 1 >= len(cmd):
+                    raise ValueError(f"{name} needs a value")
+                raw, i = cmd[i + 1], i + 2
+            values[key] = int(raw)
+            continue
+        out.append(cmd[i])
+        i += 1
+    return out, ExtraDecodingOptions(**values)
 
 
 def audio_seconds(cmd: List[str]) -> Optional[float]:
@@ -53,16 +99,28 @@ def main(cmd: Optional[List[str]] = None) -> None:
         return
     cmd, _ = espnet_entry.split_espnet_help(cmd)
 
+    import sys
+    import tempfile
+
     import espnet_llm_plugin.tasks.llm_asr  # noqa: F401  (registers our components)
+    from espnet_llm_plugin.config_check import ConfigError
+    from espnet_llm_plugin.decoding.speech2text import speech2text_class
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.quiet import quiet_espnet_import
 
     with quiet_espnet_import():
         from espnet2.bin import asr_inference
 
-    start = time.perf_counter()
-    asr_inference.main(cmd)
-    elapsed = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            cmd, extra = split_extra_options(cmd, Path(tmp))
+        except (ConfigError, ValueError, TypeError) as e:
+            sys.exit(f"asr_inference: error: {e}")
+        # ESPnet's inference() builds the module-level Speech2Text by name
+        asr_inference.Speech2Text = speech2text_class(extra)
+        start = time.perf_counter()
+        asr_inference.main(cmd)
+        elapsed = time.perf_counter() - start
     out_dirs = _option(cmd, "--output_dir")
     if out_dirs:
         seconds = audio_seconds(cmd)

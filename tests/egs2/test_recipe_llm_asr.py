@@ -38,7 +38,7 @@ pytestmark = [
 
 
 def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
-    r = make_recipe(tmp_path, {"llm.yaml": TINY_LLM_ASR, "beam.yaml": "beam_size: 2\nctc_weight: 0.0\n"})
+    r = make_recipe(tmp_path, {"llm.yaml": TINY_LLM_ASR, "beam.yaml": "beam_size: 2\nctc_weight: 0.0\nno_repeat_ngram_size: 2\n"})
     proc = subprocess.run(
         ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test test_noise",
          "--nj", "2", "--inference_nj", "1", "--token_type", "hugging_face",
@@ -62,3 +62,10 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     res = json.loads((r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "score" / "result.json").read_text())
     assert res["wer"]["utterances"] == 3 and res["missing_hypotheses"] == 0
     assert "asr_llm" in (r / "exp" / "RESULTS.md").read_text()
+    # no_repeat_ngram_size from the decode YAML reached ESPnet's beam search
+    log = (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "logs" / "decode.1.log").read_text()
+    assert "added beam-search scorer no_repeat_ngram" in log and "BatchBeamSearch implementation" in log
+    for line in (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "1best_recog" / "token_int").read_text().splitlines():
+        ids = line.split()[1:]
+        bigrams = list(zip(ids, ids[1:]))
+        assert len(bigrams) == len(set(bigrams)), line

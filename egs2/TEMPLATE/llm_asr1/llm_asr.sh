@@ -241,6 +241,7 @@ if run_stage 7; then
         _inputs=(); for j in $(seq "${_nj}"); do _inputs+=(--input_dir "${asr_stats_dir}.work/stats.${j}"); done
         ${bin}.aggregate_stats "${_inputs[@]}" --output_dir "${asr_stats_dir}" \
             --token_list "${token_list}" --token_type "${token_type}"
+        mv "${_logdir}" "${asr_stats_dir}/logs"
         rm -rf "${asr_stats_dir}.work"
     fi
 fi
@@ -292,6 +293,7 @@ if run_stage 10; then
                 --asr_model_file "${asr_exp}/${inference_asr_model}" \
                 --output_dir "${_work}/output.JOB" ${inference_args}
         ${bin}.merge_decode_dirs --nj "${_nj}" "${_work}" "${_dir}"
+        mv "${_work}/logs" "${_dir}/logs"
         rm -rf "${_work}"
     done
 fi
