@@ -88,3 +88,27 @@ def test_real_recordings_flow_through(tmp_path, real_speech_dir):
     assert format_data_dir(d, tmp_path / "dump", require_text=False) == len(names)
     for path in read_scp(tmp_path / "dump" / "wav.scp").values():
         assert soundfile.info(path).samplerate == 16000
+
+
+def test_speed_perturbation_adds_scaled_copies(tmp_path):
+    d = _corpus(tmp_path)
+    out = tmp_path / "dump"
+    assert format_data_dir(d, out, speed_perturb_factors=(0.9, 1.0, 1.1)) == 6
+    durs = {k: float(v) for k, v in read_scp(out / "utt2dur").items()}
+    assert durs["u0"] == pytest.approx(1.0, abs=1e-3)
+    assert durs["sp0.9-u0"] == pytest.approx(1 / 0.9, abs=2e-3)
+    assert durs["sp1.1-u1"] == pytest.approx(1 / 1.1, abs=2e-3)
+    data = load_data_dir(out)
+    assert data.text["sp0.9-u1"] == data.text["u1"] == "word 1"
+    assert data.utt2spk["sp1.1-u0"] == "sp1.1-s"
+
+
+def test_bad_speed_factors_are_rejected():
+    import argparse
+
+    from espnet_llm_plugin.bin.format_audio import parse_factors
+
+    assert parse_factors("0.9,1.0 1.1") == (0.9, 1.0, 1.1)
+    for bad in ("", "fast", "0 1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_factors(bad)

@@ -42,6 +42,7 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     proc = subprocess.run(
         ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test test_noise",
          "--nj", "2", "--inference_nj", "1", "--token_type", "hugging_face",
+         "--speed_perturb_factors", "0.9 1.0",
          "--asr_config", "llm.yaml", "--inference_config", "beam.yaml", "--nbest", "2",
          "--local_data_opts", "--num_train 24 --num_dev 4 --num_test 3 --num_target_test 2 "
          "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10",
@@ -50,6 +51,9 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
         cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    train_sp = (r / "dump" / "raw" / "train_sp" / "wav.scp").read_text().splitlines()
+    assert len(train_sp) == 2 * 26 and sum(l.startswith("sp0.9-") for l in train_sp) == 26
+    assert (r / "exp" / "asr_stats_hf_text_lm_sp" / "logs").is_dir()
     llm = r / "exp" / "text_lm"
     assert (llm / "config.json").is_file() and list(llm.glob("*.safetensors"))
     tokens = (r / "data" / "token_list" / "hf_text_lm" / "tokens.txt").read_text().split("\n")

@@ -40,6 +40,7 @@ valid_set=""
 test_sets=""
 fs=16000                # sample rate of dumped audio; other rates are resampled
 min_duration=0.0        # drop shorter training utterances (s)
+speed_perturb_factors=""  # e.g. "0.9 1.0 1.1": speed-perturbed training copies (-> <train_set>_sp)
 
 # Tokens
 token_type=bpe          # bpe, char, or hugging_face (the LLM tokenizer's vocabulary)
@@ -78,6 +79,7 @@ Options (defaults in brackets):
   --gpu_inference          decode on GPU [${gpu_inference}]
   --train_set, --valid_set, --test_sets
   --fs                     dumped sample rate [${fs}]
+  --speed_perturb_factors  e.g. "0.9 1.0 1.1": augment the training set (dumped as <train_set>_sp)
   --token_type, --nbpe, --bpemode   [${token_type}, ${nbpe}, ${bpemode}]
   --llm_path               HF causal LM dir (token_type hugging_face); empty: trained in stage 5
   --lm_train_text, --lm_dev_text, --lm_args   text LM pre-training (stage 5)
@@ -122,6 +124,7 @@ if [ -z "${asr_stats_dir}" ]; then
         hugging_face) asr_stats_dir=${expdir}/asr_stats_$(basename "${token_dir}") ;;
         *) asr_stats_dir=${expdir}/asr_stats_${token_type}${nbpe} ;;
     esac
+    [ -n "${speed_perturb_factors}" ] && asr_stats_dir+=_sp
 fi
 asr_exp=${expdir}/asr_${asr_tag}
 if [ -z "${inference_tag}" ]; then
@@ -130,6 +133,7 @@ if [ -z "${inference_tag}" ]; then
     inference_tag+="_$(basename "${inference_asr_model}" .pth)"
 fi
 data_feats=${dumpdir}/raw
+train_dump=${train_set}; [ -n "${speed_perturb_factors}" ] && train_dump=${train_set}_sp
 bin="${python} -m espnet_llm_plugin.bin"
 token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
             --non_linguistic_symbols none --cleaner none --g2p none)
@@ -155,12 +159,16 @@ fi
 if run_stage 2; then
     log "Stage 2: audio formatting -> ${data_feats}/<set> at ${fs} Hz"
     for dset in ${train_set} ${valid_set} ${test_sets}; do
-        if [ -f "${data_feats}/${dset}/wav.scp" ]; then
-            log "  ${data_feats}/${dset} is complete, skipping"; continue
+        _out=${dset}; _min=0.0; _sp=1.0
+        if [ "${dset}" = "${train_set}" ]; then
+            _out=${train_dump}; _min=${min_duration}; _sp=${speed_perturb_factors:-1.0}
         fi
-        _min=0.0; [ "${dset}" = "${train_set}" ] && _min=${min_duration}
-        ${train_cmd} "${data_feats}/logs/format_${dset}.log" \
-            ${bin}.format_audio "data/${dset}" "${data_feats}/${dset}" --fs "${fs}" --min_duration "${_min}"
+        if [ -f "${data_feats}/${_out}/wav.scp" ]; then
+            log "  ${data_feats}/${_out} is complete, skipping"; continue
+        fi
+        ${train_cmd} "${data_feats}/logs/format_${_out}.log" \
+            ${bin}.format_audio "data/${dset}" "${data_feats}/${_out}" --fs "${fs}" \
+                --min_duration "${_min}" --speed_perturb_factors "${_sp}"
     done
 fi
 
@@ -172,7 +180,7 @@ if run_stage 3; then
         log "Stage 3: token list: ${token_list} exists, skipping"
     else
         log "Stage 3: token list (${token_type}) -> ${token_dir}"
-        ${train_cmd} "${token_dir}.log" ${bin}.make_token_list --text "${data_feats}/${train_set}/text" \
+        ${train_cmd} "${token_dir}.log" ${bin}.make_token_list --text "${data_feats}/${train_dump}/text" \
             --out_dir "${token_dir}" --token_type "${token_type}" --vocab_size "${nbpe}" \
             --model_type "${bpemode}"
     fi
@@ -187,7 +195,7 @@ if run_stage 5 && [ "${token_type}" = hugging_face ]; then
             _train_text=${lm_train_text}
             [ -z "${_train_text}" ] && [ -f data/local/train_text.txt ] && _train_text=data/local/train_text.txt
             _ids=false
-            [ -z "${_train_text}" ] && { _train_text=${data_feats}/${train_set}/text; _ids=true; }
+            [ -z "${_train_text}" ] && { _train_text=${data_feats}/${train_dump}/text; _ids=true; }
             _dev_text=${lm_dev_text:-${data_feats}/${valid_set}/text}
             _dev_ids=false; [ -z "${lm_dev_text}" ] && _dev_ids=true
             log "Stage 5: text LM pre-training on ${_train_text} -> ${llm_path}"
@@ -217,19 +225,19 @@ if run_stage 7; then
         log "Stage 7: ASR statistics -> ${asr_stats_dir}"
         _logdir=${asr_stats_dir}.work/logs
         mkdir -p "${_logdir}"
-        _nj=$(min "${nj}" "$(wc -l < "${data_feats}/${train_set}/wav.scp")" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
-        ${bin}.split_scp "${data_feats}/${train_set}/wav.scp" "${asr_stats_dir}.work/train" --nj "${_nj}" > /dev/null
+        _nj=$(min "${nj}" "$(wc -l < "${data_feats}/${train_dump}/wav.scp")" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
+        ${bin}.split_scp "${data_feats}/${train_dump}/wav.scp" "${asr_stats_dir}.work/train" --nj "${_nj}" > /dev/null
         ${bin}.split_scp "${data_feats}/${valid_set}/wav.scp" "${asr_stats_dir}.work/valid" --nj "${_nj}" > /dev/null
         # ESPnet's streaming reader used for statistics rejects empty transcripts (non-speech
         # segments); they only need a length here, so give them a one-word placeholder.
         for _s in train valid; do
-            _set=${train_set}; [ "${_s}" = valid ] && _set=${valid_set}
+            _set=${train_dump}; [ "${_s}" = valid ] && _set=${valid_set}
             awk 'NF == 1 { print $1 " <empty>"; next } { print }' "${data_feats}/${_set}/text" > "${asr_stats_dir}.work/${_s}_text"
         done
         # shellcheck disable=SC2086
         ${train_cmd} JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
             ${bin}.asr_train --collect_stats true --use_preprocessor true "${token_opts[@]}" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/wav.scp,speech,sound" \
                 --train_data_path_and_name_and_type "${asr_stats_dir}.work/train_text,text,text" \
                 --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
                 --valid_data_path_and_name_and_type "${asr_stats_dir}.work/valid_text,text,text" \
@@ -259,8 +267,8 @@ if run_stage 8; then
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/logs/train.log" \
             ${bin}.asr_train --use_preprocessor true "${token_opts[@]}" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/wav.scp,speech,sound" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/text,text,text" \
                 --train_shape_file "${asr_stats_dir}/train/speech_shape" \
                 --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
                 --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
