@@ -1,5 +1,6 @@
 """Shared test setup: markers, and the shared data location."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ REAL_SPEECH = SHARED_DATA / "real_speech"
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
     config.addinivalue_line("markers", "slow: end-to-end recipe runs (a minute or more)")
+    config.addinivalue_line("markers", "espeak: needs the espeak-ng binary (skipped without it)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -21,10 +23,16 @@ def pytest_collection_modifyitems(config, items):
         has_gpu = torch.cuda.is_available()
     except ImportError:
         has_gpu = False
+    skips = {}
     if not has_gpu:
-        skip = pytest.mark.skip(reason="needs a CUDA GPU; none here")
-        for item in items:
-            if "gpu" in item.keywords:
+        skips["gpu"] = pytest.mark.skip(reason="needs a CUDA GPU; none here")
+    if shutil.which("espeak-ng") is None:
+        skips["espeak"] = pytest.mark.skip(
+            reason="espeak-ng is not installed (apt-get install espeak-ng; make test installs it)"
+        )
+    for item in items:
+        for marker, skip in skips.items():
+            if marker in item.keywords:
                 item.add_marker(skip)
 
 

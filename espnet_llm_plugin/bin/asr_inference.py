@@ -26,9 +26,6 @@ from typing import List, Optional
 from espnet_llm_plugin.bin import espnet_entry
 
 
-_option = espnet_entry.option_values
-
-
 def split_extra_options(cmd: List[str], tmp_dir: Path):
     """Take our decoding options out of ``cmd`` and of its ``--config`` YAML.
 
@@ -74,7 +71,7 @@ def split_extra_options(cmd: List[str], tmp_dir: Path):
 
 def audio_seconds(cmd: List[str]) -> Optional[float]:
     """Duration of the decoded utterances from ``utt2dur`` beside the speech scp."""
-    for spec in _option(cmd, "--data_path_and_name_and_type"):
+    for spec in espnet_entry.option_values(cmd, "--data_path_and_name_and_type"):
         path, name, _ = (spec.split(",") + ["", ""])[:3]
         if name != "speech":
             continue
@@ -82,7 +79,7 @@ def audio_seconds(cmd: List[str]) -> Optional[float]:
         if not utt2dur.is_file():
             return None
         durs = dict(line.split() for line in utt2dur.read_text().splitlines() if line.strip())
-        keys = _option(cmd, "--key_file")
+        keys = espnet_entry.option_values(cmd, "--key_file")
         if keys:
             wanted = [l.split(maxsplit=1)[0] for l in Path(keys[0]).read_text().splitlines() if l.strip()]
             return sum(float(durs[k]) for k in wanted if k in durs)
@@ -121,7 +118,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         start = time.perf_counter()
         asr_inference.main(cmd)
         elapsed = time.perf_counter() - start
-    out_dirs = _option(cmd, "--output_dir")
+    out_dirs = espnet_entry.option_values(cmd, "--output_dir")
     if out_dirs:
         seconds = audio_seconds(cmd)
         timing = {"elapsed_s": elapsed, "audio_s": seconds}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import str2bool
-from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
+from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp
 
 SPECIAL_HEAD = ["<blank>", "<unk>"]
@@ -88,7 +88,7 @@ def build_token_list(
                 if not (sp.is_control(i) or sp.is_unknown(i))
             ]
         token_list = SPECIAL_HEAD + tokens + SPECIAL_TAIL
-        atomic_write_text(tmp / "tokens.txt", "\n".join(token_list) + "\n")
+        (tmp / "tokens.txt").write_text("\n".join(token_list) + "\n")
     return token_list
 
 
@@ -125,7 +125,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         except DataDirError as e:
             sys.exit(f"make_token_list: error: {e}")
         with atomic_dir(args.out_dir) as tmp:
-            atomic_write_text(tmp / "tokens.txt", "\n".join(tokens) + "\n")
+            (tmp / "tokens.txt").write_text("\n".join(tokens) + "\n")
         logging.info("wrote %d tokens of %s to %s", len(tokens), args.tokenizer, args.out_dir)
         return
     if args.text is None:

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import re
-import shutil
 
 import pytest
 import soundfile
@@ -18,10 +17,6 @@ from espnet_llm_plugin.bin.synthesize_corpus import (
 )
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None,
-    reason="espeak-ng is not installed (apt-get install espeak-ng)",
-)
 TINY = dict(
     num_train=8,
     num_dev=3,
@@ -77,7 +72,7 @@ def test_text_splits_do_not_overlap():
     assert not target & {s for p in texts.passages for s in p["sentences"]}
 
 
-@needs_espeak
+@pytest.mark.espeak
 def test_cli_end_to_end(tmp_path, caplog):
     out = tmp_path / "corpus"
     main([str(out), "--seed=5", "--nj=2", *TINY_ARGS])

@@ -1,7 +1,6 @@
 """espeak-ng synthesis and noise for the synthetic corpus."""
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pytest
@@ -20,10 +19,6 @@ from espnet_llm_plugin.corpus.espeak_synth import (
     synthesize_utterance,
 )
 
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None,
-    reason="espeak-ng is not installed (apt-get install espeak-ng)",
-)
 FS = 16000
 TEXT = "please give me the red bag tomorrow morning"
 
@@ -108,7 +103,7 @@ def test_missing_espeak_is_a_clear_error(monkeypatch):
         run_espeak("hello", "en-us", 160, 50)
 
 
-@needs_espeak
+@pytest.mark.espeak
 def test_synthesize_utterance_shape_and_determinism():
     wav, params = synthesize_utterance(TEXT, seed=11, utt_id="u1")
     assert wav.dtype == np.float32 and wav.ndim == 1
@@ -122,7 +117,7 @@ def test_synthesize_utterance_shape_and_determinism():
     assert len(other) != len(wav) or not np.array_equal(other, wav)
 
 
-@needs_espeak
+@pytest.mark.espeak
 def test_rate_changes_duration():
     base = sample_synth_params(np.random.default_rng(0))
     slow = synthesize(
@@ -134,7 +129,7 @@ def test_rate_changes_duration():
     assert len(slow) > 1.25 * len(fast)
 
 
-@needs_espeak
+@pytest.mark.espeak
 @pytest.mark.parametrize("seed", [3, 4, 5])
 def test_snr_is_honoured(seed):
     params = sample_synth_params(np.random.default_rng(seed))
@@ -146,7 +141,7 @@ def test_snr_is_honoured(seed):
     assert _measured_snr(louder, clean) < params.snr_db - 8
 
 
-@needs_espeak
+@pytest.mark.espeak
 def test_espeak_errors_name_the_utterance():
     with pytest.raises(SynthesisError, match="utterance 'u9'.*failed"):
         run_espeak("hello", "xx-no-such-voice", 160, 50, utt_id="u9")

@@ -4,7 +4,6 @@ decoder (LoRA), stage 10 decodes with ESPnet's beam search over the KV-cached LL
 """
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -33,7 +32,7 @@ keep_nbest_models: 1
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make test installs it)"),
+    pytest.mark.espeak,
 ]
 
 

@@ -7,7 +7,6 @@ stages skip complete outputs on a re-run.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ keep_nbest_models: 2
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make test installs it)"),
+    pytest.mark.espeak,
 ]
 
 
