@@ -1,9 +1,10 @@
 """LLM-ASR through the recipe: stage 5 trains a small causal LM (saved with save_pretrained),
 its tokenizer becomes the token list, stage 8 trains encoder -> Conv1d+MLP adapter -> LLM
-decoder (LoRA), stage 10 decodes with ESPnet's beam search over the KV-cached LLM scorer.
+decoder (LoRA) with DDP over 2 CPU processes, stage 10 decodes with ESPnet's beam search over the KV-cached LLM scorer.
 """
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -41,7 +42,7 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     proc = subprocess.run(
         ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test test_noise",
          "--nj", "2", "--inference_nj", "1", "--token_type", "hugging_face",
-         "--speed_perturb_factors", "0.9 1.0",
+         "--speed_perturb_factors", "0.9 1.0", "--cpu_procs", "2",
          "--asr_config", "llm.yaml", "--inference_config", "beam.yaml", "--nbest", "2",
          "--local_data_opts", "--num_train 24 --num_dev 4 --num_test 3 --num_target_test 2 "
          "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10",
@@ -65,6 +66,13 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     res = json.loads((r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "score" / "result.json").read_text())
     assert res["wer"]["utterances"] == 3 and res["missing_hypotheses"] == 0
     assert "asr_llm" in (r / "exp" / "RESULTS.md").read_text()
+    # stage 8 trained with DDP over 2 CPU processes (gloo), through torchrun and ESPnet's own
+    # distributed options; both ranks registered our components
+    train_log = (r / "exp" / "asr_llm" / "logs" / "train.log").read_text()
+    assert "torch.distributed.run" in train_log
+    # ESPnet prefixes rank 0's log lines with host:rank/world_size (other ranks log warnings
+    # only); finishing at all needs both ranks in gloo's collectives
+    assert re.search(r"\[\S+:0/2\] .*training was finished", train_log), train_log[-2000:]
     # no_repeat_ngram_size from the decode YAML reached ESPnet's beam search
     log = (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "logs" / "decode.1.log").read_text()
     assert "added beam-search scorer no_repeat_ngram" in log and "BatchBeamSearch implementation" in log

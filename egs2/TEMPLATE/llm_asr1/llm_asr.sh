@@ -26,7 +26,8 @@ stage=1                 # first stage to run
 stop_stage=100          # last stage to run
 nj=4                    # parallel jobs for data formatting and statistics
 inference_nj=4          # parallel jobs for decoding
-ngpu=0                  # GPUs for training (0: CPU)
+ngpu=0                  # GPUs for training (0: CPU); >1: ESPnet's DDP, one process per GPU
+cpu_procs=1             # with ngpu=0: >1 trains with DDP over this many CPU processes (gloo)
 gpu_inference=false     # decode on GPU
 dumpdir=dump
 expdir=exp
@@ -41,6 +42,10 @@ test_sets=""
 fs=16000                # sample rate of dumped audio; other rates are resampled
 min_duration=0.0        # drop shorter training utterances (s)
 speed_perturb_factors=""  # e.g. "0.9 1.0 1.1": speed-perturbed training copies (-> <train_set>_sp)
+noise_scp=""            # additive-noise augmentation in training: a wav.scp of noise recordings,
+                        # or "nonspeech": the training set's own noise-only (empty-transcript) segments
+noise_apply_prob=0.5    # share of training utterances that get noise added
+noise_db_range="5_20"   # SNR range in dB ("low_high", or one value)
 
 # Tokens
 token_type=bpe          # bpe, char, or hugging_face (the LLM tokenizer's vocabulary)
@@ -75,11 +80,15 @@ Stages: 1 data prep, 2 audio formatting, 3 token list, 5 LLM + its token list,
 Options (defaults in brackets):
   --stage, --stop_stage    [${stage}, ${stop_stage}]
   --nj, --inference_nj     parallel jobs [${nj}, ${inference_nj}]
-  --ngpu                   GPUs for training [${ngpu}]
+  --ngpu                   GPUs for training [${ngpu}]; >1: DDP (ESPnet's multiprocessing_distributed)
+  --cpu_procs              with --ngpu 0: DDP over N CPU processes (gloo) [${cpu_procs}]
   --gpu_inference          decode on GPU [${gpu_inference}]
   --train_set, --valid_set, --test_sets
   --fs                     dumped sample rate [${fs}]
   --speed_perturb_factors  e.g. "0.9 1.0 1.1": augment the training set (dumped as <train_set>_sp)
+  --noise_scp              additive noise in training: a noise wav.scp, or "nonspeech" (the training
+                           set's empty-transcript segments) [${noise_scp}]
+  --noise_apply_prob, --noise_db_range   [${noise_apply_prob}, ${noise_db_range}]
   --token_type, --nbpe, --bpemode   [${token_type}, ${nbpe}, ${bpemode}]
   --llm_path               HF causal LM dir (token_type hugging_face); empty: trained in stage 5
   --lm_train_text, --lm_dev_text, --lm_args   text LM pre-training (stage 5)
@@ -263,10 +272,29 @@ if run_stage 8; then
         mkdir -p "${asr_exp}/logs"
         _norm=()
         grep -q "^normalize: *global_mvn" "${asr_config}" && _norm=(--normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz")
-        _dist=(); [ "${ngpu}" -gt 1 ] && _dist=(--multiprocessing_distributed true)
+        _dist=(); _launch=()
+        if [ "${ngpu}" -gt 1 ]; then
+            _dist=(--multiprocessing_distributed true)
+        elif [ "${ngpu}" -eq 0 ] && [ "${cpu_procs}" -gt 1 ]; then
+            # ESPnet's external-launcher mode: torchrun sets RANK/WORLD_SIZE, gloo on CPU
+            _launch=(-m torch.distributed.run --standalone --nproc_per_node "${cpu_procs}")
+            _dist=(--multiprocessing_distributed false --dist_backend gloo)
+        fi
+        _noise=()
+        if [ "${noise_scp}" = nonspeech ]; then
+            # noise-only segments of the training set (empty transcripts) as the noise list
+            awk 'NR == FNR { if (NF == 1) keep[$1] = 1; next } ($1 in keep)' \
+                "${data_feats}/${train_dump}/text" "${data_feats}/${train_dump}/wav.scp" > "${asr_exp}/noise.scp"
+            [ -s "${asr_exp}/noise.scp" ] || { log "Error: --noise_scp nonspeech: ${data_feats}/${train_dump}/text has no empty-transcript segments"; exit 1; }
+            _noise=(--noise_scp "${asr_exp}/noise.scp")
+        elif [ -n "${noise_scp}" ]; then
+            [ -f "${noise_scp}" ] || { log "Error: --noise_scp ${noise_scp}: file not found"; exit 1; }
+            _noise=(--noise_scp "${noise_scp}")
+        fi
+        [ ${#_noise[@]} -gt 0 ] && _noise+=(--noise_apply_prob "${noise_apply_prob}" --noise_db_range "${noise_db_range}")
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/logs/train.log" \
-            ${bin}.asr_train --use_preprocessor true "${token_opts[@]}" \
+            ${python} "${_launch[@]}" -m espnet_llm_plugin.bin.asr_train --use_preprocessor true "${token_opts[@]}" \
                 --train_data_path_and_name_and_type "${data_feats}/${train_dump}/wav.scp,speech,sound" \
                 --train_data_path_and_name_and_type "${data_feats}/${train_dump}/text,text,text" \
                 --train_shape_file "${asr_stats_dir}/train/speech_shape" \
@@ -277,7 +305,7 @@ if run_stage 8; then
                 --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
                 --resume true --fold_length 80000 --fold_length 150 \
                 --output_dir "${asr_exp}" --config "${asr_config}" --frontend_conf fs="${fs}" \
-                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${llm_opts[@]}" ${asr_args}
+                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${_noise[@]}" "${llm_opts[@]}" ${asr_args}
         log "  training log: ${asr_exp}/logs/train.log"
     fi
 fi
