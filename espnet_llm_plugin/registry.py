@@ -66,6 +66,20 @@ COMPONENTS: Dict[str, Tuple[Component, ...]] = {
             "KV-cached batch scorer, frozen/lora/full",
         ),
         Component(
+            choice="frontend",
+            name="discrete_units",
+            target="espnet_llm_plugin.frontend.discrete_units:DiscreteUnitsFrontend",
+            summary="waveform -> k-means units of fbank/HuBERT/ESPnet-encoder features -> "
+            "unit embeddings (or ids)",
+        ),
+        Component(
+            choice="decoder",
+            name="llm_xattn",
+            target="espnet_llm_plugin.asr.llm_xattn_decoder:LlmXattnDecoder",
+            summary="llm decoder + value encoder over retrieved passages and tanh-gated "
+            "cross-attention blocks (data entry 'context')",
+        ),
+        Component(
             choice="postencoder",
             name="conv1d_mlp_adapter",
             target="espnet_llm_plugin.asr.adapter:Conv1dMlpAdapter",

@@ -3,10 +3,15 @@
 Registered as the ESPnet model choice ``llm_asr`` (``model: llm_asr`` in YAML). Everything
 else, the CTC / attention losses, statistics and beam search, is ESPnet's own
 ``ESPnetASRModel``; with ``matching_weight: 0`` the two are the same model.
+
+Retrieved context: an optional data entry ``context`` (``context``/``context_lengths`` in the
+batch, LLM token ids of passages joined by eos; see ``LlmASRTask``) is handed to a decoder that
+reads it (``decoder: llm_xattn``) for ESPnet's attention loss.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -65,7 +70,19 @@ class LlmASRModel(ESPnetASRModel):
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         self._match_loss = None
-        loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+        context = kwargs.pop("context", None)
+        context_lengths = kwargs.pop("context_lengths", None)
+        scope = contextlib.nullcontext()
+        if context is not None:
+            batch_context = getattr(self.decoder, "batch_context", None)
+            if batch_context is None:
+                raise ValueError(
+                    f"data 'context' was given, but the decoder ({type(self.decoder).__name__}) does not "
+                    f"read context; use decoder: llm_xattn or drop the context entry"
+                )
+            scope = batch_context(context, context_lengths)
+        with scope:
+            loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
         if self._match_loss is not None:
             loss = loss + self.matching_weight * self._match_loss
             stats["loss_match"] = self._match_loss.detach()

@@ -55,6 +55,35 @@ def results_table(exp_dir: Path) -> str:
     return header + "\n".join(rows) + "\n"
 
 
+def perplexity_table(exp_dir: Path) -> str:
+    """Text perplexities written by ``mmlm_train --eval_only`` under ``EXP_DIR/*/perplexity/``
+    (one JSON per ``<model>_<set>``): the text-only LM next to its speech+text version."""
+    rows = []
+    for path in sorted(exp_dir.glob("*/perplexity/*.json")):
+        res = json.loads(path.read_text())
+        rows.append(
+            f"| {path.parent.parent.name} | {path.stem} | {res['sentences']} | {res['tokens']} | "
+            f"{res['ppl']:.3f} | {res['word_ppl']:.3f} |"
+        )
+    if not rows:
+        return ""
+    return (
+        "| experiment | model_set | sentences | tokens | perplexity / token | perplexity / word |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
+def sub_results(exp_dir: Path) -> str:
+    """Tables that stages write into their own ``EXP_DIR/<name>/RESULTS.md`` (retrieval
+    Recall@k, rescoring), each under a heading with the directory's name."""
+    parts = []
+    for path in sorted(exp_dir.glob("*/RESULTS.md")):
+        body = path.read_text().strip()
+        if body:
+            parts.append(f"### {path.parent.name}\n\n{body}\n")
+    return "\n".join(parts)
+
+
 def environment_lines() -> str:
     versions = {"espnet-llm-plugin": __version__, "python": platform.python_version()}
     for mod in ("espnet", "torch"):
@@ -71,15 +100,19 @@ def environment_lines() -> str:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    table = results_table(args.exp_dir)
-    if not table:
-        sys.exit(f"collect_results: error: no **/score/result.json under {args.exp_dir}")
+    table = results_table(args.exp_dir) or "(no scored decodings yet)\n"
     notes = (
         "WER/CER in percent; sub/del/ins are word counts. Empty-reference sets (noise-only "
         "segments) have no words: read their insertions column. RTF = decoding time / audio "
         "duration, model loading included.\n"
     )
     text = f"# {args.title}\n\n## Environment\n{environment_lines()}\n## Error rates\n{notes}\n{table}"
+    ppl = perplexity_table(args.exp_dir)
+    if ppl:
+        text += f"\n## Text perplexity\n\n{ppl}"
+    extra = sub_results(args.exp_dir)
+    if extra:
+        text += f"\n## Other stages\n\n{extra}"
     out = args.out or args.exp_dir / "RESULTS.md"
     atomic_write_text(out, text)
     print(text)

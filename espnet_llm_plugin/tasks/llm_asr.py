@@ -7,9 +7,21 @@ any model is built. ``build_model_from_file`` (decoding) works the same way.
 
 New top-level config keys (e.g. a retriever) go here as extra ``ClassChoices`` appended to
 ``class_choices_list`` together with a ``build_model`` override that builds them.
+
+Optional data ``context`` (retrieved passages for ``decoder: llm_xattn``): either a ``text``
+entry (``utt_id passage ||| passage ...``, written by ``retrieve_passages``), tokenised here
+with the LLM tokenizer (``decoder_conf.llm_path``, else ``bpemodel`` with ``token_type
+hugging_face``) into ids with passages joined by eos; or a ``text_int`` entry already holding
+those ids (``context_ids``), passed through. ESPnet's collate pads it to ``(B, N)`` with -1 and
+adds ``context_lengths``.
 """
 
 from __future__ import annotations
+
+import argparse
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
 
 from espnet_llm_plugin.espnet_fixes import apply_espnet_fixes
 from espnet_llm_plugin.quiet import quiet_espnet_import
@@ -21,6 +33,70 @@ with quiet_espnet_import():
 register()
 apply_espnet_fixes()
 
+CONTEXT_NAME = "context"
+
+
+class ContextPreprocessor:
+    """Run ESPnet's preprocessor, then tokenise a ``context`` text entry with the LLM tokenizer.
+
+    Args:
+        base: ESPnet's preprocessor (or None when ``use_preprocessor`` is false).
+        tokenizer_path: local HF tokenizer dir (loaded on first use: cheap to pickle to workers).
+    """
+
+    def __init__(self, base: Optional[Callable], tokenizer_path: Optional[str]):
+        self.base = base
+        self.tokenizer_path = tokenizer_path
+        self._tokenizer: Any = None
+
+    def _get_tokenizer(self, uid: str) -> Any:
+        if self._tokenizer is None:
+            if not self.tokenizer_path:
+                raise ValueError(
+                    f"utterance '{uid}': data '{CONTEXT_NAME}' is text and needs the LLM tokenizer, "
+                    f"but neither decoder_conf.llm_path nor a hugging_face bpemodel is set"
+                )
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path, local_files_only=True)
+        return self._tokenizer
+
+    def __call__(self, uid: str, data: Dict[str, Any]) -> Dict[str, np.ndarray]:
+        if self.base is not None:
+            data = self.base(uid, data)
+        value = data.get(CONTEXT_NAME)
+        if isinstance(value, str):
+            from espnet_llm_plugin.retrieval.passage_retrieval import context_token_ids
+
+            ids = context_token_ids(value, self._get_tokenizer(uid))
+            data[CONTEXT_NAME] = np.asarray(ids, dtype=np.int64)
+        return data
+
+
+def context_tokenizer_path(args: argparse.Namespace) -> Optional[str]:
+    """The LLM tokenizer dir for ``context``: ``decoder_conf.llm_path`` or a hugging_face bpemodel."""
+    conf = getattr(args, "decoder_conf", None) or {}
+    if conf.get("llm_path"):
+        return str(conf["llm_path"])
+    if getattr(args, "token_type", None) == "hugging_face" and getattr(args, "bpemodel", None):
+        return str(args.bpemodel)
+    return None
+
 
 class LlmASRTask(ASRTask):
-    """ESPnet ``ASRTask`` whose ClassChoices include espnet-llm-plugin components."""
+    """ESPnet ``ASRTask`` whose ClassChoices include espnet-llm-plugin components.
+
+    Adds the optional data name ``context`` (see the module docstring).
+    """
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return tuple(super().optional_data_names(train, inference)) + (CONTEXT_NAME,)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
+        base = super().build_preprocess_fn(args, train)
+        path = context_tokenizer_path(args)
+        if base is None and path is None:
+            return None
+        return ContextPreprocessor(base, path)

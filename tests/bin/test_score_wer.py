@@ -37,3 +37,17 @@ def test_unknown_hypothesis_id_is_an_error(tmp_path):
     )
     assert proc.returncode != 0 and "'zz'" in proc.stderr
     assert not (tmp_path / "o" / "result.json").exists()
+
+
+def test_collect_adds_perplexity_and_stage_tables(tmp_path):
+    exp = tmp_path / "exp"
+    ppl = exp / "mmlm_fbank100" / "perplexity"
+    ppl.mkdir(parents=True)
+    (ppl / "text_lm_test.json").write_text(json.dumps(
+        {"sentences": 3, "tokens": 30, "ppl": 7.25, "word_ppl": 9.5, "loss": 1.98, "words": 20}))
+    (exp / "mmlm_fbank100" / "RESULTS.md").write_text("| model | R@1 |\n|---|---|\n| m | 42.0 |\n")
+    collect_results.main([str(exp), "--title", "t"])
+    text = (exp / "RESULTS.md").read_text()
+    assert "| mmlm_fbank100 | text_lm_test | 3 | 30 | 7.250 | 9.500 |" in text
+    assert "### mmlm_fbank100" in text and "| m | 42.0 |" in text
+    assert "no scored decodings yet" in text

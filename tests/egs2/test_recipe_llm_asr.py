@@ -46,6 +46,9 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
          "--asr_config", "llm.yaml", "--inference_config", "beam.yaml", "--nbest", "2",
          "--local_data_opts", "--num_train 24 --num_dev 4 --num_test 3 --num_target_test 2 "
          "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10",
+         "--unit_feature_type", "fbank", "--num_units", "8", "--unit_max_frames", "5000",
+         "--mmlm_args", "--max_steps 4 --batch_size 4 --seq_len 64 --eval_every 2 --save_every 2",
+         "--contrastive_args", "--max_steps 3 --batch_size 4",
          "--lm_args", "--vocab_size 300 --hidden_size 32 --num_layers 1 --num_heads 2 --max_steps 20 "
          "--batch_size 8 --seq_len 32 --eval_every 10 --save_every 10"],
         cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
@@ -73,6 +76,19 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     # ESPnet prefixes rank 0's log lines with host:rank/world_size (other ranks log warnings
     # only); finishing at all needs both ranks in gloo's collectives
     assert re.search(r"\[\S+:0/2\] .*training was finished", train_log), train_log[-2000:]
+    # stage 4: units for every set; stage 6: speech+text LM loadable like any HF model;
+    # stage 13: Recall@k and text perplexity in RESULTS.md
+    units = (r / "exp" / "units_fbank8" / "test" / "units").read_text().splitlines()
+    assert len(units) == 3 and all(int(u) < 8 for line in units for u in line.split()[1:])
+    assert (r / "exp" / "units_fbank8" / "test" / "quality.json").is_file()
+    from transformers import AutoModelForCausalLM
+
+    mm_tok = AutoTokenizer.from_pretrained(str(r / "exp" / "mmlm_fbank8" / "contrastive"))
+    assert len(mm_tok) == len(tok) + 2 + 8 and mm_tok.convert_tokens_to_ids("<unit_7>") >= len(tok)
+    AutoModelForCausalLM.from_pretrained(str(r / "exp" / "mmlm_fbank8" / "lm"))
+    results = (r / "exp" / "RESULTS.md").read_text()
+    assert "mmlm_fbank8_contrastive" in results and "## Text perplexity" in results
+    assert "text_lm_test" in results and "lm_test" in results
     # no_repeat_ngram_size from the decode YAML reached ESPnet's beam search
     log = (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "logs" / "decode.1.log").read_text()
     assert "added beam-search scorer no_repeat_ngram" in log and "BatchBeamSearch implementation" in log

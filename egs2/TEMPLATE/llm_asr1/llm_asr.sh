@@ -8,13 +8,16 @@
 #   1  data preparation            local/data.sh -> data/<set>/{wav.scp,text,utt2spk}
 #   2  audio formatting            format_audio -> dump/raw/<set> (16 kHz WAV, utt2dur)
 #   3  token list                  make_token_list -> data/token_list/<type>/{bpe.model,tokens.txt}
+#   4  unit discovery              train_kmeans, dump_units, unit_quality -> exp/units_<feats><K>/
 #   5  LLM (token_type hugging_face) train_text_lm when no --llm_path -> exp/text_lm/;
 #                                  make_token_list from the LLM tokenizer -> data/token_list/hf_<llm>/
+#   6  speech+text LM              extend_vocab, mmlm_train, contrastive_train -> exp/mmlm_<units>/
 #   7  ASR statistics              asr_train --collect_stats -> exp/asr_stats_*/
 #   8  ASR training                asr_train -> exp/asr_<tag>/
 #  10  decoding with n-best        asr_inference -> exp/asr_<tag>/decode_<tag>/<set>/
+#  11  n-best rescoring (+MWER)    train_mwer, rescore_nbest -> exp/asr_<tag>/decode_<tag>_rescore_<lm>/
 #  12  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
-# (stages 4, 6, 9, 11, 13 belong to unit discovery, multi-modal LM, retrieval and rescoring.)
+#  13  retrieval evaluation        retrieval_eval (Recall@k), text perplexity -> exp/RESULTS.md
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
@@ -58,6 +61,18 @@ lm_train_text=""        # default: data/local/train_text.txt if present, else th
 lm_dev_text=""          # default: the valid set's transcripts
 lm_args=""              # extra options for train_text_lm (sizes, steps)
 
+# Discrete speech units (stage 4) and the speech+text LM (stages 6, 13)
+unit_feature_type=""    # fbank | hf (--hf_path DIR --layer N) | espnet_asr (--asr_config --asr_model_file);
+                        # empty: no units, stages 4, 6 and 13 are skipped
+unit_feature_args=""    # options of train_kmeans for those features
+num_units=2000          # k-means centroids (the papers use 2000)
+unit_max_frames=1000000 # frames sampled for k-means
+unit_dedup=true         # run-length de-duplicated unit sequences
+unit_tag=""             # default: <unit_feature_type><num_units>
+mmlm_args=""            # extra options for mmlm_train (steps, LoRA)
+contrastive_args=""     # extra options for contrastive_train
+retrieval_test_sets=""  # default: test_sets (sets with speech)
+
 # ASR model
 asr_config=""           # training YAML (ESPnet options)
 asr_tag=""              # default: name of asr_config
@@ -71,11 +86,19 @@ inference_args=""       # extra options for asr_inference
 inference_asr_model=valid.acc.ave.pth
 nbest=10
 
+# N-best rescoring (stage 11): the valid set is decoded too, to tune the score weights
+rescore_lm=""           # HF causal LM dir (text-only, or the speech+text LM of stage 6); empty: no stage 11
+rescore_units=false     # true: score log p(text | units) with the units of stage 4 (speech+text LM)
+rescore_args=""         # extra options for rescore_nbest
+mwer_train=false        # MWER fine-tuning of the rescoring LM on the valid set's n-best lists first
+mwer_args=""            # extra options for train_mwer
+
 help_message=$(cat << EOF
 Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." --asr_config <yaml> [options]
 
-Stages: 1 data prep, 2 audio formatting, 3 token list, 5 LLM + its token list,
-        7 ASR stats, 8 ASR training, 10 decoding (n-best), 12 scoring + RESULTS.md
+Stages: 1 data prep, 2 audio formatting, 3 token list, 4 discrete units, 5 LLM + its token list,
+        6 speech+text LM, 7 ASR stats, 8 ASR training, 10 decoding (n-best),
+        11 n-best rescoring (+MWER), 12 scoring + RESULTS.md, 13 retrieval Recall@k + perplexity
 
 Options (defaults in brackets):
   --stage, --stop_stage    [${stage}, ${stop_stage}]
@@ -92,8 +115,12 @@ Options (defaults in brackets):
   --token_type, --nbpe, --bpemode   [${token_type}, ${nbpe}, ${bpemode}]
   --llm_path               HF causal LM dir (token_type hugging_face); empty: trained in stage 5
   --lm_train_text, --lm_dev_text, --lm_args   text LM pre-training (stage 5)
+  --unit_feature_type, --unit_feature_args, --num_units, --unit_max_frames, --unit_dedup, --unit_tag
+                           discrete units (stage 4; none without --unit_feature_type) [${num_units}]
+  --mmlm_args, --contrastive_args, --retrieval_test_sets   speech+text LM (stages 6, 13)
   --asr_config, --asr_tag, --asr_args
   --inference_config, --inference_tag, --inference_args, --nbest [${nbest}]
+  --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 11)
   --local_data_opts        options for local/data.sh
   --dumpdir, --expdir      [${dumpdir}, ${expdir}]
 Jobs run through \$train_cmd / \$decode_cmd from cmd.sh (local or slurm).
@@ -142,6 +169,9 @@ if [ -z "${inference_tag}" ]; then
     inference_tag+="_$(basename "${inference_asr_model}" .pth)"
 fi
 data_feats=${dumpdir}/raw
+[ -z "${unit_tag}" ] && unit_tag=${unit_feature_type}${num_units}
+unit_dir=${expdir}/units_${unit_tag}
+mmlm_dir=${expdir}/mmlm_${unit_tag}
 train_dump=${train_set}; [ -n "${speed_perturb_factors}" ] && train_dump=${train_set}_sp
 bin="${python} -m espnet_llm_plugin.bin"
 token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
@@ -196,6 +226,42 @@ if run_stage 3; then
 fi
 
 
+if run_stage 4 && [ -z "${unit_feature_type}" ]; then
+    log "Stage 4: no --unit_feature_type: no discrete units (stages 4, 6, 13 skipped)"
+elif run_stage 4; then
+    log "Stage 4: discrete units (${unit_feature_type}, K=${num_units}) -> ${unit_dir}"
+    if [ -f "${unit_dir}/kmeans/kmeans.json" ]; then
+        log "  ${unit_dir}/kmeans exists, skipping k-means"
+    else
+        mkdir -p "${unit_dir}/logs"
+        # shellcheck disable=SC2086
+        ${cuda_cmd} --gpu "${ngpu}" "${unit_dir}/logs/train_kmeans.log" \
+            ${bin}.train_kmeans --data_dir "${data_feats}/${train_dump}" --feature_type "${unit_feature_type}" \
+                ${unit_feature_args} --num_units "${num_units}" --max_frames "${unit_max_frames}" \
+                --seed "${seed}" --out_dir "${unit_dir}/kmeans"
+    fi
+    for dset in ${train_dump} ${valid_set} ${test_sets}; do
+        _out=${unit_dir}/${dset}/units
+        if [ -f "${_out}" ]; then log "  ${_out} is complete, skipping"; continue; fi
+        _work=${unit_dir}/${dset}.work; rm -rf "${_work}"; mkdir -p "${_work}/logs"
+        _nj=$(${bin}.split_scp "${data_feats}/${dset}/wav.scp" "${_work}" --nj "${nj}")
+        ${train_cmd} JOB=1:"${_nj}" "${_work}/logs/dump_units.JOB.log" \
+            ${bin}.dump_units --data_dir "${data_feats}/${dset}" --kmeans_dir "${unit_dir}/kmeans" \
+                --key_file "${_work}/keys.JOB.scp" --out "${_work}/units.JOB" \
+                --dedup "${unit_dedup}" --short_audio empty --device cpu
+        ${bin}.dump_units --data_dir "${data_feats}/${dset}" --merge "${_work}"/units.* --out "${_work}/units"
+        mkdir -p "${unit_dir}/${dset}"
+        if [ "$(awk 'NF > 1' "${data_feats}/${dset}/text" | wc -l)" -gt 1 ]; then  # not for non-speech sets
+            ${bin}.unit_quality --data_dir "${data_feats}/${dset}" --units "${_work}/units" \
+                --num_units "${num_units}" --out "${unit_dir}/${dset}/quality.json" > /dev/null
+        fi
+        mv "${_work}/logs" "${unit_dir}/${dset}/"
+        mv "${_work}/units" "${_out}"  # last: its presence marks the set complete
+        rm -rf "${_work}"
+    done
+fi
+
+
 if run_stage 5 && [ "${token_type}" = hugging_face ]; then
     if ${llm_trained}; then
         if [ -f "${llm_path}/config.json" ]; then
@@ -223,6 +289,41 @@ if run_stage 5 && [ "${token_type}" = hugging_face ]; then
         log "Stage 5: token list from the tokenizer of ${llm_path} -> ${token_dir}"
         ${bin}.make_token_list --token_type hugging_face --tokenizer "${llm_path}" \
             --out_dir "${token_dir}"
+    fi
+fi
+
+
+if run_stage 6 && [ -n "${unit_feature_type}" ]; then
+    [ -f "${llm_path}/config.json" ] || { log "Error: stage 6 needs the LLM ${llm_path} (stage 5 or --llm_path)"; exit 1; }
+    [ -f "${unit_dir}/kmeans/kmeans.json" ] || { log "Error: stage 6 needs units: run stage 4 (${unit_dir})"; exit 1; }
+    _K=$(${python} -c "import json,sys; print(json.load(open(sys.argv[1]))['num_units'])" "${unit_dir}/kmeans/kmeans.json")
+    mkdir -p "${mmlm_dir}/logs"
+    if [ -f "${mmlm_dir}/base/config.json" ]; then
+        log "Stage 6: ${mmlm_dir}/base exists, skipping vocabulary extension"
+    else
+        log "Stage 6: ${llm_path} + ${_K} unit tokens -> ${mmlm_dir}/base"
+        ${bin}.extend_vocab --base_dir "${llm_path}" --out_dir "${mmlm_dir}/base" --num_units "${_K}" --seed "${seed}"
+    fi
+    if [ -f "${mmlm_dir}/lm/config.json" ]; then
+        log "Stage 6: ${mmlm_dir}/lm exists, skipping speech+text LM training"
+    else
+        log "Stage 6: speech+text LM training (text, units->text, text->units) -> ${mmlm_dir}/lm"
+        # shellcheck disable=SC2086
+        ${cuda_cmd} --gpu "${ngpu}" "${mmlm_dir}/logs/mmlm_train.log" \
+            ${bin}.mmlm_train --llm_dir "${mmlm_dir}/base" \
+                --units "${unit_dir}/${train_dump}/units" --text "${data_feats}/${train_dump}/text" \
+                --dev_units "${unit_dir}/${valid_set}/units" --dev_text "${data_feats}/${valid_set}/text" \
+                --out_dir "${mmlm_dir}/lm" --ckpt_dir "${mmlm_dir}/lm.ckpt" --seed "${seed}" ${mmlm_args}
+    fi
+    if [ -f "${mmlm_dir}/contrastive/contrastive.json" ]; then
+        log "Stage 6: ${mmlm_dir}/contrastive exists, skipping contrastive training"
+    else
+        log "Stage 6: contrastive speech<->text training -> ${mmlm_dir}/contrastive"
+        # shellcheck disable=SC2086
+        ${cuda_cmd} --gpu "${ngpu}" "${mmlm_dir}/logs/contrastive_train.log" \
+            ${bin}.contrastive_train --llm_dir "${mmlm_dir}/lm" \
+                --units "${unit_dir}/${train_dump}/units" --text "${data_feats}/${train_dump}/text" \
+                --out_dir "${mmlm_dir}/contrastive" --seed "${seed}" ${contrastive_args}
     fi
 fi
 
@@ -315,7 +416,8 @@ if run_stage 10; then
     log "Stage 10: decoding (${inference_tag}, ${nbest}-best)"
     _ngpu=0; ${gpu_inference} && _ngpu=1
     _cfg=(); [ -n "${inference_config}" ] && _cfg=(--config "${inference_config}")
-    for dset in ${test_sets}; do
+    _sets=${test_sets}; [ -n "${rescore_lm}" ] && _sets="${valid_set} ${test_sets}"  # tuning set
+    for dset in ${_sets}; do
         _dir=${asr_exp}/decode_${inference_tag}/${dset}
         if [ -f "${_dir}/text" ]; then log "  ${_dir} is complete, skipping"; continue; fi
         _work=${_dir}.work; rm -rf "${_work}"; mkdir -p "${_work}/logs"
@@ -335,6 +437,35 @@ if run_stage 10; then
 fi
 
 
+if run_stage 11 && [ -n "${rescore_lm}" ]; then
+    _dec=${asr_exp}/decode_${inference_tag}
+    _lm=${rescore_lm}
+    _units() { ${rescore_units} && echo "--units ${unit_dir}/$1/units"; return 0; }
+    if ${mwer_train}; then
+        _lm=${expdir}/rescore_lm_mwer_$(basename "${rescore_lm}")
+        if [ -f "${_lm}/config.json" ]; then
+            log "Stage 11: ${_lm} exists, skipping MWER training"
+        else
+            log "Stage 11: MWER fine-tuning of ${rescore_lm} on ${valid_set}'s n-best lists -> ${_lm}"
+            # shellcheck disable=SC2046,SC2086
+            ${cuda_cmd} --gpu "${ngpu}" "${_lm}.log" ${bin}.train_mwer --nbest_dir "${_dec}/${valid_set}" \
+                --ref_text "${data_feats}/${valid_set}/text" $(_units "${valid_set}") \
+                --lm_path "${rescore_lm}" --out_dir "${_lm}" --seed "${seed}" ${mwer_args}
+        fi
+    fi
+    _resc=${_dec}_rescore_$(basename "${_lm}")
+    log "Stage 11: n-best rescoring with ${_lm} (weights tuned on ${valid_set}) -> ${_resc}"
+    for dset in ${valid_set} ${test_sets}; do
+        if [ -f "${_resc}/${dset}/text" ]; then log "  ${_resc}/${dset} is complete, skipping"; continue; fi
+        _tune=(--tune false); [ "${dset}" = "${valid_set}" ] && _tune=(--tune true)
+        # shellcheck disable=SC2046,SC2086
+        ${bin}.rescore_nbest --nbest_dir "${_dec}/${dset}" --lm_path "${_lm}" $(_units "${dset}") \
+            --ref_text "${data_feats}/${dset}/text" "${_tune[@]}" \
+            --weights_config "${_resc}/weights.yaml" --out_dir "${_resc}/${dset}" ${rescore_args}
+    done
+fi
+
+
 if run_stage 12; then
     log "Stage 12: scoring -> ${expdir}/RESULTS.md"
     for dset in ${test_sets}; do
@@ -342,6 +473,34 @@ if run_stage 12; then
         [ -f "${_dir}/text" ] || { log "Error: ${_dir}/text not found: run stage 10 first"; exit 1; }
         ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_dir}/text" \
             --timing "${_dir}/timing.json" --out_dir "${_dir}/score" --name "${dset}" > /dev/null
+        for _r in "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do  # stage 11's outputs
+            [ -f "${_r}/text" ] || continue
+            ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_r}/text" \
+                --out_dir "${_r}/score" --name "${dset}" > /dev/null
+        done
+    done
+    ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
+fi
+
+
+if run_stage 13 && [ -n "${unit_feature_type}" ]; then
+    log "Stage 13: speech<->text retrieval (Recall@k) and text perplexity -> ${expdir}/RESULTS.md"
+    [ -f "${mmlm_dir}/contrastive/contrastive.json" ] || { log "Error: ${mmlm_dir}/contrastive not found: run stage 6 first"; exit 1; }
+    for dset in ${retrieval_test_sets:-${test_sets}}; do
+        [ -f "${unit_dir}/${dset}/units" ] || { log "Error: ${unit_dir}/${dset}/units not found: run stage 4 first"; exit 1; }
+        if [ "$(awk 'NF > 1' "${data_feats}/${dset}/text" | wc -l)" -eq 0 ]; then
+            log "  ${dset}: no transcripts (non-speech set), skipping"; continue
+        fi
+        for _m in lm contrastive; do  # Recall@k before and after contrastive training
+            ${bin}.retrieval_eval --model_dir "${mmlm_dir}/${_m}" --units "${unit_dir}/${dset}/units" \
+                --text "${data_feats}/${dset}/text" --out_json "${mmlm_dir}/${_m}/retrieval_${dset}.json" \
+                --results_md "${mmlm_dir}/RESULTS.md" --name "mmlm_${unit_tag}_${_m}" --set_name "${dset}"
+        done
+        mkdir -p "${mmlm_dir}/perplexity"
+        for _m in "${llm_path}" "${mmlm_dir}/lm"; do  # text perplexity: text-only LM vs speech+text LM
+            ${bin}.mmlm_train --llm_dir "${_m}" --eval_only true --eval_text "${data_feats}/${dset}/text" \
+                --eval_has_ids true --eval_json "${mmlm_dir}/perplexity/$(basename "${_m}")_${dset}.json"
+        done
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
 fi

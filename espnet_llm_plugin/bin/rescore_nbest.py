@@ -1,0 +1,149 @@
+"""Rescore n-best lists with a text-only or speech+text causal LM (arXiv 2409.16654).
+
+Reads an ESPnet decode dir (``{n}best_recog/{text,score}``) or an n-best JSONL, adds the LM
+log-probability of every hypothesis (``log p(text)``, or ``log p(text | units)`` with
+``--units``), and picks the best by
+
+    first_pass_weight * first_pass + lm_weight * lm + length_bonus * words.
+
+With ``--tune true`` the weights are grid-searched on these lists against ``--ref_text``
+(minimum WER) and saved to ``--weights_config``; with ``--tune false`` they are read from it.
+``OUT_DIR`` is written as an ESPnet decode dir (``text``, ``{n}best_recog/{text,score,
+score_first_pass,score_lm}``, ranked by the combined score) plus ``nbest.jsonl`` and, when
+references are given, ``wer.json`` (first-pass, oracle and rescored WER).
+
+Tune on dev, apply to test::
+
+    python -m espnet_llm_plugin.bin.rescore_nbest --nbest_dir exp/asr/decode/dev \\
+        --lm_path exp/text_lm --ref_text dump/raw/dev/text --tune true \\
+        --weights_config exp/rescore/weights.yaml --out_dir exp/rescore/dev
+    python -m espnet_llm_plugin.bin.rescore_nbest --nbest_dir exp/asr/decode/test \\
+        --lm_path exp/text_lm --weights_config exp/rescore/weights.yaml --out_dir exp/rescore/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+def _floats(value: str) -> List[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+
+
+def _bool(value: str) -> bool:
+    v = value.lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_llm_plugin.bin.rescore_nbest", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--nbest_dir", type=Path, help="ESPnet decode dir with {n}best_recog/")
+    src.add_argument("--nbest_jsonl", type=Path, help="n-best JSONL ({utt_id, hyps: [{text, score}]})")
+    p.add_argument("--lm_path", type=Path, required=True, help="local Hugging Face causal LM dir")
+    p.add_argument("--units", type=Path, default=None,
+                   help="units file (utt_id u1 u2 ...): score log p(text | units) with a speech+text LM")
+    p.add_argument("--ref_text", type=Path, default=None, help="reference Kaldi text (for --tune and wer.json)")
+    p.add_argument("--tune", type=_bool, default=False, help="grid-search the weights on these lists")
+    p.add_argument("--weights_config", type=Path, default=None,
+                   help="weights YAML: written with --tune true, read otherwise")
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--lm_weights", type=_floats, default=_floats("0,0.05,0.1,0.2,0.3,0.4,0.5,0.7,1.0,1.5,2.0"),
+                   help="grid of LM weights for --tune (comma-separated)")
+    p.add_argument("--length_bonuses", type=_floats, default=_floats("0,0.5,1.0,2.0"),
+                   help="grid of per-word length bonuses for --tune (comma-separated)")
+    p.add_argument("--first_pass_weight", type=float, default=1.0, help="weight of the first-pass score when tuning")
+    p.add_argument("--length_norm", type=_bool, default=False, help="divide LM scores by their token count")
+    p.add_argument("--batch_size", type=int, default=16, help="hypotheses per LM forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    return p
+
+
+def run(args: argparse.Namespace) -> dict:
+    from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
+    from espnet_llm_plugin.fileio.kaldi_data import read_scp
+    from espnet_llm_plugin.fileio.unit_file import read_units
+    from espnet_llm_plugin.rescoring.lm_scorer import LmScorer, check_units_cover, score_nbest
+    from espnet_llm_plugin.rescoring.nbest import (
+        check_known_utterances, read_nbest, write_espnet_files, write_nbest_jsonl,
+    )
+    from espnet_llm_plugin.rescoring.weight_search import (
+        CombinationWeights, grid_search, oracle_counts, rerank_all, weights_counts,
+    )
+
+    if args.tune and args.ref_text is None:
+        raise ValueError("--tune true needs --ref_text")
+    if args.weights_config is None:
+        raise ValueError("--weights_config is needed (written with --tune true, read otherwise)")
+    source = args.nbest_dir if args.nbest_dir is not None else args.nbest_jsonl
+    nbest = read_nbest(args.nbest_dir, args.nbest_jsonl)
+    logging.info("%s: %d utterances, %d hypotheses", source, len(nbest), sum(len(h) for h in nbest.values()))
+    refs = None
+    if args.ref_text is not None:
+        refs = read_scp(args.ref_text, allow_empty_value=True)
+        check_known_utterances(nbest, refs, str(source), str(args.ref_text))
+    weights = None if args.tune else CombinationWeights.load(args.weights_config)
+    units = read_units(args.units) if args.units is not None else None
+    if units is not None:
+        check_units_cover(nbest, units, str(args.units))  # before the (possibly slow) LM load
+
+    scorer = LmScorer.from_pretrained(str(args.lm_path), device=args.device, dtype=args.dtype,
+                                      batch_size=args.batch_size, length_norm=args.length_norm)
+    logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")
+    scored = score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))
+
+    table = None
+    if args.tune:
+        weights, table = grid_search(scored, refs, args.lm_weights, args.length_bonuses, args.first_pass_weight)
+    reranked = rerank_all(scored, weights)
+    summary = {"nbest": str(source), "lm_path": str(args.lm_path), "units": str(args.units) if args.units else None,
+               "weights": vars(weights)}
+    if refs is not None:
+        first = weights_counts(scored, refs, CombinationWeights())
+        summary["first_pass"] = first.as_dict()
+        summary["oracle"] = oracle_counts(scored, refs).as_dict()
+        summary["rescored"] = weights_counts(scored, refs, weights).as_dict()
+        logging.info("WER first pass %.2f%%, oracle %.2f%%, rescored %.2f%%", first.error_rate,
+                     summary["oracle"]["error_rate"], summary["rescored"]["error_rate"])
+    if table is not None:
+        summary["grid"] = table
+
+    with atomic_dir(args.out_dir) as tmp:  # OUT_DIR is replaced only when complete
+        write_espnet_files(reranked, tmp)
+        write_nbest_jsonl(reranked, tmp / "nbest.jsonl")
+        atomic_write_text(tmp / "wer.json", json.dumps(summary, indent=1) + "\n")
+    if args.tune:
+        weights.save(args.weights_config, extra={"tuned_on": str(source), "lm_path": str(args.lm_path),
+                                                 "length_norm": bool(args.length_norm),
+                                                 "units": bool(args.units)})
+        logging.info("weights %s written to %s", vars(weights), args.weights_config)
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        run(args)
+    except ValueError as e:  # our input errors are ValueError subclasses
+        sys.exit(f"rescore_nbest: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

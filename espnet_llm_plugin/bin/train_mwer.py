@@ -1,0 +1,141 @@
+"""MWER fine-tuning of a rescoring LM on n-best lists (arXiv 2409.16654).
+
+The LM (text-only, or speech+text with ``--units``) is trained so that the n-best posterior
+``softmax(first_pass_weight * first_pass + lm_weight * lm)`` puts its mass on hypotheses with
+few word errors (expected errors minus the list's mean error), plus ``--ce_weight`` times the
+reference's per-token NLL. LoRA adapters are merged before saving, so ``OUT_DIR`` is a plain
+Hugging Face dir (model + tokenizer) that ``rescore_nbest --lm_path`` loads. Combination
+weights come from ``--weights_config`` (the YAML rescore_nbest --tune wrote) or the options.
+
+    python -m espnet_llm_plugin.bin.train_mwer --nbest_dir exp/asr/decode/train_nbest \\
+        --ref_text dump/raw/train/text --lm_path exp/text_lm --finetune lora \\
+        --dev_nbest_dir exp/asr/decode/dev --dev_ref_text dump/raw/dev/text \\
+        --weights_config exp/rescore/weights.yaml --out_dir exp/text_lm_mwer
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+def _bool(value: str) -> bool:
+    v = value.lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_llm_plugin.bin.train_mwer", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--nbest_dir", type=Path, help="training n-best: ESPnet decode dir")
+    src.add_argument("--nbest_jsonl", type=Path, help="training n-best: JSONL")
+    p.add_argument("--ref_text", type=Path, required=True, help="references of the training lists")
+    p.add_argument("--units", type=Path, default=None, help="units of the training utterances (speech+text LM)")
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--dev_nbest_dir", type=Path, default=None)
+    dev.add_argument("--dev_nbest_jsonl", type=Path, default=None)
+    p.add_argument("--dev_ref_text", type=Path, default=None)
+    p.add_argument("--dev_units", type=Path, default=None)
+    p.add_argument("--lm_path", type=Path, required=True, help="local Hugging Face causal LM dir to start from")
+    p.add_argument("--out_dir", type=Path, required=True, help="output HF dir (model + tokenizer + mwer_log.json)")
+    p.add_argument("--finetune", choices=["lora", "full"], default="lora")
+    p.add_argument("--lora_r", type=int, default=8)
+    p.add_argument("--lora_alpha", type=int, default=16)
+    p.add_argument("--lora_dropout", type=float, default=0.0)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--ce_weight", type=float, default=0.1, help="weight of the reference NLL regulariser")
+    p.add_argument("--utts_per_step", type=int, default=4, help="utterances (n-best lists) per optimiser step")
+    p.add_argument("--weights_config", type=Path, default=None, help="weights YAML from rescore_nbest --tune")
+    p.add_argument("--first_pass_weight", type=float, default=1.0, help="used without --weights_config")
+    p.add_argument("--lm_weight", type=float, default=0.5, help="used without --weights_config")
+    p.add_argument("--length_bonus", type=float, default=0.0, help="used without --weights_config")
+    p.add_argument("--length_norm", type=_bool, default=False)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _load_lists(nbest_dir, nbest_jsonl, ref_text, units_path, what):
+    from espnet_llm_plugin.fileio.kaldi_data import read_scp
+    from espnet_llm_plugin.fileio.unit_file import read_units
+    from espnet_llm_plugin.rescoring.lm_scorer import check_units_cover
+    from espnet_llm_plugin.rescoring.nbest import check_known_utterances, read_nbest
+
+    nbest = read_nbest(nbest_dir, nbest_jsonl)
+    refs = read_scp(ref_text, allow_empty_value=True)
+    check_known_utterances(nbest, refs, str(nbest_dir or nbest_jsonl), str(ref_text))
+    units = None
+    if units_path is not None:
+        units = read_units(units_path)
+        check_units_cover(nbest, units, str(units_path))
+    logging.info("%s: %d n-best lists", what, len(nbest))
+    return nbest, refs, units
+
+
+def run(args: argparse.Namespace) -> list:
+    import json
+
+    import torch
+
+    from espnet_llm_plugin.asr.finetune import LoraOptions, apply_finetune
+    from espnet_llm_plugin.lm.causal_lm_pretraining import save_pretrained_dir
+    from espnet_llm_plugin.rescoring.lm_scorer import LmScorer
+    from espnet_llm_plugin.rescoring.mwer import MwerConfig, train_mwer
+    from espnet_llm_plugin.rescoring.weight_search import CombinationWeights
+
+    has_dev = args.dev_nbest_dir is not None or args.dev_nbest_jsonl is not None
+    if has_dev and args.dev_ref_text is None:
+        raise ValueError("--dev_nbest_dir/--dev_nbest_jsonl need --dev_ref_text")
+    if (args.units is None) != (args.dev_units is None) and has_dev:
+        raise ValueError("give --units and --dev_units together (speech+text LM) or neither")
+    if args.weights_config is not None:
+        weights = CombinationWeights.load(args.weights_config)
+    else:
+        weights = CombinationWeights(args.first_pass_weight, args.lm_weight, args.length_bonus)
+    cfg = MwerConfig(epochs=args.epochs, lr=args.lr, ce_weight=args.ce_weight,
+                     utts_per_step=args.utts_per_step, seed=args.seed, weights=weights)
+    cfg.validate()
+    train = _load_lists(args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train")
+    dev = (_load_lists(args.dev_nbest_dir, args.dev_nbest_jsonl, args.dev_ref_text, args.dev_units, "dev")
+           if has_dev else None)
+
+    torch.manual_seed(args.seed)
+    scorer = LmScorer.from_pretrained(str(args.lm_path), device=args.device, length_norm=args.length_norm)
+    lora = LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
+    scorer.model = apply_finetune(scorer.model, args.finetune, lora, name="rescoring LM")
+    log = train_mwer(scorer, train[0], train[1], cfg, units=train[2], dev=dev)
+
+    model = scorer.model
+    if args.finetune == "lora":
+        model = model.merge_and_unload()  # a plain HF model again
+    save_pretrained_dir(args.out_dir, model, scorer.tokenizer, json_files={
+        "mwer_log.json": log,
+        "mwer_args.json": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    })
+    logging.info("MWER-trained LM written to %s", args.out_dir)
+    print(json.dumps(log, indent=1))
+    return log
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        run(args)
+    except ValueError as e:
+        sys.exit(f"train_mwer: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

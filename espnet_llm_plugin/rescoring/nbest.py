@@ -1,0 +1,245 @@
+"""N-best lists: read and write ESPnet's ``{n}best_recog`` decode layout and a plain JSONL form.
+
+ESPnet's ``asr_inference`` writes, per rank ``n`` (1-based), ``DIR/{n}best_recog/`` with
+``text`` (may lack an utterance whose text is None), ``token``, ``token_int`` and ``score``.
+``score`` is the total beam score (the weighted sum of all scorers, i.e. ``Hypothesis.score``)
+written with ``str()`` of a 0-d tensor: ``utt tensor(-7.3677)``; plain floats are read too.
+Utterances may have fewer hypotheses than the deepest rank (a beam that ended early).
+
+JSONL form, one line per utterance, hypotheses in rank order::
+
+    {"utt_id": "u1", "hyps": [{"text": "a b", "score": -3.2, "scores": {"lm": -12.5}}, ...]}
+
+Per-scorer scores (``scores``) are stored in the decode layout as extra files
+``{n}best_recog/score_<name>``, so both forms round-trip exactly (floats are written with
+``repr``). Empty hypotheses (noise-only utterances) are valid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_file
+from espnet_llm_plugin.fileio.kaldi_data import read_scp
+
+
+class NBestError(ValueError):
+    """An n-best list that cannot be used; the message names the file and utterance."""
+
+
+@dataclass
+class Hypothesis:
+    """One n-best entry: its text, first-pass (beam) score, and any further named scores."""
+
+    text: str
+    score: float
+    scores: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_words(self) -> int:
+        return len(self.text.split())
+
+
+NBest = Dict[str, List[Hypothesis]]  # utt_id -> hypotheses in rank order
+
+_RANK_DIR = re.compile(r"^(\d+)best_recog$")
+_TENSOR = re.compile(r"^tensor\((.*?)(,.*)?\)$")
+
+
+def parse_score(value: str, where: str) -> float:
+    """``-7.3677``, or ESPnet's ``tensor(-7.3677)`` / ``tensor(-7.3677, device='cuda:0')``."""
+    v = value.strip()
+    m = _TENSOR.match(v)
+    if m:
+        v = m.group(1)
+    try:
+        return float(v)
+    except ValueError:
+        raise NBestError(f"{where}: score {value!r} is not a number") from None
+
+
+def rank_dirs(decode_dir: str | Path) -> List[Path]:
+    """``[1best_recog, 2best_recog, ...]`` of a decode dir, by rank; checks ranks are 1..N."""
+    d = Path(decode_dir)
+    if not d.is_dir():
+        raise NBestError(f"n-best decode dir {d} does not exist")
+    found = {}
+    for p in d.iterdir():
+        m = _RANK_DIR.match(p.name)
+        if m and p.is_dir():
+            found[int(m.group(1))] = p
+    if not found:
+        raise NBestError(f"{d} has no {{n}}best_recog directories (not an ESPnet decode dir)")
+    ranks = sorted(found)
+    if ranks != list(range(1, len(ranks) + 1)):
+        raise NBestError(f"{d}: n-best ranks are not contiguous from 1: {ranks}")
+    return [found[r] for r in ranks]
+
+
+def read_espnet_nbest(decode_dir: str | Path) -> NBest:
+    """Read every ``{n}best_recog/{score,text,score_*}`` of an ESPnet decode dir.
+
+    An utterance's hypotheses are the ranks where it has a ``score`` line; a missing ``text``
+    line means an empty hypothesis. Utterance order follows ``1best_recog/score``.
+
+    Raises:
+        NBestError: no rank dirs, a rank without ``score``, a text without a score, an
+            utterance at rank n but not at rank n-1, or a score that is not a number.
+    """
+    out: NBest = {}
+    for rank, rdir in enumerate(rank_dirs(decode_dir), 1):
+        score_file = rdir / "score"
+        if not score_file.is_file():
+            raise NBestError(f"{score_file}: missing (each {{n}}best_recog needs a score file)")
+        scores = read_scp(score_file)
+        texts = read_scp(rdir / "text", allow_empty_value=True) if (rdir / "text").is_file() else {}
+        extra = [k for k in texts if k not in scores]
+        if extra:
+            raise NBestError(f"{rdir / 'text'}: utterance '{extra[0]}' has a text but no score")
+        named = {}
+        for f in sorted(rdir.glob("score_*")):
+            named[f.name[len("score_"):]] = read_scp(f)
+        for utt, value in scores.items():
+            if rank == 1:
+                out[utt] = []
+            elif utt not in out or len(out[utt]) != rank - 1:
+                raise NBestError(f"{score_file}: utterance '{utt}' has rank {rank} but no rank {rank - 1}")
+            hyp = Hypothesis(text=texts.get(utt, ""), score=parse_score(value, f"{score_file} '{utt}'"))
+            for name, table in named.items():
+                if utt in table:
+                    hyp.scores[name] = parse_score(table[utt], f"{rdir / ('score_' + name)} '{utt}'")
+            out[utt].append(hyp)
+    return out
+
+
+def write_espnet_nbest(nbest: NBest, decode_dir: str | Path) -> None:
+    """Write ``DIR/{n}best_recog/{text,score,score_<name>}`` and ``DIR/text`` (the 1-best),
+    sorted by utterance id, replacing ``DIR`` atomically."""
+    _check_ids(list(nbest), str(decode_dir))
+    with atomic_dir(decode_dir) as tmp:
+        write_espnet_files(nbest, tmp)
+
+
+def write_espnet_files(nbest: NBest, decode_dir: Path) -> None:
+    """Write the decode-dir files into an existing (e.g. temporary) directory; no atomicity."""
+    utts = sorted(nbest)
+    _check_ids(utts, str(decode_dir))
+    depth = max((len(nbest[u]) for u in utts), default=0)
+    for rank in range(1, max(depth, 1) + 1):
+        rdir = Path(decode_dir) / f"{rank}best_recog"
+        rdir.mkdir(parents=True, exist_ok=True)
+        rows = [(u, nbest[u][rank - 1]) for u in utts if len(nbest[u]) >= rank]
+        names = sorted({n for _, h in rows for n in h.scores})
+        for name in names:
+            _check_score_name(name)
+        (rdir / "text").write_text("".join(_text_line(u, h.text) for u, h in rows), encoding="utf-8")
+        (rdir / "score").write_text("".join(f"{u} {h.score!r}\n" for u, h in rows), encoding="utf-8")
+        for name in names:
+            (rdir / f"score_{name}").write_text(
+                "".join(f"{u} {h.scores[name]!r}\n" for u, h in rows if name in h.scores), encoding="utf-8"
+            )
+    (Path(decode_dir) / "text").write_text(
+        "".join(_text_line(u, nbest[u][0].text) for u in utts if nbest[u]), encoding="utf-8"
+    )
+
+
+def read_nbest_jsonl(path: str | Path) -> NBest:
+    """Read the JSONL form (see module docstring).
+
+    Raises:
+        NBestError: missing file, bad JSON, a missing/ill-typed field, or a duplicate utt_id;
+            the message names the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NBestError(f"n-best JSONL {path} does not exist")
+    out: NBest = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise NBestError(f"{where}: not valid JSON ({e})") from None
+            utt = row.get("utt_id") if isinstance(row, dict) else None
+            if not isinstance(utt, str) or not utt or any(c.isspace() for c in utt):
+                raise NBestError(f"{where}: missing or invalid 'utt_id'")
+            if utt in out:
+                raise NBestError(f"{where}: duplicate utt_id '{utt}'")
+            hyps = row.get("hyps")
+            if not isinstance(hyps, list):
+                raise NBestError(f"{where}: utterance '{utt}' has no 'hyps' list")
+            out[utt] = [_hyp_from_json(h, f"{where} '{utt}'") for h in hyps]
+    return out
+
+
+def write_nbest_jsonl(nbest: NBest, path: str | Path) -> None:
+    """Write the JSONL form atomically (utterances in the given order)."""
+    _check_ids(list(nbest), str(path))
+    with atomic_file(path) as f:
+        for utt, hyps in nbest.items():
+            row = {"utt_id": utt, "hyps": [_hyp_to_json(h) for h in hyps]}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_nbest(nbest_dir: Optional[str | Path] = None, nbest_jsonl: Optional[str | Path] = None) -> NBest:
+    """Read exactly one of an ESPnet decode dir or a JSONL file."""
+    if (nbest_dir is None) == (nbest_jsonl is None):
+        raise NBestError("give exactly one of an n-best decode dir or an n-best JSONL file")
+    return read_espnet_nbest(nbest_dir) if nbest_dir is not None else read_nbest_jsonl(nbest_jsonl)
+
+
+def check_known_utterances(nbest: NBest, known: Iterable[str], nbest_source: str, known_source: str) -> None:
+    """Raise :class:`NBestError` naming the first n-best utterance that ``known`` lacks."""
+    known = set(known)
+    unknown = [u for u in nbest if u not in known]
+    if unknown:
+        raise NBestError(
+            f"{nbest_source}: {len(unknown)} utterance(s) not in {known_source}, e.g. '{unknown[0]}'"
+        )
+
+
+def _text_line(utt: str, text: str) -> str:
+    return f"{utt} {text}\n" if text else f"{utt}\n"
+
+
+def _check_ids(utts: List[str], where: str) -> None:
+    for u in utts:
+        if not u or any(c.isspace() for c in u):
+            raise NBestError(f"{where}: invalid utterance id {u!r}")
+
+
+def _check_score_name(name: str) -> None:
+    if not name or any(c.isspace() or c in "/\\" for c in name):
+        raise NBestError(f"invalid score name {name!r} (used in a file name score_<name>)")
+
+
+def _hyp_from_json(h: object, where: str) -> Hypothesis:
+    if not isinstance(h, dict):
+        raise NBestError(f"{where}: a hypothesis is not an object")
+    text, score = h.get("text"), h.get("score")
+    if not isinstance(text, str):
+        raise NBestError(f"{where}: a hypothesis has no string 'text'")
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise NBestError(f"{where}: hypothesis {text!r} has no numeric 'score'")
+    scores = h.get("scores", {})
+    if not isinstance(scores, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()
+    ):
+        raise NBestError(f"{where}: hypothesis {text!r} has a non-numeric entry in 'scores'")
+    for k in scores:
+        _check_score_name(k)
+    return Hypothesis(text=text, score=float(score), scores={k: float(v) for k, v in scores.items()})
+
+
+def _hyp_to_json(h: Hypothesis) -> dict:
+    d = {"text": h.text, "score": h.score}
+    if h.scores:
+        d["scores"] = dict(h.scores)
+    return d

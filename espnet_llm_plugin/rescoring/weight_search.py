@@ -1,0 +1,181 @@
+"""Score combination for n-best rescoring and a grid search of its weights on dev.
+
+combined(h) = first_pass_weight * first_pass(h) + lm_weight * h.scores["lm"] + length_bonus * words(h)
+
+where first_pass(h) is ``h.scores["first_pass"]`` when present (an already rescored list), else
+``h.score``. The 1-best is the hypothesis with the highest combined score; ties keep the first-pass order
+(stable sort), so ``lm_weight = length_bonus = 0`` reproduces the first pass exactly. The grid
+search picks the weights with the lowest dev WER (S+D+I from
+:mod:`espnet_llm_plugin.scoring.error_rate`); among equal WERs the first grid point wins, and the
+grid is walked with small weights first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from espnet_llm_plugin.fileio.atomic import atomic_write_text
+from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest, NBestError
+from espnet_llm_plugin.scoring.error_rate import ErrorCounts, align_counts, tokens
+
+logger = logging.getLogger(__name__)
+
+LM_SCORE = "lm"
+FIRST_PASS_SCORE = "first_pass"
+
+
+class WeightsConfigError(ValueError):
+    """A weights YAML that cannot be used; names the file and key."""
+
+
+@dataclass
+class CombinationWeights:
+    first_pass_weight: float = 1.0
+    lm_weight: float = 0.0
+    length_bonus: float = 0.0
+
+    def combine(self, hyp: Hypothesis, lm_key: str = LM_SCORE) -> float:
+        """The combined score; a hypothesis from an earlier rescoring (``score`` = its combined
+        score) contributes its ``scores['first_pass']``, so rescoring twice does not compound."""
+        first_pass = hyp.scores.get(FIRST_PASS_SCORE, hyp.score)
+        total = self.first_pass_weight * first_pass + self.length_bonus * hyp.num_words
+        if self.lm_weight != 0.0:
+            if lm_key not in hyp.scores:
+                raise NBestError(f"hypothesis {hyp.text!r} has no '{lm_key}' score; score it with the LM first")
+            total += self.lm_weight * hyp.scores[lm_key]
+        return total
+
+    def save(self, path: str | Path, extra: Optional[dict] = None) -> None:
+        """Write ``{first_pass_weight, lm_weight, length_bonus, **extra}`` as YAML, atomically."""
+        data = asdict(self)
+        if extra:
+            data.update(extra)
+        atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CombinationWeights":
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsConfigError(f"weights config {path} does not exist (tune on dev first: --tune true)")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise WeightsConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise WeightsConfigError(f"{path}: expected a mapping with {list(asdict(cls()))}")
+        kw = {}
+        for key in asdict(cls()):
+            if key not in data:
+                raise WeightsConfigError(f"{path}: missing key '{key}'")
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise WeightsConfigError(f"{path}: key '{key}' must be a number, got {value!r}")
+            kw[key] = float(value)
+        return cls(**kw)
+
+
+def rerank(hyps: Sequence[Hypothesis], weights: CombinationWeights, lm_key: str = LM_SCORE) -> List[Hypothesis]:
+    """Hypotheses sorted by combined score, best first; ties keep the given order."""
+    if weights.lm_weight == 0.0 and weights.length_bonus == 0.0 and weights.first_pass_weight > 0:
+        return list(hyps)  # the first pass itself, whatever rounding its stored scores had
+    keyed = [(weights.combine(h, lm_key), i) for i, h in enumerate(hyps)]
+    keyed.sort(key=lambda t: -t[0])  # stable: equal scores keep rank order
+    return [hyps[i] for _, i in keyed]
+
+
+def rerank_all(nbest: NBest, weights: CombinationWeights, lm_key: str = LM_SCORE) -> NBest:
+    """Rerank every list; each hypothesis keeps its first-pass score under
+    ``scores['first_pass']`` and gets ``score`` = combined score."""
+    out: NBest = {}
+    for utt, hyps in nbest.items():
+        ranked = rerank(hyps, weights, lm_key)
+        out[utt] = [
+            Hypothesis(
+                text=h.text,
+                score=weights.combine(h, lm_key),
+                scores={**h.scores, FIRST_PASS_SCORE: h.scores.get(FIRST_PASS_SCORE, h.score)},
+            )
+            for h in ranked
+        ]
+    return out
+
+
+def one_best(nbest: NBest, weights: Optional[CombinationWeights] = None, lm_key: str = LM_SCORE) -> Dict[str, str]:
+    """``{utt: text}`` of the top hypothesis (an empty list gives an empty text)."""
+    weights = weights or CombinationWeights()
+    return {u: (rerank(h, weights, lm_key)[0].text if h else "") for u, h in nbest.items()}
+
+
+def hypothesis_errors(nbest: NBest, refs: Dict[str, str], unit: str = "word") -> Dict[str, List[ErrorCounts]]:
+    """Error counts of every hypothesis against its reference."""
+    out = {}
+    for utt, hyps in nbest.items():
+        if utt not in refs:
+            raise NBestError(f"n-best utterance '{utt}' has no reference")
+        ref = tokens(refs[utt], unit)
+        out[utt] = [align_counts(ref, tokens(h.text, unit)) for h in hyps]
+    return out
+
+
+def corpus_counts(choice: Dict[str, int], errors: Dict[str, List[ErrorCounts]], refs: Dict[str, str],
+                  unit: str = "word") -> ErrorCounts:
+    """Counts of the chosen hypothesis per utterance; references without an n-best count as
+    all deletions (as score_wer does for a missing hypothesis)."""
+    total = ErrorCounts()
+    for utt, ref in refs.items():
+        if utt in errors and errors[utt]:
+            total += errors[utt][choice[utt]]
+        else:
+            total += align_counts(tokens(ref, unit), [])
+    return total
+
+
+def oracle_counts(nbest: NBest, refs: Dict[str, str], unit: str = "word") -> ErrorCounts:
+    """Counts when each utterance picks its lowest-error hypothesis (the n-best's floor)."""
+    errors = hypothesis_errors(nbest, refs, unit)
+    choice = {u: min(range(len(e)), key=lambda i: e[i].errors) if e else 0 for u, e in errors.items()}
+    return corpus_counts(choice, errors, refs, unit)
+
+
+def weights_counts(nbest: NBest, refs: Dict[str, str], weights: CombinationWeights,
+                   errors: Optional[Dict[str, List[ErrorCounts]]] = None, unit: str = "word") -> ErrorCounts:
+    errors = errors if errors is not None else hypothesis_errors(nbest, refs, unit)
+    choice = {}
+    for utt, hyps in nbest.items():
+        if hyps:
+            top = rerank(hyps, weights)[0]
+            choice[utt] = next(i for i, h in enumerate(hyps) if h is top)
+    return corpus_counts(choice, errors, refs, unit)
+
+
+def grid_search(
+    nbest: NBest,
+    refs: Dict[str, str],
+    lm_weights: Sequence[float],
+    length_bonuses: Sequence[float] = (0.0,),
+    first_pass_weight: float = 1.0,
+    unit: str = "word",
+) -> Tuple[CombinationWeights, List[dict]]:
+    """Try every ``(lm_weight, length_bonus)``; return the best weights and a table of
+    ``{lm_weight, length_bonus, wer, errors, ref_tokens}`` rows."""
+    if not lm_weights or not length_bonuses:
+        raise ValueError("the weight grid is empty")
+    errors = hypothesis_errors(nbest, refs, unit)
+    lm_sorted = sorted(lm_weights, key=abs)
+    lb_sorted = sorted(length_bonuses, key=abs)
+    best, best_err, table = None, None, []
+    for lw, lb in itertools.product(lm_sorted, lb_sorted):
+        w = CombinationWeights(first_pass_weight, float(lw), float(lb))
+        c = weights_counts(nbest, refs, w, errors, unit)
+        table.append({"lm_weight": float(lw), "length_bonus": float(lb), "wer": c.error_rate,
+                      "errors": c.errors, "ref_tokens": c.ref_tokens})
+        if best_err is None or c.errors < best_err:
+            best, best_err = w, c.errors
+    logger.info("grid search: best %s with %d errors", best, best_err)
+    return best, table

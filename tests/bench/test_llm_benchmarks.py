@@ -1,0 +1,80 @@
+"""Smoke tests of the LLM-ASR benchmarks (bench/llm_decoding_rtf.py, bench/llm_train_step.py).
+
+Each runs in ``--quick`` mode (tiny random Llama, ~15 s in all) and must write its JSON +
+markdown; no timing is asserted (speed targets live in the benchmarks themselves).
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["llm_decoding_rtf", "llm_train_step"])
+def test_help(name):
+    out = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--quick" in out.stdout and "--device" in out.stdout and "--seed" in out.stdout
+
+
+def test_common_write_results(tmp_path):
+    common = load("common")
+    rows = [{"method": "a", "sec": 1.23456}, {"method": "b", "sec": None}]
+    md = common.write_results("x", {"machine": {"cpu": 1}}, rows, ["method", "sec"], tmp_path,
+                              notes=["note one"])
+    data = json.loads((tmp_path / "x.json").read_text())
+    assert data["rows"] == rows and data["machine"] == {"cpu": 1}
+    assert (tmp_path / "x.md").read_text() == md
+    assert "| a | 1.23 |" in md and "| b | - |" in md and "- note one" in md
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_decoding_quick_writes_results(tmp_path):
+    bench = load("llm_decoding_rtf")
+    out = bench.main(["--quick", "--device", "cpu", "--threads", "1", "--out_dir", str(tmp_path)])
+    data = json.loads((tmp_path / "llm_decoding_rtf.json").read_text())
+    assert [r["method"] for r in data["rows"]] == list(bench.METHODS)
+    for r in data["rows"]:
+        assert r["sec_per_utt"] > 0 and r["tokens_per_s"] > 0
+    assert data["speedup_ours_cached_vs_espnet_beam"] == out["speedup_ours_cached_vs_espnet_beam"]
+    assert data["config"]["tokens"] == bench.PRESETS["quick"]["tokens"]
+    assert "espnet_batch_score" in data and "best_hyp_equal_cached_vs_uncached" in data
+    assert "ours_cached" in (tmp_path / "llm_decoding_rtf.md").read_text()
+
+
+def test_train_step_quick_writes_results(tmp_path):
+    bench = load("llm_train_step")
+    bench.main(["--quick", "--in_process", "--device", "cpu", "--threads", "1",
+                "--out_dir", str(tmp_path)])
+    data = json.loads((tmp_path / "llm_train_step.json").read_text())
+    by = {r["scheme"]: r for r in data["rows"]}
+    assert set(by) == set(bench.SCHEMES)
+    assert by["frozen"]["trainable_params"] < by["lora"]["trainable_params"] < by["full"]["trainable_params"]
+    for r in data["rows"]:
+        assert r["step_s"] > 0 and r["train_mem_bytes"] is not None
+    assert data["lora_over_full_memory"][0]["hidden"] == bench.PRESETS["quick"]["hidden"]
+    assert (tmp_path / "llm_train_step.md").is_file()
+
+
+def test_bad_options_are_rejected(tmp_path):
+    dec, train = load("llm_decoding_rtf"), load("llm_train_step")
+    with pytest.raises(ValueError, match="--methods"):
+        dec.main(["--quick", "--methods", "nope", "--out_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--schemes"):
+        train.main(["--quick", "--schemes", "half", "--out_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="needs --device cuda"):
+        dec.main(["--preset", "1b", "--device", "cpu", "--out_dir", str(tmp_path)])
+    assert not list(tmp_path.iterdir())

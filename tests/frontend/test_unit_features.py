@@ -1,0 +1,98 @@
+"""Feature extractors: shapes, determinism, short audio, specs that rebuild the extractor."""
+
+import numpy as np
+import pytest
+
+from espnet_llm_plugin.frontend.unit_features import (
+    FeatureError,
+    ShortAudioError,
+    UtteranceAudio,
+    build_feature_extractor,
+)
+
+
+def _wav(n, seed=0):
+    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("hop_ms", [10.0, 20.0])
+def test_fbank_frames(hop_ms):
+    ex = build_feature_extractor({"type": "fbank", "n_mels": 40, "hop_ms": hop_ms})
+    hop = int(hop_ms * 16)
+    feats = ex.extract(_wav(16000))
+    assert feats.shape == (1 + (16000 - 400) // hop, 40) and feats.dtype == np.float32
+    assert ex.dim == 40 and ex.min_samples == 400
+    np.testing.assert_array_equal(feats, ex.extract(_wav(16000)))  # deterministic
+    assert build_feature_extractor(ex.spec).spec == ex.spec
+
+
+def test_fbank_batch_equals_single():
+    import torch
+
+    ex = build_feature_extractor({"type": "fbank", "n_mels": 20})
+    a, b = _wav(8000, 1), _wav(5000, 2)
+    batch = torch.zeros(2, 8000)
+    batch[0], batch[1, :5000] = torch.from_numpy(a), torch.from_numpy(b)
+    feats, lens = ex.forward_batch(batch, torch.tensor([8000, 5000]))
+    np.testing.assert_allclose(feats[1, : int(lens[1])].numpy(), ex.extract(b), atol=1e-4)
+    np.testing.assert_allclose(feats[0, : int(lens[0])].numpy(), ex.extract(a), atol=1e-4)
+
+
+def test_short_audio_names_utterance():
+    ex = build_feature_extractor({"type": "fbank"})
+    with pytest.raises(ShortAudioError, match="utt_short"):
+        ex.extract(_wav(399), "utt_short")
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"type": "mfcc"}, "unknown type"),
+    ({"n_mels": 3}, "'type'"),
+    ({"type": "fbank", "bogus": 1}, "bogus"),
+    ({"type": "hf", "path": "/nonexistent"}, "no config.json"),
+    ({"type": "espnet_asr", "config": "/no/config.yaml", "model_file": "/no/m.pth"}, "not found"),
+])
+def test_bad_specs(spec, match):
+    with pytest.raises(FeatureError, match=match):
+        build_feature_extractor(spec)
+
+
+def test_hf_encoder_layer(tiny_hubert_dir):
+    ex = build_feature_extractor({"type": "hf", "path": str(tiny_hubert_dir), "layer": 1})
+    feats = ex.extract(_wav(4000))
+    # conv strides 5*2: 10 samples per frame after the receptive field
+    assert feats.shape[1] == 32 and feats.shape[0] == (4000 - ex.min_samples) // 10 + 1
+    np.testing.assert_array_equal(feats, ex.extract(_wav(4000)))
+    with pytest.raises(ShortAudioError, match="u1"):
+        ex.extract(_wav(ex.min_samples - 1), "u1")
+    assert build_feature_extractor(ex.spec).spec == ex.spec
+
+
+def test_espnet_asr_encoder(tiny_espnet_asr, tmp_path, monkeypatch):
+    config, model_file = tiny_espnet_asr
+    monkeypatch.chdir(tmp_path)  # stats_file is relative to the recipe dir: found from the config
+    final = build_feature_extractor({"type": "espnet_asr", "config": str(config),
+                                     "model_file": str(model_file)})
+    block1 = build_feature_extractor({"type": "espnet_asr", "config": str(config),
+                                      "model_file": str(model_file), "layer": 1})
+    a, b = final.extract(_wav(16000)), block1.extract(_wav(16000))
+    assert a.shape == b.shape and a.shape[1] == 16 == final.dim
+    assert not np.allclose(a, b)
+    with pytest.raises(ShortAudioError, match="short_one"):
+        final.extract(_wav(final.min_samples - 1), "short_one")
+    assert final.extract(_wav(final.min_samples)).shape[0] >= 1
+    with pytest.raises(FeatureError, match="layer=5"):
+        build_feature_extractor({"type": "espnet_asr", "config": str(config),
+                                 "model_file": str(model_file), "layer": 5})
+
+
+def test_utterance_audio_segments_and_duplicates(wav_dir, tmp_path):
+    audio = UtteranceAudio([wav_dir])
+    full = audio.read("utt00")
+    seg_dir = tmp_path / "seg"
+    seg_dir.mkdir()
+    (seg_dir / "wav.scp").write_text((wav_dir / "wav.scp").read_text())
+    (seg_dir / "segments").write_text("part utt00 0.1 0.3\n")
+    seg = UtteranceAudio([seg_dir]).read("part")
+    np.testing.assert_array_equal(seg, full[1600:4800])
+    with pytest.raises(ValueError, match="utt00"):
+        UtteranceAudio([wav_dir], [wav_dir / "wav.scp"])

@@ -1,0 +1,125 @@
+"""Passage reading, BM25/TF-IDF/LM-embedding ranking, the context format, Recall@k."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from espnet_llm_plugin.retrieval import passage_retrieval as pr
+
+PASSAGES = [
+    {"id": "solara", "text": "the solara probe was launched from tanegashima its target is titania"},
+    {"id": "zenobia", "text": "the zenobia orbiter was launched from mahia its target is callisto"},
+    {"id": "vesper", "text": "the vesperine lander carries a laser altimeter and a dust analyzer"},
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def passages_file(tmp_path):
+    return write_jsonl(tmp_path / "passages.jsonl", PASSAGES)
+
+
+@pytest.mark.parametrize("scorer", ["bm25", "tfidf"])
+def test_word_scorers_rank_the_right_passage_first(passages_file, scorer):
+    passages = pr.read_passages(passages_file)
+    queries = {
+        "u1": "the orbiter reached callisto",  # zenobia
+        "u2": "a dust analyzer on the lander",  # vesper
+        "u3": "titania seen by the probe",  # solara
+    }
+    ranked = pr.rank_passages(queries, passages, k=2, scorer=scorer)
+    assert [ranked[u][0].id for u in ("u1", "u2", "u3")] == ["zenobia", "vesper", "solara"]
+    assert all(len(r) == 2 for r in ranked.values())
+    gold = {"u1": {"zenobia"}, "u2": {"solara"}, "u3": {"solara"}}
+    recall = pr.recall_at_k(ranked, gold, [1, 2])
+    assert recall["recall@1"] == pytest.approx(2 / 3) and recall["num_utterances"] == 3
+
+
+def test_bm25_prefers_rare_words_and_shorter_passages():
+    index = pr.Bm25Index(["cat cat dog", "cat dog dog dog dog dog dog", "bird"])
+    s = index.scores("cat")
+    assert s[0] > s[1] > 0 and s[2] == 0
+    assert np.all(index.scores("unknown words") == 0)
+
+
+def test_lm_embedding_scorer_finds_an_identical_passage(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = sorted({w for p in PASSAGES for w in p["text"].split()})
+    vocab = ["<pad>", "<unk>", "<s>", "</s>"] + words
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=4, max_position_embeddings=64,
+    )).eval()
+    passages = [pr.Passage(p["id"], p["text"]) for p in PASSAGES]
+    ranked = pr.rank_passages({"u": PASSAGES[1]["text"]}, passages, 1, "lm_embedding", (model, tokenizer))
+    assert ranked["u"][0].id == "zenobia"
+
+
+def test_dynamic_context_ranks_each_utterances_own_documents(tmp_path):
+    docs = write_jsonl(tmp_path / "docs.jsonl", [
+        {"utt_id": "a", "documents": ["red cat on a mat", {"id": "a-dog", "text": "big dog ran home"}]},
+        {"utt_id": "b", "documents": ["one small bird"]},
+    ])
+    per_utt = pr.read_utterance_documents(docs)
+    assert [p.id for p in per_utt["a"]] == ["a-0", "a-dog"]
+    ranked = pr.rank_passages({"a": "the dog ran", "b": "bird"}, per_utt, k=3)
+    assert [p.id for p in ranked["a"]] == ["a-dog", "a-0"] and [p.id for p in ranked["b"]] == ["b-0"]
+    with pytest.raises(pr.PassageError, match="unknown utterance 'b'"):
+        pr.rank_passages({"a": "dog"}, per_utt, k=1)
+    with pytest.raises(pr.PassageError, match="no documents for utterance 'c'"):
+        pr.rank_passages({"a": "dog", "b": "x", "c": "y"}, per_utt, k=1)
+
+
+def test_context_line_round_trips_through_tokens(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = ["<pad>", "<unk>", "<s>", "</s>", "cat", "dog", "sat"]
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    line = pr.join_passages(["cat  sat\n", "dog"])
+    assert line == "cat sat ||| dog"
+    assert pr.split_passages(line) == ["cat sat", "dog"]
+    assert pr.context_token_ids(line, tokenizer) == [4, 6, 3, 5]
+    assert pr.context_token_ids("cat </s> dog", tokenizer) == [4, 5]  # eos inside a passage dropped
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, passages_file):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(pr.PassageError, match="empty.jsonl: passages file is empty"):
+        pr.read_passages(empty)
+    with pytest.raises(pr.PassageError, match="not found"):
+        pr.read_passages(tmp_path / "missing.jsonl")
+    dup = write_jsonl(tmp_path / "dup.jsonl", [PASSAGES[0], PASSAGES[0]])
+    with pytest.raises(pr.PassageError, match="dup.jsonl:2: duplicate passage id 'solara'"):
+        pr.read_passages(dup)
+    sep = write_jsonl(tmp_path / "sep.jsonl", [{"id": "x", "text": "a ||| b"}])
+    with pytest.raises(pr.PassageError, match="separator"):
+        pr.read_passages(sep)
+    noid = write_jsonl(tmp_path / "noid.jsonl", [{"text": "a"}])
+    with pytest.raises(pr.PassageError, match="noid.jsonl:1: a passage needs an 'id'"):
+        pr.read_passages(noid)
+    with pytest.raises(pr.PassageError, match="num_passages must be >= 1"):
+        pr.rank_passages({"u": "x"}, pr.read_passages(passages_file), k=0)
+    with pytest.raises(pr.PassageError, match="no ranked utterance has a gold"):
+        pr.recall_at_k({"u": []}, {"v": {"x"}}, [1])
+
+
+def test_plain_text_passages_get_line_numbers(tmp_path):
+    p = tmp_path / "passages.txt"
+    p.write_text("first passage\n\nsecond passage\n")
+    assert pr.read_passages(p) == [pr.Passage("1", "first passage"), pr.Passage("3", "second passage")]
