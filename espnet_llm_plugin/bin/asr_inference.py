@@ -5,7 +5,11 @@ Registers espnet-llm-plugin components, then runs ESPnet's own
 and the output layout (``1best_recog/text``, ``{n}best_recog/...``) is ESPnet's.
 Adds decoding options ESPnet lacks, as ESPnet beam-search scorers (so they combine with CTC,
 LM and every other scorer), set in the decode YAML or on the command line:
-``no_repeat_ngram_size`` (forbid repeating any n-gram; against insertion loops).
+``no_repeat_ngram_size`` (forbid repeating any n-gram; against insertion loops),
+``hf_lm_path``/``hf_lm_weight`` (shallow fusion with a Hugging Face causal LM whose tokenizer
+is the ASR token list), and kNN-LM decoding with a datastore from ``build_datastore``:
+``knnlm_datastore``, ``knnlm_query`` (lm|decoder), ``knnlm_lm_path``, ``knnlm_weight``,
+``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (faiss|torch).
 Also writes ``OUTPUT_DIR/timing.json`` (wall time and, when the data directory has
 ``utt2dur``, the audio duration) from which the recipe reports the real-time factor.
 
@@ -62,7 +66,7 @@ def split_extra_options(cmd: List[str], tmp_dir: Path):
                 if i + 1 >= len(cmd):
                     raise ValueError(f"{name} needs a value")
                 raw, i = cmd[i + 1], i + 2
-            values[key] = int(raw)
+            values[key] = ExtraDecodingOptions.parse_value(key, raw)
             continue
         out.append(cmd[i])
         i += 1
@@ -102,8 +106,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
     import espnet_llm_plugin.tasks.llm_asr  # noqa: F401  (registers our components)
     from espnet_llm_plugin.config_check import ConfigError
     from espnet_llm_plugin.decoding.speech2text import speech2text_class
+    from espnet_llm_plugin.asr.hf_causal_lm import LlmLoadError
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.quiet import quiet_espnet_import
+    from espnet_llm_plugin.retrieval.datastore import DatastoreError
+    from espnet_llm_plugin.retrieval.hf_lm_scorer import TokenListMismatch
 
     with quiet_espnet_import():
         from espnet2.bin import asr_inference
@@ -116,7 +123,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
         # ESPnet's inference() builds the module-level Speech2Text by name
         asr_inference.Speech2Text = speech2text_class(extra)
         start = time.perf_counter()
-        asr_inference.main(cmd)
+        try:
+            asr_inference.main(cmd)
+        except (DatastoreError, TokenListMismatch, LlmLoadError) as e:  # bad decoding options
+            sys.exit(f"asr_inference: error: {e}")
         elapsed = time.perf_counter() - start
     out_dirs = espnet_entry.option_values(cmd, "--output_dir")
     if out_dirs:

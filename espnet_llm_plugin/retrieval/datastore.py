@@ -1,0 +1,413 @@
+"""kNN-LM datastore: keys (LM hidden states) -> values (next token ids), searched with faiss or
+exact torch search, saved as a directory.
+
+Directory layout (written with :func:`espnet_llm_plugin.fileio.atomic.atomic_dir`, so a
+failed build or merge leaves the old directory untouched)::
+
+    manifest.json   key-encoder identity, hidden size, tokenizer hash, metric, count, index
+    keys.npy        (N, D) float32, or float16 with ``fp16``; kept for the torch backend and
+                    for merging shards (an IVF/PQ index cannot give its keys back exactly)
+    values.npy      (N,) int64 next-token ids
+    index.faiss     the faiss index (``faiss.write_index``), built with ``index_factory``
+
+Index strings are faiss ``index_factory`` strings: ``Flat`` (exact), ``IVF1024,PQ16``,
+``HNSW32``, ``IVF256,SQ8``, ... Indexes that need training (IVF, PQ, SQ) are trained on the
+keys of the first :meth:`FaissDatastore.add`. With ``fp16`` a ``Flat`` index becomes
+``SQfp16`` (keys stored as float16 inside faiss, too).
+
+Sharded builds: each shard is a complete datastore directory (any index); :func:`merge_datastores`
+concatenates their keys and values in shard order and builds the index once, so the merged
+datastore equals a single build over the same corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from espnet_llm_plugin.retrieval.search_backend import SearchBackend, check_metric
+
+logger = logging.getLogger(__name__)
+
+MANIFEST, INDEX, KEYS, VALUES = "manifest.json", "index.faiss", "keys.npy", "values.npy"
+FORMAT = "espnet_llm_plugin.knnlm_datastore"
+VERSION = 1
+BACKENDS = ("faiss", "torch")
+# identity fields a datastore must match at load time, when the caller states them
+CHECKED_FIELDS = ("tokenizer_hash", "hidden_size", "config_hash", "layer", "vocab_size")
+
+
+class DatastoreError(ValueError):
+    """A datastore directory is missing, corrupt, or does not fit the model using it."""
+
+
+class FaissSearch(SearchBackend):
+    """A faiss index as :class:`SearchBackend` (CPU faiss; see ``TorchExactSearch`` for GPUs)."""
+
+    def __init__(
+        self, dim: int, metric: str = "l2", index_string: str = "Flat", index: Any = None,
+        max_train: int = 200_000, seed: int = 0,
+    ):
+        import faiss
+
+        self.dim = int(dim)
+        self.metric = check_metric(metric)
+        self.index_string = index_string
+        self.max_train, self.seed = int(max_train), int(seed)
+        if index is None:
+            faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+            try:
+                index = faiss.index_factory(self.dim, index_string, faiss_metric)
+            except RuntimeError as e:
+                raise ValueError(f"faiss index_factory cannot build {index_string!r} (dim {dim}): {e}") from e
+        self.index = index
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.index.is_trained)
+
+    def train(self, keys: np.ndarray) -> None:
+        if self.is_trained:
+            return
+        if len(keys) > self.max_train:  # a seeded sample: training cost grows with the keys
+            pick = np.random.default_rng(self.seed).choice(len(keys), self.max_train, replace=False)
+            keys = keys[np.sort(pick)]
+        try:
+            self.index.train(np.ascontiguousarray(keys, dtype=np.float32))
+        except RuntimeError as e:
+            raise ValueError(
+                f"training faiss index {self.index_string!r} on {len(keys)} keys failed (too few "
+                f"keys for its clusters/codebooks? use a smaller IVF/PQ or 'Flat'): {e}"
+            ) from e
+
+    def add(self, keys: np.ndarray) -> None:
+        keys = np.ascontiguousarray(keys, dtype=np.float32)
+        if keys.ndim != 2 or keys.shape[1] != self.dim:
+            raise ValueError(f"keys must have shape (N, {self.dim}), got {tuple(keys.shape)}")
+        self.train(keys)
+        self.index.add(keys)
+
+    def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        q = self.check_queries(queries, k)
+        scores, ids = self.index.search(q, k)
+        return scores, ids.astype(np.int64, copy=False)
+
+    def write(self, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def read(cls, path: Path, metric: str, index_string: str) -> "FaissSearch":
+        import faiss
+
+        try:
+            index = faiss.read_index(str(path))
+        except Exception as e:  # faiss raises RuntimeError with a C++ message
+            raise DatastoreError(f"datastore index file {path} is corrupt or unreadable: {e}") from e
+        return cls(index.d, metric, index_string, index=index)
+
+
+def _effective_index_string(index: str, fp16: bool) -> str:
+    return "SQfp16" if fp16 and index.strip() == "Flat" else index
+
+
+class FaissDatastore:
+    """Keys + values + a search backend, with a manifest describing the key encoder.
+
+    Args:
+        identity: key encoder identity (:func:`espnet_llm_plugin.retrieval.key_encoder.lm_identity`:
+            model_path, config_hash, tokenizer_hash, vocab_size, hidden_size, layer).
+        index: faiss ``index_factory`` string.
+        metric: ``l2`` or ``ip``.
+        fp16: store keys as float16 (keys.npy and, for ``Flat``, the faiss index).
+        backend: ``faiss`` or ``torch`` (exact search in torch, e.g. on a GPU).
+        device: torch backend device.
+        max_train: train IVF/PQ indexes on at most this many keys (a seeded sample).
+    """
+
+    def __init__(
+        self,
+        identity: Dict[str, Any],
+        index: str = "Flat",
+        metric: str = "l2",
+        fp16: bool = False,
+        backend: str = "faiss",
+        device: str = "cpu",
+        max_train: int = 200_000,
+        _backend_obj: Optional[SearchBackend] = None,
+    ):
+        if "hidden_size" not in identity:
+            raise ValueError("datastore identity needs 'hidden_size'")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.identity = dict(identity)
+        self.dim = int(identity["hidden_size"])
+        self.metric = check_metric(metric)
+        self.fp16 = bool(fp16)
+        self.index_string = _effective_index_string(index, fp16)
+        self.backend_name = backend
+        self.device = device
+        self.max_train = max_train
+        self._keys: List[np.ndarray] = []
+        self._values: List[np.ndarray] = []
+        self._keys_dir: Optional[Path] = None
+        self.backend = _backend_obj if _backend_obj is not None else self._new_backend()
+
+    def _new_backend(self) -> SearchBackend:
+        if self.backend_name == "faiss":
+            return FaissSearch(self.dim, self.metric, self.index_string, max_train=self.max_train)
+        from espnet_llm_plugin.retrieval.torch_search import TorchExactSearch
+
+        dtype = "float16" if self.fp16 and str(self.device).startswith("cuda") else None
+        return TorchExactSearch(self.dim, self.metric, self.device, dtype=dtype)
+
+    # ------------------------------------------------------------------ content
+    @property
+    def count(self) -> int:
+        return int(sum(len(v) for v in self._values))
+
+    @property
+    def keys(self) -> np.ndarray:
+        """All keys ``(N, D)`` (float16 with ``fp16``, else float32)."""
+        if not self._keys and self._keys_dir is not None:  # loaded with the faiss backend
+            self._keys = [_load_keys(self._keys_dir, read_manifest(self._keys_dir))]
+        self._consolidate()
+        return self._keys[0] if self._keys else np.zeros((0, self.dim), self._key_dtype())
+
+    @property
+    def values(self) -> np.ndarray:
+        """All values ``(N,)`` int64."""
+        self._consolidate()
+        return self._values[0] if self._values else np.zeros((0,), np.int64)
+
+    def _key_dtype(self):
+        return np.float16 if self.fp16 else np.float32
+
+    def _consolidate(self) -> None:
+        if len(self._keys) > 1:
+            self._keys = [np.concatenate(self._keys)]
+            self._values = [np.concatenate(self._values)]
+
+    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Append ``keys (N, D)`` with ``values (N,)``; trains the index on the first call."""
+        keys = np.asarray(keys)
+        values = np.asarray(values)
+        if keys.ndim != 2 or keys.shape[1] != self.dim:
+            raise DatastoreError(
+                f"keys must have shape (N, {self.dim}) (the key encoder's hidden size), got {tuple(keys.shape)}"
+            )
+        if values.shape != (keys.shape[0],):
+            raise DatastoreError(f"values must have shape ({keys.shape[0]},), got {tuple(values.shape)}")
+        if len(values) and (values.min() < 0 or ("vocab_size" in self.identity and values.max() >= self.identity["vocab_size"])):
+            raise DatastoreError(f"values outside [0, vocab_size={self.identity.get('vocab_size')})")
+        if len(keys) == 0:
+            return
+        if self._keys_dir is not None and not self._keys:
+            self.keys  # noqa: B018  (read the stored keys before appending to them)
+        stored = keys.astype(self._key_dtype(), copy=False)
+        self._keys.append(stored)
+        self._values.append(values.astype(np.int64, copy=False))
+        # the backend sees exactly what is stored (fp16-rounded keys when fp16)
+        self.backend.add(stored.astype(np.float32, copy=False))
+
+    @classmethod
+    def build(
+        cls, keys: np.ndarray, values: np.ndarray, identity: Dict[str, Any], **kwargs: Any
+    ) -> "FaissDatastore":
+        """A datastore holding ``keys``/``values`` (kwargs as in the constructor)."""
+        if len(keys) == 0:
+            raise DatastoreError("no keys to build a datastore from (empty memory corpus?)")
+        ds = cls(identity, **kwargs)
+        ds.add(keys, values)
+        return ds
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """``queries (N, D) -> (scores (N, k), values (N, k))``; value ``-1`` = no neighbour.
+
+        Scores are squared L2 distances (``l2``) or inner products (``ip``).
+        """
+        if self.count == 0:
+            raise DatastoreError("search in an empty datastore")
+        scores, ids = self.backend.search(queries, k)
+        vals = self.values
+        out = np.where(ids >= 0, vals[np.clip(ids, 0, None)], -1)
+        return scores, out
+
+    # ------------------------------------------------------------------ files
+    def manifest(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        m = {
+            "format": FORMAT,
+            "version": VERSION,
+            "key_encoder": self.identity,
+            "hidden_size": self.dim,
+            "tokenizer_hash": self.identity.get("tokenizer_hash"),
+            "metric": self.metric,
+            "count": self.count,
+            "index": self.index_string,
+            "key_dtype": "float16" if self.fp16 else "float32",
+        }
+        if extra:
+            m["info"] = extra
+        return m
+
+    def save(self, path: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> None:
+        """Write the datastore directory atomically (``extra``: free-form build info)."""
+        from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
+
+        if self.count == 0:
+            raise DatastoreError(f"refusing to save an empty datastore to {path}")
+        with atomic_dir(path) as tmp:
+            np.save(tmp / KEYS, self.keys, allow_pickle=False)
+            np.save(tmp / VALUES, self.values, allow_pickle=False)
+            if isinstance(self.backend, FaissSearch):
+                self.backend.write(tmp / INDEX)
+            else:  # a torch-backed datastore still ships a faiss index for CPU users
+                fs = FaissSearch(self.dim, self.metric, self.index_string, max_train=self.max_train)
+                fs.add(self.keys.astype(np.float32))
+                fs.write(tmp / INDEX)
+            atomic_write_text(tmp / MANIFEST, json.dumps(self.manifest(extra), indent=1) + "\n")
+        logger.info("wrote datastore %s (%d entries, index %s)", path, self.count, self.index_string)
+
+    @classmethod
+    def load(
+        cls,
+        path: Union[str, Path],
+        expect: Optional[Dict[str, Any]] = None,
+        backend: str = "faiss",
+        device: str = "cpu",
+    ) -> "FaissDatastore":
+        """Load a datastore directory and check it fits the caller.
+
+        Args:
+            expect: identity fields the datastore must have (any of ``tokenizer_hash``,
+                ``hidden_size``, ``config_hash``, ``layer``, ``vocab_size``), e.g. the scorer LM's.
+            backend: ``faiss`` (read ``index.faiss``) or ``torch`` (exact search over ``keys.npy``).
+
+        Raises:
+            DatastoreError: missing files, a corrupt index, counts/dims that disagree, or a
+                mismatch with ``expect`` (another tokenizer, another hidden size, ...).
+        """
+        p = Path(path)
+        manifest = read_manifest(p)
+        ident = manifest["key_encoder"]
+        for name, want in (expect or {}).items():
+            if name not in CHECKED_FIELDS or want is None:
+                continue
+            have = ident.get(name, manifest.get(name))
+            if have != want:
+                what = {
+                    "tokenizer_hash": "was built with another tokenizer (vocabulary hash differs)",
+                    "hidden_size": f"has keys of width {have}, the query model's hidden size is {want}",
+                    "config_hash": "was built with another model (config hash differs)",
+                    "layer": f"has keys from layer {have}, the query layer is {want}",
+                    "vocab_size": f"has vocab size {have}, the scorer's is {want}",
+                }[name]
+                raise DatastoreError(
+                    f"datastore {p} {what}: it was built by {ident.get('model_path')}; rebuild it "
+                    f"with the decoding LM as key encoder"
+                )
+        try:
+            values = np.load(p / VALUES, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DatastoreError(f"datastore values file {p / VALUES} is missing or corrupt: {e}") from e
+        if values.shape != (manifest["count"],):
+            raise DatastoreError(f"{p / VALUES} holds {values.shape} values, manifest says {manifest['count']}")
+        fp16 = manifest.get("key_dtype") == "float16"
+        dim = int(manifest["hidden_size"])
+        if backend == "faiss":
+            if not (p / INDEX).is_file():
+                raise DatastoreError(f"datastore index file {p / INDEX} is missing")
+            fs = FaissSearch.read(p / INDEX, manifest["metric"], manifest["index"])
+            if fs.dim != dim or fs.ntotal != manifest["count"]:
+                raise DatastoreError(
+                    f"datastore index {p / INDEX} has dim {fs.dim} and {fs.ntotal} entries, manifest "
+                    f"says dim {dim} and {manifest['count']}: the index does not belong to this datastore"
+                )
+            ds = cls(ident, manifest["index"], manifest["metric"], fp16=fp16, backend="faiss", _backend_obj=fs)
+            ds._values = [values.astype(np.int64, copy=False)]
+            ds._keys_dir = p  # keys.npy is read only when asked for (not needed to search)
+            return ds
+        keys = _load_keys(p, manifest)
+        ds = cls(ident, manifest["index"], manifest["metric"], fp16=fp16, backend=backend, device=device)
+        ds.add(keys, values)
+        return ds
+
+
+
+def _load_keys(p: Path, manifest: Dict[str, Any]) -> np.ndarray:
+    try:
+        keys = np.load(p / KEYS, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DatastoreError(f"datastore keys file {p / KEYS} is missing or corrupt: {e}") from e
+    if keys.shape != (manifest["count"], manifest["hidden_size"]):
+        raise DatastoreError(
+            f"{p / KEYS} has shape {keys.shape}, manifest says ({manifest['count']}, {manifest['hidden_size']})"
+        )
+    return keys
+
+
+def read_manifest(path: Union[str, Path]) -> Dict[str, Any]:
+    """The manifest of datastore directory ``path`` (checked for the required fields)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise DatastoreError(f"datastore directory {p} not found")
+    try:
+        m = json.loads((p / MANIFEST).read_text())
+    except FileNotFoundError as e:
+        raise DatastoreError(f"{p} is not a datastore: no {MANIFEST}") from e
+    except json.JSONDecodeError as e:
+        raise DatastoreError(f"datastore manifest {p / MANIFEST} is not valid JSON: {e}") from e
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise DatastoreError(f"{p / MANIFEST} is not a kNN-LM datastore manifest (format {FORMAT})")
+    missing = [f for f in ("key_encoder", "hidden_size", "metric", "count", "index") if f not in m]
+    if missing:
+        raise DatastoreError(f"datastore manifest {p / MANIFEST} lacks {missing}")
+    return m
+
+
+def merge_datastores(
+    shard_dirs: Sequence[Union[str, Path]],
+    out_dir: Union[str, Path],
+    index: Optional[str] = None,
+    extra: Optional[Dict[str, Any]] = None,
+    max_train: int = 200_000,
+) -> FaissDatastore:
+    """Concatenate shard datastores (in the given order) and build one index over all keys.
+
+    Args:
+        index: index string of the merged datastore (default: the shards').
+
+    Raises:
+        DatastoreError: no shards, or shards built with different key encoders/metrics/dtypes.
+    """
+    if not shard_dirs:
+        raise DatastoreError("merge: no shard directories given")
+    manifests = [read_manifest(d) for d in shard_dirs]
+    first = manifests[0]
+    for d, m in zip(shard_dirs, manifests):
+        for field in ("key_encoder", "metric", "key_dtype", "hidden_size"):
+            if m.get(field) != first.get(field):
+                raise DatastoreError(
+                    f"merge: shard {d} differs from {shard_dirs[0]} in {field} "
+                    f"({m.get(field)!r} vs {first.get(field)!r})"
+                )
+    keys = np.concatenate([_load_keys(Path(d), m) for d, m in zip(shard_dirs, manifests)])
+    values = np.concatenate([np.load(Path(d) / VALUES, allow_pickle=False) for d in shard_dirs])
+    fp16 = first.get("key_dtype") == "float16"
+    index = index or first["index"]
+    ds = FaissDatastore.build(keys, values, first["key_encoder"], index=index, metric=first["metric"], fp16=fp16,
+                               max_train=max_train)
+    info = dict(extra or {})
+    info["merged_from"] = [str(d) for d in shard_dirs]
+    ds.save(out_dir, info)
+    return ds

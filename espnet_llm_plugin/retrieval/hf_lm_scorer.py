@@ -1,0 +1,195 @@
+"""Any Hugging Face causal LM as an ESPnet batch beam-search scorer, with a KV cache.
+
+For shallow fusion and as the base LM of the kNN-LM. The ESPnet ASR model's token list must
+be the LM tokenizer's vocabulary in id order (``token_type: hugging_face`` with the LM dir as
+``bpemodel``), so ESPnet ids are LM ids; :func:`check_token_list` says where they differ.
+
+ESPnet prefixes start with its ``sos`` id; the LM gets its own start token there (BOS, or EOS
+when the tokenizer has no BOS), so an ESPnet model with ``sym_sos: </s>`` works unchanged.
+
+State handling follows :class:`espnet_llm_plugin.asr.llm_decoder.LlmDecoder` (and reuses its
+row selection): one batched KV cache per ``batch_score`` call; a hypothesis state is a weak
+reference to that cache, its row and token count; only caches of the latest step are kept
+alive, and a state whose cache is gone is recomputed from its tokens.
+
+Besides log-probs, each call yields the hidden state (``hidden_states[layer]``) at the last
+prefix position: the kNN-LM query (:class:`espnet_llm_plugin.retrieval.knnlm_scorer.KnnLmScorer`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from espnet.nets.scorer_interface import BatchScorerInterface
+
+from espnet_llm_plugin.asr.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
+from espnet_llm_plugin.asr.llm_decoder import _select_rows
+from espnet_llm_plugin.retrieval.key_encoder import check_layer, hidden_size, lm_identity
+
+
+class TokenListMismatch(ValueError):
+    """The ESPnet token list is not the LM tokenizer's vocabulary."""
+
+
+def check_token_list(token_list: Sequence[str], tokenizer: Any, lm_path: str) -> None:
+    """Raise :class:`TokenListMismatch` unless ``token_list`` is the tokenizer vocab in id order."""
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    token_list = list(token_list)
+    if token_list == vocab:
+        return
+    diffs = [(i, a, b) for i, (a, b) in enumerate(zip(token_list, vocab)) if a != b][:5]
+    shown = ", ".join(f"id {i}: ESPnet {a!r} vs LM {b!r}" for i, a, b in diffs)
+    raise TokenListMismatch(
+        f"the ASR model's token list ({len(token_list)} tokens) is not the vocabulary of the LM "
+        f"tokenizer at {lm_path} ({len(vocab)} tokens)"
+        + (f"; first differences: {shown}" if shown else "; one is a prefix of the other")
+        + ". Use an ASR model trained with token_type hugging_face and bpemodel = this LM"
+    )
+
+
+@dataclass(frozen=True)
+class HfLmState:
+    """Beam state of one hypothesis: ``cache_ref()`` holds its first ``n_tokens`` tokens in ``row``."""
+
+    cache_ref: "weakref.ref[Any]"
+    row: int
+    n_tokens: int
+
+
+class HfLmScorer(torch.nn.Module, BatchScorerInterface):
+    """Hugging Face causal LM scorer for ESPnet's ``BatchBeamSearch``.
+
+    Args:
+        lm_path: local HF model dir with its tokenizer.
+        token_list: the ASR model's token list (checked against the tokenizer); None: no check.
+        layer: hidden-state index exposed as kNN query (default ``-1``, the last layer).
+        device: where the LM runs.
+        dtype: ``float32|bfloat16|float16``.
+    """
+
+    def __init__(
+        self,
+        lm_path: str,
+        token_list: Optional[Sequence[str]] = None,
+        layer: int = -1,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ):
+        super().__init__()
+        model, tokenizer = load_causal_lm(lm_path, dtype=dtype, device=device)
+        if token_list is not None:
+            check_token_list(token_list, tokenizer, lm_path)
+        self.lm = model
+        self.tokenizer = tokenizer
+        self.lm_path = str(lm_path)
+        self.layer = check_layer(model, layer)
+        self.n_vocab = len(tokenizer)
+        self.hidden_size = hidden_size(model)
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if start is None:
+            raise ValueError(f"the tokenizer at {lm_path} has neither a bos nor an eos token")
+        self.start_id = int(start)
+        self._cache_kw = cache_kwarg(model)
+        self._has_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._live_caches: Dict[int, List[Any]] = {}
+        self.last_hidden: Optional[torch.Tensor] = None
+
+    def identity(self) -> Dict[str, Any]:
+        """The key-encoder identity a datastore queried with this scorer must have."""
+        return lm_identity(self.lm_path, self.lm, self.tokenizer, self.layer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    # ------------------------------------------------------------------ ESPnet interface
+    def init_state(self, x: torch.Tensor) -> None:
+        self._live_caches.clear()  # new utterance
+        return None
+
+    def select_state(self, state: Any, i: int, new_id: Optional[int] = None) -> Any:
+        if state is None or isinstance(state, HfLmState):
+            return state
+        return state[i]
+
+    def score(self, y: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+        """Next-token log-probs ``(n_vocab,)`` for one prefix ``y`` ``(L,)``."""
+        logp, states = self.batch_score(y.unsqueeze(0), [state], x.unsqueeze(0))
+        return logp[0], states[0]
+
+    def batch_score(
+        self, ys: torch.Tensor, states: Sequence[Any], xs: torch.Tensor
+    ) -> Tuple[torch.Tensor, List[HfLmState]]:
+        """``ys (n, L)`` prefixes -> ``(n, n_vocab)`` float32 log-probs and ``n`` states."""
+        logp, hidden, new_states = self.batch_score_with_hidden(ys, states, xs)
+        self.last_hidden = hidden
+        return logp, new_states
+
+    @torch.no_grad()
+    def batch_score_with_hidden(
+        self, ys: torch.Tensor, states: Sequence[Any], xs: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, List[HfLmState]]:
+        """Like :meth:`batch_score`, plus the query hidden states ``(n, D)`` (float32)."""
+        n = ys.size(0)
+        dev = self.device
+        ys = ys.to(dev)
+        logp = torch.empty(n, self.n_vocab, dtype=torch.float32, device=dev)
+        hidden = torch.empty(n, self.hidden_size, dtype=torch.float32, device=dev)
+        new_states: List[Optional[HfLmState]] = [None] * n
+        groups: Dict[Tuple[int, int], Tuple[Any, List[int]]] = {}
+        for i, s in enumerate(states):
+            cache = None if s is None else s.cache_ref()
+            if cache is not None and s.n_tokens >= ys.size(1):
+                cache = None  # nothing new to feed (a caller re-scoring a prefix): recompute
+            key = (-1, -1) if cache is None else (id(cache), s.n_tokens)
+            groups.setdefault(key, (cache, []))[1].append(i)
+        live = [s.n_tokens for s in states if s is not None and s.cache_ref() is not None]
+        if live:
+            self._forget_before(min(live))
+        for (_, n_tokens), (cache, idx) in groups.items():
+            index = torch.tensor(idx, device=dev)
+            if cache is None:
+                inputs, cache_in = self._lm_ids(ys[index]), None
+            else:
+                inputs = ys[index, n_tokens:]
+                cache_in = _select_rows(cache, [states[i].row for i in idx])
+            g_logp, g_hidden, new_cache = self._forward(inputs, cache_in)
+            logp[index] = g_logp
+            hidden[index] = g_hidden
+            self._live_caches.setdefault(ys.size(1), []).append(new_cache)
+            ref = weakref.ref(new_cache)
+            for row, i in enumerate(idx):
+                new_states[i] = HfLmState(ref, row, ys.size(1))
+        return logp, hidden, new_states  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ helpers
+    def _lm_ids(self, ys: torch.Tensor) -> torch.Tensor:
+        """ESPnet prefix -> LM ids: the leading sos becomes the LM's start token."""
+        ys = ys.clone()
+        ys[:, 0] = self.start_id
+        return ys
+
+    def _forward(self, input_ids: torch.Tensor, cache: Any) -> Tuple[torch.Tensor, torch.Tensor, Any]:
+        kwargs: Dict[str, Any] = {"use_cache": True, "output_hidden_states": True}
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        if self._has_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.lm(input_ids=input_ids, **kwargs)
+        logits = out.logits[:, -1, : self.n_vocab].float()
+        hidden = out.hidden_states[self.layer][:, -1].float()
+        return torch.log_softmax(logits, dim=-1), hidden, output_cache(out)
+
+    def _forget_before(self, n_tokens: int) -> None:
+        for k in [k for k in self._live_caches if k < n_tokens]:
+            del self._live_caches[k]
+
+    @torch.no_grad()
+    def full_prefix_scores(self, ys: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Reference without cache: ``ys (n, L)`` -> log-probs ``(n, V)``, hidden ``(n, D)``."""
+        logp, hidden, _ = self._forward(self._lm_ids(ys.to(self.device)), None)
+        return logp, hidden

@@ -1,0 +1,187 @@
+"""kNN-LM (Khandelwal et al. 2020; used for ASR in arXiv 2406.09618) as an ESPnet batch scorer.
+
+Per beam-search step, for all ``n`` hypotheses at once:
+
+1. the base scorer gives next-token log-probs ``log p_lm (n, V)`` and a query ``(n, D)``:
+   the hidden state at the last prefix position;
+2. the datastore returns the ``k`` nearest keys' scores and values (next tokens);
+3. ``p_knn(v) = sum_{j: value_j = v} softmax_j(s_j / T)`` with ``s = -distance`` (``l2``)
+   or ``s = inner product`` (``ip``), ``T`` the temperature;
+4. the scorer returns ``log((1 - lambda) p_lm + lambda p_knn)`` (computed with ``logaddexp``).
+
+``lambda = 0`` returns the base scores unchanged (no search is done).
+
+Base scorers: :class:`~espnet_llm_plugin.retrieval.hf_lm_scorer.HfLmScorer` (a separate HF LM,
+the key encoder of the datastore), or :class:`DecoderQueryTap` around the LLM-ASR model's own
+:class:`~espnet_llm_plugin.asr.llm_decoder.LlmDecoder` (the paper's setting: the decoder's
+last hidden state is the query; build the datastore with the decoder's LLM as key encoder).
+
+Multi-modal keys (speech span + text) would need the utterance's units at decode time to
+form queries in the same space; :meth:`KnnLmScorer.set_query_context` is the hook for that
+(not implemented yet: it raises).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from espnet.nets.scorer_interface import BatchScorerInterface
+
+from espnet_llm_plugin.retrieval.datastore import FaissDatastore
+
+
+def knn_log_probs(
+    scores: torch.Tensor, values: torch.Tensor, n_vocab: int, temperature: float, metric: str
+) -> torch.Tensor:
+    """kNN distribution over the vocabulary.
+
+    Args:
+        scores: ``(n, k)`` distances (``l2``) or similarities (``ip``).
+        values: ``(n, k)`` token ids, ``-1`` for a missing neighbour.
+
+    Returns:
+        ``(n, n_vocab)`` float32 log-probs (``-inf`` for tokens no neighbour has).
+    """
+    logits = (-scores if metric == "l2" else scores).float() / temperature
+    valid = values >= 0
+    logits = logits.masked_fill(~valid, float("-inf"))
+    weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a row without neighbours -> 0
+    probs = torch.zeros(values.size(0), n_vocab, dtype=torch.float32, device=values.device)
+    probs.scatter_add_(1, values.clamp_min(0), weights * valid)
+    return probs.log()
+
+
+class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
+    """Base LM interpolated with a kNN distribution from a datastore.
+
+    Args:
+        base: a batch scorer with ``batch_score_with_hidden(ys, states) -> (logp, hidden, states)``
+            and ``n_vocab`` (:class:`HfLmScorer` or :class:`DecoderQueryTap`).
+        datastore: keys in the base's hidden space (check with the base's ``identity()``).
+        lam: interpolation weight of the kNN distribution, ``0 <= lam <= 1``.
+        k: neighbours per query.
+        temperature: softmax temperature over ``-distance`` (> 0).
+    """
+
+    def __init__(
+        self, base: Any, datastore: FaissDatastore, lam: float = 0.25, k: int = 16, temperature: float = 1.0
+    ):
+        super().__init__()
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"knnlm lambda must be in [0, 1], got {lam}")
+        if k < 1:
+            raise ValueError(f"knnlm k must be >= 1, got {k}")
+        if temperature <= 0:
+            raise ValueError(f"knnlm temperature must be > 0, got {temperature}")
+        if datastore.dim != base.hidden_size:
+            raise ValueError(
+                f"datastore keys have width {datastore.dim}, the query model's hidden size is "
+                f"{base.hidden_size}"
+            )
+        self.base = base
+        self.datastore = datastore
+        self.lam, self.k, self.temperature = float(lam), int(k), float(temperature)
+        self.n_vocab = base.n_vocab
+
+    def set_query_context(self, units: Sequence[int]) -> None:
+        """Hook for multi-modal datastores: queries conditioned on the utterance's units."""
+        raise NotImplementedError(
+            "multi-modal kNN-LM queries (units of the decoded utterance as query context) are not "
+            "implemented yet; decode with a text-only datastore"
+        )
+
+    # ------------------------------------------------------------------ ESPnet interface
+    def init_state(self, x: torch.Tensor) -> Any:
+        return self.base.init_state(x)
+
+    def select_state(self, state: Any, i: int, new_id: Optional[int] = None) -> Any:
+        return self.base.select_state(state, i, new_id)
+
+    def score(self, y: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+        logp, states = self.batch_score(y.unsqueeze(0), [state], x.unsqueeze(0))
+        return logp[0], states[0]
+
+    def batch_score(self, ys: torch.Tensor, states: Sequence[Any], xs: torch.Tensor) -> Tuple[torch.Tensor, List[Any]]:
+        """``(n, n_vocab)`` interpolated log-probs; all hypotheses' queries in one search."""
+        lm_logp, hidden, new_states = self.base.batch_score_with_hidden(ys, states, xs)
+        if self.lam == 0.0:
+            return lm_logp, new_states
+        knn = self.knn_log_probs(hidden)
+        return self.interpolate(lm_logp, knn.to(lm_logp.device)), new_states
+
+    def knn_log_probs(self, queries: torch.Tensor) -> torch.Tensor:
+        """``(n, D)`` queries -> ``(n, n_vocab)`` kNN log-probs."""
+        q = queries.detach().float().cpu().numpy()
+        scores, values = self.datastore.search(q, self.k)
+        return knn_log_probs(
+            torch.from_numpy(np.ascontiguousarray(scores)), torch.from_numpy(values),
+            self.n_vocab, self.temperature, self.datastore.metric,
+        )
+
+    def interpolate(self, lm_logp: torch.Tensor, knn_logp: torch.Tensor) -> torch.Tensor:
+        if self.lam == 1.0:
+            return knn_logp
+        return torch.logaddexp(lm_logp + math.log1p(-self.lam), knn_logp + math.log(self.lam))
+
+
+class DecoderQueryTap:
+    """Expose an :class:`LlmDecoder`'s last hidden state as kNN query (paper setting).
+
+    A forward hook on the LLM's final norm records its output; ``batch_score_with_hidden``
+    calls the decoder's own KV-cached ``batch_score`` and returns the recorded state at the
+    last position. Keys must come from the same LLM (``build_datastore --key_encoder`` = the
+    decoder's ``llm_path``, ``--layer -1``).
+    """
+
+    def __init__(self, decoder: Any):
+        from espnet_llm_plugin.asr.hf_causal_lm import unwrap_peft
+
+        lm = unwrap_peft(decoder.llm)
+        norm = getattr(getattr(lm, "model", None), "norm", None)
+        if norm is None:
+            raise ValueError(
+                "knnlm_query decoder: the decoder's LLM has no model.norm (a Llama-style final "
+                "norm) to take the query from; use knnlm_query lm"
+            )
+        self.decoder = decoder
+        self.n_vocab = decoder.vocab_size
+        self.hidden_size = decoder.hidden_size
+        self._captured: Optional[List[torch.Tensor]] = None  # collecting during batch_score only
+        norm.register_forward_hook(self._on_norm)
+
+    def _on_norm(self, module, inputs, output) -> None:
+        if self._captured is not None:
+            self._captured.append(output[:, -1].detach().float())
+
+    def init_state(self, x: torch.Tensor) -> Any:
+        return self.decoder.init_state(x)
+
+    def select_state(self, state: Any, i: int, new_id: Optional[int] = None) -> Any:
+        return self.decoder.select_state(state, i, new_id)
+
+    def batch_score_with_hidden(self, ys: torch.Tensor, states: Sequence[Any], xs: torch.Tensor):
+        """The decoder's ``batch_score`` plus its last hidden states ``(n, D)``."""
+        # LlmDecoder runs one forward per group of hypotheses sharing a cache and length,
+        # groups in order of first appearance; mirror that to put captured rows back in place
+        groups: dict = {}
+        for i, s in enumerate(states):
+            cache = None if s is None else s.cache_ref()
+            key = (-1, -1) if cache is None else (id(cache), s.n_tokens)
+            groups.setdefault(key, []).append(i)
+        self._captured = []
+        try:
+            logp, new_states = self.decoder.batch_score(ys, states, xs)
+            captured = self._captured
+        finally:
+            self._captured = None
+        if len(captured) != len(groups):
+            raise RuntimeError(
+                f"DecoderQueryTap: expected {len(groups)} decoder forward passes, saw {len(captured)}"
+            )
+        hidden = torch.empty(ys.size(0), self.hidden_size, device=captured[0].device)
+        for idx, h in zip(groups.values(), captured):
+            hidden[torch.tensor(idx, device=h.device)] = h
+        return logp, hidden, new_states

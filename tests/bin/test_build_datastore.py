@@ -1,0 +1,89 @@
+"""build_datastore CLI: text memory, sharded build + merge == single build, resume, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from espnet_llm_plugin.bin.build_datastore import main, shard_dir
+from espnet_llm_plugin.retrieval.datastore import FaissDatastore
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    import torch
+
+    d = tmp_path_factory.mktemp("lm")
+    words = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to home big red".split()
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            pad_token="<pad>").save_pretrained(d)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, max_position_embeddings=64, bos_token_id=2,
+                                 eos_token_id=3, pad_token_id=0)).save_pretrained(d)
+    return d
+
+
+@pytest.fixture
+def memory(tmp_path):
+    p = tmp_path / "memory.txt"
+    p.write_text("\n".join(["the cat sat on the mat", "the big dog ran home", "a red cat ran to the dog"] * 3) + "\n")
+    return p
+
+
+def args(lm_dir, memory, out, *extra):
+    return ["--memory_text", str(memory), "--key_encoder", str(lm_dir), "--window", "5", "--stride", "3",
+            "--device", "cpu", "--batch_size", "4", "--out_dir", str(out), *extra]
+
+
+def test_single_build(lm_dir, memory, tmp_path):
+    main(args(lm_dir, memory, tmp_path / "ds", "--metric", "ip"))
+    ds = FaissDatastore.load(tmp_path / "ds")
+    m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert m["metric"] == "ip" and m["info"]["build"]["window"] == 5
+    # every next-token event of the corpus once: sum over lines of (tokens + bos + eos - 1)
+    assert ds.count == 3 * ((6 + 1) + (5 + 1) + (7 + 1))
+
+
+def test_sharded_build_merge_and_resume(lm_dir, memory, tmp_path, caplog):
+    main(args(lm_dir, memory, tmp_path / "single"))
+    out = tmp_path / "sharded"
+    for i in (1, 2, 3):
+        main(args(lm_dir, memory, out, "--nj", "3", "--shard", str(i)))
+    assert (shard_dir(out, 2) / "index.faiss").is_file()
+    mtime = (shard_dir(out, 2) / "index.faiss").stat().st_mtime_ns
+    caplog.set_level("INFO")
+    main(args(lm_dir, memory, out, "--nj", "3", "--shard", "2"))  # resumable: skipped
+    assert "already built" in caplog.text and (shard_dir(out, 2) / "index.faiss").stat().st_mtime_ns == mtime
+    main(args(lm_dir, memory, out, "--nj", "3", "--merge"))
+    a, b = FaissDatastore.load(tmp_path / "single"), FaissDatastore.load(out)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_allclose(a.keys, b.keys, rtol=1e-5, atol=1e-6)
+    q = a.keys[:5] + 0.01
+    for x, y in zip(a.search(q, 4), b.search(q, 4)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+    # all shards in one call (built in turn, then merged)
+    main(args(lm_dir, memory, tmp_path / "auto", "--nj", "2", "--fp16"))
+    assert FaissDatastore.load(tmp_path / "auto").count == a.count
+
+
+def test_errors(lm_dir, memory, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(SystemExit, match="empty"):
+        main(args(lm_dir, empty, tmp_path / "x"))
+    with pytest.raises(SystemExit, match="not built yet"):
+        main(args(lm_dir, memory, tmp_path / "y", "--nj", "2", "--merge"))
+    with pytest.raises(SystemExit, match="--memory_text_file"):
+        main(["--memory_units", str(memory), "--key_encoder", str(lm_dir), "--out_dir", str(tmp_path / "z")])
+    units = tmp_path / "units"
+    units.write_text("u1 1 2 3\n")
+    (tmp_path / "text").write_text("u1 the cat\n")
+    with pytest.raises(SystemExit, match="speech"):  # a text-only tokenizer has no unit tokens
+        main(["--memory_units", str(units), "--memory_text_file", str(tmp_path / "text"), "--key_encoder", str(lm_dir),
+              "--out_dir", str(tmp_path / "z"), "--device", "cpu"])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()

@@ -1,0 +1,151 @@
+"""Decode-time integration: hf_lm / knnlm options build scorers in Speech2TextWithScorers.
+
+A tiny ESPnet ASR model (our LlmASRTask, random weights) whose token list is the tiny HF LM's
+vocabulary is built from a config, saved as ESPnet saves models, and decoded with ESPnet's
+``Speech2Text`` machinery.
+"""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions, speech2text_class
+
+WORDS = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to home big red".split()
+
+
+def save_lm(d, extra_tokens=()):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                 pad_token="<pad>")
+    if extra_tokens:
+        hf.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
+    hf.save_pretrained(d)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, max_position_embeddings=128, bos_token_id=2,
+                                 eos_token_id=3, pad_token_id=0)).save_pretrained(d)
+    return d
+
+
+def save_asr_model(d, lm_dir, decoder):
+    from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
+
+    (d / "tokens.txt").write_text("\n".join(WORDS) + "\n")
+    argv = [
+        "--token_list", str(d / "tokens.txt"), "--output_dir", str(d), "--token_type", "hugging_face",
+        "--bpemodel", str(lm_dir), "--model_conf", "sym_sos=</s>", "--model_conf", "sym_eos=</s>",
+        "--model_conf", "ctc_weight=0.0", "--frontend_conf", "n_mels=20",
+        "--encoder", "transformer", "--encoder_conf", "output_size=16", "--encoder_conf", "linear_units=16",
+        "--encoder_conf", "num_blocks=1", "--encoder_conf", "attention_heads=2",
+    ]
+    if decoder == "llm":
+        argv += ["--postencoder", "conv1d_mlp_adapter", "--postencoder_conf", "output_size=32",
+                 "--decoder", "llm", "--decoder_conf", f"llm_path={lm_dir}", "--decoder_conf", "finetune=frozen"]
+    else:
+        argv += ["--decoder", "transformer", "--decoder_conf", "num_blocks=1", "--decoder_conf", "linear_units=16",
+                 "--decoder_conf", "attention_heads=2"]
+    args = LlmASRTask.get_parser().parse_args(argv)
+    model = LlmASRTask.build_model(args)
+    torch.save(model.state_dict(), d / "model.pth")  # ESPnet's checkpoint format
+    with open(d / "config.yaml", "w") as f:
+        yaml.safe_dump(yaml.safe_load(yaml.safe_dump({k: v for k, v in vars(args).items()}, default_flow_style=False)), f)
+    return d / "config.yaml", d / "model.pth"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from espnet_llm_plugin.bin.build_datastore import main as build
+
+    root = tmp_path_factory.mktemp("knn_decode")
+    lm = save_lm(root / "lm")
+    (root / "memory.txt").write_text("the cat sat on the mat\nthe big dog ran home\n")
+    build(["--memory_text", str(root / "memory.txt"), "--key_encoder", str(lm), "--window", "6",
+           "--device", "cpu", "--out_dir", str(root / "ds")])
+    (root / "asr").mkdir()
+    return root, lm, save_asr_model(root / "asr", lm, "transformer")
+
+
+def decode(model, extra, **kw):
+    cls = speech2text_class(extra)
+    s2t = cls(asr_train_config=str(model[0]), asr_model_file=str(model[1]), device="cpu", beam_size=2,
+              ctc_weight=0.0, lm_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1, **kw)
+    speech = torch.tensor(np.random.default_rng(0).standard_normal(8000), dtype=torch.float32)
+    return s2t, s2t(speech)
+
+
+def test_knnlm_and_hf_lm_scorers_decode(setup):
+    root, lm, model = setup
+    extra = ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lambda=0.5, knnlm_k=4,
+                                 hf_lm_path=str(lm), hf_lm_weight=0.2)
+    s2t, results = decode(model, extra)
+    bs = s2t.beam_search
+    assert type(bs).__name__ == "BatchBeamSearch"
+    assert bs.weights["knnlm"] == pytest.approx(0.3) and bs.weights["hf_lm"] == pytest.approx(0.2)
+    assert len(results) == 1 and isinstance(results[0][0], str)
+
+
+def test_torch_backend_decodes_like_faiss(setup):
+    root, lm, model = setup
+    out = []
+    for backend in ("faiss", "torch"):
+        extra = ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_backend=backend, knnlm_weight=1.0)
+        out.append(decode(model, extra)[1][0][2])  # token ids of the best hypothesis
+    assert out[0] == out[1]
+
+
+def test_other_tokenizer_refused(setup, tmp_path):
+    from espnet_llm_plugin.retrieval.datastore import DatastoreError
+    from espnet_llm_plugin.retrieval.hf_lm_scorer import TokenListMismatch
+
+    root, lm, model = setup
+    other = save_lm(tmp_path / "other", extra_tokens=["<x>"])
+    with pytest.raises(TokenListMismatch, match="not the vocabulary"):
+        decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lm_path=str(other)))
+    with pytest.raises(DatastoreError, match="not found"):
+        decode(model, ExtraDecodingOptions(knnlm_datastore=str(tmp_path / "none")))
+
+
+def test_decoder_query_mode_with_llm_decoder(setup, tmp_path):
+    from espnet_llm_plugin.retrieval.knnlm_scorer import KnnLmScorer
+
+    root, lm, _ = setup
+    (tmp_path / "asr").mkdir()
+    model = save_asr_model(tmp_path / "asr", lm, "llm")
+    base = decode(model, ExtraDecodingOptions())[1][0][2]
+    extra = ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_query="decoder", knnlm_lambda=0.0)
+    s2t, res = decode(model, extra)
+    assert isinstance(s2t.beam_search.full_scorers["decoder"], KnnLmScorer)
+    assert res[0][2] == base  # lambda 0: the decoder's own scores
+    extra = ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_query="decoder", knnlm_lambda=0.5)
+    decode(model, extra)
+
+
+def test_option_validation():
+    with pytest.raises(ValueError, match="knnlm_lambda"):
+        ExtraDecodingOptions(knnlm_lambda=2.0)
+    with pytest.raises(ValueError, match="knnlm_query"):
+        ExtraDecodingOptions(knnlm_query="x")
+    with pytest.raises(ValueError, match="knnlm_k must be of type int"):
+        ExtraDecodingOptions(knnlm_k="8")
+    assert ExtraDecodingOptions(knnlm_weight=1).knnlm_weight == 1.0
+    assert ExtraDecodingOptions.parse_value("knnlm_temperature", "2.5") == 2.5
+
+
+def test_options_from_decode_yaml_and_command_line(tmp_path):
+    from espnet_llm_plugin.bin.asr_inference import split_extra_options
+
+    cfg = tmp_path / "decode.yaml"
+    cfg.write_text("beam_size: 4\nknnlm_datastore: exp/ds\nknnlm_lambda: 0.3\nknnlm_k: 8\n")
+    cmd, extra = split_extra_options(["--config", str(cfg), "--knnlm_temperature", "2", "--hf_lm_path=lm",
+                                      "--hf_lm_weight", "0.1", "--knnlm_backend", "torch"], tmp_path)
+    assert (extra.knnlm_datastore, extra.knnlm_lambda, extra.knnlm_k) == ("exp/ds", 0.3, 8)
+    assert (extra.knnlm_temperature, extra.hf_lm_path, extra.hf_lm_weight, extra.knnlm_backend) == (2.0, "lm", 0.1, "torch")
+    assert yaml.safe_load(open(cmd[1])) == {"beam_size": 4} and len(cmd) == 2
+    with pytest.raises(ValueError, match="--knnlm_k must be of type int"):
+        split_extra_options(["--knnlm_k", "many"], tmp_path)

@@ -1,0 +1,51 @@
+"""A tiny random Llama + WordLevel tokenizer saved as an HF dir (loaded with from_pretrained)."""
+
+import pytest
+import torch
+
+WORDS = "the a cat dog sat on mat ran to home big small red blue one two probe moon".split()
+SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+
+
+def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = SPECIALS + WORDS
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+    if extra_tokens:
+        hf_tok.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
+    hf_tok.save_pretrained(d)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(hf_tok), hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=2, eos_token_id=3, pad_token_id=0, initializer_range=0.3,
+    )
+    LlamaForCausalLM(config).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    return make_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
+
+
+@pytest.fixture(scope="session")
+def memory_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("memory") / "memory.txt"
+    p.write_text(
+        "the cat sat on the mat\n\nthe big dog ran home\nthe red probe ran to the moon\n"
+        "one small cat sat on a big blue mat to the home of the dog\n"
+    )
+    return p
+
+
+@pytest.fixture(scope="session")
+def make_lm():
+    """``make_lm(dir, seed=0, hidden=32, extra_tokens=())`` -> dir with a tiny HF LM."""
+    return make_tiny_lm

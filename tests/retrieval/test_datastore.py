@@ -1,0 +1,154 @@
+"""FaissDatastore: build, search, save/load, manifest checks, corrupt files, shards + merge."""
+
+import json
+
+import numpy as np
+import pytest
+
+from espnet_llm_plugin.retrieval.datastore import (
+    DatastoreError,
+    FaissDatastore,
+    merge_datastores,
+    read_manifest,
+)
+
+D, V = 16, 50
+IDENT = {"model_path": "lm", "config_hash": "c", "tokenizer_hash": "t", "vocab_size": V, "hidden_size": D, "layer": -1}
+
+
+def data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, D)).astype(np.float32), rng.integers(0, V, n)
+
+
+def test_search_returns_values_of_nearest_keys():
+    keys, values = data()
+    ds = FaissDatastore.build(keys, values, IDENT)
+    scores, vals = ds.search(keys[:10], 3)
+    assert (vals[:, 0] == values[:10]).all() and np.allclose(scores[:, 0], 0, atol=1e-4)
+    assert scores.shape == vals.shape == (10, 3)
+
+
+@pytest.mark.parametrize("index", ["Flat", "IVF8,PQ8x4", "HNSW32", "IVF8,Flat"])
+def test_index_types_find_exact_matches(index):
+    keys, values = data(800)
+    ds = FaissDatastore.build(keys, values, IDENT, index=index)
+    _, ids = ds.backend.search(keys[:20], 1)
+    assert (ids[:, 0] == np.arange(20)).mean() >= (0.5 if "PQ" in index else 0.9)
+
+
+def test_save_load_round_trip(tmp_path):
+    keys, values = data()
+    for backend in ("faiss", "torch"):
+        ds = FaissDatastore.build(keys, values, IDENT, metric="ip")
+        ds.save(tmp_path / "ds", extra={"note": 1})
+        back = FaissDatastore.load(tmp_path / "ds", expect={"tokenizer_hash": "t", "hidden_size": D}, backend=backend)
+        q = keys[:7] + 0.1
+        s1, v1 = ds.search(q, 4)
+        s2, v2 = back.search(q, 4)
+        assert (v1 == v2).all()
+        np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
+        assert back.count == len(values) and back.metric == "ip"
+        np.testing.assert_array_equal(back.keys, keys)
+    m = read_manifest(tmp_path / "ds")
+    assert m["count"] == 600 and m["key_encoder"] == IDENT and m["info"] == {"note": 1}
+
+
+def test_fp16_storage(tmp_path):
+    keys, values = data()
+    ds = FaissDatastore.build(keys, values, IDENT, fp16=True)
+    assert ds.index_string == "SQfp16" and ds.keys.dtype == np.float16
+    ds.save(tmp_path / "ds")
+    back = FaissDatastore.load(tmp_path / "ds")
+    _, v = back.search(keys[:10], 1)
+    assert (v[:, 0] == values[:10]).all()
+    assert np.load(tmp_path / "ds" / "keys.npy").dtype == np.float16
+
+
+def test_incremental_add_equals_one_build():
+    keys, values = data()
+    a = FaissDatastore.build(keys, values, IDENT)
+    b = FaissDatastore(IDENT)
+    b.add(keys[:250], values[:250])
+    b.add(keys[250:], values[250:])
+    q = data(5, seed=9)[0]
+    assert all((x == y).all() for x, y in zip(a.search(q, 5), b.search(q, 5)))
+
+
+def test_manifest_mismatch_refused(tmp_path):
+    keys, values = data()
+    FaissDatastore.build(keys, values, IDENT).save(tmp_path / "ds")
+    with pytest.raises(DatastoreError, match="another tokenizer"):
+        FaissDatastore.load(tmp_path / "ds", expect={"tokenizer_hash": "other"})
+    with pytest.raises(DatastoreError, match="width 16"):
+        FaissDatastore.load(tmp_path / "ds", expect={"hidden_size": 32})
+    with pytest.raises(DatastoreError, match="not found"):
+        FaissDatastore.load(tmp_path / "nothing")
+
+
+def test_corrupt_index_refused_and_nothing_overwritten(tmp_path):
+    keys, values = data()
+    FaissDatastore.build(keys, values, IDENT).save(tmp_path / "ds")
+    (tmp_path / "ds" / "index.faiss").write_bytes(b"garbage" * 10)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()}
+    with pytest.raises(DatastoreError, match="corrupt"):
+        FaissDatastore.load(tmp_path / "ds")
+    # an index of another datastore (wrong count) is refused too
+    FaissDatastore.build(keys[:10], values[:10], IDENT).save(tmp_path / "small")
+    (tmp_path / "ds" / "index.faiss").write_bytes((tmp_path / "small" / "index.faiss").read_bytes())
+    with pytest.raises(DatastoreError, match="does not belong"):
+        FaissDatastore.load(tmp_path / "ds")
+    (tmp_path / "ds" / "index.faiss").write_bytes(before["index.faiss"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()} == before
+
+
+def test_failed_save_keeps_old_directory(tmp_path):
+    keys, values = data()
+    FaissDatastore.build(keys, values, IDENT).save(tmp_path / "ds")
+    before = (tmp_path / "ds" / "manifest.json").read_text()
+    bad = FaissDatastore(IDENT)
+    with pytest.raises(DatastoreError, match="empty"):
+        bad.save(tmp_path / "ds")
+    assert (tmp_path / "ds" / "manifest.json").read_text() == before
+
+
+def test_bad_input_errors():
+    keys, values = data()
+    with pytest.raises(DatastoreError, match=r"\(N, 16\)"):
+        FaissDatastore.build(keys[:, :8], values, IDENT)
+    with pytest.raises(DatastoreError, match="vocab_size"):
+        FaissDatastore.build(keys, values + V, IDENT)
+    with pytest.raises(DatastoreError, match="empty"):
+        FaissDatastore.build(keys[:0], values[:0], IDENT)
+    with pytest.raises(ValueError, match="too few keys"):
+        FaissDatastore.build(keys[:20], values[:20], IDENT, index="IVF64,Flat")
+    with pytest.raises(ValueError, match="index_factory"):
+        FaissDatastore(IDENT, index="NoSuchIndex")
+
+
+@pytest.mark.parametrize("index", ["Flat", "IVF8,Flat"])
+def test_sharded_build_and_merge_equals_single_build(tmp_path, index):
+    keys, values = data(900)
+    single = FaissDatastore.build(keys, values, IDENT, index=index)
+    bounds = [0, 200, 650, 900]
+    shards = []
+    for j in range(3):
+        d = tmp_path / f"shard{j}"
+        FaissDatastore.build(keys[bounds[j]:bounds[j + 1]], values[bounds[j]:bounds[j + 1]], IDENT, index="Flat").save(d)
+        shards.append(d)
+    merged = merge_datastores(shards, tmp_path / "merged", index=index)
+    loaded = FaissDatastore.load(tmp_path / "merged")
+    np.testing.assert_array_equal(loaded.values, values)
+    q = data(10, seed=5)[0]
+    for a, b in zip(single.search(q, 6), loaded.search(q, 6)):
+        np.testing.assert_array_equal(a, b)
+    assert merged.count == 900 and json.loads((tmp_path / "merged" / "manifest.json").read_text())["info"]["merged_from"]
+
+
+def test_merge_refuses_mixed_shards(tmp_path):
+    keys, values = data()
+    FaissDatastore.build(keys, values, IDENT).save(tmp_path / "a")
+    FaissDatastore.build(keys, values, dict(IDENT, tokenizer_hash="x")).save(tmp_path / "b")
+    with pytest.raises(DatastoreError, match="key_encoder"):
+        merge_datastores([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    assert not (tmp_path / "m").exists()

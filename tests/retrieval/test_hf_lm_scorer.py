@@ -1,0 +1,83 @@
+"""HfLmScorer: KV-cached batch_score == per-hypothesis score == uncached full-prefix forward."""
+
+import pytest
+import torch
+
+from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer, TokenListMismatch
+
+SOS = 3  # ESPnet's sos (= </s> here, as with sym_sos: </s>)
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_lm):
+    return HfLmScorer(str(tiny_lm))
+
+
+def step_through(scorer, prefixes, batched=True):
+    """Feed token by token as beam search does; returns log-probs after each step."""
+    n, L = prefixes.shape
+    x = torch.zeros(n, 1, 1)
+    states = [scorer.init_state(x[0])] * n
+    out = []
+    for t in range(1, L + 1):
+        ys = prefixes[:, :t]
+        if batched:
+            logp, states = scorer.batch_score(ys, states, x)
+        else:
+            res = [scorer.score(ys[i], states[i], x[i]) for i in range(n)]
+            logp, states = torch.stack([r[0] for r in res]), [r[1] for r in res]
+        out.append(logp)
+    return out
+
+
+def test_cached_equals_full_prefix_and_per_hypothesis(scorer):
+    g = torch.Generator().manual_seed(0)
+    prefixes = torch.cat([torch.full((3, 1), SOS), torch.randint(4, 20, (3, 6), generator=g)], dim=1)
+    batched = step_through(scorer, prefixes, batched=True)
+    single = step_through(scorer, prefixes, batched=False)
+    for t, (b, s) in enumerate(zip(batched, single), 1):
+        ref, _ = scorer.full_prefix_scores(prefixes[:, :t])
+        torch.testing.assert_close(b, ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(s, ref, rtol=1e-4, atol=1e-4)
+        assert b.shape == (3, scorer.n_vocab)
+
+
+def test_beam_reordering_selects_rows(scorer):
+    """Hypotheses that swap/duplicate parents (ESPnet's select_state) still score correctly."""
+    x = torch.zeros(2, 1, 1)
+    ys = torch.tensor([[SOS, 5], [SOS, 6]])
+    _, states = scorer.batch_score(ys[:, :1], [None, None], x)
+    _, states = scorer.batch_score(ys, states, x)
+    # new beam: both children of hypothesis 1, then one of hypothesis 0
+    parents = [1, 1, 0]
+    new = torch.tensor([[SOS, 6, 7], [SOS, 6, 8], [SOS, 5, 9]])
+    sel = [scorer.select_state(states, p) for p in parents]
+    logp, hidden, _ = scorer.batch_score_with_hidden(new, sel, torch.zeros(3, 1, 1))
+    ref, ref_h = scorer.full_prefix_scores(new)
+    torch.testing.assert_close(logp, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(hidden, ref_h, rtol=1e-4, atol=1e-4)
+
+
+def test_released_cache_is_recomputed(scorer):
+    ys = torch.tensor([[SOS, 5, 6]])
+    _, states = scorer.batch_score(ys[:, :2], [None], torch.zeros(1, 1, 1))
+    scorer.init_state(None)  # new utterance: caches dropped; the weak ref dies
+    import gc
+
+    gc.collect()
+    logp, _ = scorer.batch_score(ys, states, torch.zeros(1, 1, 1))
+    torch.testing.assert_close(logp, scorer.full_prefix_scores(ys)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_token_list_check(tiny_lm):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    tokens = tok.convert_ids_to_tokens(list(range(len(tok))))
+    HfLmScorer(str(tiny_lm), token_list=tokens)
+    bad = list(tokens)
+    bad[5] = "dog2"
+    with pytest.raises(TokenListMismatch, match="id 5: ESPnet 'dog2'"):
+        HfLmScorer(str(tiny_lm), token_list=bad)
+    with pytest.raises(TokenListMismatch, match="prefix"):
+        HfLmScorer(str(tiny_lm), token_list=tokens + ["<sos/eos>"])
