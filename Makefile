@@ -5,12 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?= -q -ra
+BENCH_ARGS ?=
 
-.PHONY: demo test install sysdeps clean-demo help
+.PHONY: demo test bench install sysdeps clean-demo help
 
 help:
 	@echo "make demo   run egs2/synthetic/llm_asr1 end to end (prints the RESULTS table)"
 	@echo "make test   run the tests"
+	@echo "make bench  run every benchmark in bench/ (quick sizes; BENCH_ARGS=--full for default sizes)"
 	@echo "make install   create $(VENV) and install the project (pip install -e '.[dev]')"
 
 $(VENV)/.installed: setup.py
@@ -39,6 +41,9 @@ sysdeps:
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+bench: install
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 demo: install
 	cd egs2/synthetic/llm_asr1 && ./run.sh

@@ -22,7 +22,15 @@ def load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["llm_decoding_rtf", "llm_train_step"])
+BENCHMARKS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in ("common", "run_all", "report"))
+
+
+def test_every_benchmark_is_listed():
+    assert {"llm_decoding_rtf", "llm_train_step", "datastore_search", "knnlm_decoding",
+            "rescoring_throughput", "retrieval_embedding", "unit_extraction"} <= set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
 def test_help(name):
     out = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--help"],
                          capture_output=True, text=True, timeout=120)

@@ -38,7 +38,9 @@ pytestmark = [
 
 
 def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
-    r = make_recipe(tmp_path, {"llm.yaml": TINY_LLM_ASR, "beam.yaml": "beam_size: 2\nctc_weight: 0.0\nno_repeat_ngram_size: 2\n"})
+    r = make_recipe(tmp_path, {"llm.yaml": TINY_LLM_ASR, "beam.yaml": "beam_size: 2\nctc_weight: 0.0\nno_repeat_ngram_size: 2\n",
+        "knn.yaml": "beam_size: 2\nctc_weight: 0.0\nknnlm_datastore: exp/datastore_target_text_text_lm\n"
+                    "knnlm_lambda: 0.5\nknnlm_k: 4\n"})
     proc = subprocess.run(
         ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test test_noise",
          "--nj", "2", "--inference_nj", "1", "--token_type", "hugging_face",
@@ -46,6 +48,7 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
          "--asr_config", "llm.yaml", "--inference_config", "beam.yaml", "--nbest", "2",
          "--local_data_opts", "--num_train 24 --num_dev 4 --num_test 3 --num_target_test 2 "
          "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10",
+         "--datastore_memory", "data/local/target_text.txt", "--datastore_args", "--window 8",
          "--unit_feature_type", "fbank", "--num_units", "8", "--unit_max_frames", "5000",
          "--mmlm_args", "--max_steps 4 --batch_size 4 --seq_len 64 --eval_every 2 --save_every 2",
          "--contrastive_args", "--max_steps 3 --batch_size 4",
@@ -89,6 +92,19 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     results = (r / "exp" / "RESULTS.md").read_text()
     assert "mmlm_fbank8_contrastive" in results and "## Text perplexity" in results
     assert "text_lm_test" in results and "lm_test" in results
+    # stage 9: a kNN-LM datastore of the target-domain text, keyed by the LLM; decoding with it
+    manifest = json.loads((r / "exp" / "datastore_target_text_text_lm" / "manifest.json").read_text())
+    assert manifest["count"] > 0
+    knn = subprocess.run(
+        ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test",
+         "--token_type", "hugging_face", "--asr_config", "llm.yaml", "--inference_nj", "1",
+         "--stage", "10", "--stop_stage", "12", "--inference_config", "knn.yaml", "--nbest", "2"],
+        cwd=r, capture_output=True, text=True, timeout=600, env=recipe_env,
+    )
+    assert knn.returncode == 0, knn.stdout[-3000:] + knn.stderr[-3000:]
+    knn_log = (r / "exp" / "asr_llm" / "decode_knn_valid.acc.ave" / "test" / "logs" / "decode.1.log").read_text()
+    assert "added beam-search scorer knnlm" in knn_log, knn_log[-2000:]
+    assert "decode_knn_valid.acc.ave" in (r / "exp" / "RESULTS.md").read_text()
     # no_repeat_ngram_size from the decode YAML reached ESPnet's beam search
     log = (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "logs" / "decode.1.log").read_text()
     assert "added beam-search scorer no_repeat_ngram" in log and "BatchBeamSearch implementation" in log

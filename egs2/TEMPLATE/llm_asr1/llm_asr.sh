@@ -14,6 +14,7 @@
 #   6  speech+text LM              extend_vocab, mmlm_train, contrastive_train -> exp/mmlm_<units>/
 #   7  ASR statistics              asr_train --collect_stats -> exp/asr_stats_*/
 #   8  ASR training                asr_train -> exp/asr_<tag>/
+#   9  retrieval memories          build_datastore (kNN-LM), retrieve_passages (cross-attention context)
 #  10  decoding with n-best        asr_inference -> exp/asr_<tag>/decode_<tag>/<set>/
 #  11  n-best rescoring (+MWER)    train_mwer, rescore_nbest -> exp/asr_<tag>/decode_<tag>_rescore_<lm>/
 #  12  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
@@ -73,6 +74,20 @@ mmlm_args=""            # extra options for mmlm_train (steps, LoRA)
 contrastive_args=""     # extra options for contrastive_train
 retrieval_test_sets=""  # default: test_sets (sets with speech)
 
+# Retrieval (stage 9): a kNN-LM datastore and/or passage contexts for cross-attention models
+datastore_memory=""     # memory corpus: text file / passages.jsonl (text-only keys), or a Kaldi text
+                        # with --datastore_units (multi-modal keys); empty: no datastore
+datastore_units=""      # units file of the memory's speech (multi-modal memory)
+datastore_key_encoder="" # HF LM dir computing the keys; default: the LLM (llm_path)
+datastore_tag=""        # default: basename of the memory + key encoder
+datastore_args=""       # extra options for build_datastore (--index, --window, --fp16, ...)
+context_passages=""     # passages (JSONL id+text or text) for cross-attention context; empty: none
+context_documents=""    # per-utterance documents (dynamic context) instead of one memory: a JSONL,
+                        # or a dir holding <set>/documents.jsonl
+context_tag=""          # contexts go to dump/context[_<tag>] (several kinds side by side)
+context_first_pass=""   # decode dir whose <set>/text are the test sets' queries (first pass)
+num_passages=4          # passages per utterance
+
 # ASR model
 asr_config=""           # training YAML (ESPnet options)
 asr_tag=""              # default: name of asr_config
@@ -97,7 +112,7 @@ help_message=$(cat << EOF
 Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." --asr_config <yaml> [options]
 
 Stages: 1 data prep, 2 audio formatting, 3 token list, 4 discrete units, 5 LLM + its token list,
-        6 speech+text LM, 7 ASR stats, 8 ASR training, 10 decoding (n-best),
+        6 speech+text LM, 7 ASR stats, 8 ASR training, 9 retrieval memories, 10 decoding (n-best),
         11 n-best rescoring (+MWER), 12 scoring + RESULTS.md, 13 retrieval Recall@k + perplexity
 
 Options (defaults in brackets):
@@ -120,6 +135,10 @@ Options (defaults in brackets):
   --mmlm_args, --contrastive_args, --retrieval_test_sets   speech+text LM (stages 6, 13)
   --asr_config, --asr_tag, --asr_args
   --inference_config, --inference_tag, --inference_args, --nbest [${nbest}]
+  --datastore_memory, --datastore_units, --datastore_key_encoder, --datastore_tag, --datastore_args
+                           kNN-LM datastore (stage 9)
+  --context_passages | --context_documents, --context_first_pass, --num_passages, --context_tag
+                           cross-attention contexts (stage 9; train/valid use references as queries)
   --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 11)
   --local_data_opts        options for local/data.sh
   --dumpdir, --expdir      [${dumpdir}, ${expdir}]
@@ -172,6 +191,14 @@ data_feats=${dumpdir}/raw
 [ -z "${unit_tag}" ] && unit_tag=${unit_feature_type}${num_units}
 unit_dir=${expdir}/units_${unit_tag}
 mmlm_dir=${expdir}/mmlm_${unit_tag}
+[ -z "${datastore_key_encoder}" ] && datastore_key_encoder=${llm_path}
+if [ -z "${datastore_tag}" ] && [ -n "${datastore_memory}" ]; then
+    datastore_tag=$(basename "${datastore_memory%.*}")_$(basename "${datastore_key_encoder}")
+fi
+datastore_dir=${expdir}/datastore_${datastore_tag}
+context_dir=${dumpdir}/context${context_tag:+_${context_tag}}
+# models with cross-attention over retrieved passages read a `context` data entry
+uses_context() { grep -q "^decoder: *llm_xattn" "$1"; }
 train_dump=${train_set}; [ -n "${speed_perturb_factors}" ] && train_dump=${train_set}_sp
 bin="${python} -m espnet_llm_plugin.bin"
 token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
@@ -393,6 +420,14 @@ if run_stage 8; then
             _noise=(--noise_scp "${noise_scp}")
         fi
         [ ${#_noise[@]} -gt 0 ] && _noise+=(--noise_apply_prob "${noise_apply_prob}" --noise_db_range "${noise_db_range}")
+        _ctx=()
+        if uses_context "${asr_config}"; then
+            for _s in "${train_dump}" "${valid_set}"; do
+                [ -f "${context_dir}/${_s}/context" ] || { log "Error: ${asr_config} reads passages: run stage 9 with --context_passages first"; exit 1; }
+            done
+            _ctx=(--train_data_path_and_name_and_type "${context_dir}/${train_dump}/context,context,text"
+                  --valid_data_path_and_name_and_type "${context_dir}/${valid_set}/context,context,text")
+        fi
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/logs/train.log" \
             ${python} "${_launch[@]}" -m espnet_llm_plugin.bin.asr_train --use_preprocessor true "${token_opts[@]}" \
@@ -406,8 +441,51 @@ if run_stage 8; then
                 --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
                 --resume true --fold_length 80000 --fold_length 150 \
                 --output_dir "${asr_exp}" --config "${asr_config}" --frontend_conf fs="${fs}" \
-                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${_noise[@]}" "${llm_opts[@]}" ${asr_args}
+                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${_noise[@]}" "${_ctx[@]}" "${llm_opts[@]}" ${asr_args}
         log "  training log: ${asr_exp}/logs/train.log"
+    fi
+fi
+
+
+if run_stage 9; then
+    if [ -n "${datastore_memory}" ]; then
+        if [ -f "${datastore_dir}/manifest.json" ]; then
+            log "Stage 9: ${datastore_dir} exists, skipping"
+        else
+            log "Stage 9: kNN-LM datastore of ${datastore_memory} (keys: ${datastore_key_encoder}) -> ${datastore_dir}"
+            _mem=(--memory_text "${datastore_memory}")
+            if [ -n "${datastore_units}" ]; then
+                _K=$(${python} -c "import json,sys; print(json.load(open(sys.argv[1]))['num_units'])" "${unit_dir}/kmeans/kmeans.json")
+                _mem=(--memory_units "${datastore_units}" --memory_text_file "${datastore_memory}" --num_units "${_K}")
+            fi
+            mkdir -p "${datastore_dir}.logs"
+            # shellcheck disable=SC2086
+            ${cuda_cmd} --gpu "${ngpu}" JOB=1:"${nj}" "${datastore_dir}.logs/build.JOB.log" \
+                ${bin}.build_datastore "${_mem[@]}" --key_encoder "${datastore_key_encoder}" \
+                    --nj "${nj}" --shard JOB --out_dir "${datastore_dir}" ${datastore_args}
+            # shellcheck disable=SC2086
+            ${bin}.build_datastore "${_mem[@]}" --key_encoder "${datastore_key_encoder}" \
+                --nj "${nj}" --merge --out_dir "${datastore_dir}" ${datastore_args}
+            mv "${datastore_dir}.logs" "${datastore_dir}/logs"
+        fi
+    fi
+    if [ -n "${context_passages}${context_documents}" ]; then
+        for dset in ${train_dump} ${valid_set} ${test_sets}; do
+            _src=(--passages "${context_passages}")
+            if [ -n "${context_documents}" ]; then  # a file, or a dir with <set>/documents.jsonl
+                _docs=${context_documents}; [ -d "${_docs}" ] && _docs=${context_documents}/${dset}/documents.jsonl
+                _src=(--documents "${_docs}")
+            fi
+            if [ -f "${context_dir}/${dset}/context" ]; then log "  ${context_dir}/${dset} is complete, skipping"; continue; fi
+            _q=${data_feats}/${dset}/text  # training: references as queries (see retrieve_passages --help)
+            if [ "${dset}" != "${train_dump}" ] && [ "${dset}" != "${valid_set}" ]; then
+                [ -n "${context_first_pass}" ] || { log "Error: --context_first_pass (a decode dir) is needed for the test sets' queries"; exit 1; }
+                _q=${context_first_pass}/${dset}/text
+            fi
+            log "Stage 9: top-${num_passages} passages for ${dset} (queries: ${_q}) -> ${context_dir}/${dset}"
+            ${bin}.retrieve_passages "${_src[@]}" --queries "${_q}" --num_passages "${num_passages}" \
+                --llm_path "${llm_path}" --out_dir "${context_dir}/${dset}"
+        done
     fi
 fi
 
@@ -422,9 +500,14 @@ if run_stage 10; then
         if [ -f "${_dir}/text" ]; then log "  ${_dir} is complete, skipping"; continue; fi
         _work=${_dir}.work; rm -rf "${_work}"; mkdir -p "${_work}/logs"
         _nj=$(${bin}.split_scp "${data_feats}/${dset}/wav.scp" "${_work}" --nj "${inference_nj}")
+        _ctx=()
+        if uses_context "${asr_exp}/config.yaml"; then
+            [ -f "${context_dir}/${dset}/context_ids" ] || { log "Error: ${asr_exp} reads passages: run stage 9 for ${dset}"; exit 1; }
+            _ctx=(--data_path_and_name_and_type "${context_dir}/${dset}/context_ids,context,text_int")
+        fi
         # shellcheck disable=SC2086
         ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${_work}/logs/decode.JOB.log" \
-            ${bin}.asr_inference --ngpu "${_ngpu}" --nbest "${nbest}" "${_cfg[@]}" \
+            ${bin}.asr_inference --ngpu "${_ngpu}" --nbest "${nbest}" "${_cfg[@]}" "${_ctx[@]}" \
                 --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
                 --key_file "${_work}/keys.JOB.scp" \
                 --asr_train_config "${asr_exp}/config.yaml" \
