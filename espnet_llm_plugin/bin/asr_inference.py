@@ -9,7 +9,12 @@ LM and every other scorer), set in the decode YAML or on the command line:
 ``hf_lm_path``/``hf_lm_weight`` (shallow fusion with a Hugging Face causal LM whose tokenizer
 is the ASR token list), and kNN-LM decoding with a datastore from ``build_datastore``:
 ``knnlm_datastore``, ``knnlm_query`` (lm|decoder), ``knnlm_lm_path``, ``knnlm_weight``,
-``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (faiss|torch).
+``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (faiss|torch),
+``knnlm_units_from_data`` (true: a multi-modal datastore's queries start with the utterance's
+units, from the data entry ``units``: ``--data_path_and_name_and_type UNITS,units,text_int``);
+``decoding_method`` (beam_search|hf_generate: Hugging Face generate for LLM-ASR models).
+Optional data entries: ``context`` (passages for ``decoder: llm_xattn``, ``context_ids`` as
+``text_int`` or ``context`` as ``text``) and ``units`` (units file ``utt u1 u2 ...``).
 Also writes ``OUTPUT_DIR/timing.json`` (wall time and, when the data directory has
 ``utt2dur``, the audio duration) from which the recipe reports the real-time factor.
 
@@ -111,6 +116,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_llm_plugin.quiet import quiet_espnet_import
     from espnet_llm_plugin.retrieval.datastore import DatastoreError
     from espnet_llm_plugin.retrieval.hf_lm_scorer import TokenListMismatch
+    from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
     with quiet_espnet_import():
         from espnet2.bin import asr_inference
@@ -122,10 +128,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
             sys.exit(f"asr_inference: error: {e}")
         # ESPnet's inference() builds the module-level Speech2Text by name
         asr_inference.Speech2Text = speech2text_class(extra)
+        # ... and its data loader with ASRTask: ours accepts the data names context and units
+        asr_inference.ASRTask = LlmASRTask
         start = time.perf_counter()
         try:
             asr_inference.main(cmd)
-        except (DatastoreError, TokenListMismatch, LlmLoadError) as e:  # bad decoding options
+        except (DatastoreError, TokenListMismatch, LlmLoadError, ValueError) as e:  # bad options/data
             sys.exit(f"asr_inference: error: {e}")
         elapsed = time.perf_counter() - start
     out_dirs = espnet_entry.option_values(cmd, "--output_dir")

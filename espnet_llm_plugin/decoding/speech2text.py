@@ -4,13 +4,24 @@ ESPnet's ``Speech2Text`` builds its beam search in ``__init__`` and takes no ext
 ``Speech2TextWithScorers`` adds them afterwards to the beam search's ``scorers``,
 ``full_scorers`` and ``weights``. All of ours are batch scorers, so ESPnet's choice of
 ``BatchBeamSearch`` stands.
+
+Per utterance, ``__call__`` takes the data entries ESPnet's inference loop passes besides
+``speech``: ``context`` (retrieved passages for a ``decoder: llm_xattn`` model, fed with
+:func:`~espnet_llm_plugin.asr.llm_xattn_decoder.feed_context`) and ``units`` (the utterance's
+speech units, the query context of a multi-modal kNN-LM datastore).
+
+``decoding_method: hf_generate`` decodes LLM-ASR models with Hugging Face ``generate``
+(:meth:`~espnet_llm_plugin.asr.llm_decoder.LlmDecoder.generate`) instead of ESPnet's beam search,
+for comparison; results have ESPnet's ``(text, token, token_int, hyp)`` form (1-best).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
+
+import torch
 
 from espnet_llm_plugin.quiet import quiet_espnet_import
 
@@ -24,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 KNNLM_QUERIES = ("lm", "decoder")
 KNNLM_BACKENDS = ("faiss", "torch")
+DECODING_METHODS = ("beam_search", "hf_generate")
 
 
 @dataclass
@@ -39,7 +51,13 @@ class ExtraDecodingOptions:
     ``decoder``: the ASR model's own LlmDecoder is the base LM and its last hidden state the
     query, the paper's setting; the decoder's scores are then replaced by the kNN-LM's),
     ``knnlm_weight`` (beam-search weight of the ``knnlm`` scorer, ``lm`` mode),
-    ``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (``faiss|torch``).
+    ``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (``faiss|torch``),
+    ``knnlm_units_from_data`` (multi-modal datastore: the utterance's units come from the data
+    entry ``units``, ``--data_path_and_name_and_type <units file>,units,text_int``).
+
+    ``decoding_method``: ``beam_search`` (ESPnet's, with all scorers) or ``hf_generate``
+    (LLM-ASR models only: HF ``generate`` with ``num_beams = beam_size`` and
+    ``no_repeat_ngram_size``; ESPnet's scorers are not used).
     """
 
     no_repeat_ngram_size: int = 0  # 0: off
@@ -53,10 +71,16 @@ class ExtraDecodingOptions:
     knnlm_k: int = 16
     knnlm_temperature: float = 1.0
     knnlm_backend: str = "faiss"
+    knnlm_units_from_data: bool = False
+    decoding_method: str = "beam_search"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"decoding option {f.name} must be true or false, got {value!r}")
+                continue
             if isinstance(value, bool) or not isinstance(value, _TYPES[f.type]):
                 if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
                     setattr(self, f.name, float(value))
@@ -70,6 +94,8 @@ class ExtraDecodingOptions:
             raise ValueError(f"knnlm_query must be one of {KNNLM_QUERIES}, got {self.knnlm_query!r}")
         if self.knnlm_backend not in KNNLM_BACKENDS:
             raise ValueError(f"knnlm_backend must be one of {KNNLM_BACKENDS}, got {self.knnlm_backend!r}")
+        if self.decoding_method not in DECODING_METHODS:
+            raise ValueError(f"decoding_method must be one of {DECODING_METHODS}, got {self.decoding_method!r}")
         if not 0.0 <= self.knnlm_lambda <= 1.0:
             raise ValueError(f"knnlm_lambda must be in [0, 1], got {self.knnlm_lambda}")
         if self.knnlm_k < 1 or self.knnlm_temperature <= 0:
@@ -93,7 +119,16 @@ class ExtraDecodingOptions:
             raise ValueError(f"--{key} must be of type {kind}, got {raw!r}") from None
 
 
-_TYPES = {"int": int, "float": float, "str": str}
+def _parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise ValueError(raw)
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": _parse_bool}
 
 
 class Speech2TextWithScorers(Speech2Text):
@@ -103,8 +138,16 @@ class Speech2TextWithScorers(Speech2Text):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.hf_num_beams = int(kwargs.get("beam_size", 20))  # ESPnet's default beam size
+        self.knnlm: Optional[Any] = None  # the KnnLmScorer, when one is added
+        self._warned_keys: set = set()
         bs = self.beam_search
+        if self.extra.decoding_method == "hf_generate":
+            self._check_hf_generate()
+            return
         if bs is None:
+            if self.extra.knnlm_units_from_data:
+                raise ValueError("knnlm_units_from_data is set, but this model decodes without beam search")
             return
         if self.extra.no_repeat_ngram_size > 0:
             scorer = NoRepeatNgramScorer(self.extra.no_repeat_ngram_size, bs.n_vocab)
@@ -118,6 +161,88 @@ class Speech2TextWithScorers(Speech2Text):
             self.add_scorer("hf_lm", lm, self.extra.hf_lm_weight)
         if self.extra.knnlm_datastore:
             self._add_knnlm(token_list, device)
+        elif self.extra.knnlm_units_from_data:
+            raise ValueError("knnlm_units_from_data is set, but knnlm_datastore is empty (no kNN-LM)")
+
+    def __call__(self, speech: Any, context: Any = None, units: Any = None, **kwargs: Any):
+        """Decode one utterance; ``context``/``units``: its data entries of those names (or None).
+
+        Returns what ESPnet's ``Speech2Text.__call__`` returns (n-best ``(text, token,
+        token_int, hyp)``).
+        """
+        for key in kwargs:
+            if key not in self._warned_keys:  # e.g. a reference text given as data: not used
+                logger.warning("data entry '%s' is not used in decoding", key)
+                self._warned_keys.add(key)
+        from espnet_llm_plugin.asr.llm_xattn_decoder import feed_context
+
+        feed_context(self, context)
+        if self.knnlm is not None:
+            if self.extra.knnlm_units_from_data:
+                self.knnlm.set_query_context(None if units is None else _int_list(units))
+            else:
+                self.knnlm.set_query_context(None)
+        elif units is not None:
+            raise ValueError(
+                "data entry 'units' was given, but no multi-modal kNN-LM uses it "
+                "(set knnlm_datastore and knnlm_units_from_data: true, or drop the units entry)"
+            )
+        return super().__call__(speech)
+
+    # ------------------------------------------------------------------ hf_generate
+    def _check_hf_generate(self) -> None:
+        from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+
+        decoder = getattr(self.asr_model, "decoder", None)
+        if not isinstance(decoder, LlmDecoder):
+            raise ValueError(
+                "decoding_method hf_generate needs an LLM-ASR model (decoder: llm or llm_xattn); "
+                f"this model's decoder is {type(decoder).__name__}"
+            )
+        if self.nbest != 1:
+            raise ValueError(f"decoding_method hf_generate gives the 1-best only; got nbest {self.nbest}")
+        if self.extra.knnlm_datastore or self.extra.hf_lm_path or self.extra.knnlm_units_from_data:
+            raise ValueError(
+                "decoding_method hf_generate uses no ESPnet scorers: drop knnlm_*/hf_lm_* options"
+            )
+        logger.info(
+            "decoding_method hf_generate: Hugging Face generate with num_beams=%d, "
+            "no_repeat_ngram_size=%d; ESPnet's scorers (ctc, lm, ngram, length bonus) are not used",
+            self.hf_num_beams, self.extra.no_repeat_ngram_size,
+        )
+
+    def _decode_single_sample(self, enc: Any):
+        if self.extra.decoding_method != "hf_generate":
+            return super()._decode_single_sample(enc)
+        return self._hf_generate(enc)
+
+    @torch.no_grad()
+    def _hf_generate(self, enc: torch.Tensor) -> List[Any]:
+        """``enc (T, D)`` adapter outputs -> ``[(text, token, token_int, hyp)]`` (1-best)."""
+        from espnet.nets.beam_search import Hypothesis
+
+        decoder = self.asr_model.decoder
+        if self.maxlenratio == 0:  # ESPnet's rule for the output length limit
+            max_new = enc.size(0)
+        elif self.maxlenratio < 0:
+            max_new = -int(self.maxlenratio)
+        else:
+            max_new = max(1, int(self.maxlenratio * enc.size(0)))
+        token_int = decoder.generate(
+            enc, max_new_tokens=max_new, num_beams=self.hf_num_beams,
+            no_repeat_ngram_size=self.extra.no_repeat_ngram_size,
+        )
+        sos, eos = self.asr_model.sos, self.asr_model.eos
+        yseq = torch.tensor([sos] + token_int + [eos], device=enc.device)
+        # the hypothesis score: the decoder's log-probability of tokens + eos
+        logits, _ = decoder(enc.unsqueeze(0), torch.tensor([enc.size(0)], device=enc.device),
+                            yseq[None, :-1], torch.tensor([yseq.size(0) - 1], device=enc.device))
+        logp = torch.log_softmax(logits[0], dim=-1).gather(1, yseq[1:, None]).sum()
+        hyp = Hypothesis(yseq=yseq, score=logp.cpu(), scores={"decoder": logp.cpu()}, states={})
+        token_int = [t for t in token_int if t != 0]  # as ESPnet: id 0 is blank
+        token = self.converter.ids2tokens(token_int)
+        text = self.tokenizer.tokens2text(token) if self.tokenizer is not None else None
+        return [(text, token, token_int, hyp)]
 
     def _add_knnlm(self, token_list, device: str) -> None:
         """Build the kNN-LM scorer from the options (see :class:`ExtraDecodingOptions`)."""
@@ -125,7 +250,7 @@ class Speech2TextWithScorers(Speech2Text):
         from espnet_llm_plugin.retrieval.datastore import FaissDatastore, read_manifest
         from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer, check_token_list
         from espnet_llm_plugin.retrieval.key_encoder import lm_identity
-        from espnet_llm_plugin.retrieval.knnlm_scorer import DecoderQueryTap, KnnLmScorer
+        from espnet_llm_plugin.retrieval.knnlm_scorer import DecoderQueryTap, KnnLmScorer, datastore_is_multimodal
 
         opts, bs = self.extra, self.beam_search
         manifest = read_manifest(opts.knnlm_datastore)
@@ -149,7 +274,24 @@ class Speech2TextWithScorers(Speech2Text):
         datastore = FaissDatastore.load(
             opts.knnlm_datastore, expect=expect, backend=opts.knnlm_backend, device=device
         )
-        knn = KnnLmScorer(base, datastore, opts.knnlm_lambda, opts.knnlm_k, opts.knnlm_temperature)
+        multimodal = datastore_is_multimodal(manifest, base.tokenizer if opts.knnlm_query == "lm" else decoder.tokenizer)
+        if multimodal and opts.knnlm_query != "lm":
+            raise ValueError(
+                f"kNN-LM datastore {opts.knnlm_datastore} is multi-modal (speech-span keys): its queries "
+                "come from the speech+text key encoder; use knnlm_query lm"
+            )
+        if multimodal and not opts.knnlm_units_from_data:
+            raise ValueError(
+                f"kNN-LM datastore {opts.knnlm_datastore} is multi-modal (speech-span keys): set "
+                "knnlm_units_from_data: true and pass --data_path_and_name_and_type <units file>,units,text_int"
+            )
+        if opts.knnlm_units_from_data and not multimodal:
+            raise ValueError(
+                f"knnlm_units_from_data is set, but kNN-LM datastore {opts.knnlm_datastore} is text-only"
+            )
+        knn = KnnLmScorer(base, datastore, opts.knnlm_lambda, opts.knnlm_k, opts.knnlm_temperature,
+                          multimodal=multimodal)
+        self.knnlm = knn
         if opts.knnlm_query == "lm":
             self.add_scorer("knnlm", knn, opts.knnlm_weight)
         else:  # the decoder's scores become the interpolated ones, with the decoder's weight
@@ -165,6 +307,13 @@ class Speech2TextWithScorers(Speech2Text):
         bs.full_scorers[name] = scorer
         bs.weights[name] = weight
         logger.info("added beam-search scorer %s (weight %s)", name, weight)
+
+
+def _int_list(values: Any) -> List[int]:
+    """ESPnet's padded ``text_int`` entry (tensor/array, -1 padding) -> list of ints."""
+    if isinstance(values, torch.Tensor):
+        values = values.reshape(-1).tolist()
+    return [int(v) for v in values if int(v) != -1]
 
 
 def speech2text_class(extra: ExtraDecodingOptions) -> type:

@@ -14,6 +14,11 @@ alive, and a state whose cache is gone is recomputed from its tokens.
 
 Besides log-probs, each call yields the hidden state (``hidden_states[layer]``) at the last
 prefix position: the kNN-LM query (:class:`espnet_llm_plugin.retrieval.knnlm_scorer.KnnLmScorer`).
+
+Per-utterance context prefix (:meth:`HfLmScorer.set_prefix`, e.g. the utterance's
+``<speech>units</speech>`` span for multi-modal kNN-LM queries): LM ids placed before every
+hypothesis. Its KV cache is computed once per utterance and copied into the rows of every
+hypothesis whose own cache is gone, so hypotheses never recompute it.
 """
 
 from __future__ import annotations
@@ -97,6 +102,21 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         self._has_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._live_caches: Dict[int, List[Any]] = {}
         self.last_hidden: Optional[torch.Tensor] = None
+        self.prefix_ids: Tuple[int, ...] = ()
+        self._prefix_cache: Any = None  # KV cache of prefix_ids (batch 1), built on first use
+
+    def set_prefix(self, ids: Optional[Sequence[int]]) -> None:
+        """LM ids placed before every hypothesis of the next utterance(s); None/empty: none.
+
+        Call before decoding an utterance: hypothesis caches of the previous prefix are dropped.
+        """
+        ids = tuple(int(i) for i in (ids or ()))
+        bad = [i for i in ids if not 0 <= i < self.n_vocab]
+        if bad:
+            raise ValueError(f"prefix token id {bad[0]} out of range [0, {self.n_vocab}) of the LM at {self.lm_path}")
+        self.prefix_ids = ids
+        self._prefix_cache = None
+        self._live_caches.clear()
 
     def identity(self) -> Dict[str, Any]:
         """The key-encoder identity a datastore queried with this scorer must have."""
@@ -153,7 +173,7 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         for (_, n_tokens), (cache, idx) in groups.items():
             index = torch.tensor(idx, device=dev)
             if cache is None:
-                inputs, cache_in = self._lm_ids(ys[index]), None
+                inputs, cache_in = self._lm_ids(ys[index]), self._prefix_rows(len(idx))
             else:
                 inputs = ys[index, n_tokens:]
                 cache_in = _select_rows(cache, [states[i].row for i in idx])
@@ -184,12 +204,30 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         hidden = out.hidden_states[self.layer][:, -1].float()
         return torch.log_softmax(logits, dim=-1), hidden, output_cache(out)
 
+    def _prefix_rows(self, n: int) -> Any:
+        """The prefix KV cache repeated for ``n`` rows (a new cache), or None without prefix."""
+        if not self.prefix_ids:
+            return None
+        if self._prefix_cache is None:
+            ids = torch.tensor([self.prefix_ids], device=self.device)
+            with torch.no_grad():
+                self._prefix_cache = output_cache(self.lm(input_ids=ids, use_cache=True, **self._keep_kw()))
+        return _select_rows(self._prefix_cache, [0] * n)
+
+    def _keep_kw(self) -> Dict[str, Any]:
+        return {"logits_to_keep": 1} if self._has_logits_to_keep else {}
+
     def _forget_before(self, n_tokens: int) -> None:
         for k in [k for k in self._live_caches if k < n_tokens]:
             del self._live_caches[k]
 
     @torch.no_grad()
     def full_prefix_scores(self, ys: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Reference without cache: ``ys (n, L)`` -> log-probs ``(n, V)``, hidden ``(n, D)``."""
-        logp, hidden, _ = self._forward(self._lm_ids(ys.to(self.device)), None)
+        """Reference without cache: ``ys (n, L)`` -> log-probs ``(n, V)``, hidden ``(n, D)``
+        (over ``prefix_ids + ys``)."""
+        ids = self._lm_ids(ys.to(self.device))
+        if self.prefix_ids:
+            prefix = torch.tensor([self.prefix_ids], device=ids.device).expand(ids.size(0), -1)
+            ids = torch.cat([prefix, ids], dim=1)
+        logp, hidden, _ = self._forward(ids, None)
         return logp, hidden

@@ -16,9 +16,13 @@ the key encoder of the datastore), or :class:`DecoderQueryTap` around the LLM-AS
 :class:`~espnet_llm_plugin.asr.llm_decoder.LlmDecoder` (the paper's setting: the decoder's
 last hidden state is the query; build the datastore with the decoder's LLM as key encoder).
 
-Multi-modal keys (speech span + text) would need the utterance's units at decode time to
-form queries in the same space; :meth:`KnnLmScorer.set_query_context` is the hook for that
-(not implemented yet: it raises).
+Multi-modal memory (arXiv 2406.09618): keys of a datastore built from ``--memory_units`` come
+from ``<speech><unit_a>...</speech>`` + ``[bos] transcript`` windows of a speech+text LM
+(:func:`espnet_llm_plugin.retrieval.document_store.multimodal_documents`). Queries are formed
+the same way: :meth:`KnnLmScorer.set_query_context` takes the decoded utterance's units and
+makes the span's token ids the base :class:`HfLmScorer`'s prefix, so each query is the hidden
+state over ``speech_span(units) + [bos] + hypothesis`` (the span's KV cache is computed once
+per utterance and shared by all hypotheses).
 """
 
 from __future__ import annotations
@@ -31,6 +35,38 @@ import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet_llm_plugin.retrieval.datastore import FaissDatastore
+
+UNITS_OPTION = "knnlm_units_from_data"
+
+
+def datastore_is_multimodal(manifest: dict, tokenizer: Any) -> bool:
+    """Whether a datastore's keys hold speech spans: its build info names a units file
+    (``build_datastore --memory_units``); without build info, whether the key encoder's
+    tokenizer has the speech tokens (a speech+text LM)."""
+    from espnet_llm_plugin.mmlm.unit_tokens import SPEECH_START
+
+    build = (manifest.get("info") or {}).get("build")
+    if isinstance(build, dict) and "memory_units" in build:
+        return bool(build["memory_units"])
+    return SPEECH_START in tokenizer.get_vocab()
+
+
+def speech_prefix_ids(tokenizer: Any, units: Sequence[int]) -> List[int]:
+    """Token ids of ``<speech><unit_a>...</speech>``, as multi-modal memory documents have them.
+
+    Raises:
+        ValueError: the tokenizer lacks the speech tokens or a unit token.
+    """
+    from espnet_llm_plugin.mmlm.unit_tokens import speech_span
+
+    ids = list(tokenizer(speech_span(units), add_special_tokens=False).input_ids)
+    if len(ids) != len(units) + 2:
+        raise ValueError(
+            "multi-modal kNN-LM query: a unit (or <speech>/</speech>) is not one token of the key "
+            f"encoder's tokenizer (max unit id {max(units, default=-1)}): is it a speech+text LM with "
+            "enough <unit_i> tokens?"
+        )
+    return [int(i) for i in ids]
 
 
 def knn_log_probs(
@@ -64,10 +100,18 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
         lam: interpolation weight of the kNN distribution, ``0 <= lam <= 1``.
         k: neighbours per query.
         temperature: softmax temperature over ``-distance`` (> 0).
+        multimodal: keys hold speech spans: every utterance needs :meth:`set_query_context`
+            (the base must be an :class:`HfLmScorer`, whose tokenizer has the unit tokens).
     """
 
     def __init__(
-        self, base: Any, datastore: FaissDatastore, lam: float = 0.25, k: int = 16, temperature: float = 1.0
+        self,
+        base: Any,
+        datastore: FaissDatastore,
+        lam: float = 0.25,
+        k: int = 16,
+        temperature: float = 1.0,
+        multimodal: bool = False,
     ):
         super().__init__()
         if not 0.0 <= lam <= 1.0:
@@ -85,13 +129,41 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
         self.datastore = datastore
         self.lam, self.k, self.temperature = float(lam), int(k), float(temperature)
         self.n_vocab = base.n_vocab
+        if multimodal and not hasattr(base, "set_prefix"):
+            raise ValueError(
+                "a multi-modal datastore (speech-span keys) needs knnlm_query lm with the datastore's "
+                f"speech+text key encoder as base LM, not {type(base).__name__}"
+            )
+        self.multimodal = bool(multimodal)
+        self._context_set = False
 
-    def set_query_context(self, units: Sequence[int]) -> None:
-        """Hook for multi-modal datastores: queries conditioned on the utterance's units."""
-        raise NotImplementedError(
-            "multi-modal kNN-LM queries (units of the decoded utterance as query context) are not "
-            "implemented yet; decode with a text-only datastore"
-        )
+    def set_query_context(self, units: Optional[Sequence[int]]) -> None:
+        """Set the decoded utterance's units (call once per utterance, before its beam search).
+
+        Multi-modal datastore: the base LM's prefix becomes ``speech_span(units)``'s ids.
+        Text-only datastore: ``units`` must be None.
+
+        Raises:
+            ValueError: multi-modal datastore and no units, or units for a text-only one.
+        """
+        if not self.multimodal:
+            if units is not None:
+                raise ValueError(
+                    f"units were given ({UNITS_OPTION}), but the kNN-LM datastore is text-only; "
+                    "drop the units data entry or use a multi-modal datastore"
+                )
+            return
+        if units is None or len(units) == 0:
+            raise ValueError(
+                "the kNN-LM datastore is multi-modal (keys over <speech>units</speech> + text): it needs "
+                f"the utterance's units; set {UNITS_OPTION}: true and pass "
+                "--data_path_and_name_and_type <units file>,units,text_int"
+            )
+        units = [int(u) for u in units]
+        if min(units) < 0:
+            raise ValueError(f"multi-modal kNN-LM query: negative unit id {min(units)}")
+        self.base.set_prefix(speech_prefix_ids(self.base.tokenizer, units))
+        self._context_set = True
 
     # ------------------------------------------------------------------ ESPnet interface
     def init_state(self, x: torch.Tensor) -> Any:
@@ -106,6 +178,10 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
 
     def batch_score(self, ys: torch.Tensor, states: Sequence[Any], xs: torch.Tensor) -> Tuple[torch.Tensor, List[Any]]:
         """``(n, n_vocab)`` interpolated log-probs; all hypotheses' queries in one search."""
+        if self.multimodal and not self._context_set:
+            raise ValueError(
+                f"multi-modal kNN-LM: no units for this utterance (call set_query_context; {UNITS_OPTION})"
+            )
         lm_logp, hidden, new_states = self.base.batch_score_with_hidden(ys, states, xs)
         if self.lam == 0.0:
             return lm_logp, new_states

@@ -14,6 +14,10 @@ with the LLM tokenizer (``decoder_conf.llm_path``, else ``bpemodel`` with ``toke
 hugging_face``) into ids with passages joined by eos; or a ``text_int`` entry already holding
 those ids (``context_ids``), passed through. ESPnet's collate pads it to ``(B, N)`` with -1 and
 adds ``context_lengths``.
+
+Optional data ``units`` (decoding only: an utterance's speech units, a ``text_int`` entry of a
+units file ``utt_id u1 u2 ...``), the query context of a multi-modal kNN-LM datastore
+(``knnlm_units_from_data`` in ``espnet_llm_plugin.bin.asr_inference``); passed through as ids.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ register()
 apply_espnet_fixes()
 
 CONTEXT_NAME = "context"
+UNITS_NAME = "units"
 
 
 class ContextPreprocessor:
@@ -86,12 +91,14 @@ def context_tokenizer_path(args: argparse.Namespace) -> Optional[str]:
 class LlmASRTask(ASRTask):
     """ESPnet ``ASRTask`` whose ClassChoices include espnet-llm-plugin components.
 
-    Adds the optional data name ``context`` (see the module docstring).
+    Adds the optional data names ``context`` and, for inference, ``units`` (see the module
+    docstring).
     """
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return tuple(super().optional_data_names(train, inference)) + (CONTEXT_NAME,)
+        names = tuple(super().optional_data_names(train, inference)) + (CONTEXT_NAME,)
+        return names + (UNITS_NAME,) if inference else names
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:

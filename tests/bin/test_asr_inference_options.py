@@ -22,3 +22,19 @@ def test_config_without_our_keys_is_passed_unchanged(tmp_path):
     cfg.write_text("beam_size: 4\n")
     cmd, extra = split_extra_options(["--config", str(cfg)], tmp_path)
     assert cmd == ["--config", str(cfg)] and extra.no_repeat_ngram_size == 0
+
+
+def test_units_and_decoding_method_options(tmp_path):
+    import pytest
+
+    cfg = tmp_path / "decode.yaml"
+    cfg.write_text("knnlm_units_from_data: true\ndecoding_method: hf_generate\n")
+    cmd, extra = split_extra_options(["--config", str(cfg)], tmp_path)
+    assert extra.knnlm_units_from_data is True and extra.decoding_method == "hf_generate"
+    _, extra = split_extra_options(["--knnlm_units_from_data", "false"], tmp_path)
+    assert extra.knnlm_units_from_data is False
+    with pytest.raises(ValueError, match="knnlm_units_from_data"):
+        split_extra_options(["--knnlm_units_from_data", "maybe"], tmp_path)
+    cfg.write_text("knnlm_units_from_data: 1\n")
+    with pytest.raises(ValueError, match="true or false"):
+        split_extra_options(["--config", str(cfg)], tmp_path)

@@ -33,10 +33,11 @@ def save_lm(d, extra_tokens=()):
     return d
 
 
-def save_asr_model(d, lm_dir, decoder):
+def save_asr_model(d, lm_dir, decoder, tokens=WORDS):
+    """A random ESPnet model: ``decoder`` is ``transformer``, ``llm`` or ``llm_xattn`` (LLM = lm_dir)."""
     from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
-    (d / "tokens.txt").write_text("\n".join(WORDS) + "\n")
+    (d / "tokens.txt").write_text("\n".join(tokens) + "\n")
     argv = [
         "--token_list", str(d / "tokens.txt"), "--output_dir", str(d), "--token_type", "hugging_face",
         "--bpemodel", str(lm_dir), "--model_conf", "sym_sos=</s>", "--model_conf", "sym_eos=</s>",
@@ -44,9 +45,11 @@ def save_asr_model(d, lm_dir, decoder):
         "--encoder", "transformer", "--encoder_conf", "output_size=16", "--encoder_conf", "linear_units=16",
         "--encoder_conf", "num_blocks=1", "--encoder_conf", "attention_heads=2",
     ]
-    if decoder == "llm":
+    if decoder in ("llm", "llm_xattn"):
         argv += ["--postencoder", "conv1d_mlp_adapter", "--postencoder_conf", "output_size=32",
-                 "--decoder", "llm", "--decoder_conf", f"llm_path={lm_dir}", "--decoder_conf", "finetune=frozen"]
+                 "--decoder", decoder, "--decoder_conf", f"llm_path={lm_dir}", "--decoder_conf", "finetune=frozen"]
+        if decoder == "llm_xattn":
+            argv += ["--decoder_conf", "value_encoder_layers=1", "--decoder_conf", "passage_max_tokens=8"]
     else:
         argv += ["--decoder", "transformer", "--decoder_conf", "num_blocks=1", "--decoder_conf", "linear_units=16",
                  "--decoder_conf", "attention_heads=2"]

@@ -81,3 +81,21 @@ def test_token_list_check(tiny_lm):
         HfLmScorer(str(tiny_lm), token_list=bad)
     with pytest.raises(TokenListMismatch, match="prefix"):
         HfLmScorer(str(tiny_lm), token_list=tokens + ["<sos/eos>"])
+
+
+def test_prefix_cached_equals_uncached_over_prefix_plus_hypothesis(tiny_lm):
+    scorer = HfLmScorer(str(tiny_lm))
+    scorer.set_prefix([5, 6, 7])
+    g = torch.Generator().manual_seed(1)
+    prefixes = torch.cat([torch.full((2, 1), SOS), torch.randint(4, 20, (2, 4), generator=g)], dim=1)
+    batched = step_through(scorer, prefixes)
+    for t, b in enumerate(batched, 1):
+        ids = torch.cat([torch.tensor([[5, 6, 7]] * 2), prefixes[:, :t]], dim=1)
+        ids[:, 3] = scorer.start_id  # the hypothesis' sos -> the LM's start token
+        ref = torch.log_softmax(scorer.lm(input_ids=ids).logits[:, -1].float(), -1)
+        torch.testing.assert_close(b, ref, rtol=1e-4, atol=1e-4)
+    assert len(scorer.prefix_ids) == 3 and scorer._prefix_cache.get_seq_length() == 3  # never extended
+    scorer.set_prefix(None)  # back to no prefix
+    torch.testing.assert_close(step_through(scorer, prefixes)[-1], scorer.full_prefix_scores(prefixes)[0])
+    with pytest.raises(ValueError, match="out of range"):
+        scorer.set_prefix([10_000])

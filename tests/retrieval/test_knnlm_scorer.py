@@ -93,8 +93,9 @@ def test_bad_arguments(base, datastore, tmp_path):
     small = FaissDatastore.build(np.zeros((3, 8), np.float32), np.zeros(3, np.int64), ident)
     with pytest.raises(ValueError, match="width 8"):
         KnnLmScorer(base, small)
-    with pytest.raises(NotImplementedError, match="multi-modal"):
+    with pytest.raises(ValueError, match="text-only"):
         KnnLmScorer(base, datastore).set_query_context([1, 2])
+    KnnLmScorer(base, datastore).set_query_context(None)  # text-only: no units, no-op
 
 
 def test_espnet_batch_beam_search_runs(base, datastore):
@@ -119,3 +120,96 @@ def test_espnet_batch_beam_search_runs(base, datastore):
         logp, state = knn.score(y[:t], state, torch.zeros(1, 1))
         total += float(logp[y[t]])
     assert math.isclose(float(hyps[0].score), total, rel_tol=1e-4, abs_tol=1e-3)
+
+
+# ---------------------------------------------------------------- multi-modal memory
+NUM_UNITS = 6
+
+
+@pytest.fixture(scope="module")
+def unit_lm(tiny_lm, tmp_path_factory):
+    """The tiny LM turned speech+text LM: unit tokens added, embeddings resized."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from espnet_llm_plugin.mmlm.unit_tokens import unit_token_list
+
+    d = tmp_path_factory.mktemp("unit_lm")
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    tok.add_special_tokens({"additional_special_tokens": unit_token_list(NUM_UNITS)})
+    model = LlamaForCausalLM.from_pretrained(tiny_lm)
+    model.resize_token_embeddings(len(tok))
+    tok.save_pretrained(d)
+    model.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def mm_datastore(unit_lm, tmp_path_factory):
+    from espnet_llm_plugin.retrieval.document_store import multimodal_documents
+
+    d = tmp_path_factory.mktemp("mm_memory")
+    (d / "units").write_text("m1 0 1 2 3\nm2 4 5 5 1\n")
+    (d / "text").write_text("m1 the cat sat on the mat\nm2 the red probe ran to the moon\n")
+    enc = KeyEncoder(str(unit_lm), device="cpu")
+    docs = multimodal_documents(enc.tokenizer, d / "units", d / "text")
+    keys, values = enc.encode(iter_windows(docs, 6, 3))
+    return FaissDatastore.build(keys, values, enc.identity())
+
+
+def test_multimodal_query_equals_full_prefix_forward(unit_lm, mm_datastore):
+    """Cached scores over steps (the span's cache shared) == one uncached forward over
+    ``speech_span(units) + [bos] + hypothesis``, with the kNN part from that forward's hidden state."""
+    from espnet_llm_plugin.retrieval.knnlm_scorer import speech_prefix_ids
+
+    base = HfLmScorer(str(unit_lm))
+    knn = KnnLmScorer(base, mm_datastore, lam=0.4, k=4, multimodal=True)
+    units = [0, 1, 2]
+    knn.set_query_context(units)
+    span = speech_prefix_ids(base.tokenizer, units)
+    assert base.tokenizer.convert_ids_to_tokens(span) == ["<speech>", "<unit_0>", "<unit_1>", "<unit_2>", "</speech>"]
+
+    def reference(ys):
+        ids = torch.tensor([span + [base.tokenizer.bos_token_id] + y[1:] for y in ys])
+        out = base.lm(input_ids=ids, output_hidden_states=True)
+        lm = torch.log_softmax(out.logits[:, -1].float(), -1)
+        s, v = mm_datastore.search(out.hidden_states[-1][:, -1].detach().numpy(), 4)
+        p_knn = knn_log_probs(torch.from_numpy(s), torch.from_numpy(v), base.n_vocab, 1.0, "l2")
+        return torch.logaddexp(lm + math.log(0.6), p_knn + math.log(0.4)), lm
+
+    x = torch.zeros(3, 1, 1)
+    logp1, states = knn.batch_score(torch.tensor([[SOS]]), [knn.init_state(x[0])], x[:1])
+    torch.testing.assert_close(logp1, reference([[SOS]])[0], rtol=1e-4, atol=1e-4)
+    # step 2: two hypotheses from the step-1 cache, one fresh (only the span's cache)
+    ys = [[SOS, 4], [SOS, 6], [SOS, 9]]
+    st = [knn.select_state(states[0], 0), knn.select_state(states[0], 0), None]
+    logp2, _ = knn.batch_score(torch.tensor(ys), st, x)
+    ref2, lm2 = reference(ys)
+    torch.testing.assert_close(logp2, ref2, rtol=1e-4, atol=1e-4)
+    # lambda 0: the base LM's scores with the same speech prefix
+    zero = KnnLmScorer(base, mm_datastore, lam=0.0, multimodal=True)
+    zero.set_query_context(units)
+    torch.testing.assert_close(zero.batch_score(torch.tensor(ys), [None] * 3, x)[0], lm2, rtol=1e-4, atol=1e-4)
+
+
+def test_multimodal_needs_units(unit_lm, mm_datastore, datastore, base):
+    knn = KnnLmScorer(HfLmScorer(str(unit_lm)), mm_datastore, multimodal=True)
+    with pytest.raises(ValueError, match="knnlm_units_from_data"):
+        knn.set_query_context(None)
+    with pytest.raises(ValueError, match="knnlm_units_from_data"):
+        knn.batch_score(torch.tensor([[SOS]]), [None], torch.zeros(1, 1, 1))
+    with pytest.raises(ValueError, match="not one token"):
+        knn.set_query_context([NUM_UNITS + 3])
+    # text-only tokenizer: no speech tokens
+    with pytest.raises(ValueError, match="not one token"):
+        KnnLmScorer(base, datastore, multimodal=True).set_query_context([0, 1])
+
+
+def test_datastore_is_multimodal(unit_lm, tiny_lm):
+    from transformers import AutoTokenizer
+
+    from espnet_llm_plugin.retrieval.knnlm_scorer import datastore_is_multimodal
+
+    unit_tok, text_tok = AutoTokenizer.from_pretrained(unit_lm), AutoTokenizer.from_pretrained(tiny_lm)
+    assert datastore_is_multimodal({"info": {"build": {"memory_units": "u"}}}, text_tok)
+    assert not datastore_is_multimodal({"info": {"build": {"memory_units": None}}}, unit_tok)
+    assert datastore_is_multimodal({}, unit_tok) and not datastore_is_multimodal({}, text_tok)

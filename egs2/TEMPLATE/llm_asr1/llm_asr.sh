@@ -199,6 +199,11 @@ datastore_dir=${expdir}/datastore_${datastore_tag}
 context_dir=${dumpdir}/context${context_tag:+_${context_tag}}
 # models with cross-attention over retrieved passages read a `context` data entry
 uses_context() { grep -q "^decoder: *llm_xattn" "$1"; }
+# a multi-modal kNN-LM datastore queries with the utterance's units (a `units` data entry)
+uses_units() {
+    { [ -n "${inference_config}" ] && grep -qE "^knnlm_units_from_data: *(true|True)" "${inference_config}"; } ||
+        [[ " ${inference_args} " =~ --knnlm_units_from_data[=\ ]+(true|True) ]]
+}
 train_dump=${train_set}; [ -n "${speed_perturb_factors}" ] && train_dump=${train_set}_sp
 bin="${python} -m espnet_llm_plugin.bin"
 token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
@@ -505,9 +510,14 @@ if run_stage 10; then
             [ -f "${context_dir}/${dset}/context_ids" ] || { log "Error: ${asr_exp} reads passages: run stage 9 for ${dset}"; exit 1; }
             _ctx=(--data_path_and_name_and_type "${context_dir}/${dset}/context_ids,context,text_int")
         fi
+        _units=()
+        if uses_units; then
+            [ -f "${unit_dir}/${dset}/units" ] || { log "Error: knnlm_units_from_data needs ${unit_dir}/${dset}/units: run stage 4 for ${dset}"; exit 1; }
+            _units=(--data_path_and_name_and_type "${unit_dir}/${dset}/units,units,text_int")
+        fi
         # shellcheck disable=SC2086
         ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${_work}/logs/decode.JOB.log" \
-            ${bin}.asr_inference --ngpu "${_ngpu}" --nbest "${nbest}" "${_cfg[@]}" "${_ctx[@]}" \
+            ${bin}.asr_inference --ngpu "${_ngpu}" --nbest "${nbest}" "${_cfg[@]}" "${_ctx[@]}" "${_units[@]}" \
                 --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
                 --key_file "${_work}/keys.JOB.scp" \
                 --asr_train_config "${asr_exp}/config.yaml" \
