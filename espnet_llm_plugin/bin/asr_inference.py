@@ -96,6 +96,18 @@ def audio_seconds(cmd: List[str]) -> Optional[float]:
     return None
 
 
+def num_utterances(cmd: List[str]) -> Optional[int]:
+    """Utterances this job decodes: lines of ``--key_file``, else of the speech scp."""
+    files = espnet_entry.option_values(cmd, "--key_file") or [
+        spec.split(",")[0] for spec in espnet_entry.option_values(cmd, "--data_path_and_name_and_type")
+        if spec.count(",") >= 2 and spec.split(",")[1] == "speech"
+    ]
+    if not files or not Path(files[0]).is_file():
+        return None
+    with open(files[0], encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     cmd = espnet_entry.argv(cmd)
     if espnet_entry.wants_help(cmd):
@@ -127,7 +139,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         except (ConfigError, ValueError, TypeError) as e:
             sys.exit(f"asr_inference: error: {e}")
         # ESPnet's inference() builds the module-level Speech2Text by name
-        asr_inference.Speech2Text = speech2text_class(extra)
+        asr_inference.Speech2Text = speech2text_class(extra, num_utterances(cmd))
         # ... and its data loader with ASRTask: ours accepts the data names context and units
         asr_inference.ASRTask = LlmASRTask
         start = time.perf_counter()

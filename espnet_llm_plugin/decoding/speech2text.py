@@ -29,6 +29,7 @@ with quiet_espnet_import():
     from espnet2.bin.asr_inference import Speech2Text
 
 from espnet_llm_plugin.decoding.no_repeat_ngram import NoRepeatNgramScorer
+from espnet_llm_plugin.decoding.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class Speech2TextWithScorers(Speech2Text):
     """``Speech2Text(**espnet_kwargs)`` with ``extra`` scorers added to its beam search."""
 
     extra = ExtraDecodingOptions()
+    progress: Optional[ProgressLog] = None  # set per job by speech2text_class
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -187,7 +189,10 @@ class Speech2TextWithScorers(Speech2Text):
                 "data entry 'units' was given, but no multi-modal kNN-LM uses it "
                 "(set knnlm_datastore and knnlm_units_from_data: true, or drop the units entry)"
             )
-        return super().__call__(speech)
+        results = super().__call__(speech)
+        if self.progress is not None:
+            self.progress.tick()
+        return results
 
     # ------------------------------------------------------------------ hf_generate
     def _check_hf_generate(self) -> None:
@@ -316,7 +321,13 @@ def _int_list(values: Any) -> List[int]:
     return [int(v) for v in values if int(v) != -1]
 
 
-def speech2text_class(extra: ExtraDecodingOptions) -> type:
+def speech2text_class(extra: ExtraDecodingOptions, num_utts: Optional[int] = None) -> type:
     """A ``Speech2TextWithScorers`` subclass bound to ``extra`` (ESPnet constructs the class
-    itself, from keyword arguments it knows, so the options travel on the class)."""
-    return type("Speech2TextWithScorers", (Speech2TextWithScorers,), {"extra": extra})
+    itself, from keyword arguments it knows, so the options travel on the class).
+
+    ``num_utts``: utterances this job decodes, for progress lines with an ETA in its log.
+    """
+    progress = ProgressLog(num_utts, "decoded utterances")
+    return type(
+        "Speech2TextWithScorers", (Speech2TextWithScorers,), {"extra": extra, "progress": progress}
+    )

@@ -108,6 +108,8 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     # no_repeat_ngram_size from the decode YAML reached ESPnet's beam search
     log = (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "logs" / "decode.1.log").read_text()
     assert "added beam-search scorer no_repeat_ngram" in log and "BatchBeamSearch implementation" in log
+    assert "decoded utterances: 3/3 (100%)" in log  # progress lines with an ETA in decode logs
+    assert re.search(r"Stage 10 done in \d+ s -> ", proc.stdout)  # one-line summary per stage
     for line in (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "1best_recog" / "token_int").read_text().splitlines():
         ids = line.split()[1:]
         bigrams = list(zip(ids, ids[1:]))

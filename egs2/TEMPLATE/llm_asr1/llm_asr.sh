@@ -209,7 +209,10 @@ bin="${python} -m espnet_llm_plugin.bin"
 token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
             --non_linguistic_symbols none --cleaner none --g2p none)
 
-run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+# run_stage N: is stage N in [stage, stop_stage]? (starts the stage's clock)
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && _stage_t0=${SECONDS}; }
+# stage_done N OUTPUTS: the one-line summary of a finished stage
+stage_done() { log "Stage $1 done in $((SECONDS - _stage_t0)) s -> $2"; }
 
 
 if run_stage 1; then
@@ -224,6 +227,7 @@ if run_stage 1; then
         done
         touch data/.data_prep.done
     fi
+    stage_done 1 "data/<set> for ${train_set} ${valid_set} ${test_sets}"
 fi
 
 
@@ -241,6 +245,7 @@ if run_stage 2; then
             ${bin}.format_audio "data/${dset}" "${data_feats}/${_out}" --fs "${fs}" \
                 --min_duration "${_min}" --speed_perturb_factors "${_sp}"
     done
+    stage_done 2 "${data_feats}/<set>"
 fi
 
 
@@ -255,6 +260,7 @@ if run_stage 3; then
             --out_dir "${token_dir}" --token_type "${token_type}" --vocab_size "${nbpe}" \
             --model_type "${bpemode}"
     fi
+    stage_done 3 "${token_list}"
 fi
 
 
@@ -291,6 +297,7 @@ elif run_stage 4; then
         mv "${_work}/units" "${_out}"  # last: its presence marks the set complete
         rm -rf "${_work}"
     done
+    stage_done 4 "${unit_dir}"
 fi
 
 
@@ -322,6 +329,7 @@ if run_stage 5 && [ "${token_type}" = hugging_face ]; then
         ${bin}.make_token_list --token_type hugging_face --tokenizer "${llm_path}" \
             --out_dir "${token_dir}"
     fi
+    stage_done 5 "${llm_path}, ${token_list}"
 fi
 
 
@@ -357,6 +365,7 @@ if run_stage 6 && [ -n "${unit_feature_type}" ]; then
                 --units "${unit_dir}/${train_dump}/units" --text "${data_feats}/${train_dump}/text" \
                 --out_dir "${mmlm_dir}/contrastive" --seed "${seed}" ${contrastive_args}
     fi
+    stage_done 6 "${mmlm_dir}"
 fi
 
 
@@ -394,6 +403,7 @@ if run_stage 7; then
         mv "${_logdir}" "${asr_stats_dir}/logs"
         rm -rf "${asr_stats_dir}.work"
     fi
+    stage_done 7 "${asr_stats_dir}"
 fi
 
 
@@ -449,6 +459,7 @@ if run_stage 8; then
                 --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${_noise[@]}" "${_ctx[@]}" "${llm_opts[@]}" ${asr_args}
         log "  training log: ${asr_exp}/logs/train.log"
     fi
+    stage_done 8 "${asr_exp}"
 fi
 
 
@@ -492,6 +503,7 @@ if run_stage 9; then
                 --llm_path "${llm_path}" --out_dir "${context_dir}/${dset}"
         done
     fi
+    stage_done 9 "${datastore_memory:+${datastore_dir} }${context_passages}${context_documents:+${context_dir}}"
 fi
 
 
@@ -527,6 +539,7 @@ if run_stage 10; then
         mv "${_work}/logs" "${_dir}/logs"
         rm -rf "${_work}"
     done
+    stage_done 10 "${asr_exp}/decode_${inference_tag}"
 fi
 
 
@@ -556,6 +569,7 @@ if run_stage 11 && [ -n "${rescore_lm}" ]; then
             --ref_text "${data_feats}/${dset}/text" "${_tune[@]}" \
             --weights_config "${_resc}/weights.yaml" --out_dir "${_resc}/${dset}" ${rescore_args}
     done
+    stage_done 11 "${_resc}"
 fi
 
 
@@ -573,6 +587,7 @@ if run_stage 12; then
         done
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
+    stage_done 12 "${expdir}/RESULTS.md"
 fi
 
 
@@ -596,6 +611,7 @@ if run_stage 13 && [ -n "${unit_feature_type}" ]; then
         done
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
+    stage_done 13 "${mmlm_dir}/RESULTS.md, ${expdir}/RESULTS.md"
 fi
 
 log "Finished in ${SECONDS}s"
