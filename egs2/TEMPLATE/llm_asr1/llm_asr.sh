@@ -100,6 +100,9 @@ inference_tag=""        # default: name of inference_config
 inference_args=""       # extra options for asr_inference
 inference_asr_model=valid.acc.ave.pth
 nbest=10
+tune_grid=""            # e.g. "knnlm_lambda=0.1,0.25,0.5 knnlm_k=8,16": stage 10 first grid-searches
+                        # these decode options on tune_set and decodes the test sets with the best
+tune_set=""             # default: the valid set
 
 # N-best rescoring (stage 11): the valid set is decoded too, to tune the score weights
 rescore_lm=""           # HF causal LM dir (text-only, or the speech+text LM of stage 6); empty: no stage 11
@@ -135,6 +138,7 @@ Options (defaults in brackets):
   --mmlm_args, --contrastive_args, --retrieval_test_sets   speech+text LM (stages 6, 13)
   --asr_config, --asr_tag, --asr_args
   --inference_config, --inference_tag, --inference_args, --nbest [${nbest}]
+  --tune_grid, --tune_set  grid search of decode options (e.g. knnlm_lambda, knnlm_k) before decoding
   --datastore_memory, --datastore_units, --datastore_key_encoder, --datastore_tag, --datastore_args
                            kNN-LM datastore (stage 9)
   --context_passages | --context_documents, --context_first_pass, --num_passages, --context_tag
@@ -185,6 +189,7 @@ asr_exp=${expdir}/asr_${asr_tag}
 if [ -z "${inference_tag}" ]; then
     if [ -n "${inference_config}" ]; then inference_tag=$(basename "${inference_config}" .yaml)
     else inference_tag=default; fi
+    [ -n "${tune_grid}" ] && inference_tag+="_tuned"
     inference_tag+="_$(basename "${inference_asr_model}" .pth)"
 fi
 data_feats=${dumpdir}/raw
@@ -511,6 +516,23 @@ if run_stage 10; then
     log "Stage 10: decoding (${inference_tag}, ${nbest}-best)"
     _ngpu=0; ${gpu_inference} && _ngpu=1
     _cfg=(); [ -n "${inference_config}" ] && _cfg=(--config "${inference_config}")
+    if [ -n "${tune_grid}" ]; then
+        [ -n "${inference_config}" ] || { log "Error: --tune_grid needs an --inference_config to start from"; exit 1; }
+        _tset=${tune_set:-${valid_set}}
+        _tdir=${asr_exp}/decode_${inference_tag}/tuning_${_tset}
+        _grid=(); for _g in ${tune_grid}; do _grid+=(--grid "${_g}"); done
+        _tdata=(); uses_units && _tdata=(--extra_data "${unit_dir}/${_tset}/units,units,text_int")
+        if [ ! -f "${_tdir}/best.yaml" ]; then
+            log "Stage 10: tuning ${tune_grid} on ${_tset} -> ${_tdir}/best.yaml"
+            ${decode_cmd} --gpu "${_ngpu}" "${_tdir}.log" ${bin}.tune_decode --config "${inference_config}" \
+                "${_grid[@]}" "${_tdata[@]}" --asr_train_config "${asr_exp}/config.yaml" \
+                --asr_model_file "${asr_exp}/${inference_asr_model}" --ngpu "${_ngpu}" \
+                --wav_scp "${data_feats}/${_tset}/wav.scp" --ref "${data_feats}/${_tset}/text" \
+                --work_dir "${_tdir}" --out_config "${_tdir}/best.yaml"
+        fi
+        log "  $(head -1 "${_tdir}/best.yaml")"
+        _cfg=(--config "${_tdir}/best.yaml")
+    fi
     _sets=${test_sets}; [ -n "${rescore_lm}" ] && _sets="${valid_set} ${test_sets}"  # tuning set
     for dset in ${_sets}; do
         _dir=${asr_exp}/decode_${inference_tag}/${dset}
