@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import str2bool
 from espnet_llm_plugin.mmlm.cli_common import (
-    add_device_args, add_finetune_args, jsonable_args, lora_options, setup_torch, sha256,
+    add_device_args, add_finetune_args, jsonable_args, lora_options, run_cli, setup_torch, sha256,
 )
 
 PROG = "python -m espnet_llm_plugin.bin.contrastive_train"
@@ -64,11 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        train(args)
-    except (ValueError, OSError, FloatingPointError) as e:
-        sys.exit(f"contrastive_train: error: {e}")
+    run_cli("contrastive_train", lambda: train(args), (ValueError, OSError, FloatingPointError))
 
 
 def train(args: argparse.Namespace) -> None:

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.mmlm.cli_common import run_cli
+
 PROG = "python -m espnet_llm_plugin.bin.extend_vocab"
 
 
@@ -37,16 +39,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from espnet_llm_plugin.mmlm.unit_vocab import extend_model_dir
-
     if args.noise_std < 0:
         sys.exit("extend_vocab: error: --noise_std must be >= 0")
-    try:
-        info = extend_model_dir(args.base_dir, args.out_dir, args.num_units, seed=args.seed,
-                                noise_std=args.noise_std, dtype=args.dtype)
-    except (ValueError, OSError) as e:
-        sys.exit(f"extend_vocab: error: {e}")
+    from espnet_llm_plugin.mmlm.unit_vocab import extend_model_dir
+
+    info = run_cli("extend_vocab", lambda: extend_model_dir(
+        args.base_dir, args.out_dir, args.num_units, seed=args.seed, noise_std=args.noise_std,
+        dtype=args.dtype))
     logging.info("wrote %s: %d units, text vocabulary %d, unit ids from %d", args.out_dir,
                  info.num_units, info.base_vocab_size, info.first_unit_id)
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import str2bool
 from espnet_llm_plugin.mmlm.cli_common import (
-    add_device_args, add_finetune_args, jsonable_args, lora_options, setup_torch, sha256,
+    add_device_args, add_finetune_args, jsonable_args, lora_options, run_cli, setup_torch, sha256,
 )
 
 PROG = "python -m espnet_llm_plugin.bin.mmlm_train"
@@ -85,14 +84,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        if args.eval_only:
-            evaluate_only(args)
-        else:
-            train(args)
-    except (ValueError, OSError, FloatingPointError) as e:
-        sys.exit(f"mmlm_train: error: {e}")
+    run_cli("mmlm_train", lambda: evaluate_only(args) if args.eval_only else train(args),
+            (ValueError, OSError, FloatingPointError))
 
 
 def read_eval_text(path: Path, has_ids: bool) -> List[str]:

@@ -16,53 +16,35 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.corpus.release import release_parser, run_prepare
 from espnet_llm_plugin.corpus.slue_voxpopuli import (
     SLUE_VOXPOPULI_URL,
     SlueVoxPopuliError,
     ensure_slue_voxpopuli,
     prepare_slue_voxpopuli,
 )
-from espnet_llm_plugin.fileio.kaldi_data import DataDirError
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.prepare_slue_voxpopuli",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--slue_root", type=Path, default=None,
-                   help="slue-voxpopuli/ or the directory containing it (default: --download_dir)")
-    p.add_argument("--data_dir", type=Path, default=Path("data"),
-                   help="output parent directory (default: %(default)s)")
+    p = release_parser("prepare_slue_voxpopuli", __doc__, "--slue_root", "slue-voxpopuli/ or the directory containing it",
+                       "the archive and slue-voxpopuli/", "open one audio file per set")
     p.add_argument("--valid_ratio", type=float, default=0.05,
                    help="fraction of fine-tune speakers held out as data/valid (default: %(default)s)")
-    p.add_argument("--download", type=str2bool, default=False,
-                   help="download and extract the corpus if it is not found (true/false)")
-    p.add_argument("--download_dir", type=Path, default=Path("downloads"),
-                   help="where --download puts the archive and slue-voxpopuli/ (default: %(default)s)")
     p.add_argument("--url", default=SLUE_VOXPOPULI_URL, help="archive URL (default: %(default)s)")
-    p.add_argument("--check_audio", type=str2bool, default=True,
-                   help="open one audio file per set before writing (true/false)")
     return p
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+
+    def prepare() -> Dict[str, int]:
         root = ensure_slue_voxpopuli(args.slue_root, args.download, args.download_dir, url=args.url)
-        counts = prepare_slue_voxpopuli(root, args.data_dir, valid_ratio=args.valid_ratio,
-                                        check_audio=args.check_audio)
-    except (SlueVoxPopuliError, DataDirError, OSError) as e:
-        sys.exit(f"prepare_slue_voxpopuli: error: {e}")
-    logging.info("done: %s", ", ".join(f"{k} {v} utterances" for k, v in counts.items()))
+        return prepare_slue_voxpopuli(root, args.data_dir, valid_ratio=args.valid_ratio,
+                                      check_audio=args.check_audio)
+
+    run_prepare("prepare_slue_voxpopuli", prepare, (SlueVoxPopuliError,))
 
 
 if __name__ == "__main__":

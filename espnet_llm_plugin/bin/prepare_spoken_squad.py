@@ -18,12 +18,9 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.corpus.release import release_parser, run_prepare
 from espnet_llm_plugin.corpus.spoken_squad import (
     AUDIO_URL,
     SPOKEN_SQUAD_JSON_URL,
@@ -32,47 +29,32 @@ from espnet_llm_plugin.corpus.spoken_squad import (
     ensure_spoken_squad,
     prepare_spoken_squad,
 )
-from espnet_llm_plugin.fileio.kaldi_data import DataDirError
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.prepare_spoken_squad",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--spoken_squad_root", type=Path, default=None,
-                   help="directory holding the corpus (default: --download_dir)")
-    p.add_argument("--data_dir", type=Path, default=Path("data"),
-                   help="output parent directory (default: %(default)s)")
+    p = release_parser("prepare_spoken_squad", __doc__, "--spoken_squad_root", "directory holding the corpus",
+                       "the corpus", "open one audio file per set")
     p.add_argument("--valid_ratio", type=float, default=0.05,
                    help="fraction of training articles held out as data/valid (default: %(default)s)")
-    p.add_argument("--download", type=str2bool, default=False,
-                   help="download and extract what is missing (true/false)")
-    p.add_argument("--download_dir", type=Path, default=Path("downloads"),
-                   help="where --download puts the corpus (default: %(default)s)")
     p.add_argument("--json_url", default=SPOKEN_SQUAD_JSON_URL,
                    help="URL prefix of spoken_{train,test}-v1.1.json (default: %(default)s)")
     p.add_argument("--squad_url", default=SQUAD_URL,
                    help="URL prefix of SQuAD {train,dev}-v1.1.json (default: %(default)s)")
     p.add_argument("--audio_url", default=AUDIO_URL, help="audio zip URL (default: %(default)s)")
-    p.add_argument("--check_audio", type=str2bool, default=True,
-                   help="open one audio file per set before writing (true/false)")
     return p
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+
+    def prepare() -> Dict[str, int]:
         root = ensure_spoken_squad(args.spoken_squad_root, args.download, args.download_dir,
                                    json_url=args.json_url, squad_url=args.squad_url,
                                    audio_url=args.audio_url)
-        counts = prepare_spoken_squad(root, args.data_dir, valid_ratio=args.valid_ratio,
-                                      check_audio=args.check_audio)
-    except (SpokenSquadError, DataDirError, OSError) as e:
-        sys.exit(f"prepare_spoken_squad: error: {e}")
-    logging.info("done: %s", ", ".join(f"{k} {v} utterances" for k, v in counts.items()))
+        return prepare_spoken_squad(root, args.data_dir, valid_ratio=args.valid_ratio,
+                                    check_audio=args.check_audio)
+
+    run_prepare("prepare_spoken_squad", prepare, (SpokenSquadError,))
 
 
 if __name__ == "__main__":

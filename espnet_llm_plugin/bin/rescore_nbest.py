@@ -30,6 +30,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.rescoring.cli_options import (
+    add_lm_options,
+    add_nbest_source,
+    load_nbest_inputs,
+)
+
 
 def _floats(value: str) -> List[float]:
     try:
@@ -38,28 +45,17 @@ def _floats(value: str) -> List[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
 
 
-def _bool(value: str) -> bool:
-    v = value.lower()
-    if v in ("true", "1", "yes"):
-        return True
-    if v in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m espnet_llm_plugin.bin.rescore_nbest", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--nbest_dir", type=Path, help="ESPnet decode dir with {n}best_recog/")
-    src.add_argument("--nbest_jsonl", type=Path, help="n-best JSONL ({utt_id, hyps: [{text, score}]})")
-    p.add_argument("--lm_path", type=Path, required=True, help="local Hugging Face causal LM dir")
+    add_nbest_source(p)
+    add_lm_options(p, "local Hugging Face causal LM dir")
     p.add_argument("--units", type=Path, default=None,
                    help="units file (utt_id u1 u2 ...): score log p(text | units) with a speech+text LM")
     p.add_argument("--ref_text", type=Path, default=None, help="reference Kaldi text (for --tune and wer.json)")
-    p.add_argument("--tune", type=_bool, default=False, help="grid-search the weights on these lists")
+    p.add_argument("--tune", type=str2bool, default=False, help="grid-search the weights on these lists")
     p.add_argument("--weights_config", type=Path, default=None,
                    help="weights YAML: written with --tune true, read otherwise")
     p.add_argument("--out_dir", type=Path, required=True)
@@ -68,21 +64,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--length_bonuses", type=_floats, default=_floats("0,0.5,1.0,2.0"),
                    help="grid of per-word length bonuses for --tune (comma-separated)")
     p.add_argument("--first_pass_weight", type=float, default=1.0, help="weight of the first-pass score when tuning")
-    p.add_argument("--length_norm", type=_bool, default=False, help="divide LM scores by their token count")
     p.add_argument("--batch_size", type=int, default=16, help="hypotheses per LM forward pass")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
-    from espnet_llm_plugin.fileio.kaldi_data import read_scp
-    from espnet_llm_plugin.fileio.unit_file import read_units
-    from espnet_llm_plugin.rescoring.lm_scorer import LmScorer, check_units_cover, score_nbest
-    from espnet_llm_plugin.rescoring.nbest import (
-        check_known_utterances, read_nbest, write_espnet_files, write_nbest_jsonl,
-    )
+    from espnet_llm_plugin.rescoring.lm_scorer import LmScorer, score_nbest
+    from espnet_llm_plugin.rescoring.nbest import write_espnet_files, write_nbest_jsonl
     from espnet_llm_plugin.rescoring.weight_search import (
         CombinationWeights, grid_search, oracle_counts, rerank_all, weights_counts,
     )
@@ -92,16 +82,10 @@ def run(args: argparse.Namespace) -> dict:
     if args.weights_config is None:
         raise ValueError("--weights_config is needed (written with --tune true, read otherwise)")
     source = args.nbest_dir if args.nbest_dir is not None else args.nbest_jsonl
-    nbest = read_nbest(args.nbest_dir, args.nbest_jsonl)
-    logging.info("%s: %d utterances, %d hypotheses", source, len(nbest), sum(len(h) for h in nbest.values()))
-    refs = None
-    if args.ref_text is not None:
-        refs = read_scp(args.ref_text, allow_empty_value=True)
-        check_known_utterances(nbest, refs, str(source), str(args.ref_text))
+    # all inputs are checked against each other before the (possibly slow) LM load
+    nbest, refs, units = load_nbest_inputs(args.nbest_dir, args.nbest_jsonl, args.ref_text,
+                                           args.units, "n-best")
     weights = None if args.tune else CombinationWeights.load(args.weights_config)
-    units = read_units(args.units) if args.units is not None else None
-    if units is not None:
-        check_units_cover(nbest, units, str(args.units))  # before the (possibly slow) LM load
 
     scorer = LmScorer.from_pretrained(str(args.lm_path), device=args.device, dtype=args.dtype,
                                       batch_size=args.batch_size, length_norm=args.length_norm)

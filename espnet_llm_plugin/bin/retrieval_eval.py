@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.mmlm.cli_common import add_device_args, setup_torch
+from espnet_llm_plugin.mmlm.cli_common import add_device_args, run_cli, setup_torch
 
 PROG = "python -m espnet_llm_plugin.bin.retrieval_eval"
 logger = logging.getLogger("retrieval_eval")
@@ -46,11 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        run(args)
-    except (ValueError, OSError) as e:
-        sys.exit(f"retrieval_eval: error: {e}")
+    run_cli("retrieval_eval", lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -21,14 +21,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-
-def _bool(value: str) -> bool:
-    v = value.lower()
-    if v in ("true", "1", "yes"):
-        return True
-    if v in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+from espnet_llm_plugin.rescoring.cli_options import (
+    add_lm_options,
+    add_nbest_source,
+    load_nbest_inputs,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -36,17 +33,13 @@ def get_parser() -> argparse.ArgumentParser:
         prog="python -m espnet_llm_plugin.bin.train_mwer", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--nbest_dir", type=Path, help="training n-best: ESPnet decode dir")
-    src.add_argument("--nbest_jsonl", type=Path, help="training n-best: JSONL")
+    add_nbest_source(p, what="training n-best: ")
     p.add_argument("--ref_text", type=Path, required=True, help="references of the training lists")
     p.add_argument("--units", type=Path, default=None, help="units of the training utterances (speech+text LM)")
-    dev = p.add_mutually_exclusive_group()
-    dev.add_argument("--dev_nbest_dir", type=Path, default=None)
-    dev.add_argument("--dev_nbest_jsonl", type=Path, default=None)
+    add_nbest_source(p, prefix="dev_", required=False, what="dev n-best (optional): ")
     p.add_argument("--dev_ref_text", type=Path, default=None)
     p.add_argument("--dev_units", type=Path, default=None)
-    p.add_argument("--lm_path", type=Path, required=True, help="local Hugging Face causal LM dir to start from")
+    add_lm_options(p, "local Hugging Face causal LM dir to start from")
     p.add_argument("--out_dir", type=Path, required=True, help="output HF dir (model + tokenizer + mwer_log.json)")
     p.add_argument("--finetune", choices=["lora", "full"], default="lora")
     p.add_argument("--lora_r", type=int, default=8)
@@ -60,27 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--first_pass_weight", type=float, default=1.0, help="used without --weights_config")
     p.add_argument("--lm_weight", type=float, default=0.5, help="used without --weights_config")
     p.add_argument("--length_bonus", type=float, default=0.0, help="used without --weights_config")
-    p.add_argument("--length_norm", type=_bool, default=False)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--seed", type=int, default=0)
     return p
-
-
-def _load_lists(nbest_dir, nbest_jsonl, ref_text, units_path, what):
-    from espnet_llm_plugin.fileio.kaldi_data import read_scp
-    from espnet_llm_plugin.fileio.unit_file import read_units
-    from espnet_llm_plugin.rescoring.lm_scorer import check_units_cover
-    from espnet_llm_plugin.rescoring.nbest import check_known_utterances, read_nbest
-
-    nbest = read_nbest(nbest_dir, nbest_jsonl)
-    refs = read_scp(ref_text, allow_empty_value=True)
-    check_known_utterances(nbest, refs, str(nbest_dir or nbest_jsonl), str(ref_text))
-    units = None
-    if units_path is not None:
-        units = read_units(units_path)
-        check_units_cover(nbest, units, str(units_path))
-    logging.info("%s: %d n-best lists", what, len(nbest))
-    return nbest, refs, units
 
 
 def run(args: argparse.Namespace) -> list:
@@ -106,8 +80,9 @@ def run(args: argparse.Namespace) -> list:
     cfg = MwerConfig(epochs=args.epochs, lr=args.lr, ce_weight=args.ce_weight,
                      utts_per_step=args.utts_per_step, seed=args.seed, weights=weights)
     cfg.validate()
-    train = _load_lists(args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train")
-    dev = (_load_lists(args.dev_nbest_dir, args.dev_nbest_jsonl, args.dev_ref_text, args.dev_units, "dev")
+    train = load_nbest_inputs(args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train")
+    dev = (load_nbest_inputs(args.dev_nbest_dir, args.dev_nbest_jsonl, args.dev_ref_text,
+                             args.dev_units, "dev")
            if has_dev else None)
 
     torch.manual_seed(args.seed)

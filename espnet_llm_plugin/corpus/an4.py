@@ -20,24 +20,20 @@ no dev speaker is seen in training.
 
 from __future__ import annotations
 
-import gzip
-import http.client
 import logging
 import math
-import os
 import re
 import shutil
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_llm_plugin.fileio.atomic import atomic_dir
-from espnet_llm_plugin.fileio.kaldi_data import DataDir
+from espnet_llm_plugin.corpus.release import (
+    extracted_release,
+    find_or_download,
+    replace_dir,
+    write_data_dirs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +59,6 @@ class AN4Error(ValueError):
 
 class AN4DownloadError(AN4Error):
     """The corpus archive could not be downloaded."""
-
-
-class UnsafeArchiveError(AN4Error):
-    """A tar member that would land outside the extraction directory."""
 
 
 # --------------------------------------------------------------------------- locate
@@ -269,19 +261,6 @@ def _check_audio(utts: Sequence[Utterance], expected_sr: int = 16000) -> None:
                        expected_sr, other_sr)
 
 
-def _data_dir(utts: Sequence[Utterance], sph2pipe: Optional[str]) -> DataDir:
-    def wav(u: Utterance) -> str:
-        if sph2pipe:
-            return f"{sph2pipe} -f wav -p -c 1 {u.sph} |"
-        return str(u.sph)
-
-    return DataDir(
-        wav_scp={u.utt_id: wav(u) for u in utts},
-        text={u.utt_id: u.words for u in utts},
-        utt2spk={u.utt_id: u.speaker for u in utts},
-    )
-
-
 def prepare_an4(
     an4_root: str | Path,
     data_dir: str | Path,
@@ -322,129 +301,14 @@ def prepare_an4(
         for utts in sets.values():
             _check_audio(utts)
     logger.info("AN4 at %s; dev speakers: %s", root, " ".join(sorted(dev_spk)))
-    data_dir = Path(data_dir)
-    counts = {}
-    for name, utts in sets.items():
-        with atomic_dir(data_dir / name) as tmp:
-            _data_dir(utts, sph2pipe).write(tmp)
-        counts[name] = len(utts)
-        logger.info("wrote %s: %d utterances, %d speakers", data_dir / name, len(utts),
-                    len({u.speaker for u in utts}))
-    return counts
+
+    def wav(u: Utterance) -> str:
+        return f"{sph2pipe} -f wav -p -c 1 {u.sph} |" if sph2pipe else str(u.sph)
+
+    return write_data_dirs(data_dir, sets, wav)
 
 
 # --------------------------------------------------------------------------- download
-
-
-def download_file(url: str, dest: str | Path, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` through a temp file renamed into place when complete.
-
-    Raises:
-        AN4DownloadError: naming the URL and the reason; no partial file is left behind.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    total = resp.headers.get("Content-Length")
-                    total = int(total) if total and total.isdigit() else None
-                    got, next_report = 0, 0.1
-                    while True:
-                        chunk = resp.read(1 << 20)
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        got += len(chunk)
-                        if total and got / total >= next_report:
-                            logger.info("downloading %s: %d%% of %.1f MB", url,
-                                        int(100 * got / total), total / 1e6)
-                            next_report += 0.1
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-                reason = getattr(e, "reason", None) or e
-                raise AN4DownloadError(f"could not download {url}: {reason}") from e
-            if total is not None and got != total:
-                raise AN4DownloadError(
-                    f"could not download {url}: connection closed after {got} of {total} bytes"
-                )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return dest
-
-
-def _check_members(tar: tarfile.TarFile, dest: Path) -> List[tarfile.TarInfo]:
-    dest = dest.resolve()
-
-    def inside(p: Path) -> bool:
-        return p == dest or dest in p.parents
-
-    members = tar.getmembers()
-    for m in members:
-        target = (dest / m.name).resolve()
-        if os.path.isabs(m.name) or ".." in Path(m.name).parts or not inside(target):
-            raise UnsafeArchiveError(
-                f"{tar.name}: refusing to extract member {m.name!r}: it would be written "
-                f"outside {dest}"
-            )
-        if m.issym():
-            link = (target.parent / m.linkname).resolve()
-            if os.path.isabs(m.linkname) or not inside(link):
-                raise UnsafeArchiveError(
-                    f"{tar.name}: refusing symlink {m.name!r} -> {m.linkname!r}: it points "
-                    f"outside {dest}"
-                )
-        elif m.islnk():
-            if os.path.isabs(m.linkname) or not inside((dest / m.linkname).resolve()):
-                raise UnsafeArchiveError(
-                    f"{tar.name}: refusing hard link {m.name!r} -> {m.linkname!r}: it points "
-                    f"outside {dest}"
-                )
-        elif not (m.isfile() or m.isdir()):
-            raise UnsafeArchiveError(
-                f"{tar.name}: refusing member {m.name!r}: not a regular file or directory"
-            )
-    return members
-
-
-_FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
-
-
-def safe_extract(archive: str | Path, dest: str | Path) -> None:
-    """Extract a tar(.gz) into ``dest`` after checking every member stays inside it.
-
-    Nothing is extracted if any member is unsafe (absolute path, ``..``, a link pointing
-    out, a device or fifo).
-
-    Raises:
-        UnsafeArchiveError: naming the member.
-        AN4Error: an archive that is not a readable tar file.
-    """
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = _check_members(tar, dest)
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12: belt and braces
-                tar.extractall(dest, members=members, filter="data")
-            else:  # pragma: no cover - old Python
-                tar.extractall(dest, members=members)
-    except _FILTER_ERRORS as e:
-        raise UnsafeArchiveError(f"{archive}: refusing to extract: {e}") from e
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error,
-            gzip.BadGzipFile) as e:
-        raise AN4Error(
-            f"{archive}: cannot extract ({e}); the archive is damaged or incomplete - "
-            f"delete it and download it again"
-        ) from e
 
 
 def download_an4(
@@ -458,7 +322,7 @@ def download_an4(
 
     Raises:
         AN4DownloadError: the download failed (with what to do offline).
-        AN4Error / UnsafeArchiveError: a bad archive.
+        AN4Error: a damaged or unsafe archive.
     """
     download_dir = Path(download_dir)
     target = download_dir / "an4"
@@ -470,35 +334,19 @@ def download_an4(
         except AN4Error:
             logger.warning("%s exists but is incomplete; extracting again", target)
     archive = download_dir / ARCHIVE_NAME
-    fresh = False
-    if archive.is_file():
-        logger.info("using existing archive %s", archive)
-    else:
-        logger.info("downloading %s to %s", url, archive)
-        try:
-            download_file(url, archive, timeout=timeout)
-        except AN4DownloadError as e:
-            raise AN4DownloadError(
-                f"{e}. Without internet access here, download {url} on another machine, "
-                f"copy it to {archive} (or extract it and set AN4=<the directory containing "
-                f"an4/> in db.sh), and run again"
-            ) from e.__cause__
-        fresh = True
-    tmp = Path(tempfile.mkdtemp(prefix=".an4.", suffix=".extract", dir=download_dir))
-    try:
-        logger.info("extracting %s", archive)
-        try:
-            safe_extract(archive, tmp)
-        except AN4Error:
-            if fresh:  # our own download is bad: do not keep it for the next run
-                archive.unlink(missing_ok=True)
-            raise
+    db_hint = "extract it and set AN4=<the directory containing an4/> in db.sh"
+    with extracted_release(url, archive, AN4Error, AN4DownloadError, db_hint, timeout) as tmp:
         if not (tmp / "an4").is_dir():
             raise AN4Error(f"{archive}: does not contain an an4/ directory; is it {url}?")
         find_an4_root(tmp / "an4")  # complete?
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp / "an4", target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        replace_dir(tmp / "an4", target)
     return find_an4_root(target)
+
+
+def ensure_an4(
+    an4_root: Optional[str | Path], download: bool, download_dir: str | Path, url: str = AN4_URL
+) -> Path:
+    """The corpus root: found at ``an4_root``, else downloaded when ``download``."""
+    return find_or_download(an4_root, download, find_an4_root,
+                            lambda: download_an4(download_dir, url=url), AN4Error,
+                            f"no AN4 root given; {HOW_TO_GET}")

@@ -18,15 +18,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_llm_plugin.corpus import an4 as _an4  # shared download + safe extraction
-from espnet_llm_plugin.fileio.atomic import atomic_dir
-from espnet_llm_plugin.fileio.kaldi_data import DataDir
+from espnet_llm_plugin.corpus.release import (
+    extracted_release,
+    find_or_download,
+    open_first_audio,
+    replace_dir,
+    write_data_dirs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -190,15 +192,6 @@ def load_subset(root: str | Path, subset: str) -> List[Utterance]:
 # --------------------------------------------------------------------------- data dirs
 
 
-def _data_dir(utts: Iterable[Utterance]) -> DataDir:
-    utts = list(utts)
-    return DataDir(
-        wav_scp={u.utt_id: str(u.flac) for u in utts},
-        text={u.utt_id: u.words for u in utts},
-        utt2spk={u.utt_id: u.speaker for u in utts},
-    )
-
-
 def prepare_librispeech(
     librispeech_root: str | Path,
     data_dir: str | Path,
@@ -222,31 +215,16 @@ def prepare_librispeech(
     train_subsets, train_name = TRAIN_SETS[train_hours]
     loaded = {s: load_subset(root, s) for s in subsets}
     if check_audio:
-        import soundfile
-
-        for s, utts in loaded.items():
-            try:
-                info = soundfile.info(str(utts[0].flac))
-            except Exception as e:  # LibsndfileError / RuntimeError
-                raise LibriSpeechError(
-                    f"utterance '{utts[0].utt_id}': cannot read {utts[0].flac} ({e})"
-                ) from e
-            if info.samplerate != 16000:
-                logger.warning("%s: %d Hz, LibriSpeech is 16 kHz", utts[0].flac, info.samplerate)
+        rates = open_first_audio(loaded, lambda u: u.flac, LibriSpeechError)
+        for s, rate in rates.items():
+            if rate != 16000:
+                logger.warning("%s: %d Hz, LibriSpeech is 16 kHz", loaded[s][0].flac, rate)
     sets: Dict[str, List[Utterance]] = {
         train_name: sorted((u for s in train_subsets for u in loaded[s]), key=lambda u: u.utt_id)
     }
     for s in EVAL_SUBSETS:
         sets[data_dir_name(s)] = loaded[s]
-    data_dir = Path(data_dir)
-    counts: Dict[str, int] = {}
-    for name, utts in sets.items():
-        with atomic_dir(data_dir / name) as tmp:
-            _data_dir(utts).write(tmp)
-        counts[name] = len(utts)
-        logger.info("wrote %s: %d utterances, %d speakers", data_dir / name, len(utts),
-                    len({u.speaker for u in utts}))
-    return counts
+    return write_data_dirs(data_dir, sets, lambda u: str(u.flac))
 
 
 # --------------------------------------------------------------------------- download
@@ -276,41 +254,18 @@ def download_librispeech(
             continue
         url = subset_url(subset, base_url)
         archive = download_dir / f"{subset}.tar.gz"
-        fresh = False
-        if not archive.is_file():
-            logger.info("downloading %s to %s", url, archive)
-            try:
-                _an4.download_file(url, archive, timeout=timeout)
-            except _an4.AN4DownloadError as e:
-                raise LibriSpeechDownloadError(
-                    f"{e}. Without internet access here, download {url} on another machine, "
-                    f"copy it to {archive} (or extract it and set LIBRISPEECH=<the directory "
-                    f"containing LibriSpeech/> in db.sh), and run again"
-                ) from e.__cause__
-            fresh = True
-        tmp = Path(tempfile.mkdtemp(prefix=f".{subset}.", suffix=".extract", dir=download_dir))
-        try:
-            logger.info("extracting %s", archive)
-            try:
-                _an4.safe_extract(archive, tmp)
-            except _an4.AN4Error as e:
-                if fresh:
-                    archive.unlink(missing_ok=True)
-                raise LibriSpeechError(str(e)) from e
+        db_hint = "extract it and set LIBRISPEECH=<the directory containing LibriSpeech/> in db.sh"
+        with extracted_release(url, archive, LibriSpeechError, LibriSpeechDownloadError,
+                               db_hint, timeout) as tmp:
             extracted = tmp / "LibriSpeech" / subset
             if not extracted.is_dir():
                 raise LibriSpeechError(
                     f"{archive}: does not contain LibriSpeech/{subset}/; is it {url}?"
                 )
-            target_root.mkdir(exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(extracted, target)
+            replace_dir(extracted, target)
             for extra in (tmp / "LibriSpeech").iterdir():  # README, SPEAKERS.TXT, ...
                 if extra.is_file() and not (target_root / extra.name).exists():
                     os.replace(extra, target_root / extra.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return find_librispeech_root(target_root, subsets)
 
 
@@ -322,13 +277,7 @@ def ensure_librispeech(
     base_url: str = BASE_URL,
 ) -> Path:
     """The corpus root: found at ``librispeech_root``, else downloaded when ``download``."""
-    if librispeech_root is not None:
-        try:
-            return find_librispeech_root(librispeech_root, subsets)
-        except LibriSpeechError as e:
-            if not download:
-                raise
-            logger.info("%s; downloading", str(e).split(";")[0])
-    elif not download:
-        raise LibriSpeechError(f"no LibriSpeech root given; {HOW_TO_GET}")
-    return download_librispeech(download_dir, subsets, base_url=base_url)
+    return find_or_download(librispeech_root, download,
+                            lambda root: find_librispeech_root(root, subsets),
+                            lambda: download_librispeech(download_dir, subsets, base_url=base_url),
+                            LibriSpeechError, f"no LibriSpeech root given; {HOW_TO_GET}")

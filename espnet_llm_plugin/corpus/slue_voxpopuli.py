@@ -26,17 +26,19 @@ import csv
 import json
 import logging
 import math
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from espnet_llm_plugin.corpus import an4 as _an4  # shared download + safe extraction
-from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_file
-from espnet_llm_plugin.fileio.kaldi_data import DataDir
+from espnet_llm_plugin.corpus.release import (
+    extracted_release,
+    find_or_download,
+    open_first_audio,
+    replace_dir,
+    write_data_dirs,
+)
+from espnet_llm_plugin.fileio.atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -165,14 +167,6 @@ def select_valid_speakers(speakers: Sequence[str], valid_ratio: float) -> List[s
     return chosen
 
 
-def _data_dir(utts: Sequence[Utterance]) -> DataDir:
-    return DataDir(
-        wav_scp={u.utt_id: str(u.audio) for u in utts},
-        text={u.utt_id: u.words for u in utts},
-        utt2spk={u.utt_id: u.speaker for u in utts},
-    )
-
-
 def prepare_slue_voxpopuli(
     slue_root: str | Path,
     data_dir: str | Path,
@@ -198,25 +192,9 @@ def prepare_slue_voxpopuli(
         logger.info("no labelled %s (the public test set is blind): no data/test",
                     root / LABELLED_TEST[0])
     if check_audio:
-        import soundfile
-
-        for name, utts in sets.items():
-            if not utts:
-                continue
-            try:
-                soundfile.info(str(utts[0].audio))
-            except Exception as e:  # LibsndfileError / RuntimeError
-                raise SlueVoxPopuliError(
-                    f"utterance '{utts[0].utt_id}': cannot read {utts[0].audio} ({e})"
-                ) from e
+        open_first_audio(sets, lambda u: u.audio, SlueVoxPopuliError)
+    counts = write_data_dirs(data_dir, sets, lambda u: str(u.audio))
     data_dir = Path(data_dir)
-    counts: Dict[str, int] = {}
-    for name, utts in sets.items():
-        with atomic_dir(data_dir / name) as tmp:
-            _data_dir(utts).write(tmp)
-        counts[name] = len(utts)
-        logger.info("wrote %s: %d utterances, %d speakers", data_dir / name, len(utts),
-                    len({u.speaker for u in utts}))
     (data_dir / "local").mkdir(parents=True, exist_ok=True)
     with atomic_file(data_dir / "local" / "passages.jsonl") as f:
         for u in sets["train"]:
@@ -244,34 +222,13 @@ def download_slue_voxpopuli(
         except SlueVoxPopuliError:
             logger.warning("%s exists but is incomplete; extracting again", target)
     archive = download_dir / ARCHIVE_NAME
-    fresh = False
-    if not archive.is_file():
-        logger.info("downloading %s to %s", url, archive)
-        try:
-            _an4.download_file(url, archive, timeout=timeout)
-        except _an4.AN4DownloadError as e:
-            raise SlueVoxPopuliDownloadError(
-                f"{e}. Without internet access here, download {url} on another machine, copy it "
-                f"to {archive} (or extract it and set SLUE_VOXPOPULI=<the directory containing "
-                f"slue-voxpopuli/> in db.sh), and run again"
-            ) from e.__cause__
-        fresh = True
-    tmp = Path(tempfile.mkdtemp(prefix=".slue.", suffix=".extract", dir=download_dir))
-    try:
-        try:
-            _an4.safe_extract(archive, tmp)
-        except _an4.AN4Error as e:
-            if fresh:
-                archive.unlink(missing_ok=True)
-            raise SlueVoxPopuliError(str(e)) from e
+    db_hint = "extract it and set SLUE_VOXPOPULI=<the directory containing slue-voxpopuli/> in db.sh"
+    with extracted_release(url, archive, SlueVoxPopuliError, SlueVoxPopuliDownloadError,
+                           db_hint, timeout) as tmp:
         if not (tmp / "slue-voxpopuli").is_dir():
             raise SlueVoxPopuliError(f"{archive}: does not contain slue-voxpopuli/; is it {url}?")
         find_slue_root(tmp / "slue-voxpopuli")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp / "slue-voxpopuli", target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        replace_dir(tmp / "slue-voxpopuli", target)
     return find_slue_root(target)
 
 
@@ -280,13 +237,6 @@ def ensure_slue_voxpopuli(
     url: str = SLUE_VOXPOPULI_URL,
 ) -> Path:
     """The corpus root: found at ``slue_root``, else downloaded when ``download``."""
-    if slue_root is not None:
-        try:
-            return find_slue_root(slue_root)
-        except SlueVoxPopuliError as e:
-            if not download:
-                raise
-            logger.info("%s; downloading", str(e).split(";")[0])
-    elif not download:
-        raise SlueVoxPopuliError(f"no SLUE-VoxPopuli root given; {HOW_TO_GET}")
-    return download_slue_voxpopuli(download_dir, url=url)
+    return find_or_download(slue_root, download, find_slue_root,
+                            lambda: download_slue_voxpopuli(download_dir, url=url),
+                            SlueVoxPopuliError, f"no SLUE-VoxPopuli root given; {HOW_TO_GET}")

@@ -37,15 +37,20 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
-import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from espnet_llm_plugin.corpus import an4 as _an4  # shared download
+from espnet_llm_plugin.corpus.release import (
+    ReleaseError,
+    download_release,
+    extracted_release,
+    find_or_download,
+    open_first_audio,
+    replace_dir,
+    safe_extract_zip,
+)
 from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_file
 from espnet_llm_plugin.fileio.kaldi_data import DataDir
 
@@ -294,15 +299,8 @@ def prepare_spoken_squad(
         "test": (test.utts, test),
     }
     if check_audio:
-        import soundfile
-
-        for name, (utts, _) in sets.items():
-            try:
-                soundfile.info(str(utts[0].wav))
-            except Exception as e:  # LibsndfileError / RuntimeError
-                raise SpokenSquadError(
-                    f"utterance '{utts[0].utt_id}': cannot read {utts[0].wav} ({e})"
-                ) from e
+        open_first_audio({name: utts for name, (utts, _) in sets.items()}, lambda u: u.wav,
+                         SpokenSquadError)
     data_dir = Path(data_dir)
     counts: Dict[str, int] = {}
     for name, (utts, data) in sets.items():
@@ -321,57 +319,19 @@ def prepare_spoken_squad(
 # --------------------------------------------------------------------------- download
 
 
-def safe_extract_zip(archive: str | Path, dest: str | Path) -> None:
-    """Extract a zip into ``dest`` after checking every member stays inside it (no absolute
-    paths, no ``..``); nothing is extracted if one member is unsafe.
-
-    Raises:
-        SpokenSquadError: an unsafe member (named) or a damaged archive.
-    """
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                name = info.filename
-                target = (root / name).resolve()
-                if (name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name)
-                        or ".." in Path(name).parts or not (target == root or root in target.parents)):
-                    raise SpokenSquadError(
-                        f"{archive}: refusing to extract member {name!r}: it would be "
-                        f"written outside {dest}"
-                    )
-            zf.extractall(dest, members=infos)
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise SpokenSquadError(
-            f"{archive}: cannot extract ({e}); the archive is damaged or incomplete - delete it "
-            f"and download it again"
-        ) from e
-
-
-def _download(url: str, dest: Path) -> None:
-    try:
-        _an4.download_file(url, dest)
-    except _an4.AN4DownloadError as e:
-        raise SpokenSquadDownloadError(
-            f"{e}. Without internet access here, download {url} on another machine, copy it to "
-            f"{dest}, and run again (or set SPOKEN_SQUAD in db.sh to a directory holding the corpus)"
-        ) from e.__cause__
+_DB_HINT = "set SPOKEN_SQUAD in db.sh to a directory holding the corpus"
 
 
 def _extract_wav_zip(inner_zip: Path, target: Path, work: Path) -> None:
     """Extract ``train_wav.zip``/``dev_wav.zip`` into ``target``, whether its members are at
     the top level or inside one directory."""
     out = work / (inner_zip.stem + ".out")
-    safe_extract_zip(inner_zip, out)
+    try:
+        safe_extract_zip(inner_zip, out)
+    except ReleaseError as e:
+        raise SpokenSquadError(str(e)) from e
     entries = list(out.iterdir())
-    src = entries[0] if len(entries) == 1 and entries[0].is_dir() else out
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(src, target)
+    replace_dir(entries[0] if len(entries) == 1 and entries[0].is_dir() else out, target)
 
 
 def download_spoken_squad(
@@ -395,35 +355,24 @@ def download_spoken_squad(
             if not (d / name).is_file():
                 url = f"{base.rstrip('/')}/{name}"
                 logger.info("downloading %s", url)
-                _download(url, d / name)
+                download_release(url, d / name, SpokenSquadDownloadError, _DB_HINT)
     wav_dirs = [w for _, _, w, _ in SPLITS.values()]
     if all(audio_dir(d, w).is_dir() for w in wav_dirs):
         return find_spoken_squad_root(d)
     archive = d / AUDIO_ZIP
-    fresh = False
     if not archive.is_file():
-        logger.info("downloading %s (about 50 GB)", audio_url)
-        _download(audio_url, archive)
-        fresh = True
-    work = Path(tempfile.mkdtemp(prefix=".spoken_squad.", suffix=".extract", dir=d))
-    try:
-        try:
-            safe_extract_zip(archive, work / "outer")
-        except SpokenSquadError:
-            if fresh:
-                archive.unlink(missing_ok=True)
-            raise
+        logger.info("the audio archive is about 50 GB")
+    with extracted_release(audio_url, archive, SpokenSquadError, SpokenSquadDownloadError,
+                           _DB_HINT, extract=safe_extract_zip) as work:
         for w in wav_dirs:
             if audio_dir(d, w).is_dir():
                 continue
-            inner = work / "outer" / AUDIO_DIR / f"{w}.zip"
+            inner = work / AUDIO_DIR / f"{w}.zip"
             if not inner.is_file():
                 raise SpokenSquadError(
                     f"{archive}: does not contain {AUDIO_DIR}/{w}.zip; is it {audio_url}?"
                 )
             _extract_wav_zip(inner, d / AUDIO_DIR / w, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return find_spoken_squad_root(d)
 
 
@@ -431,13 +380,6 @@ def ensure_spoken_squad(
     root: Optional[str | Path], download: bool, download_dir: str | Path, **urls: str
 ) -> Path:
     """The corpus root: found at ``root``, else downloaded when ``download``."""
-    if root is not None:
-        try:
-            return find_spoken_squad_root(root)
-        except SpokenSquadError as e:
-            if not download:
-                raise
-            logger.info("%s; downloading", str(e).split(";")[0])
-    elif not download:
-        raise SpokenSquadError(f"no Spoken-SQuAD root given; {HOW_TO_GET}")
-    return download_spoken_squad(download_dir, **urls)
+    return find_or_download(root, download, find_spoken_squad_root,
+                            lambda: download_spoken_squad(download_dir, **urls),
+                            SpokenSquadError, f"no Spoken-SQuAD root given; {HOW_TO_GET}")

@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence, Type
 
 from espnet_llm_plugin.cli_args import str2bool
+
+
+def run_cli(prog: str, fn: Callable[[], Any],
+            errors: Sequence[Type[BaseException]] = (ValueError, OSError)) -> Any:
+    """Set up logging and run ``fn``; an input error (``errors``) exits with
+    '<prog>: error: ...' and no traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return fn()
+    except tuple(errors) as e:
+        sys.exit(f"{prog}: error: {e}")
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:

@@ -3,8 +3,7 @@
 # and data/test (wav.scp, text, utt2spk, spk2utt). Run from the recipe directory.
 set -euo pipefail
 
-log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}) $*" >&2; }
-die() { log "error: $*"; exit 1; }
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../data_common.sh"  # log, die, parse_options, ...
 
 usage() {
     cat >&2 <<EOU
@@ -22,41 +21,11 @@ dev_ratio=0.1
 dev_speakers=
 data_dir=data
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -h|--help) usage; exit 0 ;;
-        --download|--dev_ratio|--dev_speakers|--data_dir)
-            [ $# -ge 2 ] || { usage; die "$1 needs a value"; }
-            name=${1#--}
-            printf -v "$name" '%s' "$2"
-            shift 2 ;;
-        --download=*|--dev_ratio=*|--dev_speakers=*|--data_dir=*)
-            name=${1%%=*}; name=${name#--}
-            printf -v "$name" '%s' "${1#*=}"
-            shift ;;
-        *) usage; die "unknown option: $1" ;;
-    esac
-done
-case "$download" in
-    true|false) ;;
-    *) die "--download must be true or false, got '$download'" ;;
-esac
+parse_options "download dev_ratio dev_speakers data_dir" "$@"
 
-[ -f ./db.sh ] || die "./db.sh not found; run this script from the recipe directory (egs2/an4/llm_asr1)"
-[ -f ./path.sh ] || die "./path.sh not found; run this script from the recipe directory (egs2/an4/llm_asr1)"
-. ./db.sh
-set +u  # environment scripts often read unset variables
-. ./path.sh
-set -u
+load_recipe_env egs2/an4/llm_asr1
 
-AN4=${AN4:-}
-if [ -z "$AN4" ]; then
-    if [ "$download" = true ]; then
-        AN4=downloads
-    else
-        die "AN4 is not set: set AN4 in db.sh to the directory that contains an4/ (from http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz), or pass --download true"
-    fi
-fi
+corpus_location AN4 "the directory that contains an4/ (from http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz)"
 
 log "preparing AN4 from '$AN4' into $data_dir/{train,dev,test} (download: $download)"
 python -m espnet_llm_plugin.bin.prepare_an4 \

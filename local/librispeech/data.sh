@@ -4,8 +4,7 @@
 # (wav.scp, text, utt2spk, spk2utt). Run from the recipe directory.
 set -euo pipefail
 
-log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}) $*" >&2; }
-die() { log "error: $*"; exit 1; }
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../data_common.sh"  # log, die, parse_options, ...
 
 usage() {
     cat >&2 <<EOU
@@ -23,45 +22,15 @@ download=false
 train_hours=100
 data_dir=data
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -h|--help) usage; exit 0 ;;
-        --download|--train_hours|--data_dir)
-            [ $# -ge 2 ] || { usage; die "$1 needs a value"; }
-            name=${1#--}
-            printf -v "$name" '%s' "$2"
-            shift 2 ;;
-        --download=*|--train_hours=*|--data_dir=*)
-            name=${1%%=*}; name=${name#--}
-            printf -v "$name" '%s' "${1#*=}"
-            shift ;;
-        *) usage; die "unknown option: $1" ;;
-    esac
-done
-case "$download" in
-    true|false) ;;
-    *) die "--download must be true or false, got '$download'" ;;
-esac
+parse_options "download train_hours data_dir" "$@"
 case "$train_hours" in
     100|960) ;;
     *) die "--train_hours must be 100 or 960, got '$train_hours'" ;;
 esac
 
-[ -f ./db.sh ] || die "./db.sh not found; run this script from the recipe directory (egs2/librispeech/llm_asr1)"
-[ -f ./path.sh ] || die "./path.sh not found; run this script from the recipe directory (egs2/librispeech/llm_asr1)"
-. ./db.sh
-set +u  # environment scripts often read unset variables
-. ./path.sh
-set -u
+load_recipe_env egs2/librispeech/llm_asr1
 
-LIBRISPEECH=${LIBRISPEECH:-}
-if [ -z "$LIBRISPEECH" ]; then
-    if [ "$download" = true ]; then
-        LIBRISPEECH=downloads
-    else
-        die "LIBRISPEECH is not set: set LIBRISPEECH in db.sh to the directory that contains LibriSpeech/ (subsets from https://www.openslr.org/resources/12/), or pass --download true"
-    fi
-fi
+corpus_location LIBRISPEECH "the directory that contains LibriSpeech/ (subsets from https://www.openslr.org/resources/12/)"
 
 log "preparing LibriSpeech (${train_hours} h) from '$LIBRISPEECH' into $data_dir (download: $download)"
 python -m espnet_llm_plugin.bin.prepare_librispeech \

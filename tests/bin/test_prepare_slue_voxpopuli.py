@@ -1,47 +1,8 @@
-"""prepare_slue_voxpopuli CLI: help without heavy imports, argument errors, a missing corpus.
+"""prepare_slue_voxpopuli CLI: help without heavy imports, argument errors, a missing corpus (the checks in
+prepare_cli_cases.py). The CLI on a fake corpus is tested in tests/corpus/test_slue_voxpopuli.py."""
 
-The CLI on a fake corpus in the official layout (and its download path) is tested in
-tests/corpus/test_slue_voxpopuli.py.
-"""
-
-from __future__ import annotations
-
-import subprocess
-import sys
-
-import pytest
-
-from espnet_llm_plugin.bin import prepare_slue_voxpopuli
-
-MODULE = "espnet_llm_plugin.bin.prepare_slue_voxpopuli"
+from prepare_cli_cases import PrepareCli, PrepareCliChecks
 
 
-def test_help_is_light():
-    code = (f"import sys, runpy; sys.argv = ['x', '--help']\n"
-            f"try:\n    runpy.run_module('{MODULE}', run_name='__main__')\n"
-            f"except SystemExit:\n    pass\n"
-            f"print('HEAVY' if {{'torch', 'espnet2', 'transformers'}} & set(sys.modules) else 'LIGHT')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "--slue_root" in proc.stdout and "--download" in proc.stdout and "--valid_ratio" in proc.stdout
-    assert proc.stdout.strip().endswith("LIGHT")
-
-
-def test_missing_corpus_message(tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        prepare_slue_voxpopuli.main(["--slue_root", str(tmp_path / "nowhere"), "--data_dir", str(tmp_path / "data")])
-    msg = str(err.value.code)
-    assert msg.startswith("prepare_slue_voxpopuli: error:") and "SLUE_VOXPOPULI=" in msg and "nowhere" in msg
-    assert not (tmp_path / "data").exists()
-
-
-def test_no_root_without_download(tmp_path):
-    with pytest.raises(SystemExit) as err:
-        prepare_slue_voxpopuli.main(["--data_dir", str(tmp_path / "data")])
-    assert "SLUE_VOXPOPULI=" in str(err.value.code) and "--download true" in str(err.value.code)
-
-
-def test_bad_option_value():
-    with pytest.raises(SystemExit) as err:
-        prepare_slue_voxpopuli.get_parser().parse_args(["--download", "maybe"])
-    assert err.value.code == 2
+class TestPrepareSlueVoxPopuli(PrepareCliChecks):
+    cli = PrepareCli("prepare_slue_voxpopuli", "--slue_root", "SLUE_VOXPOPULI", "--valid_ratio")

@@ -1,47 +1,8 @@
-"""prepare_spoken_squad CLI: help without heavy imports, argument errors, a missing corpus.
+"""prepare_spoken_squad CLI: help without heavy imports, argument errors, a missing corpus (the checks in
+prepare_cli_cases.py). The CLI on a fake corpus is tested in tests/corpus/test_spoken_squad.py."""
 
-The CLI on a fake corpus in the official layout (and its download path) is tested in
-tests/corpus/test_spoken_squad.py.
-"""
-
-from __future__ import annotations
-
-import subprocess
-import sys
-
-import pytest
-
-from espnet_llm_plugin.bin import prepare_spoken_squad
-
-MODULE = "espnet_llm_plugin.bin.prepare_spoken_squad"
+from prepare_cli_cases import PrepareCli, PrepareCliChecks
 
 
-def test_help_is_light():
-    code = (f"import sys, runpy; sys.argv = ['x', '--help']\n"
-            f"try:\n    runpy.run_module('{MODULE}', run_name='__main__')\n"
-            f"except SystemExit:\n    pass\n"
-            f"print('HEAVY' if {{'torch', 'espnet2', 'transformers'}} & set(sys.modules) else 'LIGHT')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "--spoken_squad_root" in proc.stdout and "--download" in proc.stdout and "--valid_ratio" in proc.stdout
-    assert proc.stdout.strip().endswith("LIGHT")
-
-
-def test_missing_corpus_message(tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        prepare_spoken_squad.main(["--spoken_squad_root", str(tmp_path / "nowhere"), "--data_dir", str(tmp_path / "data")])
-    msg = str(err.value.code)
-    assert msg.startswith("prepare_spoken_squad: error:") and "SPOKEN_SQUAD=" in msg and "nowhere" in msg
-    assert not (tmp_path / "data").exists()
-
-
-def test_no_root_without_download(tmp_path):
-    with pytest.raises(SystemExit) as err:
-        prepare_spoken_squad.main(["--data_dir", str(tmp_path / "data")])
-    assert "SPOKEN_SQUAD=" in str(err.value.code) and "--download true" in str(err.value.code)
-
-
-def test_bad_option_value():
-    with pytest.raises(SystemExit) as err:
-        prepare_spoken_squad.get_parser().parse_args(["--download", "maybe"])
-    assert err.value.code == 2
+class TestPrepareSpokenSquad(PrepareCliChecks):
+    cli = PrepareCli("prepare_spoken_squad", "--spoken_squad_root", "SPOKEN_SQUAD", "--valid_ratio")

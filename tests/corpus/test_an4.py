@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -14,23 +13,19 @@ import numpy as np
 import pytest
 import soundfile
 
-from espnet_llm_plugin.corpus import an4
+from espnet_llm_plugin.corpus import release
 from espnet_llm_plugin.corpus.an4 import (
     AN4DownloadError,
     AN4Error,
-    UnsafeArchiveError,
     download_an4,
     find_an4_root,
     parse_transcription,
     prepare_an4,
-    safe_extract,
     select_dev_speakers,
 )
 from espnet_llm_plugin.fileio.audio import read_audio
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 
-REPO = Path(__file__).resolve().parents[2]
-DATA_SH = REPO / "egs2" / "an4" / "llm_asr1" / "local" / "data.sh"
 
 # split -> speaker -> [(file id, words)]
 TRAIN = {
@@ -194,57 +189,6 @@ def test_existing_output_replaced(corpus, tmp_path):
     _check_data(data)
 
 
-def _targz(path: Path, files: dict) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def test_safe_extract(tmp_path):
-    good = _targz(tmp_path / "good.tar.gz", {"an4/etc/a.txt": b"hello", "an4/b.txt": b"b"})
-    safe_extract(good, tmp_path / "out")
-    assert (tmp_path / "out" / "an4" / "etc" / "a.txt").read_bytes() == b"hello"
-
-    evil = _targz(tmp_path / "evil.tar.gz", {"an4/ok.txt": b"ok", "../evil": b"pwned"})
-    with pytest.raises(UnsafeArchiveError, match=r"'\.\./evil'"):
-        safe_extract(evil, tmp_path / "out2")
-    assert not (tmp_path / "evil").exists()
-    assert not (tmp_path / "out2" / "an4").exists()  # nothing extracted at all
-
-    absolute = _targz(tmp_path / "abs.tar.gz", {str(tmp_path / "abs_evil"): b"x"})
-    with pytest.raises(UnsafeArchiveError):
-        safe_extract(absolute, tmp_path / "out3")
-    assert not (tmp_path / "abs_evil").exists()
-
-    link = tmp_path / "link.tar.gz"
-    with tarfile.open(link, "w:gz") as tar:
-        info = tarfile.TarInfo("an4/escape")
-        info.type, info.linkname = tarfile.SYMTYPE, "../../outside"
-        tar.addfile(info)
-    with pytest.raises(UnsafeArchiveError, match="symlink"):
-        safe_extract(link, tmp_path / "out4")
-
-    hop = tmp_path / "hop.tar.gz"  # a harmless-looking link, then a path through it
-    with tarfile.open(hop, "w:gz") as tar:
-        info = tarfile.TarInfo("an4/here")
-        info.type, info.linkname = tarfile.SYMTYPE, "."
-        tar.addfile(info)
-        info = tarfile.TarInfo("an4/here/../../hop_evil")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
-    with pytest.raises(UnsafeArchiveError, match="hop_evil"):
-        safe_extract(hop, tmp_path / "out6" / "deep")
-    assert not (tmp_path / "out6" / "hop_evil").exists()
-
-    broken = tmp_path / "broken.tar.gz"
-    broken.write_bytes(good.read_bytes()[:40])
-    with pytest.raises(AN4Error, match="damaged or incomplete"):
-        safe_extract(broken, tmp_path / "out5")
-
-
 def _archive_of(corpus: Path, path: Path) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         tar.add(corpus / "an4", arcname="an4")
@@ -275,7 +219,7 @@ def test_download_interrupted_leaves_nothing(tmp_path, monkeypatch):
     class Resp(io.BytesIO):
         headers = {"Content-Length": "1000"}
 
-    monkeypatch.setattr(an4.urllib.request, "urlopen", lambda url, timeout: Resp(b"x" * 10))
+    monkeypatch.setattr(release.urllib.request, "urlopen", lambda url, timeout: Resp(b"x" * 10))
     with pytest.raises(AN4DownloadError, match="after 10 of 1000 bytes"):
         download_an4(tmp_path / "dl", url="http://example.invalid/an4_sphere.tar.gz")
     assert list((tmp_path / "dl").iterdir()) == []
@@ -306,25 +250,11 @@ def test_download_and_extract(corpus, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_data_sh(corpus, tmp_path):
-    recipe = tmp_path / "recipe"
-    (recipe / "local").mkdir(parents=True)
-    shutil.copy(DATA_SH, recipe / "local" / "data.sh")
-    (recipe / "path.sh").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
-    env = {k: v for k, v in os.environ.items() if k != "AN4"}
+def test_data_sh(corpus, data_sh_recipe):
+    recipe = data_sh_recipe("an4", "AN4")
+    recipe.check_needs_db_var()
 
-    (recipe / "db.sh").write_text("AN4=\n")
-    proc = subprocess.run(["bash", "local/data.sh"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode != 0
-    assert "set AN4 in db.sh" in proc.stderr and "--download true" in proc.stderr
-
-    proc = subprocess.run(["bash", "local/data.sh", "--bogus", "1"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
+    proc = recipe.run("", "--bogus", "1")
     assert proc.returncode != 0 and "unknown option: --bogus" in proc.stderr
 
-    (recipe / "db.sh").write_text(f'AN4="{corpus}"\n')
-    proc = subprocess.run(["bash", "local/data.sh", "--dev_speakers", "fbbh"], cwd=recipe,
-                          env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    _check_data(recipe / "data")
+    _check_data(recipe.prepare(corpus, "--dev_speakers", "fbbh"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,6 @@ from espnet_llm_plugin.fileio.audio import read_audio
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
-DATA_SH = REPO / "egs2" / "librispeech" / "llm_asr1" / "local" / "data.sh"
 EVAL_DIRS = ["dev_clean", "dev_other", "test_clean", "test_other"]
 
 
@@ -186,24 +184,12 @@ def test_download_and_extract(corpus, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_data_sh(corpus, tmp_path):
-    recipe = tmp_path / "recipe"
-    (recipe / "local").mkdir(parents=True)
-    shutil.copy(DATA_SH, recipe / "local" / "data.sh")
-    (recipe / "path.sh").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
-    env = {k: v for k, v in os.environ.items() if k != "LIBRISPEECH"}
-    (recipe / "db.sh").write_text("LIBRISPEECH=\n")
-    proc = subprocess.run(["bash", "local/data.sh"], cwd=recipe, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0
-    assert "set LIBRISPEECH in db.sh" in proc.stderr and "--download true" in proc.stderr
-    proc = subprocess.run(["bash", "local/data.sh", "--train_hours", "50"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
+def test_data_sh(corpus, data_sh_recipe):
+    recipe = data_sh_recipe("librispeech", "LIBRISPEECH")
+    recipe.check_needs_db_var()
+    proc = recipe.run("", "--train_hours", "50")
     assert proc.returncode != 0 and "100 or 960" in proc.stderr
-    (recipe / "db.sh").write_text(f'LIBRISPEECH="{corpus}"\n')
-    proc = subprocess.run(["bash", "local/data.sh", "--train_hours", "960"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    _check(recipe / "data", "train_960", TRAIN_SUBSETS)
+    _check(recipe.prepare(corpus, "--train_hours", "960"), "train_960", TRAIN_SUBSETS)
 
 
 def _accepted(cls) -> set:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -26,8 +25,6 @@ from espnet_llm_plugin.fileio.audio import read_audio
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 from espnet_llm_plugin.retrieval.passage_retrieval import read_passages
 
-REPO = Path(__file__).resolve().parents[2]
-DATA_SH = REPO / "egs2" / "slue_voxpopuli" / "llm_asr1" / "local" / "data.sh"
 HEADER = "id\traw_text\tnormalized_text\tspeaker_id\tsplit\traw_ner\tnormalized_ner"
 
 # split -> [(id, raw, normalized, speaker)]
@@ -168,18 +165,7 @@ def test_cli_and_download(corpus, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_data_sh(corpus, tmp_path):
-    recipe = tmp_path / "recipe"
-    (recipe / "local").mkdir(parents=True)
-    shutil.copy(DATA_SH, recipe / "local" / "data.sh")
-    (recipe / "path.sh").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
-    env = {k: v for k, v in os.environ.items() if k != "SLUE_VOXPOPULI"}
-    (recipe / "db.sh").write_text("SLUE_VOXPOPULI=\n")
-    proc = subprocess.run(["bash", "local/data.sh"], cwd=recipe, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0
-    assert "set SLUE_VOXPOPULI in db.sh" in proc.stderr and "--download true" in proc.stderr
-    (recipe / "db.sh").write_text(f'SLUE_VOXPOPULI="{corpus}"\n')
-    proc = subprocess.run(["bash", "local/data.sh", "--valid_ratio", "0.3"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    _check(recipe / "data")
+def test_data_sh(corpus, data_sh_recipe):
+    recipe = data_sh_recipe("slue_voxpopuli", "SLUE_VOXPOPULI")
+    recipe.check_needs_db_var()
+    _check(recipe.prepare(corpus, "--valid_ratio", "0.3"))

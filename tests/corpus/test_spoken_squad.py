@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +18,12 @@ from espnet_llm_plugin.corpus.spoken_squad import (
     SpokenSquadError,
     download_spoken_squad,
     prepare_spoken_squad,
-    safe_extract_zip,
     split_sentences,
 )
 from espnet_llm_plugin.fileio.audio import read_audio
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 from espnet_llm_plugin.retrieval.passage_retrieval import read_gold, read_passages, read_utterance_documents
 
-REPO = Path(__file__).resolve().parents[2]
-DATA_SH = REPO / "egs2" / "spoken_squad" / "llm_asr1" / "local" / "data.sh"
 
 # split -> topics -> paragraphs (context); question ids are "<split>q<topic>_<paragraph>"
 CONTEXTS = {
@@ -153,25 +148,6 @@ def test_missing_and_partial(corpus, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def _zip(path: Path, files: dict) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return path
-
-
-def test_safe_extract_zip(tmp_path):
-    safe_extract_zip(_zip(tmp_path / "ok.zip", {"a/b.txt": b"x"}), tmp_path / "out")
-    assert (tmp_path / "out" / "a" / "b.txt").read_bytes() == b"x"
-    evil = _zip(tmp_path / "evil.zip", {"a/ok.txt": b"x", "../evil.txt": b"y"})
-    with pytest.raises(SpokenSquadError, match=r"'\.\./evil\.txt'"):
-        safe_extract_zip(evil, tmp_path / "out2")
-    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out2" / "a").exists()
-    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04garbage")
-    with pytest.raises(SpokenSquadError, match="damaged or incomplete"):
-        safe_extract_zip(tmp_path / "bad.zip", tmp_path / "out3")
-
-
 def test_download_unreachable(tmp_path):
     dl = tmp_path / "dl"
     base = (tmp_path / "nonexistent").as_uri()
@@ -189,7 +165,7 @@ def test_download_unreachable(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "data").exists()
 
 
-def test_download_and_extract(corpus, tmp_path):
+def test_download_and_extract(corpus, tmp_path, make_zip):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for f in ("spoken_train-v1.1.json", "spoken_test-v1.1.json", "train-v1.1.json", "dev-v1.1.json"):
@@ -197,8 +173,8 @@ def test_download_and_extract(corpus, tmp_path):
     inner = {}
     for w in ("train_wav", "dev_wav"):  # the release nests one zip per split
         files = {f"{w}/{p.name}": p.read_bytes() for p in (corpus / "Spoken-SQuAD_audio" / w).iterdir()}
-        inner[f"Spoken-SQuAD_audio/{w}.zip"] = _zip(tmp_path / f"{w}.zip", files).read_bytes()
-    _zip(mirror / "Spoken-SQuAD_audio.zip", inner)
+        inner[f"Spoken-SQuAD_audio/{w}.zip"] = make_zip(tmp_path / f"{w}.zip", files).read_bytes()
+    make_zip(mirror / "Spoken-SQuAD_audio.zip", inner)
     dl = tmp_path / "dl"
     cmd = [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_spoken_squad", "--download", "true",
            "--download_dir", str(dl), "--json_url", mirror.as_uri(), "--squad_url", mirror.as_uri(),
@@ -215,18 +191,7 @@ def test_download_and_extract(corpus, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_data_sh(corpus, tmp_path):
-    recipe = tmp_path / "recipe"
-    (recipe / "local").mkdir(parents=True)
-    shutil.copy(DATA_SH, recipe / "local" / "data.sh")
-    (recipe / "path.sh").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
-    env = {k: v for k, v in os.environ.items() if k != "SPOKEN_SQUAD"}
-    (recipe / "db.sh").write_text("SPOKEN_SQUAD=\n")
-    proc = subprocess.run(["bash", "local/data.sh"], cwd=recipe, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0
-    assert "set SPOKEN_SQUAD in db.sh" in proc.stderr and "--download true" in proc.stderr
-    (recipe / "db.sh").write_text(f'SPOKEN_SQUAD="{corpus}"\n')
-    proc = subprocess.run(["bash", "local/data.sh", "--valid_ratio", "0.3"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    _check(recipe / "data")
+def test_data_sh(corpus, data_sh_recipe):
+    recipe = data_sh_recipe("spoken_squad", "SPOKEN_SQUAD")
+    recipe.check_needs_db_var()
+    _check(recipe.prepare(corpus, "--valid_ratio", "0.3"))

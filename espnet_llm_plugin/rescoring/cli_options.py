@@ -1,0 +1,64 @@
+"""What the rescoring CLIs (rescore_nbest, train_mwer) share: the n-best source options,
+the rescoring-LM options, and reading n-best lists with their references and units (checked
+against each other before the LM is loaded). Imports nothing heavy at module level (keeps
+--help fast)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from espnet_llm_plugin.cli_args import str2bool
+
+
+def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: bool = True,
+                     what: str = "") -> None:
+    """``--<prefix>nbest_dir`` (ESPnet decode dir with {n}best_recog/) or
+    ``--<prefix>nbest_jsonl`` ({utt_id, hyps: [{text, score}]}), one of them."""
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument(f"--{prefix}nbest_dir", type=Path, default=None,
+                     help=f"{what}ESPnet decode dir with {{n}}best_recog/")
+    src.add_argument(f"--{prefix}nbest_jsonl", type=Path, default=None,
+                     help=f"{what}n-best JSONL ({{utt_id, hyps: [{{text, score}}]}})")
+
+
+def add_lm_options(p: argparse.ArgumentParser, lm_help: str) -> None:
+    """--lm_path (a local HF causal LM dir), --length_norm, --device."""
+    p.add_argument("--lm_path", type=Path, required=True, help=lm_help)
+    p.add_argument("--length_norm", type=str2bool, default=False,
+                   help="divide LM scores by their token count")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+
+
+NbestInputs = Tuple[Dict[str, list], Optional[Dict[str, str]], Optional[Dict[str, List[int]]]]
+
+
+def load_nbest_inputs(
+    nbest_dir: Optional[Path],
+    nbest_jsonl: Optional[Path],
+    ref_text: Optional[Path],
+    units_path: Optional[Path],
+    what: str,
+) -> NbestInputs:
+    """(n-best lists, references or None, units or None); every list must have a reference
+    (when given) and units (when given), else a ValueError naming the files."""
+    from espnet_llm_plugin.fileio.kaldi_data import read_scp
+    from espnet_llm_plugin.fileio.unit_file import read_units
+    from espnet_llm_plugin.rescoring.lm_scorer import check_units_cover
+    from espnet_llm_plugin.rescoring.nbest import check_known_utterances, read_nbest
+
+    source = nbest_dir if nbest_dir is not None else nbest_jsonl
+    nbest = read_nbest(nbest_dir, nbest_jsonl)
+    logging.info("%s (%s): %d n-best lists, %d hypotheses", what, source, len(nbest),
+                 sum(len(h) for h in nbest.values()))
+    refs = None
+    if ref_text is not None:
+        refs = read_scp(ref_text, allow_empty_value=True)
+        check_known_utterances(nbest, refs, str(source), str(ref_text))
+    units = None
+    if units_path is not None:
+        units = read_units(units_path)
+        check_units_cover(nbest, units, str(units_path))
+    return nbest, refs, units
