@@ -57,7 +57,7 @@ for system in ${systems}; do
             xattn=("${common[@]}" --asr_config conf/asr/llm_xattn_hubert_large_7b.yaml
                    --asr_args "--encoder_conf model_path=${HUBERT_LARGE} --init_param ${baseline_exp}/valid.acc.ave.pth ${asr_args}"
                    --context_documents data  # a directory: data/<set>/documents.jsonl per set
-                   --context_first_pass "${baseline_exp}/decode_llm_7b_beam4"
+                   --context_first_pass "${baseline_exp}/decode_llm_7b_beam4_valid.acc.ave"
                    --inference_config conf/decode/llm_7b_beam4.yaml)
             # contexts first (stage 9), then training (8), then decoding and scoring
             ./llm_asr.sh "${xattn[@]}" --stage 9 --stop_stage 9 "${args[@]+"${args[@]}"}"
