@@ -1,5 +1,7 @@
 """Config pre-check: unknown keys are named with the file."""
 
+from pathlib import Path
+
 import pytest
 
 from espnet_llm_plugin.config_check import ConfigError, check_task_config, load_yaml_mapping
@@ -55,3 +57,12 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
         load_yaml_mapping(p)
     with pytest.raises(ConfigError, match="not found"):
         load_yaml_mapping(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "conf" / "asr").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_shipped_training_configs_pass(path, task):
+    """Every training YAML in conf/asr names known components and only their options."""
+    check_task_config(path, task.get_parser(), task.class_choices_list)
