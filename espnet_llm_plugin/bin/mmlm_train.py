@@ -4,7 +4,9 @@ LLM_DIR comes from ``extend_vocab`` (it has ``unit_vocab.json``). UNITS is a uni
 (``utt_id u1 u2 ...``) and TEXT the Kaldi ``text`` of the same utterances (ids must match).
 Each utterance gives one sequence, its kind drawn (seeded) by ``--mix``: ``text`` (transcript),
 ``unit_to_text`` (``<speech>units</speech> transcript``) or ``text_to_unit``; ``--extra_text``
-adds plain sentences as text-only sequences. Training: LoRA (merged before saving) or full.
+adds plain sentences as text-only sequences, ``--extra_units`` units files without transcripts
+as speech-only sequences (``<speech>units</speech>``; alone, this is speech-only adaptation of
+a trained speech+text LM to a new domain). Training: LoRA (merged before saving) or full.
 OUT_DIR is a plain Hugging Face directory (``from_pretrained``) + ``unit_vocab.json`` +
 ``train_log.json`` + ``train_args.json``; written atomically, with a resumable safetensors
 checkpoint in CKPT_DIR meanwhile.
@@ -45,6 +47,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--dev_text", type=Path, help="dev Kaldi text")
     g.add_argument("--extra_text", type=Path, action="append", default=[],
                    help="plain sentences (one a line) added as text-only sequences; repeatable")
+    g.add_argument("--extra_units", type=Path, action="append", default=[],
+                   help="units files without transcripts, added as speech-only sequences "
+                        "(speech-only adaptation; alone, without --units/--text, too); repeatable")
     g.add_argument("--mix", default="text=1,unit_to_text=1,text_to_unit=1",
                    help="relative weights of the sequence kinds")
     g.add_argument("--out_dir", type=Path, help="output HF model directory")
@@ -124,9 +129,12 @@ def train(args: argparse.Namespace) -> None:
     from espnet_llm_plugin.mmlm.perplexity import text_perplexity
     from espnet_llm_plugin.mmlm.unit_vocab import check_unit_tokens, read_unit_vocab, save_model_dir
 
-    for name in ("units", "text", "out_dir"):
-        if getattr(args, name) is None:
-            raise ValueError(f"--{name} is required for training")
+    if args.out_dir is None:
+        raise ValueError("--out_dir is required for training")
+    if (args.units is None) != (args.text is None):
+        raise ValueError("give both --units and --text, or neither (with --extra_units)")
+    if args.units is None and not args.extra_units:
+        raise ValueError("training needs --units and --text, or --extra_units (speech only)")
     if (args.dev_units is None) != (args.dev_text is None):
         raise ValueError("give both --dev_units and --dev_text, or neither")
     cfg = TrainConfig(
@@ -140,13 +148,18 @@ def train(args: argparse.Namespace) -> None:
     cfg.validate()
     ratios = MixRatios.parse(args.mix)
     info = read_unit_vocab(args.llm_dir)
-    pairs = load_pairs(args.units, args.text, info.num_units)
+    pairs = load_pairs(args.units, args.text, info.num_units) if args.units is not None else []
     extra = []
     for path in args.extra_text:
         from espnet_llm_plugin.bin.train_text_lm import read_text_lines
 
         extra += read_text_lines(path, False, "--extra_text")
-    train_seqs = build_mixed_sequences(pairs, ratios, args.seed, info.num_units, extra)
+    extra_units = []
+    for path in args.extra_units:
+        from espnet_llm_plugin.fileio.unit_file import read_units
+
+        extra_units += list(read_units(path, info.num_units).values())
+    train_seqs = build_mixed_sequences(pairs, ratios, args.seed, info.num_units, extra, extra_units)
     if not train_seqs:
         raise ValueError(f"{args.units}, {args.text}: no utterance with both units and text")
     dev_seqs = None
@@ -155,7 +168,7 @@ def train(args: argparse.Namespace) -> None:
         dev_seqs = [s for _, s in build_mixed_sequences(dev_pairs, ratios, args.seed + 1,
                                                         info.num_units)]
     counts = {k: sum(1 for kind, _ in train_seqs if kind == k)
-              for k in ("text", "unit_to_text", "text_to_unit")}
+              for k in ("text", "unit_to_text", "text_to_unit", "units")}
     logger.info("training sequences: %s", counts)
     eval_texts = read_eval_text(args.eval_text, args.eval_has_ids) if args.eval_text else None
 
@@ -165,7 +178,7 @@ def train(args: argparse.Namespace) -> None:
     record = {"args": {k: v for k, v in jsonable_args(args).items()
                        if k not in ("out_dir", "ckpt_dir", "keep_checkpoint", "device",
                                     "num_threads", "log_every", "save_every")},
-              "sha256": {str(p): sha256(p) for p in [args.units, args.text, *args.extra_text]
+              "sha256": {str(p): sha256(p) for p in [args.units, args.text, *args.extra_text, *args.extra_units]
                          if p is not None}}
     ckpt_dir = args.ckpt_dir or args.out_dir.with_name(args.out_dir.name + ".ckpt")
     t0 = time.time()

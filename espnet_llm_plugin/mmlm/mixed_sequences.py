@@ -140,8 +140,11 @@ def build_mixed_sequences(
     seed: int = 0,
     num_units: Optional[int] = None,
     extra_texts: Sequence[str] = (),
+    extra_units: Sequence[Sequence[int]] = (),
 ) -> List[Tuple[str, str]]:
-    """``[(kind, sequence)]``: one per pair (kind drawn with ``ratios``), then ``extra_texts``.
+    """``[(kind, sequence)]``: one per pair (kind drawn with ``ratios``), then ``extra_texts``
+    (kind ``text``), then ``extra_units`` (kind ``units``: ``<speech>units</speech>`` alone,
+    speech without transcripts, for adapting the LM to a domain's speech only).
 
     The draw uses ``random.Random(seed)`` in the pairs' order: same inputs -> same sequences.
     """
@@ -153,4 +156,5 @@ def build_mixed_sequences(
         kind = rng.choices(KINDS, weights=weights)[0]
         out.append((kind, format_sequence(kind, p.units, p.text, num_units)))
     out.extend(("text", t.strip()) for t in extra_texts if t.strip())
+    out.extend(("units", speech_span(u, num_units)) for u in extra_units if len(u) > 0)
     return out

@@ -81,6 +81,28 @@ def test_errors(setup, tmp_path):
               "--out_dir", str(tmp_path / "o"), "--max_steps", "1"])
     with pytest.raises(SystemExit, match="--eval_text"):
         main(["--llm_dir", str(root / "base"), "--eval_only", "true"])
-    with pytest.raises(SystemExit, match="--units is required"):
+    with pytest.raises(SystemExit, match="--out_dir is required"):
         main(["--llm_dir", str(root / "ext")])
+    with pytest.raises(SystemExit, match="--units and --text, or --extra_units"):
+        main(["--llm_dir", str(root / "ext"), "--out_dir", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="both --units and --text"):
+        main(["--llm_dir", str(root / "ext"), "--units", str(units), "--out_dir", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def test_speech_only_adaptation(setup):
+    """--extra_units alone: units without transcripts adapt the LM (its unit rows move)."""
+    root, (units, _), _ = setup
+    out = root / "speech_only"
+    main(["--llm_dir", str(root / "ext"), "--extra_units", str(units), "--out_dir", str(out),
+          "--finetune", "full", "--max_steps", "4", "--batch_size", "4", "--seq_len", "64",
+          "--warmup_steps", "1", "--lr", "1e-2", "--eval_every", "4", "--num_threads", "1",
+          "--device", "cpu"])
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["sequences"]["units"] == len(SENTENCES) and log["sequences"]["text"] == 0
+    info = json.loads((root / "ext" / "unit_vocab.json").read_text())
+    first_unit = info["first_unit_id"]
+    before = AutoModelForCausalLM.from_pretrained(root / "ext").get_input_embeddings().weight
+    after = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight
+    assert before.shape == after.shape and not torch.equal(before, after)
+    assert not torch.equal(before[first_unit:], after[first_unit:])

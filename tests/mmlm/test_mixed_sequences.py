@@ -67,3 +67,8 @@ def test_unit_ids_out_of_range_are_refused(tmp_path):
     (tmp_path / "text").write_text("a hi\n")
     with pytest.raises(DataDirError, match="'a' has unit id 9"):
         load_pairs(tmp_path / "units", tmp_path / "text", num_units=8)
+
+
+def test_extra_units_are_speech_only_sequences():
+    seqs = build_mixed_sequences([], MixRatios.parse("text=1"), extra_units=[[1, 2], [], [0]], num_units=3)
+    assert seqs == [("units", "<speech><unit_1><unit_2></speech>"), ("units", "<speech><unit_0></speech>")]
