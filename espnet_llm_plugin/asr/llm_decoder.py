@@ -37,11 +37,8 @@ gone is recomputed from the speech and its tokens (correct, just slower).
 
 from __future__ import annotations
 
-import copy
 import inspect
 import logging
-import weakref
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -57,23 +54,12 @@ from espnet_llm_plugin.asr.hf_causal_lm import (
     output_cache,
     unwrap_peft,
 )
+from espnet_llm_plugin.decoding.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LlmScorerState:
-    """Beam-search state of one hypothesis.
-
-    Attributes:
-        cache_ref: weak reference to the batched KV cache holding this hypothesis.
-        row: the hypothesis' row in that cache.
-        n_tokens: how many tokens of the hypothesis (``yseq``) the cache already holds.
-    """
-
-    cache_ref: "weakref.ref[Any]"
-    row: int
-    n_tokens: int
+LlmScorerState = CacheState  # the name this module has always exported
 
 
 class LlmDecoder(AbsDecoder, BatchScorerInterface):
@@ -172,7 +158,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         self._cache_kw = cache_kwarg(self.llm)
         self._has_logits_to_keep = "logits_to_keep" in forward_params
         # step -> KV caches that running hypotheses may still need (see module docstring)
-        self._live_caches: Dict[int, List[Any]] = {}
+        self._live_caches = LiveCaches()
 
     # ------------------------------------------------------------------ helpers
     def _causal_lm(self) -> torch.nn.Module:
@@ -330,7 +316,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             _, out = self._run_llm(prefix, 1, use_cache=True)
         cache = output_cache(out)
         self._check_cache_type(cache)
-        return LlmScorerState(self._remember(cache, 0), 0, 0)
+        return LlmScorerState(self._live_caches.remember(cache, 0), 0, 0)
 
     def select_state(self, state: Any, i: int, new_id: Optional[int] = None) -> Any:
         """Pick hypothesis ``i``'s state from the list ``batch_score`` returned."""
@@ -363,14 +349,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         new_states: List[Optional[LlmScorerState]] = [None] * n
         # hypotheses sharing a cache object and a length run together; in ESPnet's
         # BatchBeamSearch that is always one group. None: cache missing -> recompute.
-        groups: Dict[Tuple[int, int], Tuple[Any, List[int]]] = {}
-        for i, s in enumerate(states):
-            cache = None if s is None else s.cache_ref()
-            key = (-1, -1) if cache is None else (id(cache), s.n_tokens)
-            groups.setdefault(key, (cache, []))[1].append(i)
-        live_steps = [s.n_tokens for s in states if s is not None and s.cache_ref() is not None]
-        if live_steps:
-            self._forget_before(min(live_steps))
+        groups = self._live_caches.group(states)
         with torch.no_grad():
             for (_, n_tokens), (cache, idx) in groups.items():
                 index = torch.tensor(idx, device=ys.device)
@@ -380,7 +359,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
                     rows = [states[i].row for i in idx]
                     group_logp, new_cache = self._score_cached(ys[index], n_tokens, cache, rows)
                 logp[index] = group_logp
-                ref = self._remember(new_cache, ys.size(1))
+                ref = self._live_caches.remember(new_cache, ys.size(1))
                 for row, i in enumerate(idx):
                     new_states[i] = LlmScorerState(ref, row, ys.size(1))
         return logp, new_states  # type: ignore[return-value]
@@ -397,7 +376,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         if n_tokens == 0:
             new = self._text_ids(new)
         self._check_context(cache.get_seq_length() + new.size(1), "decoding")
-        cache = _select_rows(cache, rows)
+        cache = select_cache_rows(cache, rows)
         emb = self._embed()(new)
         logits, out = self._run_llm(emb, 1, use_cache=True, **{self._cache_kw: cache})
         return torch.log_softmax(logits[:, -1, : self.vocab_size].float(), dim=-1), output_cache(out)
@@ -412,16 +391,6 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         cache = output_cache(out)
         self._check_cache_type(cache)
         return torch.log_softmax(logits[:, -1, : self.vocab_size].float(), dim=-1), cache
-
-    def _remember(self, cache: Any, n_tokens: int) -> "weakref.ref[Any]":
-        """Keep ``cache`` alive while its step may still be extended; states get a weak ref."""
-        self._live_caches.setdefault(n_tokens, []).append(cache)
-        return weakref.ref(cache)
-
-    def _forget_before(self, n_tokens: int) -> None:
-        # caches of shorter prefixes belong to earlier steps: only finished hyps refer to them
-        for k in [k for k in self._live_caches if k < n_tokens]:
-            del self._live_caches[k]
 
     @staticmethod
     def _check_cache_type(cache: Any) -> None:
@@ -479,17 +448,3 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         if self.eos_id in tokens:
             tokens = tokens[: tokens.index(self.eos_id)]
         return tokens
-
-
-def _select_rows(cache: Any, rows: List[int]) -> Any:
-    """A new cache holding ``rows`` of ``cache`` (repeats allowed); ``cache`` is left untouched.
-
-    Layers are shallow-copied first: ``DynamicLayer.update`` rebinds its tensors (``torch.cat``)
-    rather than writing in place, so the parent cache stays valid for its other hypotheses.
-    """
-    new = copy.copy(cache)
-    new.layers = [copy.copy(layer) for layer in cache.layers]
-    keys = [layer.keys for layer in cache.layers if getattr(layer, "keys", None) is not None]
-    if keys and rows != list(range(keys[0].size(0))):  # identity: no copy needed
-        new.batch_select_indices(torch.tensor(rows, dtype=torch.long, device=keys[0].device))
-    return new

@@ -24,15 +24,13 @@ hypothesis whose own cache is gone, so hypotheses never recompute it.
 from __future__ import annotations
 
 import inspect
-import weakref
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet_llm_plugin.asr.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
-from espnet_llm_plugin.asr.llm_decoder import _select_rows
+from espnet_llm_plugin.decoding.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 from espnet_llm_plugin.retrieval.key_encoder import check_layer, hidden_size, lm_identity
 
 
@@ -56,13 +54,7 @@ def check_token_list(token_list: Sequence[str], tokenizer: Any, lm_path: str) ->
     )
 
 
-@dataclass(frozen=True)
-class HfLmState:
-    """Beam state of one hypothesis: ``cache_ref()`` holds its first ``n_tokens`` tokens in ``row``."""
-
-    cache_ref: "weakref.ref[Any]"
-    row: int
-    n_tokens: int
+HfLmState = CacheState
 
 
 class HfLmScorer(torch.nn.Module, BatchScorerInterface):
@@ -100,7 +92,7 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         self.start_id = int(start)
         self._cache_kw = cache_kwarg(model)
         self._has_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
-        self._live_caches: Dict[int, List[Any]] = {}
+        self._live_caches = LiveCaches()
         self.last_hidden: Optional[torch.Tensor] = None
         self.prefix_ids: Tuple[int, ...] = ()
         self._prefix_cache: Any = None  # KV cache of prefix_ids (batch 1), built on first use
@@ -160,28 +152,18 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         logp = torch.empty(n, self.n_vocab, dtype=torch.float32, device=dev)
         hidden = torch.empty(n, self.hidden_size, dtype=torch.float32, device=dev)
         new_states: List[Optional[HfLmState]] = [None] * n
-        groups: Dict[Tuple[int, int], Tuple[Any, List[int]]] = {}
-        for i, s in enumerate(states):
-            cache = None if s is None else s.cache_ref()
-            if cache is not None and s.n_tokens >= ys.size(1):
-                cache = None  # nothing new to feed (a caller re-scoring a prefix): recompute
-            key = (-1, -1) if cache is None else (id(cache), s.n_tokens)
-            groups.setdefault(key, (cache, []))[1].append(i)
-        live = [s.n_tokens for s in states if s is not None and s.cache_ref() is not None]
-        if live:
-            self._forget_before(min(live))
+        groups = self._live_caches.group(states, ys.size(1))
         for (_, n_tokens), (cache, idx) in groups.items():
             index = torch.tensor(idx, device=dev)
             if cache is None:
                 inputs, cache_in = self._lm_ids(ys[index]), self._prefix_rows(len(idx))
             else:
                 inputs = ys[index, n_tokens:]
-                cache_in = _select_rows(cache, [states[i].row for i in idx])
+                cache_in = select_cache_rows(cache, [states[i].row for i in idx])
             g_logp, g_hidden, new_cache = self._forward(inputs, cache_in)
             logp[index] = g_logp
             hidden[index] = g_hidden
-            self._live_caches.setdefault(ys.size(1), []).append(new_cache)
-            ref = weakref.ref(new_cache)
+            ref = self._live_caches.remember(new_cache, ys.size(1))
             for row, i in enumerate(idx):
                 new_states[i] = HfLmState(ref, row, ys.size(1))
         return logp, hidden, new_states  # type: ignore[return-value]
@@ -212,14 +194,10 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
             ids = torch.tensor([self.prefix_ids], device=self.device)
             with torch.no_grad():
                 self._prefix_cache = output_cache(self.lm(input_ids=ids, use_cache=True, **self._keep_kw()))
-        return _select_rows(self._prefix_cache, [0] * n)
+        return select_cache_rows(self._prefix_cache, [0] * n)
 
     def _keep_kw(self) -> Dict[str, Any]:
         return {"logits_to_keep": 1} if self._has_logits_to_keep else {}
-
-    def _forget_before(self, n_tokens: int) -> None:
-        for k in [k for k in self._live_caches if k < n_tokens]:
-            del self._live_caches[k]
 
     @torch.no_grad()
     def full_prefix_scores(self, ys: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

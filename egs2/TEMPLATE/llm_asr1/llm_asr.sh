@@ -202,6 +202,8 @@ if [ -z "${datastore_tag}" ] && [ -n "${datastore_memory}" ]; then
 fi
 datastore_dir=${expdir}/datastore_${datastore_tag}
 context_dir=${dumpdir}/context${context_tag:+_${context_tag}}
+# how many utterances of a Kaldi text have a transcript (non-speech segments have none)
+num_transcribed() { awk 'NF > 1' "$1" | wc -l; }
 # models with cross-attention over retrieved passages read a `context` data entry
 uses_context() { grep -q "^decoder: *llm_xattn" "$1"; }
 # a multi-modal kNN-LM datastore queries with the utterance's units (a `units` data entry)
@@ -294,7 +296,7 @@ elif run_stage 4; then
                 --dedup "${unit_dedup}" --short_audio empty --device cpu
         ${bin}.dump_units --data_dir "${data_feats}/${dset}" --merge "${_work}"/units.* --out "${_work}/units"
         mkdir -p "${unit_dir}/${dset}"
-        if [ "$(awk 'NF > 1' "${data_feats}/${dset}/text" | wc -l)" -gt 1 ]; then  # not for non-speech sets
+        if [ "$(num_transcribed "${data_feats}/${dset}/text")" -gt 1 ]; then  # not for non-speech sets
             ${bin}.unit_quality --data_dir "${data_feats}/${dset}" --units "${_work}/units" \
                 --num_units "${num_units}" --out "${unit_dir}/${dset}/quality.json" > /dev/null
         fi
@@ -618,7 +620,7 @@ if run_stage 13 && [ -n "${unit_feature_type}" ]; then
     [ -f "${mmlm_dir}/contrastive/contrastive.json" ] || { log "Error: ${mmlm_dir}/contrastive not found: run stage 6 first"; exit 1; }
     for dset in ${retrieval_test_sets:-${test_sets}}; do
         [ -f "${unit_dir}/${dset}/units" ] || { log "Error: ${unit_dir}/${dset}/units not found: run stage 4 first"; exit 1; }
-        if [ "$(awk 'NF > 1' "${data_feats}/${dset}/text" | wc -l)" -eq 0 ]; then
+        if [ "$(num_transcribed "${data_feats}/${dset}/text")" -eq 0 ]; then
             log "  ${dset}: no transcripts (non-speech set), skipping"; continue
         fi
         for _m in lm contrastive; do  # Recall@k before and after contrastive training
