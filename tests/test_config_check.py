@@ -66,3 +66,21 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
 def test_shipped_training_configs_pass(path, task):
     """Every training YAML in conf/asr names known components and only their options."""
     check_task_config(path, task.get_parser(), task.class_choices_list)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "conf" / "decode").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_shipped_decode_configs_pass(path, tmp_path):
+    """Every decode YAML in conf/ sets only ESPnet's asr_inference options and ours, with
+    values our option parser accepts."""
+    import yaml
+    from espnet2.bin.asr_inference import get_parser
+
+    from espnet_llm_plugin.bin.asr_inference import split_extra_options
+
+    cmd, _ = split_extra_options(["--config", str(path)], tmp_path)
+    left_for_espnet = yaml.safe_load(Path(cmd[1]).read_text())
+    espnet_options = {a.dest for a in get_parser()._actions}
+    assert set(left_for_espnet) <= espnet_options, set(left_for_espnet) - espnet_options

@@ -51,6 +51,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scorer", choices=SCORERS, default="bm25", help="ranking method")
     parser.add_argument("--embed_model", default=None, help="local HF LM dir for --scorer lm_embedding")
     parser.add_argument("--llm_path", default=None, help="local HF tokenizer dir: also write context_ids")
+    parser.add_argument(
+        "--exclude_query",
+        type=lambda v: {"true": True, "false": False}[v.lower()],
+        default=False,
+        metavar="true|false",
+        help="drop passages containing the query verbatim (training contexts from references: "
+        "no gold passage, as at test time; default: false)",
+    )
     parser.add_argument("--gold", default=None, help="utt_id gold_passage_id... file: report Recall@k")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for lm_embedding")
     return parser
@@ -100,7 +108,10 @@ def main(argv: Optional[List[str]] = None) -> None:
             tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(args.llm_path)), local_files_only=True)
         gold = pr.read_gold(args.gold) if args.gold else None
 
-        ranked = pr.rank_passages(queries, memory, args.num_passages, args.scorer, lm, progress=True)
+        ranked = pr.rank_passages(
+            queries, memory, args.num_passages, args.scorer, lm, progress=True,
+            exclude_query=args.exclude_query,
+        )
         contexts = {u: pr.join_passages([p.text for p in ps]) for u, ps in ranked.items()}
         report = {
             "mode": "domain" if args.passages else "dynamic",
@@ -108,6 +119,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             "queries": args.queries,
             "scorer": args.scorer,
             "num_passages": args.num_passages,
+            "exclude_query": args.exclude_query,
             "num_utterances": len(ranked),
         }
         if gold is not None:

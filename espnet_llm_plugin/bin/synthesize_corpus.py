@@ -6,6 +6,11 @@ Writes under OUT_DIR:
                       with empty transcripts
   test_target/        target-domain speech (space missions: names and rare words)
   test_noise/         noise-only segments with empty transcripts (for counting insertions)
+  dev_target/         target-domain development speech (with --num_target_dev; for tuning
+                      retrieval options such as the kNN-LM weight on the target domain)
+  target_memory/      target-domain speech of the first --num_target_memory sentences of
+                      local/target_text.txt: an in-domain speech+text memory (multi-modal
+                      retrieval), never a test sentence
   local/train_text.txt    general-domain LM text (train transcripts and more; no dev/test)
   local/target_text.txt   target-domain text corpus (no test_target sentence in it)
   local/passages.jsonl    retrieval passages about the target domain's entities
@@ -58,7 +63,7 @@ from espnet_llm_plugin.fileio.kaldi_data import DataDir, DataDirError, read_scp
 CORPUS_VERSION = 1
 NOISE_SPEAKER = "noise"
 NOISE_DURATION_S = (1.0, 4.0)
-SETS = ("train", "dev", "test", "test_target", "test_noise")
+SETS = ("train", "dev", "test", "test_target", "test_noise", "dev_target", "target_memory")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class CorpusConfig:
     num_dev: int = 200
     num_test: int = 200
     num_target_test: int = 200
+    num_target_dev: int = 0
+    num_target_memory: int = 0
     num_noise_train: int = 150
     num_noise_dev: int = 20
     num_noise_test: int = 50
@@ -82,6 +89,11 @@ class CorpusConfig:
         for name, value in dataclasses.asdict(self).items():
             if name != "seed" and value < 0:
                 raise ValueError(f"--{name} must not be negative, got {value}")
+        if self.num_target_memory > self.num_target_text:
+            raise ValueError(
+                f"--num_target_memory ({self.num_target_memory}) cannot exceed --num_target_text "
+                f"({self.num_target_text}): the memory speaks sentences of the target text"
+            )
         if self.fs <= 0:
             raise ValueError(f"--fs must be positive, got {self.fs}")
 
@@ -112,6 +124,9 @@ def get_parser() -> argparse.ArgumentParser:
         "num_dev": "general-domain development utterances",
         "num_test": "general-domain test utterances",
         "num_target_test": "target-domain test utterances (test_target)",
+        "num_target_dev": "target-domain development utterances (dev_target; 0: no such set)",
+        "num_target_memory": "target-domain memory utterances: speech of the first sentences "
+        "of local/target_text.txt (target_memory; 0: no such set)",
         "num_noise_train": "noise-only segments added to train",
         "num_noise_dev": "noise-only segments added to dev",
         "num_noise_test": "noise-only segments in test_noise",
@@ -152,20 +167,32 @@ class CorpusTexts:
 
 def make_texts(cfg: CorpusConfig) -> CorpusTexts:
     """All sentences and passages of the corpus, split without overlap: general test, dev,
-    train and extra LM text come from one pool; test_target avoids passage sentences and
-    target_text avoids test_target."""
+    train and extra LM text come from one pool; test_target and dev_target avoid passage
+    sentences, target_text (and target_memory, its first sentences) avoids both."""
     counts = [cfg.num_test, cfg.num_dev, cfg.num_train, cfg.num_extra_train_text]
     pool = generate_sentences("general", sum(counts), cfg.seed)
     bounds = np.cumsum([0] + counts)
     test, dev, train, extra = (pool[bounds[i] : bounds[i + 1]] for i in range(4))
     passages = generate_passages(cfg.num_passages, cfg.seed)
     passage_sentences = {s for p in passages for s in p["sentences"]}
-    target_test = generate_sentences(
-        "target", cfg.num_target_test, cfg.seed, exclude=passage_sentences
+    # One draw for both, test first: adding a dev set leaves test_target as it was.
+    target_speech = generate_sentences(
+        "target", cfg.num_target_test + cfg.num_target_dev, cfg.seed, exclude=passage_sentences
     )
-    target_text = generate_target_corpus(cfg.num_target_text, cfg.seed, exclude=set(target_test))
+    target_test = target_speech[: cfg.num_target_test]
+    target_dev = target_speech[cfg.num_target_test :]
+    target_text = generate_target_corpus(
+        cfg.num_target_text, cfg.seed, exclude=set(target_speech)
+    )
     return CorpusTexts(
-        by_set={"train": train, "dev": dev, "test": test, "test_target": target_test},
+        by_set={
+            "train": train,
+            "dev": dev,
+            "test": test,
+            "test_target": target_test,
+            "dev_target": target_dev,
+            "target_memory": target_text[: cfg.num_target_memory],
+        },
         train_text=train + extra,
         target_text=target_text,
         passages=passages,

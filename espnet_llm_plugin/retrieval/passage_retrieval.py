@@ -350,6 +350,7 @@ def rank_passages(
     scorer: str = "bm25",
     lm: Optional[Tuple[Any, Any]] = None,
     progress: bool = False,
+    exclude_query: bool = False,
 ) -> Dict[str, List[Passage]]:
     """Top-``k`` passages per utterance.
 
@@ -361,6 +362,10 @@ def rank_passages(
         scorer: ``bm25`` | ``tfidf`` | ``lm_embedding``.
         lm: ``(model, tokenizer)`` for ``lm_embedding``.
         progress: show a tqdm progress bar over the utterances.
+        exclude_query: never return a passage that contains the query's words verbatim. For
+            training contexts ranked with reference transcripts: the memory holding the
+            utterance's own sentence would teach the model to copy a gold passage that test
+            time never offers; without it the model learns from related passages only.
 
     Raises:
         PassageError: k < 1, no passages, or utterances missing on either side.
@@ -378,17 +383,46 @@ def rank_passages(
         for utt, query in tqdm(queries.items(), desc="rank", disable=not progress):
             docs = list(passages[utt])
             index = build_index([p.text for p in docs], scorer, lm)
-            out[utt] = [docs[i] for i in top_k(index.scores(query), k)]
+            scores = index.scores(query)
+            if exclude_query:
+                scores = _without_query(scores, query, [_word_string(p.text) for p in docs])
+            out[utt] = [docs[i] for i in top_k(scores, k)]
         return out
     memory = list(passages)
     if not memory:
         raise PassageError("no passages to rank")
     index = build_index([p.text for p in memory], scorer, lm)
+    memory_words = [_word_string(p.text) for p in memory] if exclude_query else []
+
+    def best(scores: np.ndarray, query: str) -> List[Passage]:
+        if exclude_query:
+            scores = _without_query(scores, query, memory_words)
+        return [memory[i] for i in top_k(scores, k)]
+
     if isinstance(index, LmEmbeddingIndex):
         all_scores = index.scores_batch(list(queries.values()))
-        return {utt: [memory[i] for i in top_k(s, k)] for utt, s in zip(queries, all_scores)}
+        return {utt: best(s, q) for (utt, q), s in zip(queries.items(), all_scores)}
     items = tqdm(queries.items(), desc="rank", disable=not progress)
-    return {utt: [memory[i] for i in top_k(index.scores(q), k)] for utt, q in items}
+    return {utt: best(index.scores(q), q) for utt, q in items}
+
+
+def _word_string(text: str) -> str:
+    """`` w1 w2 ... `` (lower-cased words, space-padded) for whole-word containment tests."""
+    return " " + " ".join(words(text)) + " "
+
+
+def _without_query(scores: np.ndarray, query: str, passage_words: Sequence[str]) -> np.ndarray:
+    """``scores`` with passages containing ``query`` verbatim pushed below every other one
+    (they can still fill the top-k when nothing else is left); an empty query excludes nothing."""
+    needle = _word_string(query)
+    if not needle.strip():
+        return scores
+    hits = np.fromiter((needle in p for p in passage_words), dtype=bool, count=len(passage_words))
+    if not hits.any():
+        return scores
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    scores[hits] = -np.inf
+    return scores
 
 
 def recall_at_k(ranked: Dict[str, List[Passage]], gold: Dict[str, Set[str]], ks: Sequence[int]) -> Dict[str, float]:

@@ -56,6 +56,18 @@ def test_domain_mode_writes_context_ids_and_recall(tmp_path, inputs, llm_tokeniz
     assert report["recall@2"] == pytest.approx(2 / 3)
 
 
+def test_exclude_query_keeps_the_reference_sentence_out(tmp_path, inputs):
+    passages, _, _ = inputs
+    refs = tmp_path / "text"  # a reference ("the dog ran" is not verbatim in p2, "big dog ran" is)
+    refs.write_text("u1 big dog ran\nu2 the dog ran\n")
+    for flag, first in (("false", ["p2", "p2"]), ("true", ["p1", "p2"])):
+        out = tmp_path / f"ctx_{flag}"
+        main(["--passages", str(passages), "--queries", str(refs), "--num_passages", "1",
+              "--exclude_query", flag, "--out_dir", str(out)])
+        assert [l.split()[1] for l in (out / "passage_ids").read_text().splitlines()] == first
+        assert json.loads((out / "retrieval.json").read_text())["exclude_query"] is (flag == "true")
+
+
 def test_dynamic_mode(tmp_path, inputs):
     _, queries, _ = inputs
     docs = tmp_path / "docs.jsonl"

@@ -30,7 +30,9 @@ TINY = dict(
     num_extra_train_text=10,
 )
 TINY_ARGS = [f"--{k}={v}" for k, v in TINY.items()]
-UTT_ID = re.compile(r"^[a-z0-9_]+-(train|dev|test|test_target|test_noise)-\d{5}$")
+UTT_ID = re.compile(
+    r"^[a-z0-9_]+-(train|dev|test|test_target|test_noise|dev_target|target_memory)-\d{5}$"
+)
 
 
 def _digest(root):
@@ -70,13 +72,39 @@ def test_text_splits_do_not_overlap():
     assert len(target) == 60 and len(texts.target_text) == 500 and len(texts.passages) == 40
     assert not target & set(texts.target_text)
     assert not target & {s for p in texts.passages for s in p["sentences"]}
+    # Without the optional sets they are empty.
+    assert texts.by_set["dev_target"] == [] and texts.by_set["target_memory"] == []
+
+
+def test_target_dev_and_memory_sets():
+    sizes = dict(num_target_test=60, num_passages=40, num_target_text=500)
+    plain = make_texts(CorpusConfig(**sizes))
+    texts = make_texts(CorpusConfig(**sizes, num_target_dev=30, num_target_memory=100))
+    # Adding them leaves every other set as it was (old results stay comparable).
+    for name in ("train", "dev", "test", "test_target"):
+        assert texts.by_set[name] == plain.by_set[name], name
+    assert texts.passages == plain.passages and texts.train_text == plain.train_text
+    test, dev = set(texts.by_set["test_target"]), set(texts.by_set["dev_target"])
+    memory = texts.by_set["target_memory"]
+    assert len(dev) == 30 and not dev & test
+    assert not dev & {s for p in texts.passages for s in p["sentences"]}
+    # The memory speaks the first sentences of the target text, never a test or dev sentence.
+    assert memory == texts.target_text[:100] and len(texts.target_text) == 500
+    assert not set(texts.target_text) & (test | dev)
+
+
+def test_memory_larger_than_target_text_is_an_error(tmp_path):
+    with pytest.raises(SystemExit, match="--num_target_memory .* cannot exceed --num_target_text"):
+        main([str(tmp_path / "c"), "--num_target_text=10", "--num_target_memory=11"])
 
 
 @pytest.mark.espeak
 def test_cli_end_to_end(tmp_path, caplog):
     out = tmp_path / "corpus"
-    main([str(out), "--seed=5", "--nj=2", *TINY_ARGS])
+    main([str(out), "--seed=5", "--nj=2", *TINY_ARGS, "--num_target_dev=2", "--num_target_memory=3"])
     expected = {
+        "dev_target": (2, 0),
+        "target_memory": (3, 0),
         "train": (TINY["num_train"], TINY["num_noise_train"]),
         "dev": (TINY["num_dev"], TINY["num_noise_dev"]),
         "test": (TINY["num_test"], 0),
@@ -128,7 +156,7 @@ def test_cli_end_to_end(tmp_path, caplog):
 
     # Re-running with the same arguments does nothing.
     before = _digest(out)
-    cfg = CorpusConfig(seed=5, **TINY)
+    cfg = CorpusConfig(seed=5, **TINY, num_target_dev=2, num_target_memory=3)
     assert is_complete(out.resolve(), cfg, (out / "audio").resolve())
     assert synthesize_corpus(out, cfg, nj=2) is False
     assert _digest(out) == before
@@ -142,10 +170,11 @@ def test_cli_end_to_end(tmp_path, caplog):
     assert _digest(out) == before
 
     # Other arguments: redone; a set that is now empty disappears.
-    main([str(out), "--seed=6", "--nj=2", *TINY_ARGS, "--num_noise_test=0"])
+    main([str(out), "--seed=6", "--nj=2", *TINY_ARGS, "--num_noise_test=0", "--num_target_dev=2"])
     assert json.loads((out / ".done").read_text())["seed"] == 6
     assert _digest(out) != before
-    assert not (out / "test_noise").exists() and not (out / "audio" / "test_noise").exists()
+    for gone in ("test_noise", "target_memory"):
+        assert not (out / gone).exists() and not (out / "audio" / gone).exists()
     assert load_data_dir(out / "test_target").text != target_text
 
 

@@ -47,7 +47,8 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
          "--speed_perturb_factors", "0.9 1.0", "--cpu_procs", "2",
          "--asr_config", "llm.yaml", "--inference_config", "beam.yaml", "--nbest", "2",
          "--local_data_opts", "--num_train 24 --num_dev 4 --num_test 3 --num_target_test 2 "
-         "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10",
+         "--num_noise_train 2 --num_noise_dev 1 --num_noise_test 2 --num_passages 3 --num_target_text 10 "
+         "--num_target_dev 1 --num_target_memory 3",
          "--datastore_memory", "data/local/target_text.txt", "--datastore_args", "--window 8",
          "--unit_feature_type", "fbank", "--num_units", "8", "--unit_max_frames", "5000",
          "--mmlm_args", "--max_steps 4 --batch_size 4 --seq_len 64 --eval_every 2 --save_every 2",

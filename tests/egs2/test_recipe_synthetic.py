@@ -55,7 +55,8 @@ def trained_recipe(tmp_path_factory, make_recipe):
         recipe,
         "--local_data_opts",
         "--num_train 48 --num_dev 8 --num_test 6 --num_target_test 4 --num_noise_train 4 "
-        "--num_noise_test 3 --num_passages 5 --num_target_text 20",
+        "--num_noise_test 3 --num_passages 5 --num_target_text 20 --num_target_dev 2 "
+        "--num_target_memory 4",
         "--asr_config", "conf/asr/tiny.yaml",
         "--inference_config", "conf/decode/beam3.yaml",
         "--nbpe", "30", "--nbest", "3",

@@ -123,3 +123,31 @@ def test_plain_text_passages_get_line_numbers(tmp_path):
     p = tmp_path / "passages.txt"
     p.write_text("first passage\n\nsecond passage\n")
     assert pr.read_passages(p) == [pr.Passage("1", "first passage"), pr.Passage("3", "second passage")]
+
+
+@pytest.mark.parametrize("scorer", ["bm25", "tfidf"])
+def test_exclude_query_drops_passages_holding_the_reference(passages_file, scorer):
+    passages = pr.read_passages(passages_file)
+    # The reference is a sentence of the zenobia passage (a training utterance whose own
+    # sentence is in the memory); "the orbiter" alone is in no passage as a phrase.
+    queries = {"ref": "zenobia orbiter was launched from mahia", "other": "the orbiter reached callisto"}
+    plain = pr.rank_passages(queries, passages, k=3, scorer=scorer)
+    assert plain["ref"][0].id == "zenobia"
+    ranked = pr.rank_passages(queries, passages, k=3, scorer=scorer, exclude_query=True)
+    assert ranked["ref"][0].id != "zenobia"
+    # pushed last, not dropped: k passages are still returned when the memory is that small
+    assert ranked["ref"][-1].id == "zenobia" and len(ranked["ref"]) == 3
+    # a query found in no passage verbatim ranks as before
+    assert [p.id for p in ranked["other"]] == [p.id for p in plain["other"]]
+    # whole words only: "zenobia orb" is not contained in "... zenobia orbiter ..."
+    partial = pr.rank_passages({"u": "zenobia orb"}, passages, k=1, scorer=scorer, exclude_query=True)
+    assert partial["u"][0].id == "zenobia"
+
+
+def test_exclude_query_in_dynamic_context_and_empty_query():
+    docs = {"u1": [pr.Passage("a", "alpha beta gamma"), pr.Passage("b", "beta delta")]}
+    ranked = pr.rank_passages({"u1": "alpha beta"}, docs, k=1, exclude_query=True)
+    assert ranked["u1"][0].id == "b"
+    # an empty query (a non-speech segment) is contained in everything: exclude nothing
+    ranked = pr.rank_passages({"u1": ""}, docs, k=2, exclude_query=True)
+    assert [p.id for p in ranked["u1"]] == ["a", "b"]

@@ -86,6 +86,8 @@ context_documents=""    # per-utterance documents (dynamic context) instead of o
                         # or a dir holding <set>/documents.jsonl
 context_tag=""          # contexts go to dump/context[_<tag>] (several kinds side by side)
 context_first_pass=""   # decode dir whose <set>/text are the test sets' queries (first pass)
+context_exclude_query=false # true: training/valid contexts (references as queries) never hold the
+                        # utterance's own sentence, as test contexts don't (domain memories)
 num_passages=4          # passages per utterance
 
 # ASR model
@@ -141,7 +143,8 @@ Options (defaults in brackets):
   --tune_grid, --tune_set  grid search of decode options (e.g. knnlm_lambda, knnlm_k) before decoding
   --datastore_memory, --datastore_units, --datastore_key_encoder, --datastore_tag, --datastore_args
                            kNN-LM datastore (stage 9)
-  --context_passages | --context_documents, --context_first_pass, --num_passages, --context_tag
+  --context_passages | --context_documents, --context_first_pass, --num_passages, --context_tag,
+  --context_exclude_query
                            cross-attention contexts (stage 9; train/valid use references as queries)
   --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 11)
   --local_data_opts        options for local/data.sh
@@ -501,12 +504,14 @@ if run_stage 9; then
             fi
             if [ -f "${context_dir}/${dset}/context" ]; then log "  ${context_dir}/${dset} is complete, skipping"; continue; fi
             _q=${data_feats}/${dset}/text  # training: references as queries (see retrieve_passages --help)
+            _excl=(--exclude_query "${context_exclude_query}")
             if [ "${dset}" != "${train_dump}" ] && [ "${dset}" != "${valid_set}" ]; then
+                _excl=()
                 [ -n "${context_first_pass}" ] || { log "Error: --context_first_pass (a decode dir) is needed for the test sets' queries"; exit 1; }
                 _q=${context_first_pass}/${dset}/text
             fi
             log "Stage 9: top-${num_passages} passages for ${dset} (queries: ${_q}) -> ${context_dir}/${dset}"
-            ${bin}.retrieve_passages "${_src[@]}" --queries "${_q}" --num_passages "${num_passages}" \
+            ${bin}.retrieve_passages "${_src[@]}" --queries "${_q}" --num_passages "${num_passages}" "${_excl[@]}" \
                 --llm_path "${llm_path}" --out_dir "${context_dir}/${dset}"
         done
     fi

@@ -7,11 +7,17 @@
 #   ./run.sh --run_mmlm true       also stages 4, 6, 13: discrete units (k-means over the
 #                                  baseline encoder's features), the speech+text LM, contrastive
 #                                  speech<->text retrieval, Recall@k and perplexity
+#   ./run.sh --run_llm_asr true --run_mmlm true --run_retrieval true
+#                                  also retrieval on the target domain (needs the two above):
+#                                  kNN-LM over a text-only and a multi-modal (speech units +
+#                                  text) memory of the same in-domain sentences, tuned on
+#                                  dev_target, and the cross-attention model over passages
 # Other options go to llm_asr.sh (./llm_asr.sh --help).
 set -euo pipefail
 
 run_llm_asr=false
 run_mmlm=false
+run_retrieval=false
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -19,6 +25,8 @@ while [ $# -gt 0 ]; do
         --run_llm_asr=*) run_llm_asr=${1#*=}; shift ;;
         --run_mmlm) run_mmlm=$2; shift 2 ;;
         --run_mmlm=*) run_mmlm=${1#*=}; shift ;;
+        --run_retrieval) run_retrieval=$2; shift 2 ;;
+        --run_retrieval=*) run_retrieval=${1#*=}; shift ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -37,25 +45,53 @@ common=(--nj 2 --inference_nj 2 --train_set "${train_set}" --valid_set "${valid_
     --inference_config conf/decode/ctc_att_beam10.yaml \
     "${args[@]+"${args[@]}"}"
 
+# LLM-ASR: the LLM tokenizer is the vocabulary; the encoder starts from the baseline's
+llm=("${common[@]}" --token_type hugging_face --lm_args "--max_steps 300"
+     --asr_config conf/asr/llm_tiny.yaml
+     --asr_args "--init_param exp/asr_transformer_tiny/valid.acc.ave.pth:encoder:encoder"
+     --inference_config conf/decode/llm_beam5.yaml)
 if [ "${run_llm_asr}" = true ]; then
-    # LLM-ASR: the LLM tokenizer is the vocabulary; the encoder starts from the baseline's
-    ./llm_asr.sh "${common[@]}" \
-        --token_type hugging_face \
-        --lm_args "--max_steps 300" \
-        --asr_config conf/asr/llm_tiny.yaml \
-        --asr_args "--init_param exp/asr_transformer_tiny/valid.acc.ave.pth:encoder:encoder" \
-        --inference_config conf/decode/llm_beam5.yaml \
-        "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${llm[@]}" "${args[@]+"${args[@]}"}"
 fi
 
+# units from the baseline encoder (they carry content; filterbank units barely do),
+# the text LM of stage 5 extended with them
+mmlm=("${common[@]}" --token_type hugging_face --lm_args "--max_steps 300"
+      --asr_config conf/asr/llm_tiny.yaml
+      --unit_feature_type espnet_asr --num_units 100 --unit_tag baseline100
+      --unit_feature_args "--asr_config exp/asr_transformer_tiny/config.yaml --asr_model_file exp/asr_transformer_tiny/valid.acc.ave.pth"
+      --mmlm_args "--max_steps 300" --contrastive_args "--max_steps 200 --batch_size 32")
 if [ "${run_mmlm}" = true ]; then
-    # units from the baseline encoder (they carry content; filterbank units barely do),
-    # the text LM of stage 5 extended with them
-    mmlm=("${common[@]}" --token_type hugging_face --lm_args "--max_steps 300"
-          --asr_config conf/asr/llm_tiny.yaml
-          --unit_feature_type espnet_asr --num_units 100 --unit_tag baseline100
-          --unit_feature_args "--asr_config exp/asr_transformer_tiny/config.yaml --asr_model_file exp/asr_transformer_tiny/valid.acc.ave.pth"
-          --mmlm_args "--max_steps 300" --contrastive_args "--max_steps 200 --batch_size 32")
     ./llm_asr.sh "${mmlm[@]}" --stage 4 --stop_stage 6 "${args[@]+"${args[@]}"}"
     ./llm_asr.sh "${mmlm[@]}" --stage 13 --stop_stage 13 "${args[@]+"${args[@]}"}"
+fi
+
+if [ "${run_retrieval}" = true ]; then
+    for d in dev_target target_memory; do
+        [ -f "data/${d}/text" ] || { echo "$0: data/${d} missing (a corpus from an older version): delete data/.data_prep.done and run again" >&2; exit 1; }
+    done
+    # units of the target-domain dev set and of the memory's speech (k-means of --run_mmlm)
+    ./llm_asr.sh "${mmlm[@]}" --test_sets "dev_target target_memory" --stage 2 --stop_stage 4 \
+        "${args[@]+"${args[@]}"}"
+    target=(--test_sets test_target --tune_set dev_target
+            --tune_grid "knnlm_lambda=0.25,0.5 knnlm_weight=0.3,1.0" --stage 9 --stop_stage 12)
+    # kNN-LM, the same 1,000 in-domain sentences as memory, keys from the speech+text LM:
+    # over their text only, then over their speech units + text
+    ./llm_asr.sh "${llm[@]}" "${target[@]}" --datastore_memory dump/raw/target_memory/text \
+        --datastore_key_encoder exp/mmlm_baseline100/lm --datastore_tag target_memory_text \
+        --inference_config conf/decode/llm_beam5_knnlm_memory_text.yaml "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${llm[@]}" "${target[@]}" --datastore_memory dump/raw/target_memory/text \
+        --datastore_units exp/units_baseline100/target_memory/units --unit_tag baseline100 \
+        --datastore_key_encoder exp/mmlm_baseline100/lm --datastore_tag target_memory_multimodal \
+        --inference_config conf/decode/llm_beam5_knnlm_memory_multimodal.yaml "${args[@]+"${args[@]}"}"
+    # cross-attention (domain adaptation): trained to read a general-domain memory (the LM
+    # text, never the utterance's own sentence, as at test time), decoded with the target
+    # domain's passages ranked by the LLM-ASR first pass; starts from the LLM-ASR model
+    xattn=("${llm[@]}" --asr_config conf/asr/llm_xattn_tiny.yaml --context_tag xattn
+           --asr_args "--init_param exp/asr_llm_tiny/valid.acc.ave.pth")
+    ./llm_asr.sh "${xattn[@]}" --test_sets "" --stage 9 --stop_stage 9 \
+        --context_passages data/local/train_text.txt --context_exclude_query true "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 9 --stop_stage 12 \
+        --context_passages data/local/passages.jsonl --context_first_pass exp/asr_llm_tiny/decode_llm_beam5 \
+        "${args[@]+"${args[@]}"}"
 fi
