@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -89,3 +89,53 @@ def apply_finetune(
         name, scheme, f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1),
     )
     return module
+
+
+def enable_gradient_checkpointing(
+    model: torch.nn.Module, name: str = "module", checkpoint_kwargs: Optional[Dict[str, Any]] = None
+) -> None:
+    """Recompute each Transformer layer's activations during backward instead of keeping them.
+
+    With a trainable adapter in front of the LLM, gradients flow through every LLM layer under
+    all three schemes, so the activations saved for backward dominate training memory, and LoRA
+    alone saves little (only the weight gradients and optimizer state of the base weights).
+    Checkpointing keeps only each layer's input and recomputes the rest in backward: about one
+    more forward pass of compute for activation memory that no longer grows with the depth.
+
+    Uses Hugging Face's own switch, which checkpoints every ``GradientCheckpointingLayer``
+    (decoder / encoder layers) and acts only in training mode with gradients enabled, so
+    evaluation and KV-cached decoding (``torch.no_grad``) are unaffected. Non-reentrant
+    ``torch.utils.checkpoint`` is used: it passes gradients to inputs that require them even
+    when no parameter inside the layer does (frozen or LoRA base weights; the reentrant variant
+    needs inputs that require grad for that), and it restores the RNG state, so dropout masks in
+    the recomputation equal those of the forward pass: losses and gradients are those without
+    checkpointing, up to floating-point summation order.
+
+    Args:
+        model: a Hugging Face ``PreTrainedModel``; a peft wrapper is unwrapped (LoRA layers are
+            injected in place, so they are recomputed with the rest).
+        name: for log and error messages (``"encoder"``, ``"LlmDecoder (decoder_conf)"``).
+        checkpoint_kwargs: more ``torch.utils.checkpoint.checkpoint`` arguments (e.g. a
+            ``context_fn``); ``use_reentrant`` is always False.
+
+    Raises:
+        ValueError: the model does not support gradient checkpointing.
+    """
+    from espnet_llm_plugin.asr.hf_causal_lm import unwrap_peft
+
+    hf = unwrap_peft(model)
+    if not getattr(hf, "supports_gradient_checkpointing", False):
+        raise ValueError(
+            f"{name}: gradient_checkpointing is not supported by {type(hf).__name__} "
+            f"(Hugging Face supports_gradient_checkpointing is False); set it to false"
+        )
+    kwargs: Dict[str, Any] = {**(checkpoint_kwargs or {}), "use_reentrant": False}
+    if hasattr(hf, "activation_checkpointing_enable"):
+        # later transformers 5.x name; gradient_checkpointing_enable is a deprecated alias there
+        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    logger.info(
+        "%s: gradient checkpointing on (non-reentrant, every layer): activations are recomputed "
+        "in backward while training", name,
+    )

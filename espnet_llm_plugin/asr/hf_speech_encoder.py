@@ -35,7 +35,12 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
-from espnet_llm_plugin.asr.finetune import LoraOptions, apply_finetune, parameter_counts
+from espnet_llm_plugin.asr.finetune import (
+    LoraOptions,
+    apply_finetune,
+    enable_gradient_checkpointing,
+    parameter_counts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +101,12 @@ class HfSpeechEncoder(AbsEncoder):
         apply_spec_augment: HF's built-in time masking while training (``mask_time_prob``...);
             off by default (deterministic, and it fails on very short utterances).
         hf_config_overrides: other HF config fields to set (e.g. ``hidden_dropout: 0.0``).
+        gradient_checkpointing: recompute the Transformer layers' activations in backward
+            instead of keeping them (Hugging Face's switch, non-reentrant; a trainable CNN
+            feature encoder is checkpointed too): less training memory for about one more
+            encoder forward pass. Training mode only; no effect with ``finetune: frozen`` (no
+            backward through the encoder). See
+            :func:`espnet_llm_plugin.asr.finetune.enable_gradient_checkpointing`.
     """
 
     def __init__(
@@ -116,6 +127,7 @@ class HfSpeechEncoder(AbsEncoder):
         layerdrop: float = 0.0,
         apply_spec_augment: bool = False,
         hf_config_overrides: Optional[Dict[str, Any]] = None,
+        gradient_checkpointing: bool = False,
     ):
         super().__init__()
         if input_size != 1:
@@ -177,6 +189,12 @@ class HfSpeechEncoder(AbsEncoder):
         if masked_spec_embed is not None and not apply_spec_augment:
             # never used without masking: a trainable unused parameter breaks DDP
             masked_spec_embed.requires_grad_(False)
+
+        self.gradient_checkpointing = bool(gradient_checkpointing) and finetune != "frozen"
+        if self.gradient_checkpointing:
+            enable_gradient_checkpointing(self.model, name="encoder (encoder_conf)")
+        elif gradient_checkpointing:
+            logger.info("encoder: gradient_checkpointing ignored with finetune=frozen (no backward through it)")
 
         # LoRA adapters are initialised by peft (B = 0); keep that state for reloading
         self._lora_state = {

@@ -45,7 +45,12 @@ import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 
-from espnet_llm_plugin.asr.finetune import SCHEMES, LoraOptions, apply_finetune
+from espnet_llm_plugin.asr.finetune import (
+    SCHEMES,
+    LoraOptions,
+    apply_finetune,
+    enable_gradient_checkpointing,
+)
 from espnet_llm_plugin.asr.hf_causal_lm import (
     cache_kwarg,
     input_embedding,
@@ -78,6 +83,13 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             :func:`espnet_llm_plugin.asr.hf_causal_lm.resolve_dtype`).
         max_context: longest input (prompt + speech + suffix + text) in tokens; defaults to the
             LLM's ``max_position_embeddings``.
+        gradient_checkpointing: recompute the LLM layers' activations in backward instead of
+            keeping them (Hugging Face's switch, non-reentrant). The adapter is trained, so
+            gradients flow through the whole LLM under every ``finetune`` scheme and activations,
+            not weights, dominate training memory; this trades about one more LLM forward pass
+            per step for them. Acts in training mode only: evaluation and beam search (KV cache,
+            ``torch.no_grad``) are unchanged. See
+            :func:`espnet_llm_plugin.asr.finetune.enable_gradient_checkpointing`.
     """
 
     def __init__(
@@ -94,6 +106,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         lora_target_modules: Optional[List[str]] = None,
         dtype: str = "float32",
         max_context: Optional[int] = None,
+        gradient_checkpointing: bool = False,
     ):
         super().__init__()
         if not llm_path:
@@ -153,6 +166,11 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         self.finetune = finetune
         lora = LoraOptions(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules)
         self.llm = apply_finetune(model, finetune, lora, name="LlmDecoder (decoder_conf)")
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        if self.gradient_checkpointing:
+            enable_gradient_checkpointing(
+                self.llm, name="LlmDecoder (decoder_conf)", checkpoint_kwargs=self._checkpoint_kwargs()
+            )
 
         forward_params = inspect.signature(unwrap_peft(self.llm).forward).parameters
         self._cache_kw = cache_kwarg(self.llm)
@@ -161,6 +179,10 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         self._live_caches = LiveCaches()
 
     # ------------------------------------------------------------------ helpers
+    def _checkpoint_kwargs(self) -> Dict[str, Any]:
+        """Extra ``torch.utils.checkpoint`` arguments for gradient checkpointing (none here)."""
+        return {}
+
     def _causal_lm(self) -> torch.nn.Module:
         # LoRA layers are injected in place, so calling the unwrapped model uses them
         return unwrap_peft(self.llm)

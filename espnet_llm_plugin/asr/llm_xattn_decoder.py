@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -135,6 +135,7 @@ class LlmXattnDecoder(LlmDecoder):
         lora_target_modules: Optional[List[str]] = None,
         dtype: str = "float32",
         max_context: Optional[int] = None,
+        gradient_checkpointing: bool = False,
         xattn_every: int = 1,
         num_passages: int = 4,
         passage_max_tokens: int = 64,
@@ -149,6 +150,7 @@ class LlmXattnDecoder(LlmDecoder):
             vocab_size, encoder_output_size, llm_path=llm_path, prompt=prompt, prompt_suffix=prompt_suffix,
             finetune=finetune, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             lora_target_modules=lora_target_modules, dtype=dtype, max_context=max_context,
+            gradient_checkpointing=gradient_checkpointing,
         )
         if num_passages < 1:
             raise ValueError(f"LlmXattnDecoder: decoder_conf.num_passages must be >= 1, got {num_passages}")
@@ -204,6 +206,19 @@ class LlmXattnDecoder(LlmDecoder):
         if isinstance(output, tuple):  # transformers 4.x layers return (hidden, ...)
             return (self.xattn_blocks[j](output[0], memory, mask),) + tuple(output[1:])
         return self.xattn_blocks[j](output, memory, mask)
+
+    def _checkpoint_kwargs(self) -> Dict[str, Any]:
+        return {"context_fn": self._checkpoint_contexts}
+
+    def _checkpoint_contexts(self) -> Tuple[ContextManager[None], ContextManager[None]]:
+        """``torch.utils.checkpoint`` ``context_fn``: the recomputation reads the forward's memory.
+
+        Called at each checkpointed layer's forward. Transformers versions that checkpoint a
+        layer's ``__call__`` (not just its ``forward``) run our forward hook inside the
+        recomputed region, during backward, when :meth:`_reading` has long been left; without
+        this the recomputation would skip the cross-attention and give wrong gradients.
+        """
+        return contextlib.nullcontext(), self._reading(self._memory)
 
     @contextlib.contextmanager
     def _reading(self, memory: Optional[Memory]) -> Iterator[None]:

@@ -358,3 +358,57 @@ def test_bad_input_shapes(model_dirs):
 
 def test_receptive_field_of_the_standard_wav2vec2_cnn():
     assert receptive_field((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 400
+
+
+# ---------------------------------------------------------------- gradient checkpointing
+def _mlp_pre_hook_counter(enc: HfSpeechEncoder) -> list:
+    calls: list = []
+    for name, module in enc.named_modules():
+        if name.endswith(".feed_forward"):  # pre-hook: counts the recomputation in backward too
+            module.register_forward_pre_hook(lambda *_: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "name, finetune, cnn",
+    [("hubert", "lora", False), ("wavlm_stable", "lora", False), ("wav2vec2", "full", True)],
+)
+def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(model_dirs, name, finetune, cnn):
+    kw = dict(finetune=finetune, freeze_feature_extractor=not cnn)
+    plain = make_encoder(model_dirs[name], **kw)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # LoRA B starts at zero: make the adapters matter
+        for n, p in plain.named_parameters():
+            if "lora_B" in n:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    ckpt = make_encoder(model_dirs[name], gradient_checkpointing=True, **kw)
+    ckpt.load_state_dict(plain.state_dict())
+    assert ckpt.gradient_checkpointing and not plain.gradient_checkpointing
+    calls = _mlp_pre_hook_counter(ckpt)
+    x, lens = batch([700, 520])
+    results = []
+    for enc in (plain, ckpt):
+        enc.train()  # dropout on (tiny config: 0.1): recomputation must replay its masks
+        torch.manual_seed(0)
+        out, olens, _ = enc(x, lens)
+        loss = (out ** 2).mean()
+        loss.backward()
+        results.append((out.detach(), {n: p.grad for n, p in enc.named_parameters() if p.grad is not None}))
+    n_layers = len(ckpt._hf.encoder.layers)
+    assert len(calls) == 2 * n_layers  # each layer ran again in backward
+    (out, grads), (out_c, grads_c) = results
+    torch.testing.assert_close(out_c, out)
+    assert grads and grads_c.keys() == grads.keys()
+    assert cnn == any("feature_extractor" in n for n in grads)
+    for n, grad in grads.items():
+        torch.testing.assert_close(grads_c[n], grad, msg=n)
+
+
+def test_gradient_checkpointing_is_ignored_for_a_frozen_encoder(model_dirs, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="espnet_llm_plugin.asr.hf_speech_encoder"):
+        enc = make_encoder(model_dirs["hubert"], finetune="frozen", gradient_checkpointing=True)
+    assert not enc.gradient_checkpointing
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in enc._hf.modules())
+    assert any("ignored with finetune=frozen" in r.getMessage() for r in caplog.records)

@@ -396,3 +396,139 @@ def test_prompt_longer_than_context(llm_dir):
 def test_unknown_finetune_scheme(llm_dir):
     with pytest.raises(ValueError, match="decoder_conf.finetune"):
         make_decoder(llm_dir, finetune="adapters")
+
+
+# ---------------------------------------------------------------- gradient checkpointing
+GC_BATCH = dict(
+    hs=torch.stack([speech(6, 21), speech(6, 22)]), hlens=torch.tensor([6, 4]),
+    ys=torch.tensor([[EOS, 5, 6, 7], [EOS, 8, 9, EOS]]), ylens=torch.tensor([4, 3]),
+    targets=torch.tensor([[5, 6, 7, EOS], [8, 9, EOS, -1]]),
+)
+
+
+def decoder_pair(llm_dir, **kw):
+    """(without, with) gradient checkpointing, same weights (LoRA B perturbed so LoRA matters)."""
+    plain = perturb_lora(make_decoder(llm_dir, **kw))
+    ckpt = make_decoder(llm_dir, gradient_checkpointing=True, **kw)
+    ckpt.load_state_dict(plain.state_dict())
+    return plain, ckpt
+
+
+def count_mlp_calls(dec):
+    """Calls of every LLM layer's MLP, counted by pre-hooks (recomputation calls it again; a
+    post-hook would miss it: torch stops the recomputation inside the MLP once it has every
+    tensor it needs)."""
+    calls = []
+    for name, module in dec.named_modules():
+        if name.endswith(".mlp"):
+            module.register_forward_pre_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def train_step_grads(dec, seed=0):
+    """Loss, d loss / d hs and parameter gradients of one teacher-forced step in training mode."""
+    dec.train()
+    hs = GC_BATCH["hs"].clone().requires_grad_(True)
+    torch.manual_seed(seed)  # same dropout masks in both runs
+    logits, _ = dec(hs, GC_BATCH["hlens"], GC_BATCH["ys"], GC_BATCH["ylens"])
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), GC_BATCH["targets"].reshape(-1), ignore_index=-1)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in dec.named_parameters() if p.grad is not None}
+    return loss.detach(), hs.grad, grads
+
+
+@pytest.mark.parametrize("scheme", ["frozen", "lora", "full"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(llm_dir, scheme):
+    # LoRA dropout > 0: the recomputation must replay the forward's dropout masks
+    plain, ckpt = decoder_pair(llm_dir, finetune=scheme, lora_dropout=0.2)
+    calls = count_mlp_calls(ckpt)
+    loss, hs_grad, grads = train_step_grads(plain)
+    n_plain = len(calls)  # hooks are on ckpt only: plain adds nothing
+    loss_ckpt, hs_grad_ckpt, grads_ckpt = train_step_grads(ckpt)
+    # checkpointing was on: every layer's MLP ran again in backward
+    assert n_plain == 0 and len(calls) == 2 * 2
+    assert torch.allclose(loss_ckpt, loss, atol=1e-6)
+    # the adapter side gets its gradient through the frozen / LoRA / full LLM
+    assert hs_grad is not None and hs_grad_ckpt is not None and hs_grad[0].abs().sum() > 0
+    assert torch.allclose(hs_grad_ckpt, hs_grad, atol=1e-6)
+    assert hs_grad_ckpt[1, 4:].abs().sum() == 0  # padded frames still take no part
+    assert grads_ckpt.keys() == grads.keys()
+    if scheme == "frozen":
+        assert not grads
+    else:
+        assert grads and all(g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n or scheme == "full")
+    for name, g in grads.items():
+        assert torch.allclose(grads_ckpt[name], g, atol=1e-6), name
+
+
+def saved_for_backward_bytes(dec, train=True):
+    """Bytes of the tensors autograd keeps for backward (outside checkpointed regions)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    dec.train(train)
+    hs = GC_BATCH["hs"].clone().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        dec(hs, GC_BATCH["hlens"], GC_BATCH["ys"], GC_BATCH["ylens"])
+    return total[0]
+
+
+@pytest.mark.parametrize("scheme", ["lora", "full"])
+def test_gradient_checkpointing_keeps_fewer_activations_in_training_only(llm_dir, scheme):
+    plain, ckpt = decoder_pair(llm_dir, finetune=scheme)
+    without, with_ckpt = saved_for_backward_bytes(plain), saved_for_backward_bytes(ckpt)
+    assert with_ckpt < 0.5 * without, (with_ckpt, without)
+    # eval mode: nothing is checkpointed, each layer runs once
+    assert saved_for_backward_bytes(ckpt, train=False) == saved_for_backward_bytes(plain, train=False)
+    calls = count_mlp_calls(ckpt.eval())
+    out, _ = ckpt(GC_BATCH["hs"].clone().requires_grad_(True), GC_BATCH["hlens"], GC_BATCH["ys"], GC_BATCH["ylens"])
+    out.sum().backward()
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_gradient_checkpointing_leaves_cached_decoding_unchanged(llm_dir, mode):
+    """Beam scoring (``torch.no_grad``) keeps its KV cache and its scores, even in training mode."""
+    from espnet.nets.batch_beam_search import BatchBeamSearch
+
+    plain, ckpt = decoder_pair(llm_dir)  # lora_dropout 0: training mode is deterministic too
+    decoders = {"plain": plain.train(mode == "train"), "ckpt": ckpt.train(mode == "train")}
+    x = speech(6, 23)
+    g = torch.Generator().manual_seed(0)
+    ys = torch.tensor([[EOS]])
+    states = {k: [d.init_state(x)] for k, d in decoders.items()}
+    for step in range(4):
+        logp = {}
+        for k, d in decoders.items():
+            logp[k], states[k] = d.batch_score(ys, states[k], x.expand(ys.size(0), -1, -1))
+            assert all(s.cache_ref() is not None for s in states[k])  # cached path, cache kept
+        assert torch.allclose(logp["ckpt"], logp["plain"], atol=1e-6), step
+        assert torch.allclose(logp["ckpt"], full_prefix_logp(ckpt, x, ys), atol=1e-5), step
+        parents = torch.randint(0, ys.size(0), (3,), generator=g)
+        ys = torch.cat([ys[parents], torch.randint(4, V, (3, 1), generator=g)], dim=1)
+        states = {k: [d.select_state(states[k], int(p)) for p in parents] for k, d in decoders.items()}
+
+    best = {}
+    for k, d in decoders.items():
+        search = BatchBeamSearch(
+            scorers={"decoder": d}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V, sos=EOS, eos=EOS,
+        )
+        with torch.no_grad():
+            best[k] = search(x, maxlenratio=-6)[0]
+    assert best["ckpt"].yseq.tolist() == best["plain"].yseq.tolist()
+    assert abs(float(best["ckpt"].score) - float(best["plain"].score)) < 1e-5
+
+
+def test_gradient_checkpointing_is_logged_and_reported(llm_dir, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="espnet_llm_plugin.asr.finetune"):
+        dec = make_decoder(llm_dir, gradient_checkpointing=True)
+    assert dec.gradient_checkpointing
+    assert any("gradient checkpointing on" in r.getMessage() for r in caplog.records)
+    layers = [m for m in dec.llm.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+    assert len(layers) == 2 and all(m.gradient_checkpointing for m in layers)
+    assert not make_decoder(llm_dir).gradient_checkpointing

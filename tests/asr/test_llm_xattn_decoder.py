@@ -361,3 +361,51 @@ def test_training_without_context_warns_once(pair, caplog):
         dec.eval()
     warnings = [r for r in caplog.records if "training without context" in r.getMessage()]
     assert len(warnings) == 1 and "model: llm_asr" in warnings[0].getMessage()
+
+
+# ---------------------------------------------------------------- gradient checkpointing
+def test_gradient_checkpointing_with_context_gives_the_same_gradients(llm_dir, pair):
+    """Checkpointed LLM layers (recomputed in backward) + cross-attention hooks = plain training."""
+    decs = []
+    for ckpt in (False, True):
+        torch.manual_seed(1)
+        dec = LlmXattnDecoder(vocab_size=V, encoder_output_size=D, llm_path=str(llm_dir), **COMMON, **XATTN,
+                              gradient_checkpointing=ckpt)
+        dec.load_state_dict(pair[0].state_dict(), strict=False)
+        decs.append(open_gates(dec).train())
+    plain, ckpt = decs
+    layers = [m for m in ckpt.llm.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+    assert ckpt.gradient_checkpointing and layers and all(m.gradient_checkpointing for m in layers)
+    calls = []
+    for m in layers:  # pre-hook: counts the recomputation in backward as well
+        m.mlp.register_forward_pre_hook(lambda *_: calls.append(1))
+    results = []
+    for dec in (plain, ckpt):
+        hs = BATCH["hs_pad"].clone().requires_grad_(True)
+        logits, _ = dec(**{**BATCH, "hs_pad": hs}, context=CTX2, context_lengths=torch.tensor([11, 2]))
+        loss = logits.logsumexp(-1).sum()
+        loss.backward()
+        results.append((loss.detach(), hs.grad, {n: p.grad for n, p in dec.named_parameters() if p.grad is not None}))
+    assert len(calls) == 2 * len(layers)  # forward + recomputation: checkpointing was on
+    (loss, hs_grad, grads), (loss_c, hs_grad_c, grads_c) = results
+    assert torch.allclose(loss_c, loss, atol=1e-5)
+    assert hs_grad.abs().sum() > 0 and torch.allclose(hs_grad_c, hs_grad, atol=1e-5)
+    assert grads_c.keys() == grads.keys()
+    assert any(n.startswith("value_encoder.") for n in grads) and any(n.startswith("xattn_blocks.") for n in grads)
+    for name, g in grads.items():
+        assert torch.allclose(grads_c[name], g, atol=1e-5), name
+
+
+def test_checkpoint_recomputation_reads_the_memory_of_its_forward(opened):
+    """Where transformers recomputes a layer's hooks too, the recomputation (in backward, after
+    ``_reading`` was left) must see the memory that the forward saw."""
+    memory = (torch.zeros(1, 3, 4), torch.ones(1, 3, dtype=torch.bool))
+    with opened._reading(memory):
+        forward_ctx, recompute_ctx = opened._checkpoint_contexts()  # what checkpoint calls in forward
+        with forward_ctx:
+            assert opened._memory is memory
+    assert opened._memory is None
+    with recompute_ctx:
+        assert opened._memory is memory
+    assert opened._memory is None
+    assert opened._checkpoint_kwargs() == {"context_fn": opened._checkpoint_contexts}

@@ -68,13 +68,35 @@ def test_train_step_quick_writes_results(tmp_path):
     bench.main(["--quick", "--in_process", "--device", "cpu", "--threads", "1",
                 "--out_dir", str(tmp_path)])
     data = json.loads((tmp_path / "llm_train_step.json").read_text())
-    by = {r["scheme"]: r for r in data["rows"]}
-    assert set(by) == set(bench.SCHEMES)
+    # default --gradient_checkpointing both: every scheme without and with it
+    assert sorted((r["scheme"], r["gradient_checkpointing"]) for r in data["rows"]) == sorted(
+        (s, c) for s in bench.SCHEMES for c in (False, True))
+    by = {r["scheme"]: r for r in data["rows"] if not r["gradient_checkpointing"]}
     assert by["frozen"]["trainable_params"] < by["lora"]["trainable_params"] < by["full"]["trainable_params"]
     for r in data["rows"]:
         assert r["step_s"] > 0 and r["train_mem_bytes"] is not None
-    assert data["lora_over_full_memory"][0]["hidden"] == bench.PRESETS["quick"]["hidden"]
-    assert (tmp_path / "llm_train_step.md").is_file()
+        if r["gradient_checkpointing"]:
+            assert r["mem_vs_no_ckpt"] > 0 and r["time_vs_no_ckpt"] > 0
+    hidden = bench.PRESETS["quick"]["hidden"]
+    ratios = data["lora_over_full_memory"]
+    assert [(r["hidden"], r["gradient_checkpointing"]) for r in ratios] == [(hidden, False), (hidden, True)]
+    assert ratios[1]["lora_ckpt_over_full_no_ckpt"] > 0 and "lora_ckpt_over_full_no_ckpt" not in ratios[0]
+    assert isinstance(data["target_met_at_main_size_with_checkpointing"], bool)
+    md = (tmp_path / "llm_train_step.md").read_text()
+    assert "gradient checkpointing on: LoRA/full memory" in md and "| gradient_checkpointing |" in md
+    # bench/report.py renders this JSON (its "training step time and peak memory" section)
+    section = load("report").render_train_step(data)
+    assert f"| lora | True | {hidden} |" in section and f"| lora | False | {hidden} |" in section
+    assert "gradient checkpointing on: LoRA/full memory" in section and "LoRA with / full without" in section
+
+
+def test_train_step_gradient_checkpointing_option():
+    parse = load("llm_train_step").build_parser().parse_args
+    assert parse([]).gradient_checkpointing == "both"
+    assert parse(["--gradient_checkpointing"]).gradient_checkpointing == "on"
+    assert parse(["--gradient_checkpointing", "off"]).gradient_checkpointing == "off"
+    with pytest.raises(SystemExit):
+        parse(["--gradient_checkpointing", "sometimes"])
 
 
 def test_bad_options_are_rejected(tmp_path):
