@@ -77,6 +77,7 @@ class FaissSearch(SearchBackend):
     def train(self, keys: np.ndarray) -> None:
         if self.is_trained:
             return
+        _skip_polysemous_training(self.index)
         if len(keys) > self.max_train:  # a seeded sample: training cost grows with the keys
             pick = np.random.default_rng(self.seed).choice(len(keys), self.max_train, replace=False)
             keys = keys[np.sort(pick)]
@@ -100,6 +101,25 @@ class FaissSearch(SearchBackend):
         scores, ids = self.index.search(q, k)
         return scores, ids.astype(np.int64, copy=False)
 
+    def set_search_params(self, params: Optional[str]) -> None:
+        """Set faiss search-time parameters, e.g. ``"nprobe=16"`` (IVF: lists visited per query;
+        faiss' default is 1) or ``"efSearch=64"`` (HNSW: search breadth; default 16), as
+        ``faiss.ParameterSpace`` parses them (comma-separated ``name=value``).
+
+        Raises:
+            ValueError: a parameter this index does not have.
+        """
+        if not params:
+            return
+        import faiss
+
+        try:
+            faiss.ParameterSpace().set_index_parameters(self.index, params)
+        except RuntimeError as e:
+            raise ValueError(
+                f"faiss index {self.index_string!r} does not take search parameters {params!r}: {e}"
+            ) from e
+
     def write(self, path: Path) -> None:
         import faiss
 
@@ -114,6 +134,25 @@ class FaissSearch(SearchBackend):
         except Exception as e:  # faiss raises RuntimeError with a C++ message
             raise DatastoreError(f"datastore index file {path} is corrupt or unreadable: {e}") from e
         return cls(index.d, metric, index_string, index=index)
+
+
+def _skip_polysemous_training(index: Any) -> None:
+    """Turn off faiss' polysemous training of PQ codes (``index_factory`` turns it on for
+    ``IVF...,PQm``): a simulated-annealing search for a permutation of each sub-quantizer's
+    256 codes, ~3 s per sub-quantizer on one core (minutes for ``PQ32``) whatever the number of
+    keys. It only serves polysemous filtering (``polysemous_ht``), which is never enabled here;
+    permuting codes changes no distance, so search results stay the same."""
+    import faiss
+
+    candidates = [index]
+    try:
+        candidates.append(faiss.extract_index_ivf(index))
+    except RuntimeError:  # not an IVF index
+        pass
+    for c in candidates:
+        c = faiss.downcast_index(c)
+        if getattr(c, "do_polysemous_training", False) and not getattr(c, "polysemous_ht", 0):
+            c.do_polysemous_training = False
 
 
 def _effective_index_string(index: str, fp16: bool) -> str:
@@ -160,6 +199,7 @@ class FaissDatastore:
         self._keys: List[np.ndarray] = []
         self._values: List[np.ndarray] = []
         self._keys_dir: Optional[Path] = None
+        self._values_tensor: Any = None  # values as a tensor on the torch backend's device
         self.backend = _backend_obj if _backend_obj is not None else self._new_backend()
 
     def _new_backend(self) -> SearchBackend:
@@ -216,6 +256,7 @@ class FaissDatastore:
         stored = keys.astype(self._key_dtype(), copy=False)
         self._keys.append(stored)
         self._values.append(values.astype(np.int64, copy=False))
+        self._values_tensor = None
         # the backend sees exactly what is stored (fp16-rounded keys when fp16)
         self.backend.add(stored.astype(np.float32, copy=False))
 
@@ -242,6 +283,28 @@ class FaissDatastore:
         vals = self.values
         out = np.where(ids >= 0, vals[np.clip(ids, 0, None)], -1)
         return scores, out
+
+    def search_tensor(self, queries: "torch.Tensor", k: int) -> Tuple["torch.Tensor", "torch.Tensor"]:
+        """:meth:`search` for torch queries ``(N, D)``: ``(scores (N, k) float32, values (N, k)
+        int64)`` tensors. The exact torch backend searches where its keys are and returns
+        tensors there (a GPU query never goes through host memory); faiss searches on the CPU.
+        """
+        import torch
+
+        if self.count == 0:
+            raise DatastoreError("search in an empty datastore")
+        search_tensor = getattr(self.backend, "search_tensor", None)
+        if search_tensor is None:
+            scores, values = self.search(queries.detach().float().cpu().numpy(), k)
+            return torch.from_numpy(scores), torch.from_numpy(values)
+        if queries.dim() != 2 or queries.size(1) != self.dim:
+            raise ValueError(f"queries must have shape (N, {self.dim}), got {tuple(queries.shape)}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        scores, ids = search_tensor(queries.detach(), k)
+        if self._values_tensor is None or self._values_tensor.device != ids.device:
+            self._values_tensor = torch.from_numpy(self.values).to(ids.device)
+        return scores, torch.where(ids >= 0, self._values_tensor[ids.clamp_min(0)], -1)
 
     # ------------------------------------------------------------------ files
     def manifest(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -285,6 +348,7 @@ class FaissDatastore:
         expect: Optional[Dict[str, Any]] = None,
         backend: str = "faiss",
         device: str = "cpu",
+        search_params: Optional[str] = None,
     ) -> "FaissDatastore":
         """Load a datastore directory and check it fits the caller.
 
@@ -292,6 +356,8 @@ class FaissDatastore:
             expect: identity fields the datastore must have (any of ``tokenizer_hash``,
                 ``hidden_size``, ``config_hash``, ``layer``, ``vocab_size``), e.g. the scorer LM's.
             backend: ``faiss`` (read ``index.faiss``) or ``torch`` (exact search over ``keys.npy``).
+            search_params: faiss search-time parameters (``FaissSearch.set_search_params``),
+                e.g. ``"nprobe=16"`` for an IVF index; ignored by the exact torch backend.
 
         Raises:
             DatastoreError: missing files, a corrupt index, counts/dims that disagree, or a
@@ -328,6 +394,7 @@ class FaissDatastore:
             if not (p / INDEX).is_file():
                 raise DatastoreError(f"datastore index file {p / INDEX} is missing")
             fs = FaissSearch.read(p / INDEX, manifest["metric"], manifest["index"])
+            fs.set_search_params(search_params)
             if fs.dim != dim or fs.ntotal != manifest["count"]:
                 raise DatastoreError(
                     f"datastore index {p / INDEX} has dim {fs.dim} and {fs.ntotal} entries, manifest "

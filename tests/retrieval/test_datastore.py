@@ -152,3 +152,75 @@ def test_merge_refuses_mixed_shards(tmp_path):
     with pytest.raises(DatastoreError, match="key_encoder"):
         merge_datastores([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_ivf_pq_skips_polysemous_training_with_same_results():
+    """index_factory turns polysemous training on for IVF-PQ (slow: minutes for PQ32); it only
+    permutes codes, so the datastore turns it off and searches exactly as a faiss-built index."""
+    import faiss
+
+    keys, values = data(2000)
+    ds = FaissDatastore.build(keys, values, IDENT, index="IVF8,PQ4")
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(ds.backend.index))
+    assert not ivf.do_polysemous_training
+    ref = faiss.index_factory(D, "IVF8,PQ4")
+    ref_ivf = faiss.downcast_index(faiss.extract_index_ivf(ref))
+    assert ref_ivf.do_polysemous_training
+    training = faiss.PolysemousTraining()
+    training.n_iter = 2000  # a short annealing: still permutes the codes
+    ref_ivf.polysemous_training = training
+    ref.train(keys)
+    ref.add(keys)
+    assert not np.array_equal(ref.sa_encode(keys[:50]), ds.backend.index.sa_encode(keys[:50]))
+    for nprobe in (1, 4):
+        ds.backend.set_search_params(f"nprobe={nprobe}")
+        ref_ivf.nprobe = nprobe
+        s, i = ds.backend.search(keys[:30], 5)
+        rs, ri = ref.search(keys[:30], 5)
+        np.testing.assert_allclose(s, rs, rtol=1e-5, atol=1e-5)
+        assert (i == ri).mean() > 0.99  # ties may order differently
+
+
+def test_search_params(tmp_path):
+    import faiss
+
+    keys, values = data(800)
+    ds = FaissDatastore.build(keys, values, IDENT, index="IVF16,Flat")
+    ivf = faiss.extract_index_ivf(ds.backend.index)
+    assert ivf.nprobe == 1  # faiss' default
+    ds.backend.set_search_params("nprobe=16")
+    assert ivf.nprobe == 16
+    exact = FaissDatastore.build(keys, values, IDENT)
+    q = keys[:40] + 0.3
+    assert np.array_equal(ds.search(q, 4)[1], exact.search(q, 4)[1])  # all lists visited: exact
+    ds.save(tmp_path / "ivf")
+    loaded = FaissDatastore.load(tmp_path / "ivf", search_params="nprobe=4")
+    assert faiss.extract_index_ivf(loaded.backend.index).nprobe == 4
+    hnsw = FaissDatastore.build(keys, values, IDENT, index="HNSW16")
+    hnsw.backend.set_search_params("efSearch=100")
+    assert hnsw.backend.index.hnsw.efSearch == 100
+    with pytest.raises(ValueError, match="search parameters"):
+        hnsw.backend.set_search_params("nprobe=4")
+    with pytest.raises(ValueError, match="search parameters"):
+        ds.backend.set_search_params("no_such_param=1")
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_search_tensor_equals_search(backend):
+    import torch
+
+    keys, values = data(500)
+    ds = FaissDatastore.build(keys, values, IDENT, backend=backend)
+    q = keys[:12] + 0.05
+    scores, vals = ds.search(q, 7)
+    t_scores, t_vals = ds.search_tensor(torch.from_numpy(q), 7)
+    assert t_vals.dtype == torch.int64 and t_scores.dtype == torch.float32
+    np.testing.assert_allclose(t_scores.numpy(), scores, rtol=1e-4, atol=1e-4)
+    assert np.array_equal(t_vals.numpy(), vals)
+    ds.add(keys[:3] + 100.0, np.array([1, 2, 3]))  # values added later are seen
+    far = torch.from_numpy(keys[:3] + 100.0)
+    assert ds.search_tensor(far, 1)[1][:, 0].tolist() == [1, 2, 3]
+    _, padded = ds.search_tensor(far[:1], 600)  # more than stored: padded with -1
+    assert (padded[0, :503] >= 0).all() and (padded[0, 503:] == -1).all()
+    with pytest.raises(ValueError, match="shape"):
+        ds.search_tensor(torch.zeros(2, D + 1), 3)

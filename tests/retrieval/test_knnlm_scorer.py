@@ -10,7 +10,7 @@ from espnet_llm_plugin.retrieval.datastore import FaissDatastore
 from espnet_llm_plugin.retrieval.document_store import iter_windows, text_documents
 from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer
 from espnet_llm_plugin.retrieval.key_encoder import KeyEncoder
-from espnet_llm_plugin.retrieval.knnlm_scorer import KnnLmScorer, knn_log_probs
+from espnet_llm_plugin.retrieval.knnlm_scorer import KnnLmScorer, interpolate_knn, knn_log_probs
 
 SOS = 3
 
@@ -37,6 +37,26 @@ def test_knn_distribution():
     w = torch.softmax(torch.tensor([0.0, 0.5, 0.5]), 0)  # similarities / temperature
     torch.testing.assert_close(ip.exp()[0], torch.tensor([0, 0, w[1], 0, w[0] + w[2], 0]))
     assert torch.isneginf(ip[0, 0])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("pairwise", [True, False])
+@pytest.mark.parametrize("lam", [0.25, 0.9])
+def test_sparse_interpolation_equals_dense(metric, pairwise, lam):
+    """interpolate_knn == log((1 - lam) p_lm + lam p_knn) with the dense kNN distribution:
+    repeated tokens, missing neighbours (-1, also in the middle), a row without any, token 0."""
+    torch.manual_seed(0)
+    n_vocab = 12
+    lm = torch.log_softmax(3 * torch.randn(5, n_vocab), dim=-1)
+    scores = torch.rand(5, 6) * 4
+    values = torch.tensor([[4, 2, 4, 0, 4, 2], [0, 0, -1, 7, -1, -1], [-1] * 6,
+                           [11, 10, 9, 8, 7, 6], [3, -1, 3, 0, -1, 0]])
+    dense = torch.logaddexp(lm + math.log1p(-lam),
+                            knn_log_probs(scores, values, n_vocab, 0.7, metric) + math.log(lam))
+    sparse = interpolate_knn(lm, scores, values, lam, 0.7, metric, pairwise=pairwise)
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sparse[2], lm[2] + math.log1p(-lam))  # no neighbours: scaled LM
+    assert torch.allclose(sparse.exp().sum(1)[[0, 1, 3, 4]], torch.ones(4), atol=1e-5)
 
 
 def test_lambda_zero_is_base_lm_exactly(base, datastore):
@@ -66,6 +86,26 @@ def test_interpolation_and_batched_equals_single(base, datastore):
     ref = torch.log(0.7 * lm.exp() + 0.3 * torch.tensor(p_knn, dtype=torch.float32))
     torch.testing.assert_close(batched, ref, rtol=1e-4, atol=1e-4)
     assert torch.allclose(batched.exp().sum(1), torch.ones(3), atol=1e-4)
+
+
+def test_lambda_one_is_knn_distribution(base, datastore):
+    knn = KnnLmScorer(base, datastore, lam=1.0, k=4)
+    ys = torch.tensor([[SOS, 5, 6], [SOS, 7, 8]])
+    logp, _ = knn.batch_score(ys, [None, None], torch.zeros(2, 1, 1))
+    _, hidden = base.full_prefix_scores(ys)
+    s, v = datastore.search(hidden.numpy(), 4)
+    ref = knn_log_probs(torch.from_numpy(s), torch.from_numpy(v), base.n_vocab, 1.0, "l2")
+    torch.testing.assert_close(logp, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_backend_scores_like_faiss(base, datastore):
+    torch_ds = FaissDatastore.build(datastore.keys, datastore.values, datastore.identity, backend="torch")
+    ys = torch.tensor([[SOS, 5, 6], [SOS, 7, 8], [SOS, 20, 21]])
+    x = torch.zeros(3, 1, 1)
+    k = datastore.count  # every key: no ties between duplicate keys at the k-th place
+    a, _ = KnnLmScorer(base, datastore, lam=0.3, k=k, temperature=5.0).batch_score(ys, [None] * 3, x)
+    b, _ = KnnLmScorer(base, torch_ds, lam=0.3, k=k, temperature=5.0).batch_score(ys, [None] * 3, x)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_memory_text_gets_more_likely(base, datastore):
@@ -213,3 +253,12 @@ def test_datastore_is_multimodal(unit_lm, tiny_lm):
     assert datastore_is_multimodal({"info": {"build": {"memory_units": "u"}}}, text_tok)
     assert not datastore_is_multimodal({"info": {"build": {"memory_units": None}}}, unit_tok)
     assert datastore_is_multimodal({}, unit_tok) and not datastore_is_multimodal({}, text_tok)
+
+
+def test_sparse_interpolation_of_half_precision_lm_is_float32():
+    lm = torch.log_softmax(torch.randn(2, 9), dim=-1)
+    scores, values = torch.rand(2, 3), torch.tensor([[1, 1, 5], [0, -1, -1]])
+    out = interpolate_knn(lm.bfloat16(), scores, values, 0.25, 1.0, "l2")
+    assert out.dtype == torch.float32
+    ref = interpolate_knn(lm.bfloat16().float(), scores, values, 0.25, 1.0, "l2")
+    torch.testing.assert_close(out, ref)
