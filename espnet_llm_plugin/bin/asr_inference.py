@@ -10,6 +10,7 @@ LM and every other scorer), set in the decode YAML or on the command line:
 is the ASR token list), and kNN-LM decoding with a datastore from ``build_datastore``:
 ``knnlm_datastore``, ``knnlm_query`` (lm|decoder), ``knnlm_lm_path``, ``knnlm_weight``,
 ``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (faiss|torch),
+``knnlm_search_params`` (faiss search parameters, e.g. ``nprobe=16`` or ``efSearch=64``),
 ``knnlm_units_from_data`` (true: a multi-modal datastore's queries start with the utterance's
 units, from the data entry ``units``: ``--data_path_and_name_and_type UNITS,units,text_int``);
 ``decoding_method`` (beam_search|hf_generate: Hugging Face generate for LLM-ASR models).

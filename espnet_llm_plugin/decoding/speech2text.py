@@ -53,7 +53,9 @@ class ExtraDecodingOptions:
     query, the paper's setting; the decoder's scores are then replaced by the kNN-LM's),
     ``knnlm_weight`` (beam-search weight of the ``knnlm`` scorer, ``lm`` mode),
     ``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (``faiss|torch``),
-    ``knnlm_units_from_data`` (multi-modal datastore: the utterance's units come from the data
+    ``knnlm_search_params`` (faiss search-time parameters of an approximate index, e.g.
+    ``nprobe=16`` for IVF or ``efSearch=64`` for HNSW; faiss' defaults, nprobe 1 and efSearch
+    16, lose many neighbours), ``knnlm_units_from_data`` (multi-modal datastore: the utterance's units come from the data
     entry ``units``, ``--data_path_and_name_and_type <units file>,units,text_int``).
 
     ``decoding_method``: ``beam_search`` (ESPnet's, with all scorers) or ``hf_generate``
@@ -72,6 +74,7 @@ class ExtraDecodingOptions:
     knnlm_k: int = 16
     knnlm_temperature: float = 1.0
     knnlm_backend: str = "faiss"
+    knnlm_search_params: str = ""
     knnlm_units_from_data: bool = False
     decoding_method: str = "beam_search"
 
@@ -277,7 +280,8 @@ class Speech2TextWithScorers(Speech2Text):
             expect.pop("config_hash")  # the decoder's LLM may carry LoRA: same shape, other weights
         expect.pop("model_path")
         datastore = FaissDatastore.load(
-            opts.knnlm_datastore, expect=expect, backend=opts.knnlm_backend, device=device
+            opts.knnlm_datastore, expect=expect, backend=opts.knnlm_backend, device=device,
+            search_params=opts.knnlm_search_params or None,
         )
         multimodal = datastore_is_multimodal(manifest, base.tokenizer if opts.knnlm_query == "lm" else decoder.tokenizer)
         if multimodal and opts.knnlm_query != "lm":

@@ -152,3 +152,18 @@ def test_options_from_decode_yaml_and_command_line(tmp_path):
     assert yaml.safe_load(open(cmd[1])) == {"beam_size": 4} and len(cmd) == 2
     with pytest.raises(ValueError, match="--knnlm_k must be of type int"):
         split_extra_options(["--knnlm_k", "many"], tmp_path)
+
+
+def test_search_params_reach_the_faiss_index(setup, monkeypatch):
+    from espnet_llm_plugin.retrieval.datastore import FaissSearch
+
+    root, lm, model = setup
+    seen = []
+    original = FaissSearch.set_search_params
+    monkeypatch.setattr(FaissSearch, "set_search_params", lambda self, p: (seen.append(p), original(self, p)))
+    decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds")))
+    assert seen == [None]  # none given: faiss' defaults
+    # the demo datastore is Flat: it has no nprobe, and says so naming the index
+    with pytest.raises(ValueError, match="does not take search parameters 'nprobe=8'"):
+        decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_search_params="nprobe=8"))
+    assert seen[-1] == "nprobe=8"
