@@ -86,9 +86,9 @@ if [ "${run_retrieval}" = true ]; then
         --inference_config conf/decode/llm_beam5_knnlm_memory_multimodal.yaml "${args[@]+"${args[@]}"}"
     # cross-attention (domain adaptation): trained to read a general-domain memory (the LM
     # text, never the utterance's own sentence, as at test time), decoded with the target
-    # domain's passages ranked by the LLM-ASR first pass; starts from the LLM-ASR model
+    # domain's passages ranked by the LLM-ASR first pass; starts from the LLM-ASR model (5 epochs)
     xattn=("${llm[@]}" --asr_config conf/asr/llm_xattn_tiny.yaml --context_tag xattn
-           --asr_args "--init_param exp/asr_llm_tiny/valid.acc.ave.pth")
+           --asr_args "--init_param exp/asr_llm_tiny/valid.acc.ave.pth --max_epoch 5")
     ./llm_asr.sh "${xattn[@]}" --test_sets "" --stage 9 --stop_stage 9 \
         --context_passages data/local/train_text.txt --context_exclude_query true "${args[@]+"${args[@]}"}"
     ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 9 --stop_stage 12 \
