@@ -2,7 +2,10 @@
 
 For shallow fusion and as the base LM of the kNN-LM. The ESPnet ASR model's token list must
 be the LM tokenizer's vocabulary in id order (``token_type: hugging_face`` with the LM dir as
-``bpemodel``), so ESPnet ids are LM ids; :func:`check_token_list` says where they differ.
+``bpemodel``), so ESPnet ids are LM ids; :func:`check_token_list` says where they differ. The
+LM may extend that vocabulary with tokens the ASR model never emits (the ``<speech>`` and
+``<unit_i>`` tokens of a speech+text LM made from the ASR model's LLM): its next-token
+distribution is then renormalised over the ASR token list.
 
 ESPnet prefixes start with its ``sos`` id; the LM gets its own start token there (BOS, or EOS
 when the tokenizer has no BOS), so an ESPnet model with ``sym_sos: </s>`` works unchanged.
@@ -39,17 +42,19 @@ class TokenListMismatch(ValueError):
 
 
 def check_token_list(token_list: Sequence[str], tokenizer: Any, lm_path: str) -> None:
-    """Raise :class:`TokenListMismatch` unless ``token_list`` is the tokenizer vocab in id order."""
+    """Raise :class:`TokenListMismatch` unless ``token_list`` is the tokenizer vocab in id order,
+    or its beginning (an LM whose vocabulary was extended after the ASR model's, e.g. with
+    speech-unit tokens; the extra tokens are never hypotheses)."""
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     token_list = list(token_list)
-    if token_list == vocab:
+    if token_list == vocab[: len(token_list)] and token_list:
         return
     diffs = [(i, a, b) for i, (a, b) in enumerate(zip(token_list, vocab)) if a != b][:5]
     shown = ", ".join(f"id {i}: ESPnet {a!r} vs LM {b!r}" for i, a, b in diffs)
     raise TokenListMismatch(
         f"the ASR model's token list ({len(token_list)} tokens) is not the vocabulary of the LM "
         f"tokenizer at {lm_path} ({len(vocab)} tokens)"
-        + (f"; first differences: {shown}" if shown else "; one is a prefix of the other")
+        + (f"; first differences: {shown}" if shown else "; the LM's vocabulary is the shorter one")
         + ". Use an ASR model trained with token_type hugging_face and bpemodel = this LM"
     )
 
@@ -62,7 +67,9 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
 
     Args:
         lm_path: local HF model dir with its tokenizer.
-        token_list: the ASR model's token list (checked against the tokenizer); None: no check.
+        token_list: the ASR model's token list (checked against the tokenizer; it may be the
+            beginning of the LM's vocabulary, which then scores only those tokens); None: the
+            whole LM vocabulary, no check.
         layer: hidden-state index exposed as kNN query (default ``-1``, the last layer).
         device: where the LM runs.
         dtype: ``float32|bfloat16|float16``.
@@ -84,7 +91,8 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         self.tokenizer = tokenizer
         self.lm_path = str(lm_path)
         self.layer = check_layer(model, layer)
-        self.n_vocab = len(tokenizer)
+        self.lm_vocab = len(tokenizer)  # ids the LM reads (prefix spans may use all of them)
+        self.n_vocab = len(token_list) if token_list is not None else self.lm_vocab  # ids it scores
         self.hidden_size = hidden_size(model)
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         if start is None:
@@ -103,9 +111,9 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         Call before decoding an utterance: hypothesis caches of the previous prefix are dropped.
         """
         ids = tuple(int(i) for i in (ids or ()))
-        bad = [i for i in ids if not 0 <= i < self.n_vocab]
+        bad = [i for i in ids if not 0 <= i < self.lm_vocab]
         if bad:
-            raise ValueError(f"prefix token id {bad[0]} out of range [0, {self.n_vocab}) of the LM at {self.lm_path}")
+            raise ValueError(f"prefix token id {bad[0]} out of range [0, {self.lm_vocab}) of the LM at {self.lm_path}")
         self.prefix_ids = ids
         self._prefix_cache = None
         self._live_caches.clear()

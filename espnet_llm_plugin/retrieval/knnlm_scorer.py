@@ -251,7 +251,10 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
     def search(self, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(n, D)`` queries -> the ``k`` neighbours' scores ``(n, k)`` and values ``(n, k)``
         (on the datastore's search device: the query's for an exact torch search)."""
-        return self.datastore.search_tensor(queries.detach(), self.k)
+        scores, values = self.datastore.search_tensor(queries.detach(), self.k)
+        # a next token outside the scored vocabulary (a unit token of a speech+text memory) is no
+        # hypothesis: treat it as a missing neighbour
+        return scores, values.masked_fill(values >= self.n_vocab, -1)
 
     def knn_log_probs(self, queries: torch.Tensor) -> torch.Tensor:
         """``(n, D)`` queries -> ``(n, n_vocab)`` kNN log-probs."""

@@ -107,8 +107,17 @@ def test_other_tokenizer_refused(setup, tmp_path):
     from espnet_llm_plugin.retrieval.hf_lm_scorer import TokenListMismatch
 
     root, lm, model = setup
-    other = save_lm(tmp_path / "other", extra_tokens=["<x>"])
+    # an ASR model whose token list orders two words differently from the LM's vocabulary
+    swapped = list(WORDS)
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    (tmp_path / "asr").mkdir()
+    other_model = save_asr_model(tmp_path / "asr", lm, "transformer", tokens=swapped)
     with pytest.raises(TokenListMismatch, match="not the vocabulary"):
+        decode(other_model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds")))
+    # an LM extending the ASR vocabulary (as a speech+text LM does) may score, but this
+    # datastore's keys come from another model
+    other = save_lm(tmp_path / "other", extra_tokens=["<x>"])
+    with pytest.raises(DatastoreError, match="built with another model"):
         decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lm_path=str(other)))
     with pytest.raises(DatastoreError, match="not found"):
         decode(model, ExtraDecodingOptions(knnlm_datastore=str(tmp_path / "none")))

@@ -79,8 +79,33 @@ def test_token_list_check(tiny_lm):
     bad[5] = "dog2"
     with pytest.raises(TokenListMismatch, match="id 5: ESPnet 'dog2'"):
         HfLmScorer(str(tiny_lm), token_list=bad)
-    with pytest.raises(TokenListMismatch, match="prefix"):
+    with pytest.raises(TokenListMismatch, match="the LM's vocabulary is the shorter one"):
         HfLmScorer(str(tiny_lm), token_list=tokens + ["<sos/eos>"])
+    with pytest.raises(TokenListMismatch):
+        HfLmScorer(str(tiny_lm), token_list=[])
+
+
+def test_lm_with_extended_vocabulary_scores_the_asr_tokens(tiny_lm, make_lm, tmp_path):
+    """A speech+text LM (text vocabulary + unit tokens) fuses with an ASR model whose token list
+    is the text vocabulary: it scores those ids, renormalised, and still reads unit tokens."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    tokens = tok.convert_ids_to_tokens(list(range(len(tok))))
+    ext = make_lm(tmp_path / "ext", extra_tokens=["<speech>", "</speech>", "<unit_0>", "<unit_1>"])
+    sc = HfLmScorer(str(ext), token_list=tokens)
+    assert (sc.n_vocab, sc.lm_vocab) == (len(tokens), len(tokens) + 4)
+    ys = torch.tensor([[SOS, 5, 6]])
+    logp, _ = sc.batch_score(ys, [None], torch.zeros(1, 1, 1))
+    assert logp.shape == (1, len(tokens))
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(1))
+    # the same order as the LM's full distribution over those ids (a renormalisation)
+    full = HfLmScorer(str(ext)).full_prefix_scores(ys)[0][0, : len(tokens)]
+    torch.testing.assert_close(logp[0] - logp[0].max(), full - full.max(), rtol=1e-5, atol=1e-5)
+    unit0 = len(tokens) + 2
+    sc.set_prefix([len(tokens), unit0, len(tokens) + 1])  # <speech><unit_0></speech>
+    cached = step_through(sc, torch.tensor([[SOS, 5, 6]]))[-1]
+    torch.testing.assert_close(cached, sc.full_prefix_scores(ys)[0], rtol=1e-4, atol=1e-4)
 
 
 def test_prefix_cached_equals_uncached_over_prefix_plus_hypothesis(tiny_lm):

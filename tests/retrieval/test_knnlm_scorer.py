@@ -262,3 +262,32 @@ def test_sparse_interpolation_of_half_precision_lm_is_float32():
     assert out.dtype == torch.float32
     ref = interpolate_knn(lm.bfloat16().float(), scores, values, 0.25, 1.0, "l2")
     torch.testing.assert_close(out, ref)
+
+
+def test_multimodal_memory_with_a_text_vocabulary_asr_model(unit_lm, tiny_lm, mm_datastore, monkeypatch):
+    """The LLM-ASR case: the ASR token list is the text LM's vocabulary, the speech+text LM has
+    unit tokens after it. Scores cover the text tokens only; a neighbour whose next token is a
+    unit token (never a hypothesis) counts as missing."""
+    from transformers import AutoTokenizer
+
+    text_tok = AutoTokenizer.from_pretrained(tiny_lm)
+    tokens = text_tok.convert_ids_to_tokens(list(range(len(text_tok))))
+    base = HfLmScorer(str(unit_lm), token_list=tokens)
+    knn = KnnLmScorer(base, mm_datastore, lam=0.5, k=4, multimodal=True)
+    knn.set_query_context([0, 1, 2])
+    ys, x = torch.tensor([[SOS, 4]]), torch.zeros(1, 1, 1)
+    logp, _ = knn.batch_score(ys, [None], x)
+    assert logp.shape == (1, len(tokens))
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(1), rtol=1e-5, atol=1e-5)
+
+    unit = len(tokens) + 3
+    fake = (torch.tensor([[0.0, 0.1, 0.2, 0.3]]), torch.tensor([[unit, 7, unit, 7]]))
+    monkeypatch.setattr(knn.datastore, "search_tensor", lambda q, k: fake)
+    scores, values = knn.search(torch.zeros(1, base.hidden_size))
+    assert values.tolist() == [[-1, 7, -1, 7]]
+    lm_logp = base.batch_score(ys, [None], x)[0]
+    logp, _ = knn.batch_score(ys, [None], x)
+    # all the kNN mass on token 7: p = 0.5 p_lm + 0.5 at 7, 0.5 p_lm elsewhere
+    expected = lm_logp + math.log(0.5)
+    expected[0, 7] = torch.logaddexp(expected[0, 7], torch.tensor(math.log(0.5)))
+    torch.testing.assert_close(logp, expected, rtol=1e-4, atol=1e-4)
