@@ -92,6 +92,6 @@ if [ "${run_retrieval}" = true ]; then
     ./llm_asr.sh "${xattn[@]}" --test_sets "" --stage 9 --stop_stage 9 \
         --context_passages data/local/train_text.txt --context_exclude_query true "${args[@]+"${args[@]}"}"
     ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 9 --stop_stage 12 \
-        --context_passages data/local/passages.jsonl --context_first_pass exp/asr_llm_tiny/decode_llm_beam5 \
+        --context_passages data/local/passages.jsonl --context_first_pass exp/asr_llm_tiny/decode_llm_beam5_valid.acc.ave \
         "${args[@]+"${args[@]}"}"
 fi
