@@ -91,7 +91,7 @@ if [ "${run_retrieval}" = true ]; then
            --asr_args "--init_param exp/asr_llm_tiny/valid.acc.ave.pth --max_epoch 5")
     ./llm_asr.sh "${xattn[@]}" --test_sets "" --stage 9 --stop_stage 9 \
         --context_passages data/local/train_text.txt --context_exclude_query true "${args[@]+"${args[@]}"}"
-    ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 9 --stop_stage 12 \
+    ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 8 --stop_stage 12 \
         --context_passages data/local/passages.jsonl --context_first_pass exp/asr_llm_tiny/decode_llm_beam5_valid.acc.ave \
         "${args[@]+"${args[@]}"}"
 fi
