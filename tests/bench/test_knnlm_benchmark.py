@@ -1,20 +1,13 @@
 """bench/knnlm_decoding.py: a tiny run writes every index's row with overhead and recall; the
 target verdict; the IVF list count. No timing is asserted (the target lives in the benchmark)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from bench_loader import load
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 bench = load("knnlm_decoding")

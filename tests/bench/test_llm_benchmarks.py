@@ -4,22 +4,15 @@ Each runs in ``--quick`` mode (tiny random Llama, ~15 s in all) and must write i
 markdown; no timing is asserted (speed targets live in the benchmarks themselves).
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from bench_loader import BENCH, load
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 BENCHMARKS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in ("common", "run_all", "report"))

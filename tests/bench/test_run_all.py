@@ -4,22 +4,12 @@ The real benchmarks are never run here: run_all gets a temporary bench dir with 
 benchmark scripts, and report.py gets hand-made results in the real JSON shapes.
 """
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from bench_loader import BENCH, load
 
 
 run_all = load("run_all")
