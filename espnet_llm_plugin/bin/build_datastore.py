@@ -1,6 +1,7 @@
 """Build a kNN-LM datastore (arXiv 2406.09618) from a memory corpus with an HF causal LM.
 
-Memory: text-only (``--memory_text``: one sentence/passage per line, or ``passages.jsonl``)
+Memory: text-only (``--memory_text``: one sentence/passage per line, or ``passages.jsonl``;
+or ``--memory_text_file`` alone: the transcripts of a Kaldi text, utterance ids dropped)
 or multi-modal (``--memory_units`` units file + ``--memory_text_file`` Kaldi text: each
 transcript is preceded by ``<speech><unit_..>...</speech>``; needs a speech+text LM).
 The memory is cut into windows of ``--window`` tokens (every ``--stride`` tokens); the key
@@ -37,7 +38,9 @@ def get_parser() -> argparse.ArgumentParser:
     mem = p.add_argument_group("memory corpus")
     mem.add_argument("--memory_text", help="text file (one sentence/passage per line) or passages .jsonl")
     mem.add_argument("--memory_units", help="units file 'utt_id u1 u2 ...' (multi-modal memory)")
-    mem.add_argument("--memory_text_file", help="Kaldi text 'utt_id transcript' for --memory_units")
+    mem.add_argument("--memory_text_file",
+                     help="Kaldi text 'utt_id transcript': with --memory_units the multi-modal memory's "
+                     "transcripts, alone a text-only memory of them")
     mem.add_argument("--num_units", type=int, default=None, help="check unit ids are below this")
     p.add_argument("--key_encoder", required=True, help="local HF causal LM dir (with tokenizer)")
     p.add_argument("--layer", type=int, default=-1, help="hidden-state index (0: embeddings, -1: last)")
@@ -100,7 +103,12 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from espnet_llm_plugin.retrieval.datastore import FaissDatastore, merge_datastores
-    from espnet_llm_plugin.retrieval.document_store import iter_windows, multimodal_documents, text_documents
+    from espnet_llm_plugin.retrieval.document_store import (
+        iter_windows,
+        multimodal_documents,
+        text_documents,
+        transcript_documents,
+    )
     from espnet_llm_plugin.retrieval.key_encoder import KeyEncoder
 
     log = logging.getLogger("build_datastore")
@@ -116,16 +124,26 @@ def run(args: argparse.Namespace) -> None:
                               max_train=args.max_train)
         log.info("merged %d shards into %s: %d entries, index %s", args.nj, out_dir, ds.count, ds.index_string)
         return
-    if bool(args.memory_text) == bool(args.memory_units):
-        raise ValueError("give either --memory_text or --memory_units with --memory_text_file")
+    if bool(args.memory_text) == bool(args.memory_units or args.memory_text_file):
+        raise ValueError(
+            "give either --memory_text, or --memory_text_file (a Kaldi text: text-only memory of its "
+            "transcripts) with or without --memory_units (multi-modal memory)"
+        )
     if args.memory_units and not args.memory_text_file:
         raise ValueError("--memory_units needs --memory_text_file (Kaldi text with the transcripts)")
+    if args.memory_text and (Path(args.memory_text).parent / "wav.scp").is_file():
+        log.warning(
+            "--memory_text %s sits in a data directory: if it is a Kaldi text, its utterance ids "
+            "become memory text; give it as --memory_text_file instead", args.memory_text
+        )
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     enc = KeyEncoder(args.key_encoder, layer=args.layer, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     if args.memory_text:
         docs = text_documents(enc.tokenizer, args.memory_text)
+    elif not args.memory_units:
+        docs = transcript_documents(enc.tokenizer, args.memory_text_file)
     else:
         docs = multimodal_documents(enc.tokenizer, args.memory_units, args.memory_text_file, args.num_units)
     windows = list(iter_windows(docs, args.window, args.stride))

@@ -134,6 +134,20 @@ def text_documents(tokenizer, path: str | Path) -> List[Document]:
     return [Document(doc_id, _text_ids(tokenizer, text)) for doc_id, text in read_memory_texts(path)]
 
 
+def transcript_documents(tokenizer, text_path: str | Path) -> List[Document]:
+    """Text-only memory of a Kaldi ``text``: one document per transcript (utterance ids are
+    not memory text; empty transcripts skipped). The text-only counterpart of
+    :func:`multimodal_documents` over the same utterances.
+
+    Raises:
+        MemoryCorpusError: the file is missing or has no transcript.
+    """
+    rows = read_kaldi_text(text_path)
+    if not rows:
+        raise MemoryCorpusError(f"memory transcript file {text_path} has no transcript")
+    return [Document(utt, _text_ids(tokenizer, text)) for utt, text in rows]
+
+
 def read_kaldi_text(path: str | Path) -> List[Tuple[str, str]]:
     """``[(utt_id, transcript)]`` of a Kaldi ``text`` file (empty transcripts skipped)."""
     p = Path(path)

@@ -49,6 +49,25 @@ def test_single_build(lm_dir, memory, tmp_path):
     assert ds.count == 3 * ((6 + 1) + (5 + 1) + (7 + 1))
 
 
+def test_kaldi_text_memory_is_its_transcripts(lm_dir, memory, tmp_path, caplog):
+    """--memory_text_file alone: the same keys as the plain lines, no utterance id in them."""
+    lines = memory.read_text().splitlines()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "text").write_text("".join(f"utt{i:02d} {t}\n" for i, t in enumerate(lines)) + "utt99\n")
+    (data / "wav.scp").write_text("".join(f"utt{i:02d} a.wav\n" for i in range(len(lines))))
+    main(args(lm_dir, memory, tmp_path / "plain"))
+    main(["--memory_text_file", str(data / "text"), *args(lm_dir, memory, tmp_path / "kaldi")[2:]])
+    plain, kaldi = FaissDatastore.load(tmp_path / "plain"), FaissDatastore.load(tmp_path / "kaldi")
+    assert kaldi.count == plain.count  # the empty transcript (utt99) adds nothing
+    assert np.array_equal(np.load(tmp_path / "kaldi" / "values.npy"), np.load(tmp_path / "plain" / "values.npy"))
+    # the Kaldi text given as --memory_text: its ids become memory text, and a warning says so
+    with caplog.at_level("WARNING"):
+        main(args(lm_dir, data / "text", tmp_path / "ids"))
+    assert "give it as --memory_text_file" in caplog.text
+    assert FaissDatastore.load(tmp_path / "ids").count > plain.count
+
+
 def test_sharded_build_merge_and_resume(lm_dir, memory, tmp_path, caplog):
     main(args(lm_dir, memory, tmp_path / "single"))
     out = tmp_path / "sharded"

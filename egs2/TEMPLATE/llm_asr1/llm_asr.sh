@@ -75,8 +75,9 @@ contrastive_args=""     # extra options for contrastive_train
 retrieval_test_sets=""  # default: test_sets (sets with speech)
 
 # Retrieval (stage 9): a kNN-LM datastore and/or passage contexts for cross-attention models
-datastore_memory=""     # memory corpus: text file / passages.jsonl (text-only keys), or a Kaldi text
-                        # with --datastore_units (multi-modal keys); empty: no datastore
+datastore_memory=""     # memory corpus: text file / passages.jsonl (text-only keys), or a data dir's
+                        # Kaldi text (its transcripts; multi-modal keys with --datastore_units);
+                        # empty: no datastore
 datastore_units=""      # units file of the memory's speech (multi-modal memory)
 datastore_key_encoder="" # HF LM dir computing the keys; default: the LLM (llm_path)
 datastore_tag=""        # default: basename of the memory + key encoder
@@ -480,6 +481,8 @@ if run_stage 9; then
         else
             log "Stage 9: kNN-LM datastore of ${datastore_memory} (keys: ${datastore_key_encoder}) -> ${datastore_dir}"
             _mem=(--memory_text "${datastore_memory}")
+            # a data directory's Kaldi text: its transcripts, not its utterance ids, are memory
+            [ -f "$(dirname "${datastore_memory}")/wav.scp" ] && _mem=(--memory_text_file "${datastore_memory}")
             if [ -n "${datastore_units}" ]; then
                 _K=$(${python} -c "import json,sys; print(json.load(open(sys.argv[1]))['num_units'])" "${unit_dir}/kmeans/kmeans.json")
                 _mem=(--memory_units "${datastore_units}" --memory_text_file "${datastore_memory}" --num_units "${_K}")
