@@ -234,6 +234,12 @@ def train_step_worker(job: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def find_run(rows: List[Dict[str, Any]], hidden: int, scheme: str, ckpt: bool) -> Optional[Dict[str, Any]]:
+    """The row of one (LLM width, scheme, checkpointing setting) run, or None when it did not run."""
+    return next((r for r in rows if r["hidden"] == hidden and r["scheme"] == scheme
+                 and bool(r.get("gradient_checkpointing")) == ckpt), None)
+
+
 def memory_ratios(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """LoRA / full training memory per (model size, checkpointing setting); also stored in the rows.
 
@@ -243,15 +249,13 @@ def memory_ratios(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     ratios: List[Dict[str, Any]] = []
     for hidden in sorted({r["hidden"] for r in rows}):
         for ckpt in (False, True):
-            by = {r["scheme"]: r for r in rows
-                  if r["hidden"] == hidden and bool(r.get("gradient_checkpointing")) == ckpt}
-            if not ({"lora", "full"} <= by.keys() and by["full"]["train_mem_bytes"]):
+            by = {s: find_run(rows, hidden, s, ckpt) for s in ("lora", "full")}
+            if None in by.values() or not by["full"]["train_mem_bytes"]:
                 continue
             ratio = by["lora"]["train_mem_bytes"] / by["full"]["train_mem_bytes"]
             entry = {"hidden": hidden, "llm_params_M": by["full"]["llm_params_M"], "gradient_checkpointing": ckpt,
                      "lora_over_full_memory": ratio, "target_met": ratio <= TARGET_LORA_OVER_FULL}
-            full_plain = next((r for r in rows if r["hidden"] == hidden and r["scheme"] == "full"
-                               and not r.get("gradient_checkpointing")), None)
+            full_plain = find_run(rows, hidden, "full", False)
             if ckpt and full_plain is not None and full_plain["train_mem_bytes"]:
                 entry["lora_ckpt_over_full_no_ckpt"] = by["lora"]["train_mem_bytes"] / full_plain["train_mem_bytes"]
             ratios.append(entry)
@@ -265,8 +269,7 @@ def add_checkpointing_ratios(rows: List[Dict[str, Any]]) -> None:
     for r in rows:
         if not r.get("gradient_checkpointing"):
             continue
-        plain = next((o for o in rows if o["hidden"] == r["hidden"] and o["scheme"] == r["scheme"]
-                      and not o.get("gradient_checkpointing")), None)
+        plain = find_run(rows, r["hidden"], r["scheme"], False)
         if plain is None:
             continue
         if plain["train_mem_bytes"] and r["train_mem_bytes"] is not None:

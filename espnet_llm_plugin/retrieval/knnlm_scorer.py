@@ -256,18 +256,6 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
         # hypothesis: treat it as a missing neighbour
         return scores, values.masked_fill(values >= self.n_vocab, -1)
 
-    def knn_log_probs(self, queries: torch.Tensor) -> torch.Tensor:
-        """``(n, D)`` queries -> ``(n, n_vocab)`` kNN log-probs."""
-        scores, values = self.search(queries)
-        return knn_log_probs(scores, values, self.n_vocab, self.temperature, self.datastore.metric)
-
-    def interpolate(self, lm_logp: torch.Tensor, knn_logp: torch.Tensor) -> torch.Tensor:
-        """Dense interpolation with a full kNN distribution (``batch_score`` uses the sparse
-        :func:`interpolate_knn`)."""
-        if self.lam == 1.0:
-            return knn_logp
-        return torch.logaddexp(lm_logp + math.log1p(-self.lam), knn_logp + math.log(self.lam))
-
 
 class DecoderQueryTap:
     """Expose an :class:`LlmDecoder`'s last hidden state as kNN query (paper setting).
