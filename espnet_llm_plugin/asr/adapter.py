@@ -16,7 +16,9 @@ class Conv1dMlpAdapter(AbsPostEncoder):
 
     Args:
         input_size: encoder output width ``D_enc`` (ESPnet passes it as ``input_size``).
-        output_size: LLM hidden size ``D_llm``.
+        output_size: LLM hidden size ``D_llm``. In a config with ``decoder: llm`` /
+            ``llm_xattn`` it may be left out or ``auto``: ``LlmASRTask`` fills it from the LLM
+            (:mod:`espnet_llm_plugin.asr.llm_auto_conf`) before this class is built.
         conv_channels: channels of the conv layers (defaults to ``input_size``).
         kernel_size: conv kernel size.
         stride: stride of each conv layer; total downsampling is ``stride ** num_conv_layers``.
@@ -37,6 +39,14 @@ class Conv1dMlpAdapter(AbsPostEncoder):
         dropout: float = 0.0,
     ):
         super().__init__()
+        if isinstance(output_size, bool) or not isinstance(output_size, int):
+            # "auto" reaching here: built by a task that does not read the LLM (ESPnet's own)
+            raise ValueError(
+                f"Conv1dMlpAdapter: postencoder_conf.output_size must be the LLM's hidden size "
+                f"(an integer), got {output_size!r}; 'auto' is filled in from "
+                f"decoder_conf.llm_path by espnet_llm_plugin's LlmASRTask (bin.asr_train, "
+                f"bin.asr_inference), not by ESPnet's own ASRTask"
+            )
         if input_size <= 0 or output_size <= 0:
             raise ValueError(
                 f"Conv1dMlpAdapter: input_size and output_size must be positive, "

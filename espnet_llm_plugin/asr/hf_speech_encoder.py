@@ -41,6 +41,7 @@ from espnet_llm_plugin.asr.finetune import (
     enable_gradient_checkpointing,
     parameter_counts,
 )
+from espnet_llm_plugin.core.base_weights import track_frozen_base
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,9 @@ class HfSpeechEncoder(AbsEncoder):
             hf_config.model_type, self.layer, num_layers, finetune, normalize_waveform,
             use_attention_mask, f"{trainable:,}", f"{total:,}",
         )
+        if self._model_path is not None:
+            # checkpoints keep the trained parameters + a reference to the frozen base model
+            track_frozen_base(self, self.model, self._model_path, where="encoder_conf.model_path")
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod

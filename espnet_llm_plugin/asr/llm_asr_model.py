@@ -7,12 +7,20 @@ else, the CTC / attention losses, statistics and beam search, is ESPnet's own
 Retrieved context: an optional data entry ``context`` (``context``/``context_lengths`` in the
 batch, LLM token ids of passages joined by eos; see ``LlmASRTask``) is handed to a decoder that
 reads it (``decoder: llm_xattn``) for ESPnet's attention loss.
+
+sos/eos: ESPnet's ``sym_sos``/``sym_eos`` default to ``"<sos/eos>"``, and a symbol missing
+from the token list silently becomes the last id (for SmolLM2 the string 'ectable'). With an
+LLM decoder (one with an ``end_id``: its framing's end token) an unset ``sym_sos``/``sym_eos``
+here defaults to that token, and a set one must be it (beam search stops on eos; the decoder
+feeds its start token in place of sos); any other decoder gets ESPnet's defaults, but a symbol
+missing from the token list is refused instead of falling back.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Optional, Tuple
+import inspect
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from espnet2.asr.espnet_model import ESPnetASRModel
@@ -27,6 +35,8 @@ class LlmASRModel(ESPnetASRModel):
         matching_weight: weight of the matching loss added to the total loss.
         matching_distance: ``mse`` or ``cosine``.
         matching_num_heads: heads of the matching cross-attention.
+        sym_sos, sym_eos: as ESPnet's, but unset means the LLM decoder's end token (see the
+            module docstring).
     """
 
     def __init__(
@@ -35,8 +45,11 @@ class LlmASRModel(ESPnetASRModel):
         matching_weight: float = 0.0,
         matching_distance: str = "mse",
         matching_num_heads: int = 4,
+        sym_sos: Optional[str] = None,
+        sym_eos: Optional[str] = None,
         **kwargs,
     ):
+        kwargs.update(_sos_eos_symbols(args, kwargs, sym_sos, sym_eos))
         super().__init__(*args, **kwargs)
         if matching_weight < 0:
             raise ValueError(f"model_conf.matching_weight must be >= 0, got {matching_weight}")
@@ -89,3 +102,34 @@ class LlmASRModel(ESPnetASRModel):
             stats["loss"] = loss.detach()
             self._match_loss = None
         return loss, stats, weight
+
+
+def _sos_eos_symbols(
+    args: Tuple[Any, ...], kwargs: Dict[str, Any], sym_sos: Optional[str], sym_eos: Optional[str]
+) -> Dict[str, str]:
+    """``sym_sos``/``sym_eos`` for ``ESPnetASRModel``: the LLM decoder's end token where unset;
+    a symbol outside the token list, or (LLM decoder) other than its end token, is an error."""
+    bound = inspect.signature(ESPnetASRModel.__init__).bind_partial(None, *args, **kwargs).arguments
+    token_list = list(bound.get("token_list") or [])
+    decoder = bound.get("decoder")
+    end_id = getattr(decoder, "end_id", None)
+    default = "<sos/eos>"
+    if end_id is not None and 0 <= end_id < len(token_list):
+        default = token_list[end_id]
+    out = {}
+    for key, value in (("sym_sos", sym_sos), ("sym_eos", sym_eos)):
+        symbol = default if value is None else value
+        if value is not None and token_list and symbol not in token_list:
+            raise ValueError(
+                f"model_conf.{key}: {symbol!r} is not in the token list ({len(token_list)} tokens); "
+                "ESPnet would silently use the last id. Leave it unset for an LLM decoder (its end "
+                "token is used) or name a token of the list"
+            )
+        if end_id is not None and symbol in token_list and token_list.index(symbol) != end_id:
+            raise ValueError(
+                f"model_conf.{key}: {symbol!r} (id {token_list.index(symbol)}) is not the LLM "
+                f"decoder's end token {token_list[end_id]!r} (id {end_id}): beam search would not "
+                "stop where the decoder's text ends. Leave it unset, or set decoder_conf.text_end"
+            )
+        out[key] = symbol
+    return out

@@ -8,12 +8,23 @@ and its logits at the text positions are returned, so ESPnet's attention loss an
 search use the LLM unchanged.
 
 Token ids: ESPnet's token list must be the LLM tokenizer's vocabulary in id order
-(``token_type: hugging_face``, ``bpemodel: <llm_path>``), so ESPnet ids are LLM ids. With
-``model_conf: {sym_sos: <eos string>, sym_eos: <eos string>}`` ESPnet's ``sos`` is the LLM's
-eos id; the text segment then starts with that id. We replace a leading eos id by the LLM's
-BOS id when the tokenizer has one (a pretrained LLM starts text after BOS, not after EOS).
-With ``sym_sos`` set to the BOS string nothing needs replacing. Targets are unchanged: the
-LLM learns to end the transcript with its own eos token.
+(``token_type: hugging_face``, ``bpemodel: <llm_path>``), so ESPnet ids are LLM ids.
+
+Framing: the text is ``[start] t1 ... tn [end]``. ``end`` is one token, the one beam search
+stops on, so ESPnet's sos/eos must be its id: ``model: llm_asr`` sets ``sym_sos``/``sym_eos`` to
+it when they are not given (see :class:`~espnet_llm_plugin.asr.llm_asr_model.LlmASRModel`),
+and targets end with it. ESPnet's sos opens every text (``[sos, y1..]``); we feed the last
+``start`` token in its place (the others go after ``prompt_suffix``). With no start token the
+sos (= end) id stays: the text starts after a document boundary. ``text_start``/``text_end``
+default to the LLM's ``llm_usage.json`` (measured per model), else the legacy ``[bos] text
+[eos]``. With ``chat_template: true`` the prompt and speech form a user turn of the
+tokenizer's own chat template (rendered around a placeholder for the speech, split there)::
+
+    [template head + prompt][speech][prompt_suffix + end of turn + assistant header] text [end of turn]
+
+Text form: ``text_form`` (default: ``llm_usage.json``, else as is) is what the LLM reads and
+writes (e.g. sentence case); the task's preprocessor maps recipe transcripts to it before
+tokenising, decoding maps the output back (:mod:`espnet_llm_plugin.core.text_form`).
 
 Layout of a batch (``forward``): the speech part is packed per utterance and padded *between*
 the prefix and the text, so that every utterance's text starts at the same column::
@@ -37,8 +48,10 @@ gone is recomputed from the speech and its tokens (correct, just slower).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -52,19 +65,101 @@ from espnet_llm_plugin.asr.finetune import (
     enable_gradient_checkpointing,
 )
 from espnet_llm_plugin.asr.hf_causal_lm import (
+    DTYPES,
     cache_kwarg,
+    cpu_supports_bfloat16,
     input_embedding,
     load_causal_lm,
     max_positions,
     output_cache,
     unwrap_peft,
 )
+from espnet_llm_plugin.core.base_weights import track_frozen_base
+from espnet_llm_plugin.core.framing import chat_frame, resolve_framing
+from espnet_llm_plugin.core.llm_usage import usage_section
+from espnet_llm_plugin.core.text_form import resolve_text_form
 from espnet_llm_plugin.decoding.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 
 logger = logging.getLogger(__name__)
 
 
 LlmScorerState = CacheState  # the name this module has always exported
+
+
+@dataclass(frozen=True)
+class TextFrame:
+    """Token ids around the speech and the text (see the module docstring).
+
+    ``prompt_ids`` go before the speech, ``suffix_ids`` after it; ``lead_id`` is fed in place
+    of ESPnet's sos (None: the sos id itself); ``end_id`` ends the text (ESPnet's sos/eos).
+    """
+
+    prompt_ids: Tuple[int, ...]
+    suffix_ids: Tuple[int, ...]
+    lead_id: Optional[int]
+    end_id: int
+
+
+def text_frame(
+    tokenizer: Any,
+    llm_path: str,
+    prompt: str = "",
+    prompt_suffix: str = "",
+    text_start: Optional[List[str]] = None,
+    text_end: Optional[List[str]] = None,
+    chat_template: Optional[bool] = None,
+) -> TextFrame:
+    """The frame the decoder options (same names as ``decoder_conf``) give with ``tokenizer``.
+
+    Defaults come from ``llm_usage.json`` beside the LLM (``framing``, ``llm_asr.chat_template``),
+    else the legacy ``[bos] text [eos]``. Errors name the ``decoder_conf`` key.
+    """
+    where = "LlmDecoder: decoder_conf"
+    usage = usage_section(llm_path, "llm_asr") or {}
+    if chat_template is None:
+        chat_template = bool(usage.get("chat_template", False))
+    if chat_template:
+        if text_start is not None or text_end is not None:
+            raise ValueError(
+                f"{where}.chat_template is true: the chat template frames the text; drop "
+                "decoder_conf.text_start/text_end (or set chat_template: false)"
+            )
+        chat = chat_frame(tokenizer, prompt, prompt_suffix, f"{where}.chat_template")
+        after = chat.suffix_ids  # ends with the assistant header
+        if not after:
+            raise ValueError(f"{where}.chat_template: the template puts no token after the user turn")
+        return TextFrame(chat.prefix_ids, after[:-1], after[-1], chat.end_id)
+    explicit = {k: v for k, v in (("start", text_start), ("end", text_end)) if v is not None}
+    framing = resolve_framing(explicit or None, llm_path, f"{where}.text_start/text_end")
+    end = framing.end_ids(tokenizer)
+    if len(end) != 1:
+        raise ValueError(
+            f"{where}.text_end must be exactly one token (ESPnet's beam search stops on one eos "
+            f"id), got {list(framing.end)} ({framing.where}); a period before it belongs to "
+            "decoder_conf.text_form: {punctuation: final_period}"
+        )
+    start = framing.start_ids(tokenizer)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids if prompt else []
+    after = tokenizer(prompt_suffix, add_special_tokens=False).input_ids if prompt_suffix else []
+    return TextFrame(
+        tuple(prompt_ids), tuple(after) + tuple(start[:-1]), start[-1] if start else None, end[0]
+    )
+
+
+def decoder_end_token(decoder_conf: Dict[str, Any]) -> str:
+    """The token string ending the text for these ``decoder_conf`` options (``llm_path``
+    required): what ESPnet's ``model_conf.sym_sos``/``sym_eos`` must be."""
+    from transformers import AutoTokenizer
+
+    from espnet_llm_plugin.asr.hf_causal_lm import check_llm_dir
+
+    llm_path = str(decoder_conf["llm_path"])
+    tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(llm_path)), local_files_only=True)
+    frame = text_frame(
+        tokenizer, llm_path, decoder_conf.get("prompt", "") or "", decoder_conf.get("prompt_suffix", "") or "",
+        decoder_conf.get("text_start"), decoder_conf.get("text_end"), decoder_conf.get("chat_template"),
+    )
+    return str(tokenizer.convert_ids_to_tokens(frame.end_id))
 
 
 class LlmDecoder(AbsDecoder, BatchScorerInterface):
@@ -90,6 +185,20 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             per step for them. Acts in training mode only: evaluation and beam search (KV cache,
             ``torch.no_grad``) are unchanged. See
             :func:`espnet_llm_plugin.asr.finetune.enable_gradient_checkpointing`.
+        text_start: token strings before the text (``"<bos>"``/``"<eos>"``: the tokenizer's
+            own); default from ``llm_usage.json`` beside the LLM, else ``["<bos>"]``.
+        text_end: the one token ending the text (ESPnet's sos/eos); default likewise, else
+            ``["<eos>"]``.
+        chat_template: wrap prompt + speech as a user turn of the tokenizer's chat template;
+            the end token is then the template's end of turn. Default: ``llm_usage.json``'s
+            ``llm_asr.chat_template``, else false.
+        autocast: ``bfloat16`` | ``float16`` | None: run the LLM under ``torch.autocast`` (matmuls
+            in the half type, weights and their gradients stay in the model's dtype). ESPnet casts
+            the whole model to ``--train_dtype`` (float32) after building it, so this, not
+            ``dtype``, is how the LLM computes in bf16 during training; on a CPU with AMX/AVX512-BF16
+            it is several times faster than float32. Refused on a CPU without bf16 support.
+        text_form: what the LLM reads and writes (:class:`~espnet_llm_plugin.core.text_form.TextForm`
+            keys ``case``, ``punctuation``, ``recipe_case``) laid over ``llm_usage.json``'s.
     """
 
     def __init__(
@@ -107,6 +216,11 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         dtype: str = "float32",
         max_context: Optional[int] = None,
         gradient_checkpointing: bool = False,
+        text_start: Optional[List[str]] = None,
+        text_end: Optional[List[str]] = None,
+        chat_template: Optional[bool] = None,
+        text_form: Optional[Dict[str, str]] = None,
+        autocast: Optional[str] = None,
     ):
         super().__init__()
         if not llm_path:
@@ -148,8 +262,12 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         self.pad_id: int = self.eos_id if tokenizer.pad_token_id is None else int(tokenizer.pad_token_id)
         self._dtype_arg = dtype
 
-        prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids if prompt else []
-        suffix_ids = tokenizer(prompt_suffix, add_special_tokens=False).input_ids if prompt_suffix else []
+        frame = text_frame(tokenizer, llm_path, prompt, prompt_suffix, text_start, text_end, chat_template)
+        prompt_ids, suffix_ids = list(frame.prompt_ids), list(frame.suffix_ids)
+        self.end_id: int = frame.end_id
+        # the token fed in place of ESPnet's sos (None: the sos id itself, a document boundary)
+        self.text_lead_id: Optional[int] = frame.lead_id
+        self.text_form = resolve_text_form(text_form, llm_path, "LlmDecoder: decoder_conf.text_form")
         # not persistent: rebuilt from the config, so a changed prompt is not silently overridden
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
         self.register_buffer("suffix_ids", torch.tensor(suffix_ids, dtype=torch.long), persistent=False)
@@ -162,6 +280,12 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
                 f"LlmDecoder: decoder_conf.prompt + prompt_suffix is {n_prompt} tokens, too long for "
                 f"the LLM context of {self.max_context} tokens (decoder_conf.max_context)"
             )
+
+        if autocast not in (None, "bfloat16", "float16"):
+            raise ValueError(
+                f"LlmDecoder: decoder_conf.autocast must be bfloat16, float16 or null, got {autocast!r}"
+            )
+        self.autocast = autocast
 
         self.finetune = finetune
         lora = LoraOptions(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules)
@@ -177,6 +301,8 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         self._has_logits_to_keep = "logits_to_keep" in forward_params
         # step -> KV caches that running hypotheses may still need (see module docstring)
         self._live_caches = LiveCaches()
+        # checkpoints keep the trained parameters + a reference to the frozen base LLM
+        track_frozen_base(self, self.llm, self.llm_path, where="decoder_conf.llm_path")
 
     # ------------------------------------------------------------------ helpers
     def _checkpoint_kwargs(self) -> Dict[str, Any]:
@@ -194,20 +320,37 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         """The LLM's input token embedding (``(B, L) -> (B, L, D)``), e.g. for a matching loss."""
         return self._embed()
 
+    def _autocast(self, device: torch.device) -> Any:
+        """``torch.autocast`` context for ``decoder_conf.autocast`` on ``device`` (or a no-op)."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        dtype = DTYPES[self.autocast]
+        if device.type == "cpu" and (dtype != torch.bfloat16 or not cpu_supports_bfloat16()):
+            raise ValueError(
+                f"LlmDecoder: decoder_conf.autocast {self.autocast} is not supported on this CPU "
+                f"(bfloat16 needs AMX or AVX512-BF16); set decoder_conf.autocast: null"
+            )
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
     def _run_llm(self, inputs_embeds: torch.Tensor, keep: int, **kwargs: Any) -> Any:
-        """Run the causal LM; returns ``(logits of the last keep positions, model output)``."""
-        if self._has_logits_to_keep:
-            out = self._causal_lm()(inputs_embeds=inputs_embeds, logits_to_keep=keep, **kwargs)
-            return out.logits[:, -keep:], out
-        out = self._causal_lm()(inputs_embeds=inputs_embeds, **kwargs)
-        return out.logits[:, -keep:], out
+        """Run the causal LM; returns ``(logits of the last keep positions, model output)``.
+
+        Logits come back in float32 also under ``autocast`` (log-softmax and the loss need it).
+        """
+        with self._autocast(inputs_embeds.device):
+            if self._has_logits_to_keep:
+                out = self._causal_lm()(inputs_embeds=inputs_embeds, logits_to_keep=keep, **kwargs)
+            else:
+                out = self._causal_lm()(inputs_embeds=inputs_embeds, **kwargs)
+        return out.logits[:, -keep:].float(), out
 
     def _text_ids(self, ys: torch.Tensor) -> torch.Tensor:
-        """ESPnet token ids ``(B, L)`` -> LLM input ids: ESPnet padding (-1) -> pad, leading eos -> bos."""
+        """ESPnet token ids ``(B, L)`` -> LLM input ids: ESPnet padding (-1) -> pad, a leading
+        sos (= the end token) -> the framing's last start token."""
         ys = ys.masked_fill(ys < 0, self.pad_id)
-        if self.bos_id is not None and ys.size(1) > 0:
+        if self.text_lead_id is not None and ys.size(1) > 0:
             first = ys[:, :1]
-            ys = torch.cat([first.masked_fill(first == self.eos_id, self.bos_id), ys[:, 1:]], dim=1)
+            ys = torch.cat([first.masked_fill(first == self.end_id, self.text_lead_id), ys[:, 1:]], dim=1)
         return ys
 
     def _speech_prefix(
@@ -451,7 +594,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         if hs.size(0) != 1:
             raise ValueError(f"LlmDecoder.generate: one utterance at a time, got batch {hs.size(0)}")
         prefix, _, lens = self._speech_prefix(hs, torch.tensor([hs.size(1)]))
-        first = self.bos_id if self.bos_id is not None else self.eos_id
+        first = self.text_lead_id if self.text_lead_id is not None else self.end_id
         first_emb = self._embed()(torch.tensor([[first]], device=prefix.device)).to(prefix.dtype)
         inputs = torch.cat([prefix, first_emb], dim=1)
         self._check_context(int(lens[0]) + 1 + max_new_tokens, "generate")
@@ -463,10 +606,10 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             no_repeat_ngram_size=no_repeat_ngram_size,
             length_penalty=length_penalty,
             do_sample=False,
-            eos_token_id=self.eos_id,
+            eos_token_id=self.end_id,
             pad_token_id=self.pad_id,
         )
         tokens = out[0].tolist()
-        if self.eos_id in tokens:
-            tokens = tokens[: tokens.index(self.eos_id)]
+        if self.end_id in tokens:
+            tokens = tokens[: tokens.index(self.end_id)]
         return tokens

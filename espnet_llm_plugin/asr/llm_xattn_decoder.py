@@ -136,6 +136,11 @@ class LlmXattnDecoder(LlmDecoder):
         dtype: str = "float32",
         max_context: Optional[int] = None,
         gradient_checkpointing: bool = False,
+        text_start: Optional[List[str]] = None,
+        text_end: Optional[List[str]] = None,
+        chat_template: Optional[bool] = None,
+        text_form: Optional[Dict[str, str]] = None,
+        autocast: Optional[str] = None,
         xattn_every: int = 1,
         num_passages: int = 4,
         passage_max_tokens: int = 64,
@@ -150,7 +155,8 @@ class LlmXattnDecoder(LlmDecoder):
             vocab_size, encoder_output_size, llm_path=llm_path, prompt=prompt, prompt_suffix=prompt_suffix,
             finetune=finetune, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             lora_target_modules=lora_target_modules, dtype=dtype, max_context=max_context,
-            gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing=gradient_checkpointing, text_start=text_start, text_end=text_end,
+            chat_template=chat_template, text_form=text_form, autocast=autocast,
         )
         if num_passages < 1:
             raise ValueError(f"LlmXattnDecoder: decoder_conf.num_passages must be >= 1, got {num_passages}")

@@ -1,7 +1,9 @@
 """Train an ESPnet ASR model with espnet-llm-plugin components available.
 
-Registers our components, checks the YAML config (unknown keys are named with the file),
-then runs ESPnet's own ``ASRTask.main``: ``--ngpu``, DDP (also spawned workers),
+Registers our components, checks the YAML config (unknown keys are named with the file;
+token strings such as ``model_conf.sym_eos`` that the token list or the LLM lacks), fills
+``decoder_conf.text_form.recipe_case`` from the training transcripts when an LLM decoder's text
+form needs it, then runs ESPnet's own ``ASRTask.main``: ``--ngpu``, DDP (also spawned workers),
 ``--resume``, batch types, ``--init_param`` and ``--collect_stats`` all work as in ESPnet.
 
 Example::
@@ -25,8 +27,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         return
     cmd, _ = espnet_entry.split_espnet_help(cmd)
 
-    from espnet_llm_plugin.config_check import ConfigError, check_task_config
-    from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
+    from espnet_llm_plugin.config_check import ConfigError, check_llm_token_config, check_task_config
+    from espnet_llm_plugin.tasks.llm_asr import LlmASRTask, recipe_case_options
 
     from espnet_llm_plugin.stats_frontend import check_stats_frontend
 
@@ -39,6 +41,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
                     check_stats_frontend(value.split("=", 1)[1], config)
         except ConfigError as e:
             sys.exit(f"asr_train: error: {e}")
+    # token strings and the LLM's text form, on the merged config (YAML + command line)
+    args = LlmASRTask.get_parser().parse_args(cmd)
+    try:
+        check_llm_token_config(args, config)
+        cmd = cmd + recipe_case_options(args)
+    except (ConfigError, ValueError) as e:
+        sys.exit(f"asr_train: error: {e}")
     LlmASRTask.main(cmd=cmd)
 
 

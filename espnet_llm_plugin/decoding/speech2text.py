@@ -10,6 +10,9 @@ Per utterance, ``__call__`` takes the data entries ESPnet's inference loop passe
 :func:`~espnet_llm_plugin.asr.llm_xattn_decoder.feed_context`) and ``units`` (the utterance's
 speech units, the query context of a multi-modal kNN-LM datastore).
 
+With an LLM decoder whose ``text_form`` is not the recipe's (e.g. sentence case for an upper-case
+recipe), the decoded text is mapped back with ``TextForm.to_recipe``.
+
 ``decoding_method: hf_generate`` decodes LLM-ASR models with Hugging Face ``generate``
 (:meth:`~espnet_llm_plugin.asr.llm_decoder.LlmDecoder.generate`) instead of ESPnet's beam search,
 for comparison; results have ESPnet's ``(text, token, token_int, hyp)`` form (1-best).
@@ -192,10 +195,14 @@ class Speech2TextWithScorers(Speech2Text):
                 "data entry 'units' was given, but no multi-modal kNN-LM uses it "
                 "(set knnlm_datastore and knnlm_units_from_data: true, or drop the units entry)"
             )
-        results = super().__call__(speech)
+        results = self.to_recipe_form(super().__call__(speech))
         if self.progress is not None:
             self.progress.tick()
         return results
+
+    def to_recipe_form(self, results: List[Any]) -> List[Any]:
+        """ESPnet's n-best with the text in the recipe's form (see :func:`recipe_form_results`)."""
+        return recipe_form_results(results, getattr(self.asr_model, "decoder", None))
 
     # ------------------------------------------------------------------ hf_generate
     def _check_hf_generate(self) -> None:
@@ -316,6 +323,25 @@ class Speech2TextWithScorers(Speech2Text):
         bs.full_scorers[name] = scorer
         bs.weights[name] = weight
         logger.info("added beam-search scorer %s (weight %s)", name, weight)
+
+
+def recipe_form_results(results: List[Any], decoder: Any) -> List[Any]:
+    """Decoded text back to the recipe's form (case, punctuation) when the LLM decoder reads
+    and writes another one (``decoder.text_form``, e.g. sentence case for an upper-case
+    recipe), so the ``text`` files and scoring compare recipe-form text; tokens and ids stay
+    the LLM's.
+
+    Args:
+        results: ESPnet's n-best ``[(text, token, token_int, hyp), ...]``.
+        decoder: the ASR model's decoder (others than ours have no text form: unchanged).
+    """
+    form = getattr(decoder, "text_form", None)
+    if form is None or form.is_identity:
+        return results
+    return [
+        (form.to_recipe(r[0]),) + tuple(r[1:]) if isinstance(r, tuple) and r and isinstance(r[0], str) else r
+        for r in results
+    ]
 
 
 def _int_list(values: Any) -> List[int]:

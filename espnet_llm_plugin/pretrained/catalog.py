@@ -71,6 +71,15 @@ CATALOG: Dict[str, PretrainedSpec] = {
             num_parameters=134_515_008,
             check_prompt="The capital of France is",
             check_next_token=" Paris",
+            # measured with bin/lm_framing_sweep on 200 demo sentences (README, "Real
+            # pretrained models"): sentence case + final period, <|endoftext|> as the start
+            # of plain text; LLM-ASR reads the speech in a chat turn (word ppl 1,202 vs
+            # 267,036 for the legacy [<|im_start|>] UPPER [<|im_end|>])
+            usage={
+                "framing": {"start": ["<|endoftext|>"], "end": ["<|im_end|>"]},
+                "llm_asr": {"chat_template": True},
+                "text_form": {"case": "sentence", "punctuation": "final_period"},
+            },
         ),
     ]
 }

@@ -154,6 +154,25 @@ def _readable_by_all(directory: Path) -> None:
             os.chmod(p, 0o666 & ~mask)
 
 
+def _refresh_usage(out_dir: Path, spec: PretrainedSpec, manifest: Dict[str, Any]) -> None:
+    """Rewrite ``llm_usage.json`` (and its manifest entry) when the catalog's measured
+    defaults changed since the directory was prepared; the weights stay as they are."""
+    from espnet_llm_plugin.fileio.atomic import atomic_write_text
+
+    path = out_dir / USAGE
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    if current == spec.usage:
+        return
+    logger.info("%s: updating %s to this version's measured defaults", spec.name, path)
+    if spec.usage:
+        atomic_write_text(path, json.dumps(spec.usage, indent=2, sort_keys=True) + "\n")
+        manifest["files"][USAGE] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    else:
+        path.unlink(missing_ok=True)
+        manifest["files"].pop(USAGE, None)
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
 def _convert(spec: PretrainedSpec, weights: Path) -> Tuple[Any, Any]:
     if spec.kind == "gguf_causal_lm":
         from espnet_llm_plugin.pretrained.gguf_causal_lm import load_gguf_causal_lm
@@ -183,6 +202,7 @@ def prepare(name: str, out_dir: Optional[Path] = None, force: bool = False) -> P
             manifest = check_manifest(out_dir, spec)
             src = manifest.get("source", {})
             if src.get("version") == version and src.get("size") == source_size:
+                _refresh_usage(out_dir, spec, manifest)
                 logger.info("%s: already prepared in %s (manifest checked)", name, out_dir)
                 return out_dir
             logger.info("%s: %s was prepared from another package version; preparing again", name, out_dir)

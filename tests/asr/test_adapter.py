@@ -46,3 +46,11 @@ def test_bad_arguments_and_too_short_input():
     ad = Conv1dMlpAdapter(input_size=8, kernel_size=5)
     with pytest.raises(ValueError, match="too short"):
         ad(torch.randn(1, 3, 8), torch.tensor([3]))
+
+
+@pytest.mark.parametrize("size", ["auto", None, 576.0])
+def test_output_size_must_be_resolved_before_building(size):
+    # "auto" is filled in by LlmASRTask from the LLM; reaching the adapter unfilled (ESPnet's
+    # own ASRTask) must say so, not fail with a comparison TypeError
+    with pytest.raises(ValueError, match=r"output_size must be the LLM's hidden size .*LlmASRTask"):
+        Conv1dMlpAdapter(input_size=16, output_size=size)

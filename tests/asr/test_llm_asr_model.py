@@ -121,3 +121,74 @@ def test_matching_needs_an_llm_decoder(tiny_llm):
             postencoder=None, decoder=TransformerDecoder(len(VOCAB), 16, num_blocks=1),
             ctc=CTC(odim=len(VOCAB), encoder_output_size=16), joint_network=None, matching_weight=1.0,
         )
+
+
+# ---------------------------------------------------------------- sos/eos from the decoder
+def build_with_symbols(llm_path, decoder_kwargs=None, **model_conf):
+    from espnet2.asr.ctc import CTC
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+
+    from espnet_llm_plugin.asr.llm_asr_model import LlmASRModel
+    from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear")
+    adapter = Conv1dMlpAdapter(input_size=16, output_size=HIDDEN, num_conv_layers=1)
+    decoder = LlmDecoder(vocab_size=len(VOCAB), encoder_output_size=HIDDEN, llm_path=str(llm_path), lora_r=2,
+                         **(decoder_kwargs or {}))
+    return LlmASRModel(
+        vocab_size=len(VOCAB), token_list=VOCAB, frontend=None, specaug=None, normalize=None, preencoder=None,
+        encoder=encoder, postencoder=adapter, decoder=decoder, ctc=CTC(odim=len(VOCAB), encoder_output_size=HIDDEN),
+        joint_network=None, ctc_weight=0.0, report_cer=False, report_wer=False, **model_conf,
+    )
+
+
+def test_sos_eos_default_to_the_decoders_end_token(tiny_llm):
+    """Unset, ESPnet would use '<sos/eos>', absent here, so the last id ('right')."""
+    model = build_with_symbols(tiny_llm)
+    assert model.sos == model.eos == model.decoder.end_id == VOCAB.index("</s>")
+    model = build_with_symbols(tiny_llm, {"text_end": ["yes"]})
+    assert model.sos == model.eos == VOCAB.index("yes")
+    loss, _, _ = model(**BATCH)  # targets end with "yes": the loss is computed with it
+    assert torch.isfinite(loss)
+
+
+def test_explicit_symbols_must_be_listed_and_the_end_token(tiny_llm):
+    with pytest.raises(ValueError, match=r"model_conf\.sym_eos: '<sos/eos>' is not in the token list"):
+        build_with_symbols(tiny_llm, sym_eos="<sos/eos>")
+    with pytest.raises(ValueError, match=r"model_conf\.sym_sos: '<s>' \(id 2\) is not the LLM decoder's end token '</s>'"):
+        build_with_symbols(tiny_llm, sym_sos="<s>")
+    model = build_with_symbols(tiny_llm, sym_sos="</s>", sym_eos="</s>")
+    assert model.sos == model.eos == 3
+
+
+@pytest.mark.real_model
+def test_smollm2_sos_eos_are_the_tokenizers_end_token_not_the_last_id(smollm2_dir):
+    """Issue 14.1: with '</s>' (or nothing) ESPnet fell back to id 49151 ('ectable')."""
+    from espnet2.asr.ctc import CTC
+
+    from espnet_llm_plugin.asr.llm_asr_model import LlmASRModel
+    from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+
+    decoder = LlmDecoder(vocab_size=49152, encoder_output_size=576, llm_path=str(smollm2_dir), finetune="frozen",
+                         prompt="Transcribe the speech.")
+    token_list = decoder.tokenizer.convert_ids_to_tokens(list(range(49152)))
+    adapter = Conv1dMlpAdapter(input_size=16, output_size=576, num_conv_layers=1)
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+
+    encoder = TransformerEncoder(8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear")
+    model = LlmASRModel(
+        vocab_size=49152, token_list=token_list, frontend=None, specaug=None, normalize=None, preencoder=None,
+        encoder=encoder, postencoder=adapter, decoder=decoder, ctc=CTC(odim=49152, encoder_output_size=576),
+        joint_network=None, ctc_weight=0.0, report_cer=False, report_wer=False,
+    )
+    # a real end token of SmolLM2 (whichever is measured best), not ESPnet's fallback id 49151
+    assert model.sos == model.eos != 49151
+    assert token_list[model.eos] in ("<|im_end|>", "<|endoftext|>")
+    assert model.eos == getattr(decoder, "end_id", None)  # the token the decoder's text ends with
+    with pytest.raises(ValueError, match=r"model_conf\.sym_sos: '</s>' is not in the token list"):
+        LlmASRModel(
+            vocab_size=49152, token_list=token_list, frontend=None, specaug=None, normalize=None, preencoder=None,
+            encoder=encoder, postencoder=adapter, decoder=decoder, ctc=CTC(odim=49152, encoder_output_size=576),
+            joint_network=None, ctc_weight=0.0, report_cer=False, report_wer=False, sym_sos="</s>", sym_eos="</s>",
+        )

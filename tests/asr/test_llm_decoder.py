@@ -532,3 +532,161 @@ def test_gradient_checkpointing_is_logged_and_reported(llm_dir, caplog):
     layers = [m for m in dec.llm.modules() if type(m).__name__ == "LlamaDecoderLayer"]
     assert len(layers) == 2 and all(m.gradient_checkpointing for m in layers)
     assert not make_decoder(llm_dir).gradient_checkpointing
+
+
+# ---------------------------------------------------------------- framing and text form
+def ids_of(*words):
+    return [(SPECIALS + WORDS).index(w) for w in words]
+
+
+def copy_llm(llm_dir, dest):
+    shutil.copytree(llm_dir, dest)
+    return dest
+
+
+def test_legacy_frame_without_llm_usage(dec):
+    """No llm_usage.json and no options: [bos] text [eos], as before."""
+    assert dec.text_lead_id == BOS and dec.end_id == EOS
+    assert dec.suffix_ids.tolist() == ids_of("to")
+    assert dec.text_form.is_identity
+
+
+def test_text_start_and_end_frame_the_text(llm_dir):
+    """The last start token replaces ESPnet's sos (= the end token); earlier ones follow the
+    prompt suffix; the end token is what the decoder (and so ESPnet's eos) ends on."""
+    x = speech(6).unsqueeze(0)
+    a = make_decoder(llm_dir, finetune="frozen", text_start=["big", "red"], text_end=["two"]).eval()
+    assert a.end_id == ids_of("two")[0] and a.text_lead_id == ids_of("red")[0]
+    assert a.suffix_ids.tolist() == ids_of("to", "big")
+    b = make_decoder(llm_dir, finetune="frozen", prompt_suffix="to big", text_start=["red"], text_end=["two"]).eval()
+    legacy = make_decoder(llm_dir, finetune="frozen", prompt_suffix="to big").eval()
+    lens = torch.tensor([6])
+    with torch.no_grad():
+        sos_first, _ = a(x, lens, torch.tensor([ids_of("two", "the", "cat")]), torch.tensor([3]))
+        red_first, _ = a(x, lens, torch.tensor([ids_of("red", "the", "cat")]), torch.tensor([3]))
+        same, _ = b(x, lens, torch.tensor([ids_of("two", "the", "cat")]), torch.tensor([3]))
+        old, _ = legacy(x, lens, torch.tensor([[EOS] + ids_of("the", "cat")]), torch.tensor([3]))
+    torch.testing.assert_close(sos_first, red_first)
+    torch.testing.assert_close(sos_first, same)
+    assert not torch.allclose(sos_first, old, atol=1e-4)  # bos instead of red after "to big"
+    # beam search's first step reads the same frame
+    logp, _ = a.score(torch.tensor(ids_of("two")), a.init_state(x[0]), x[0])
+    torch.testing.assert_close(logp, torch.log_softmax(sos_first[0, 0], dim=-1), atol=1e-5, rtol=1e-5)
+
+
+def test_text_end_must_be_one_vocabulary_token(llm_dir):
+    with pytest.raises(ValueError, match=r"text_end must be exactly one token.*final_period"):
+        make_decoder(llm_dir, text_end=["two", "</s>"])
+    with pytest.raises(ValueError, match=r"decoder_conf\.text_start/text_end.*'<\|im_end\|>' is not in the vocabulary"):
+        make_decoder(llm_dir, text_end=["<|im_end|>"])
+    with pytest.raises(ValueError, match=r"'<\|endoftext\|>' is not in the vocabulary"):
+        make_decoder(llm_dir, text_start=["<|endoftext|>"])
+
+
+def test_llm_usage_json_gives_the_defaults(llm_dir, tmp_path):
+    import json
+
+    d = copy_llm(llm_dir, tmp_path / "llm")
+    (d / "llm_usage.json").write_text(json.dumps(
+        {"framing": {"start": ["big"], "end": ["two"]}, "text_form": {"case": "lower"}}
+    ))
+    dec = make_decoder(d)
+    assert dec.text_lead_id == ids_of("big")[0] and dec.end_id == ids_of("two")[0]
+    assert dec.text_form.case == "lower"
+    dec = make_decoder(d, text_end=["one"], text_form={"case": "as_is", "recipe_case": "upper"})
+    assert dec.text_lead_id == ids_of("big")[0] and dec.end_id == ids_of("one")[0]
+    assert dec.text_form.case == "as_is" and dec.text_form.recipe_case == "upper"
+    with pytest.raises(ValueError, match=r"decoder_conf\.text_form.*'casing'"):
+        make_decoder(d, text_form={"casing": "lower"})
+
+
+def test_chat_template_wraps_prompt_and_speech_as_a_user_turn(llm_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    with pytest.raises(ValueError, match="chat_template.*has no chat template"):
+        make_decoder(llm_dir, chat_template=True)
+    d = copy_llm(llm_dir, tmp_path / "llm")
+    tok = AutoTokenizer.from_pretrained(d)
+    tok.chat_template = (
+        "{% for m in messages %}<s> {{ m['content'] }} </s> {% endfor %}"
+        "{% if add_generation_prompt %}<s> big {% endif %}"
+    )
+    tok.save_pretrained(d)
+    dec = make_decoder(d, prompt="the cat", prompt_suffix=" on", chat_template=True)
+    # [<s> the cat][speech][on </s> <s>] big | text | </s>
+    assert dec.prompt_ids.tolist() == [BOS] + ids_of("the", "cat")
+    assert dec.suffix_ids.tolist() == ids_of("on") + [EOS, BOS]
+    assert dec.text_lead_id == ids_of("big")[0] and dec.end_id == EOS
+    with pytest.raises(ValueError, match="chat_template is true.*text_start/text_end"):
+        make_decoder(d, chat_template=True, text_end=["two"])
+
+
+@pytest.mark.real_model
+def test_smollm2_default_frame_ends_sentences_far_more_readily_than_bos_eos(smollm2_dir, smollm2):
+    """Issue 14.2: ``[<|im_start|>] TEXT [<|im_end|>]`` made SmolLM2-Instruct pay ~15 nats to end
+    a sentence. The decoder's defaults (measured, in llm_usage.json) must frame the text so the
+    end token after a complete sentence is far more likely; the text alone, without speech."""
+    from espnet_llm_plugin.asr.llm_decoder import text_frame
+    from espnet_llm_plugin.core.llm_usage import read_llm_usage
+
+    model, tokenizer = smollm2
+    usage = read_llm_usage(smollm2_dir)
+    assert "framing" in usage and "text_form" in usage, "prepare_pretrained writes the measured defaults"
+    prompt = "Transcribe the speech."
+    dec = LlmDecoder(vocab_size=len(tokenizer), encoder_output_size=576, llm_path=str(smollm2_dir),
+                     finetune="frozen", prompt=prompt)
+    # the decoder's frame is the one llm_usage.json names
+    measured = text_frame(tokenizer, str(smollm2_dir), prompt, "", None, None, None)
+    assert (dec.prompt_ids.tolist(), dec.suffix_ids.tolist(), dec.text_lead_id, dec.end_id) == (
+        list(measured.prompt_ids), list(measured.suffix_ids), measured.lead_id, measured.end_id)
+    legacy = text_frame(tokenizer, str(smollm2_dir), prompt, "", ["<bos>"], ["<eos>"], False)
+    assert tokenizer.convert_ids_to_tokens([legacy.lead_id, legacy.end_id]) == ["<|im_start|>", "<|im_end|>"]
+
+    recipe = ["THE OLD BOY FOUND HER CLEAN PICTURES THIS MORNING", "CAN THE CHILDREN COOK AN APPLE",
+              "DOCTOR VOLKONSKY WANTS TO SEND ANOTHER PROBE TO CERES", "HOW MUCH DID THEIR BOTTLE COST"]
+
+    def end_nll(frame, form):
+        out = []
+        for text in recipe:
+            body = tokenizer(form.to_llm(text), add_special_tokens=False).input_ids
+            ids = list(frame.prompt_ids) + list(frame.suffix_ids) + [frame.lead_id] + body
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            out.append(-torch.log_softmax(logits.float(), dim=-1)[frame.end_id].item())
+        return torch.tensor(out)
+
+    from espnet_llm_plugin.core.text_form import TextForm
+
+    new, old = end_nll(measured, dec.text_form), end_nll(legacy, TextForm())
+    # measured here: about 1 nat against 10 (the end costs ~5x less: e^9 times likelier)
+    assert new.mean() < old.mean() / 3 and old.mean() - new.mean() > 5, (new, old)
+
+
+# ---------------------------------------------------------------- autocast
+def test_autocast_value_is_checked(llm_dir):
+    with pytest.raises(ValueError, match="decoder_conf.autocast"):
+        make_decoder(llm_dir, autocast="int8")
+
+
+def test_bf16_autocast_keeps_fp32_weights_and_grads_and_close_logits(llm_dir):
+    from espnet_llm_plugin.asr.hf_causal_lm import cpu_supports_bfloat16
+
+    if not cpu_supports_bfloat16():
+        with pytest.raises(ValueError, match="not supported on this CPU"):
+            perturb_lora(make_decoder(llm_dir, autocast="bfloat16"))(
+                speech(5)[None], torch.tensor([5]), torch.tensor([[EOS, 5]]), torch.tensor([2]))
+        return
+    torch.manual_seed(0)  # LoRA A is initialised at random: the same for both
+    ref = perturb_lora(make_decoder(llm_dir)).train()
+    torch.manual_seed(0)
+    dec = perturb_lora(make_decoder(llm_dir, autocast="bfloat16")).train()
+    hs, hl = speech(5)[None], torch.tensor([5])
+    ys, yl = torch.tensor([[EOS, 5, 6]]), torch.tensor([3])
+    want, _ = ref(hs, hl, ys, yl)
+    got, _ = dec(hs, hl, ys, yl)
+    assert got.dtype == torch.float32
+    assert not torch.equal(got, want)  # the matmuls did run in bf16
+    torch.testing.assert_close(got.log_softmax(-1), want.log_softmax(-1), atol=0.1, rtol=0.05)
+    got.logsumexp(-1).sum().backward()
+    lora_b = [p for n, p in dec.named_parameters() if "lora_B" in n]
+    assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32 for p in lora_b)

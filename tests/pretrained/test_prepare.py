@@ -143,3 +143,25 @@ def test_smollm2_loads_with_its_real_tokenizer(smollm2):
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.bos_token == "<|im_start|>"
     assert "</s>" not in tokenizer.get_vocab()
     assert model.config.hidden_size == 576
+
+
+def test_changed_usage_defaults_refresh_only_the_usage_file(monkeypatch, tmp_path):
+    d = _fake_prepared(tmp_path)
+    manifest = json.loads((d / prep.MANIFEST).read_text())
+    manifest["source"] = {"version": "1.0", "size": len(b"not really gguf")}
+    (d / prep.MANIFEST).write_text(json.dumps(manifest))
+    spec = fake_spec(usage={"text_form": {"case": "sentence"}})
+    _patch_source(monkeypatch, tmp_path, spec)
+    weights_before = (d / "weights.bin").stat().st_mtime_ns
+    assert prep.prepare("fake-lm", out_dir=d) == d
+    assert json.loads((d / prep.USAGE).read_text()) == spec.usage
+    assert (d / "weights.bin").stat().st_mtime_ns == weights_before
+    prep.check_manifest(d, spec, checksums=True)  # the manifest lists the new file
+
+
+@pytest.mark.real_model
+def test_smollm2_has_its_measured_usage_defaults(smollm2_dir):
+    from espnet_llm_plugin.core.llm_usage import read_llm_usage
+
+    assert read_llm_usage(smollm2_dir) == CATALOG[SMOLLM2].usage
+    assert read_llm_usage(smollm2_dir)["text_form"]["case"] == "sentence"

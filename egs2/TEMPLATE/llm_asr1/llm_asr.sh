@@ -178,8 +178,15 @@ if [ "${token_type}" = hugging_face ]; then
     bpemodel=${llm_path}
 fi
 token_list=${token_dir}/tokens.txt
-# the LLM decoder finds its model through decoder_conf.llm_path (stats and training build it)
-llm_opts=(); [ "${token_type}" = hugging_face ] && llm_opts=(--decoder_conf "llm_path=${llm_path}")
+# the training config's decoder; an --asr_args "--decoder NAME" overrides the YAML's
+asr_decoder=$(${python} -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("decoder") or "")' "${asr_config}")
+[[ " ${asr_args} " =~ [[:space:]]--decoder[=[:space:]]+([^[:space:]]+) ]] && asr_decoder=${BASH_REMATCH[1]}
+# an LLM decoder finds its model through decoder_conf.llm_path (stats and training build it);
+# any other decoder over the LLM's vocabulary (an ESPnet transformer baseline) takes no llm_path
+llm_opts=()
+if [ "${token_type}" = hugging_face ]; then
+    case "${asr_decoder,,}" in llm|llm_xattn) llm_opts=(--decoder_conf "llm_path=${llm_path}") ;; esac
+fi
 [ -z "${asr_tag}" ] && asr_tag=$(basename "${asr_config}" .yaml)
 if [ -z "${asr_stats_dir}" ]; then
     case "${token_type}" in
