@@ -4,8 +4,14 @@ Memory: text-only (``--memory_text``: one sentence/passage per line, or ``passag
 or ``--memory_text_file`` alone: the transcripts of a Kaldi text, utterance ids dropped)
 or multi-modal (``--memory_units`` units file + ``--memory_text_file`` Kaldi text: each
 transcript is preceded by ``<speech><unit_..>...</speech>``; needs a speech+text LM).
-The memory is cut into windows of ``--window`` tokens (every ``--stride`` tokens); the key
-of each position is the key encoder's hidden state (``--layer``), its value the next token.
+The memory is cut into windows of ``--window`` tokens (every ``--stride`` tokens; defaults:
+the key encoder's ``llm_usage.json`` ``knnlm`` section, else the library's, measured on
+SmolLM2: see ``espnet_llm_plugin.retrieval.knnlm_settings``); the key of each position is the
+key encoder's hidden state (``--layer``), its value the next token. Memory text is in the
+recipe's form; it is shown to the key encoder in the model's text form and framing
+(``--text_form`` / ``--framing``, default from its ``llm_usage.json``), which the manifest
+records. The manifest also records the keys' distance scale (kNN-LM temperatures are in its
+units).
 
 Sharded build (e.g. one job per GPU/CPU with run.pl/slurm, ``JOB`` = 1..N)::
 
@@ -19,7 +25,7 @@ indexes; ``--index`` applies to the merged datastore. Outputs are written atomic
 Example::
 
     python -m espnet_llm_plugin.bin.build_datastore --memory_text data/local/target_text.txt \\
-        --key_encoder exp/text_lm --window 20 --index Flat --out_dir exp/datastore_text
+        --key_encoder exp/text_lm --index Flat --out_dir exp/datastore_text
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from espnet_llm_plugin.cli_args import int_list, json_object
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -44,8 +52,17 @@ def get_parser() -> argparse.ArgumentParser:
     mem.add_argument("--num_units", type=int, default=None, help="check unit ids are below this")
     p.add_argument("--key_encoder", required=True, help="local HF causal LM dir (with tokenizer)")
     p.add_argument("--layer", type=int, default=-1, help="hidden-state index (0: embeddings, -1: last)")
-    p.add_argument("--window", type=int, default=20, help="tokens per window")
-    p.add_argument("--stride", type=int, default=None, help="step between windows (default: --window)")
+    p.add_argument("--window", type=int_list, default=None,
+                   help="tokens per window; several (e.g. 8,64) give each event one key per window scale "
+                   "(default: llm_usage.json 'knnlm', else the library's)")
+    p.add_argument("--stride", type=int_list, default=None,
+                   help="step between windows, one per --window (default: half of each window)")
+    p.add_argument("--text_form", type=json_object, default=None,
+                   help='how memory text is shown to the key encoder, e.g. \'{"case": "sentence"}\' '
+                   "(default: its llm_usage.json, else as it is)")
+    p.add_argument("--framing", type=json_object, default=None,
+                   help='start/end tokens around each memory text, e.g. \'{"start": ["<|endoftext|>"], '
+                   '"end": ["<|endoftext|>"]}\' (default: its llm_usage.json, else [bos] text [eos])')
     p.add_argument("--index", default="Flat", help="faiss index_factory string: Flat, IVF1024,PQ16, HNSW32, ...")
     p.add_argument("--metric", choices=["l2", "ip"], default="l2")
     p.add_argument("--fp16", action="store_true", help="store keys as float16")
@@ -67,16 +84,30 @@ def shard_dir(out_dir: Path, shard: int) -> Path:
     return out_dir.parent / f"{out_dir.name}_shards" / f"shard.{shard}"
 
 
-def build_info(args: argparse.Namespace, shard: Optional[int]) -> Dict[str, Any]:
-    """Settings a shard depends on (a rebuilt shard must match them to be reused)."""
+def build_info(args: argparse.Namespace, shard: Optional[int], enc: Any = None) -> Dict[str, Any]:
+    """Settings a shard depends on (a rebuilt shard must match them to be reused); ``enc``
+    (the key encoder) adds the text form and framing its keys were made with."""
     files = [args.memory_text, args.memory_units, args.memory_text_file]
     stats = {f: Path(f).stat().st_size for f in files if f}
-    return {
+    info = {
         "memory_text": args.memory_text, "memory_units": args.memory_units,
         "memory_text_file": args.memory_text_file, "memory_sizes": stats,
-        "window": args.window, "stride": args.stride or args.window, "fp16": args.fp16,
+        "window": args.window, "stride": args.stride, "fp16": args.fp16,
         "metric": args.metric, "nj": args.nj, "shard": shard,
     }
+    if enc is not None:
+        info["text_form"] = enc.text_form.to_dict()
+        info["framing"] = enc.framing.to_dict()
+    return info
+
+
+def resolve_windows(args: argparse.Namespace) -> None:
+    """Fill ``args.window``/``args.stride`` from the key encoder's usage file or the defaults."""
+    from espnet_llm_plugin.retrieval.knnlm_settings import resolve_knnlm_settings
+
+    s = resolve_knnlm_settings({"window": args.window, "stride": args.stride}, args.key_encoder,
+                               "build_datastore --window/--stride")
+    args.window, args.stride = list(s.window), list(s.stride)
 
 
 def is_done(path: Path, info: Dict[str, Any], identity: Dict[str, Any]) -> bool:
@@ -102,17 +133,13 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from espnet_llm_plugin.retrieval.datastore import FaissDatastore, merge_datastores
-    from espnet_llm_plugin.retrieval.document_store import (
-        iter_windows,
-        multimodal_documents,
-        text_documents,
-        transcript_documents,
-    )
+    from espnet_llm_plugin.retrieval.datastore import FaissDatastore, merge_datastores, read_manifest
+    from espnet_llm_plugin.retrieval.document_store import check_memory_args, iter_scaled_windows, memory_documents
     from espnet_llm_plugin.retrieval.key_encoder import KeyEncoder
 
     log = logging.getLogger("build_datastore")
     out_dir = Path(args.out_dir)
+    resolve_windows(args)
     if args.nj < 1 or (args.shard is not None and not 1 <= args.shard <= args.nj):
         raise ValueError(f"need --nj >= 1 and 1 <= --shard <= --nj, got --nj {args.nj} --shard {args.shard}")
     if args.merge:
@@ -120,17 +147,11 @@ def run(args: argparse.Namespace) -> None:
         missing = [str(s) for s in shards if not (s / "manifest.json").is_file()]
         if missing:
             raise ValueError(f"--merge: shards not built yet: {', '.join(missing)}")
-        ds = merge_datastores(shards, out_dir, index=args.index, extra={"build": build_info(args, None)},
-                              max_train=args.max_train)
+        prev = read_manifest(shards[0]).get("info", {}).get("build", {})  # text form/framing of the shards
+        info = dict(build_info(args, None), **{k: prev[k] for k in ("text_form", "framing") if k in prev})
+        ds = merge_datastores(shards, out_dir, index=args.index, extra={"build": info}, max_train=args.max_train)
         log.info("merged %d shards into %s: %d entries, index %s", args.nj, out_dir, ds.count, ds.index_string)
         return
-    if bool(args.memory_text) == bool(args.memory_units or args.memory_text_file):
-        raise ValueError(
-            "give either --memory_text, or --memory_text_file (a Kaldi text: text-only memory of its "
-            "transcripts) with or without --memory_units (multi-modal memory)"
-        )
-    if args.memory_units and not args.memory_text_file:
-        raise ValueError("--memory_units needs --memory_text_file (Kaldi text with the transcripts)")
     if args.memory_text and (Path(args.memory_text).parent / "wav.scp").is_file():
         log.warning(
             "--memory_text %s sits in a data directory: if it is a Kaldi text, its utterance ids "
@@ -139,22 +160,21 @@ def run(args: argparse.Namespace) -> None:
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    enc = KeyEncoder(args.key_encoder, layer=args.layer, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
-    if args.memory_text:
-        docs = text_documents(enc.tokenizer, args.memory_text)
-    elif not args.memory_units:
-        docs = transcript_documents(enc.tokenizer, args.memory_text_file)
-    else:
-        docs = multimodal_documents(enc.tokenizer, args.memory_units, args.memory_text_file, args.num_units)
-    windows = list(iter_windows(docs, args.window, args.stride))
-    log.info("memory: %d documents, %d windows of <= %d tokens (key encoder %s, layer %d, %s)",
-             len(docs), len(windows), args.window, args.key_encoder, args.layer, enc.device)
+    check_memory_args(args.memory_text, args.memory_text_file, args.memory_units)  # before the model load
+    enc = KeyEncoder(args.key_encoder, layer=args.layer, device=args.device, dtype=args.dtype,
+                     batch_size=args.batch_size, framing=args.framing, text_form=args.text_form)
+    docs = memory_documents(enc.tokenizer, args.memory_text, args.memory_text_file, args.memory_units,
+                            args.num_units, enc.framing, enc.text_form)
+    windows = list(iter_scaled_windows(docs, args.window, args.stride))
+    log.info("memory: %d documents, %d windows of <= %s tokens every %s (key encoder %s, layer %d, %s; "
+             "text form %s, framing %s)", len(docs), len(windows), args.window, args.stride, args.key_encoder,
+             args.layer, enc.device, enc.text_form.to_dict(), enc.framing.to_dict())
     if len(windows) < args.nj:
         raise ValueError(f"--nj {args.nj} is more than the {len(windows)} windows of the memory corpus")
     identity = enc.identity()
 
     def build(shard: Optional[int], dest: Path, index: str) -> None:
-        info = build_info(args, shard)
+        info = build_info(args, shard, enc)
         if shard is not None and not args.overwrite and is_done(dest, info, identity):
             log.info("shard %d already built in %s: skipped", shard, dest)
             return
@@ -175,7 +195,7 @@ def run(args: argparse.Namespace) -> None:
             build(i, shard_dir(out_dir, i), "Flat")
         ds = merge_datastores(
             [shard_dir(out_dir, i) for i in range(1, args.nj + 1)], out_dir, index=args.index,
-            extra={"build": build_info(args, None)}, max_train=args.max_train,
+            extra={"build": build_info(args, None, enc)}, max_train=args.max_train,
         )
         log.info("merged into %s: %d entries, index %s", out_dir, ds.count, ds.index_string)
     else:

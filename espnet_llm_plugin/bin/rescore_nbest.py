@@ -34,7 +34,9 @@ from espnet_llm_plugin.cli_args import str2bool
 from espnet_llm_plugin.rescoring.cli_options import (
     add_lm_options,
     add_nbest_source,
+    load_lm_scorer,
     load_nbest_inputs,
+    lm_usage_of,
 )
 
 
@@ -71,7 +73,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
-    from espnet_llm_plugin.rescoring.lm_scorer import LmScorer, score_nbest
+    from espnet_llm_plugin.rescoring.lm_scorer import score_nbest
     from espnet_llm_plugin.rescoring.nbest import write_espnet_files, write_nbest_jsonl
     from espnet_llm_plugin.rescoring.weight_search import (
         CombinationWeights, grid_search, oracle_counts, rerank_all, weights_counts,
@@ -87,8 +89,7 @@ def run(args: argparse.Namespace) -> dict:
                                            args.units, "n-best")
     weights = None if args.tune else CombinationWeights.load(args.weights_config)
 
-    scorer = LmScorer.from_pretrained(str(args.lm_path), device=args.device, dtype=args.dtype,
-                                      batch_size=args.batch_size, length_norm=args.length_norm)
+    scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
     logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")
     scored = score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> dict:
         weights, table = grid_search(scored, refs, args.lm_weights, args.length_bonuses, args.first_pass_weight)
     reranked = rerank_all(scored, weights)
     summary = {"nbest": str(source), "lm_path": str(args.lm_path), "units": str(args.units) if args.units else None,
-               "weights": vars(weights)}
+               "weights": vars(weights), **lm_usage_of(scorer)}
     if refs is not None:
         first = weights_counts(scored, refs, CombinationWeights())
         summary["first_pass"] = first.as_dict()

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> list:
 
     from espnet_llm_plugin.asr.finetune import LoraOptions, apply_finetune
     from espnet_llm_plugin.lm.causal_lm_pretraining import save_pretrained_dir
-    from espnet_llm_plugin.rescoring.lm_scorer import LmScorer
+    from espnet_llm_plugin.core.llm_usage import USAGE_FILE, read_llm_usage
+    from espnet_llm_plugin.rescoring.cli_options import load_lm_scorer, lm_usage_of
     from espnet_llm_plugin.rescoring.mwer import MwerConfig, train_mwer
     from espnet_llm_plugin.rescoring.weight_search import CombinationWeights
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> list:
            if has_dev else None)
 
     torch.manual_seed(args.seed)
-    scorer = LmScorer.from_pretrained(str(args.lm_path), device=args.device, length_norm=args.length_norm)
+    scorer = load_lm_scorer(args)
     lora = LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
     scorer.model = apply_finetune(scorer.model, args.finetune, lora, name="rescoring LM")
     log = train_mwer(scorer, train[0], train[1], cfg, units=train[2], dev=dev)
@@ -94,7 +95,10 @@ def run(args: argparse.Namespace) -> list:
     model = scorer.model
     if args.finetune == "lora":
         model = model.merge_and_unload()  # a plain HF model again
+    # the trained LM is read as it was trained: its usage file has the text form and framing used
+    usage = dict(read_llm_usage(args.lm_path), **lm_usage_of(scorer))
     save_pretrained_dir(args.out_dir, model, scorer.tokenizer, json_files={
+        USAGE_FILE: usage,
         "mwer_log.json": log,
         "mwer_args.json": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     })

@@ -55,7 +55,9 @@ class ExtraDecodingOptions:
     ``decoder``: the ASR model's own LlmDecoder is the base LM and its last hidden state the
     query, the paper's setting; the decoder's scores are then replaced by the kNN-LM's),
     ``knnlm_weight`` (beam-search weight of the ``knnlm`` scorer, ``lm`` mode),
-    ``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature``, ``knnlm_backend`` (``faiss|torch``),
+    ``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature`` (in units of the datastore's distance
+    scale unless ``knnlm_temperature_unit: absolute``; unset: the key encoder's settings, see
+    :mod:`espnet_llm_plugin.retrieval.knnlm_settings`), ``knnlm_backend`` (``faiss|torch``),
     ``knnlm_search_params`` (faiss search-time parameters of an approximate index, e.g.
     ``nprobe=16`` for IVF or ``efSearch=64`` for HNSW; faiss' defaults, nprobe 1 and efSearch
     16, lose many neighbours), ``knnlm_units_from_data`` (multi-modal datastore: the utterance's units come from the data
@@ -73,9 +75,12 @@ class ExtraDecodingOptions:
     knnlm_query: str = "lm"
     knnlm_lm_path: str = ""
     knnlm_weight: float = 0.3
-    knnlm_lambda: float = 0.25
-    knnlm_k: int = 16
-    knnlm_temperature: float = 1.0
+    # None: the kNN-LM settings of the key encoder (retrieval/knnlm_settings.py: library
+    # defaults measured on SmolLM2, then the key encoder's llm_usage.json "knnlm" section)
+    knnlm_lambda: Optional[float] = None
+    knnlm_k: Optional[int] = None
+    knnlm_temperature: Optional[float] = None
+    knnlm_temperature_unit: str = ""  # "": from the settings; distance_scale | absolute
     knnlm_backend: str = "faiss"
     knnlm_search_params: str = ""
     knnlm_units_from_data: bool = False
@@ -84,15 +89,20 @@ class ExtraDecodingOptions:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type == "bool":
+            kind = str(f.type)
+            if kind.startswith("Optional["):
+                if value is None:
+                    continue
+                kind = kind[len("Optional["):-1]
+            if kind == "bool":
                 if not isinstance(value, bool):
                     raise ValueError(f"decoding option {f.name} must be true or false, got {value!r}")
                 continue
-            if isinstance(value, bool) or not isinstance(value, _TYPES[f.type]):
-                if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
+                if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
                     setattr(self, f.name, float(value))
                     continue
-                raise ValueError(f"decoding option {f.name} must be of type {f.type}, got {value!r}")
+                raise ValueError(f"decoding option {f.name} must be of type {kind}, got {value!r}")
         if self.no_repeat_ngram_size < 0:
             raise ValueError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
         if self.hf_lm_weight != 0 and not self.hf_lm_path:
@@ -103,9 +113,11 @@ class ExtraDecodingOptions:
             raise ValueError(f"knnlm_backend must be one of {KNNLM_BACKENDS}, got {self.knnlm_backend!r}")
         if self.decoding_method not in DECODING_METHODS:
             raise ValueError(f"decoding_method must be one of {DECODING_METHODS}, got {self.decoding_method!r}")
-        if not 0.0 <= self.knnlm_lambda <= 1.0:
+        if self.knnlm_lambda is not None and not 0.0 <= self.knnlm_lambda <= 1.0:
             raise ValueError(f"knnlm_lambda must be in [0, 1], got {self.knnlm_lambda}")
-        if self.knnlm_k < 1 or self.knnlm_temperature <= 0:
+        if (self.knnlm_k is not None and self.knnlm_k < 1) or (
+            self.knnlm_temperature is not None and self.knnlm_temperature <= 0
+        ):
             raise ValueError(
                 f"need knnlm_k >= 1 and knnlm_temperature > 0, got {self.knnlm_k}, {self.knnlm_temperature}"
             )
@@ -119,7 +131,9 @@ class ExtraDecodingOptions:
     @classmethod
     def parse_value(cls, key: str, raw: str) -> Any:
         """A command-line string converted to the option's type (``--knnlm_k 8`` -> 8)."""
-        kind = cls.__dataclass_fields__[key].type
+        kind = str(cls.__dataclass_fields__[key].type)
+        if kind.startswith("Optional["):
+            kind = kind[len("Optional["):-1]
         try:
             return _TYPES[kind](raw)
         except ValueError:
@@ -165,7 +179,8 @@ class Speech2TextWithScorers(Speech2Text):
         if self.extra.hf_lm_path and self.extra.hf_lm_weight != 0:
             from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer
 
-            lm = HfLmScorer(self.extra.hf_lm_path, token_list=token_list, device=device)
+            lm = HfLmScorer(self.extra.hf_lm_path, token_list=token_list, device=device,
+                            eos_id=int(self.asr_model.eos))
             self.add_scorer("hf_lm", lm, self.extra.hf_lm_weight)
         if self.extra.knnlm_datastore:
             self._add_knnlm(token_list, device)
@@ -266,13 +281,16 @@ class Speech2TextWithScorers(Speech2Text):
         from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer, check_token_list
         from espnet_llm_plugin.retrieval.key_encoder import lm_identity
         from espnet_llm_plugin.retrieval.knnlm_scorer import DecoderQueryTap, KnnLmScorer, datastore_is_multimodal
+        from espnet_llm_plugin.retrieval.knnlm_settings import resolve_knnlm_settings
 
         opts, bs = self.extra, self.beam_search
         manifest = read_manifest(opts.knnlm_datastore)
         ident = manifest["key_encoder"]
         if opts.knnlm_query == "lm":
             lm_path = opts.knnlm_lm_path or ident.get("model_path", "")
-            base: Any = HfLmScorer(lm_path, token_list=token_list, layer=int(ident.get("layer", -1)), device=device)
+            build = (manifest.get("info") or {}).get("build") or {}
+            base: Any = HfLmScorer(lm_path, token_list=token_list, layer=int(ident.get("layer", -1)), device=device,
+                                   framing=build.get("framing"), eos_id=int(self.asr_model.eos))
             expect = base.identity()
         else:
             decoder = bs.scorers.get("decoder")
@@ -305,8 +323,12 @@ class Speech2TextWithScorers(Speech2Text):
             raise ValueError(
                 f"knnlm_units_from_data is set, but kNN-LM datastore {opts.knnlm_datastore} is text-only"
             )
-        knn = KnnLmScorer(base, datastore, opts.knnlm_lambda, opts.knnlm_k, opts.knnlm_temperature,
-                          multimodal=multimodal)
+        settings = resolve_knnlm_settings(
+            {"lambda": opts.knnlm_lambda, "k": opts.knnlm_k, "temperature": opts.knnlm_temperature,
+             "temperature_unit": opts.knnlm_temperature_unit or None},
+            ident.get("model_path"), "decode config knnlm_*",
+        )
+        knn = KnnLmScorer.from_settings(base, datastore, settings, multimodal=multimodal)
         self.knnlm = knn
         if opts.knnlm_query == "lm":
             self.add_scorer("knnlm", knn, opts.knnlm_weight)

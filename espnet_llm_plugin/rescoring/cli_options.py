@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import json_object, str2bool
 
 
 def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: bool = True,
@@ -25,11 +25,35 @@ def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: boo
 
 
 def add_lm_options(p: argparse.ArgumentParser, lm_help: str) -> None:
-    """--lm_path (a local HF causal LM dir), --length_norm, --device."""
+    """--lm_path (a local HF causal LM dir), --length_norm, --device, --text_form, --framing."""
     p.add_argument("--lm_path", type=Path, required=True, help=lm_help)
     p.add_argument("--length_norm", type=str2bool, default=False,
                    help="divide LM scores by their token count")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument("--text_form", type=json_object, default=None,
+                   help='how hypotheses (recipe form) are shown to the LM, e.g. \'{"case": "sentence", '
+                   '"punctuation": "final_period"}\' (default: the LM dir\'s llm_usage.json, else as they are)')
+    p.add_argument("--framing", type=json_object, default=None,
+                   help='start/end tokens around each hypothesis, e.g. \'{"start": ["<|endoftext|>"], '
+                   '"end": ["<|endoftext|>"]}\' (default: llm_usage.json, else <bos> text </s>)')
+
+
+def load_lm_scorer(args: argparse.Namespace, **kwargs):
+    """The :class:`~espnet_llm_plugin.rescoring.lm_scorer.LmScorer` of the options of
+    :func:`add_lm_options` (``kwargs``: more ``from_pretrained`` arguments)."""
+    from espnet_llm_plugin.rescoring.lm_scorer import LmScorer
+
+    scorer = LmScorer.from_pretrained(str(args.lm_path), device=args.device, length_norm=args.length_norm,
+                                      framing=args.framing, text_form=args.text_form, **kwargs)
+    logging.info("rescoring LM %s: text form %s, framing %s", args.lm_path, scorer.text_form.to_dict(),
+                 scorer.framing.to_dict())
+    return scorer
+
+
+def lm_usage_of(scorer) -> dict:
+    """The text form and framing ``scorer`` used, as ``llm_usage.json`` sections (so an LM
+    trained from it is read the same way later)."""
+    return {"text_form": scorer.text_form.to_dict(), "framing": scorer.framing.to_dict()}
 
 
 NbestInputs = Tuple[Dict[str, list], Optional[Dict[str, str]], Optional[Dict[str, List[int]]]]

@@ -1,12 +1,17 @@
 """Sequence log-probabilities from a causal LM: text-only ``log p(text)`` or speech+text
 ``log p(text | units)``.
 
-A scored sequence is ``<bos>? prefix text </s>``. The score is the sum of the log-probs of
-the text tokens and ``</s>`` (the prefix is context only):
+A scored sequence is ``start prefix text end``: ``start`` and ``end`` are the LM's framing
+(:class:`~espnet_llm_plugin.core.framing.LmFraming`: its ``llm_usage.json``, else the legacy
+``<bos>? ... </s>``). The score is the sum of the log-probs of the text tokens and the end
+tokens (start and prefix are context only). Hypotheses come in the recipe's form (ESPnet
+recipes: upper case, no punctuation) and are mapped to the form the LM reads first
+(:class:`~espnet_llm_plugin.core.text_form.TextForm`, e.g. sentence case with a final period
+for SmolLM2, whose per-word perplexity on upper-case text is ~15x that on sentence case):
 
-* text-only LM: no prefix, ``text`` tokenised as is;
-* speech+text LM: the string ``speech_span(units) + " " + text`` is tokenised as a whole
-  (as the speech+text LM sees it in training); its first ``len(units) + 2`` ids are the
+* text-only LM: no prefix, ``to_llm(text)`` tokenised;
+* speech+text LM: the string ``speech_span(units) + " " + to_llm(text)`` is tokenised as a
+  whole (as the speech+text LM sees it in training); its first ``len(units) + 2`` ids are the
   ``<speech> <unit_i>... </speech>`` special tokens, the rest are the text tokens. An empty
   text gives ``speech_span(units)`` alone (no trailing space).
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -75,11 +80,15 @@ class LmScorer:
 
     Args:
         model: a Hugging Face causal LM (``model(input_ids, attention_mask).logits``).
-        tokenizer: its tokenizer; must define ``eos_token_id`` (``bos`` is used when defined).
+        tokenizer: its tokenizer.
         device: where to run (the model is moved there).
         batch_size: sequences per forward pass.
-        length_norm: divide each score by its number of scored tokens (text tokens + ``</s>``).
+        length_norm: divide each score by its number of scored tokens (text tokens + end tokens).
         name: for error messages (the LM path).
+        framing: :class:`~espnet_llm_plugin.core.framing.LmFraming` (None: legacy ``<bos>? text
+            </s>``); it must end texts with at least one token (the score includes the end).
+        text_form: :class:`~espnet_llm_plugin.core.text_form.TextForm` mapping hypotheses to
+            what the LM reads (None: as they are).
     """
 
     def __init__(
@@ -90,30 +99,53 @@ class LmScorer:
         batch_size: int = 16,
         length_norm: bool = False,
         name: str = "LM",
+        framing: Any = None,
+        text_form: Any = None,
     ) -> None:
+        from espnet_llm_plugin.core.framing import LEGACY_FRAMING
+        from espnet_llm_plugin.core.text_form import TextForm
+
         if batch_size < 1:
             raise LmScorerError(f"batch_size must be >= 1, got {batch_size}")
-        if tokenizer.eos_token_id is None:
-            raise LmScorerError(f"{name}: the tokenizer has no eos token; scores must include </s>")
+        self.framing = LEGACY_FRAMING if framing is None else framing
+        self.text_form = TextForm() if text_form is None else text_form
+        try:
+            self.start_ids = self.framing.start_ids(tokenizer)
+            self.end_ids = self.framing.end_ids(tokenizer)
+        except ValueError as e:
+            raise LmScorerError(f"{name}: {e}") from None
+        if not self.end_ids:
+            raise LmScorerError(f"{name}: the framing has no end token; scores must include the end of the text")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.length_norm = length_norm
         self.name = name
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_ids[0]
         self.vocab_size = int(model.get_input_embeddings().weight.shape[0])
 
     @classmethod
     def from_pretrained(
-        cls, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 16, length_norm: bool = False
+        cls, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 16, length_norm: bool = False,
+        framing: Optional[Mapping[str, Any]] = None, text_form: Optional[Mapping[str, Any]] = None,
     ) -> "LmScorer":
-        """Load a local HF dir through :func:`load_causal_lm` (clear errors on bad dirs)."""
-        from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+        """Load a local HF dir through :func:`load_causal_lm` (clear errors on bad dirs).
 
+        ``framing`` / ``text_form``: explicit values (e.g. ``--framing`` / ``--text_form``)
+        laid over the dir's ``llm_usage.json``; without either, the legacy framing and the
+        hypotheses as they are.
+        """
+        from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+        from espnet_llm_plugin.core.framing import resolve_framing
+        from espnet_llm_plugin.core.text_form import resolve_text_form
+
+        fr = resolve_framing(framing, path, "rescoring LM --framing")
+        tf = resolve_text_form(text_form, path, "rescoring LM --text_form")
         dev = resolve_device(device)
         model, tokenizer = load_causal_lm(path, dtype=dtype, device=dev)
-        return cls(model, tokenizer, dev, batch_size=batch_size, length_norm=length_norm, name=str(path))
+        return cls(model, tokenizer, dev, batch_size=batch_size, length_norm=length_norm, name=str(path),
+                   framing=fr, text_form=tf)
 
     # ------------------------------------------------------------------ encoding
     def unit_prefix_ids(self, units: Sequence[int]) -> List[int]:
@@ -137,12 +169,14 @@ class LmScorer:
         return list(ids)
 
     def encode(self, text: str, units: Optional[Sequence[int]] = None) -> EncodedSequence:
-        """Ids of ``<bos>? [speech span] text </s>`` and the number of context ids."""
+        """Ids of ``start [speech span] to_llm(text) end`` and the number of context ids
+        (``text`` in the recipe's form)."""
         tok = self.tokenizer
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        bos, end = list(self.start_ids), list(self.end_ids)
+        text = self.text_form.to_llm(text) if text else text
         if units is None:
             text_ids = tok(text, add_special_tokens=False)["input_ids"] if text else []
-            return EncodedSequence(bos + list(text_ids) + [tok.eos_token_id], len(bos))
+            return EncodedSequence(bos + list(text_ids) + end, len(bos))
         prefix = self.unit_prefix_ids(units)
         joint = speech_span(units) + (" " + text if text else "")
         ids = list(tok(joint, add_special_tokens=False)["input_ids"])
@@ -151,7 +185,7 @@ class LmScorer:
                 f"{self.name}: the tokenizer does not keep speech/unit tokens as single tokens "
                 f"(add them as special tokens)"
             )
-        return EncodedSequence(bos + ids + [tok.eos_token_id], len(bos) + len(prefix))
+        return EncodedSequence(bos + ids + end, len(bos) + len(prefix))
 
     def collate(self, seqs: Sequence[EncodedSequence]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-pad to ``(input_ids, attention_mask, target_mask)``, each (B, T), on the device."""

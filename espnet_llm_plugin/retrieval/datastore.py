@@ -4,7 +4,8 @@ exact torch search, saved as a directory.
 Directory layout (written with :func:`espnet_llm_plugin.fileio.atomic.atomic_dir`, so a
 failed build or merge leaves the old directory untouched)::
 
-    manifest.json   key-encoder identity, hidden size, tokenizer hash, metric, count, index
+    manifest.json   key-encoder identity, hidden size, tokenizer hash, metric, count, index,
+                    distance scale (:func:`distance_scale`)
     keys.npy        (N, D) float32, or float16 with ``fp16``; kept for the torch backend and
                     for merging shards (an IVF/PQ index cannot give its keys back exactly)
     values.npy      (N,) int64 next-token ids
@@ -14,6 +15,12 @@ Index strings are faiss ``index_factory`` strings: ``Flat`` (exact), ``IVF1024,P
 ``HNSW32``, ``IVF256,SQ8``, ... Indexes that need training (IVF, PQ, SQ) are trained on the
 keys of the first :meth:`FaissDatastore.add`. With ``fp16`` a ``Flat`` index becomes
 ``SQfp16`` (keys stored as float16 inside faiss, too).
+
+Distance scale: kNN-LM temperatures are given in units of the datastore's
+:func:`distance_scale` (the median squared distance between two random keys), so one
+temperature fits LMs whose hidden states differ in magnitude by orders (SmolLM2's last layer:
+scale ~2,300; its layer 15: ~26,000; a tiny random test LM: ~10). It is computed at build time
+and stored in the manifest; a datastore from before then computes it when loaded.
 
 Sharded builds: each shard is a complete datastore directory (any index); :func:`merge_datastores`
 concatenates their keys and values in shard order and builds the index once, so the merged
@@ -155,6 +162,39 @@ def _skip_polysemous_training(index: Any) -> None:
             c.do_polysemous_training = False
 
 
+SCALE_PAIRS = 10_000  # random key pairs behind the distance scale (a seeded sample)
+
+
+def distance_scale(keys: np.ndarray, metric: str = "l2", pairs: int = SCALE_PAIRS, seed: int = 0) -> float:
+    """The datastore's distance unit: the median over ``pairs`` seeded random pairs of distinct
+    keys ``(a, b)`` of ``||a - b||^2`` (``l2``) or of ``|<a, a> - <a, b>|`` (``ip``: how much
+    less similar a random key is than the key itself).
+
+    Why random pairs: the best kNN-LM temperature measured on SmolLM2 moved with the hidden
+    states' magnitude (layers -1 / 15 / 24: best temperature 100 / 2,000 / 10,000 in raw
+    squared distances) but not with the memory's size (150 or 300 sentences: same best
+    temperature); the random-pair distance does the same, while nearest-neighbour distances
+    shrink as the memory grows. Returns 1.0 for fewer than two keys or a zero median (all keys
+    equal), leaving temperatures in raw units.
+
+    Args:
+        keys: ``(N, D)``.
+    """
+    n = len(keys)
+    if n < 2:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, pairs)
+    b = (a + rng.integers(1, n, pairs)) % n  # b != a
+    ka, kb = keys[a].astype(np.float64), keys[b].astype(np.float64)
+    if check_metric(metric) == "l2":
+        d = ((ka - kb) ** 2).sum(1)
+    else:
+        d = np.abs((ka * ka).sum(1) - (ka * kb).sum(1))
+    scale = float(np.median(d))
+    return scale if scale > 0 and np.isfinite(scale) else 1.0
+
+
 def _effective_index_string(index: str, fp16: bool) -> str:
     return "SQfp16" if fp16 and index.strip() == "Flat" else index
 
@@ -200,6 +240,7 @@ class FaissDatastore:
         self._values: List[np.ndarray] = []
         self._keys_dir: Optional[Path] = None
         self._values_tensor: Any = None  # values as a tensor on the torch backend's device
+        self._distance_scale: Optional[float] = None  # computed on first use, or from the manifest
         self.backend = _backend_obj if _backend_obj is not None else self._new_backend()
 
     def _new_backend(self) -> SearchBackend:
@@ -257,6 +298,7 @@ class FaissDatastore:
         self._keys.append(stored)
         self._values.append(values.astype(np.int64, copy=False))
         self._values_tensor = None
+        self._distance_scale = None  # new keys: recompute
         # the backend sees exactly what is stored (fp16-rounded keys when fp16)
         self.backend.add(stored.astype(np.float32, copy=False))
 
@@ -270,6 +312,13 @@ class FaissDatastore:
         ds = cls(identity, **kwargs)
         ds.add(keys, values)
         return ds
+
+    @property
+    def distance_scale(self) -> float:
+        """:func:`distance_scale` of the keys (from the manifest when it has it)."""
+        if self._distance_scale is None:
+            self._distance_scale = distance_scale(self.keys, self.metric)
+        return self._distance_scale
 
     # ------------------------------------------------------------------ search
     def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -318,6 +367,7 @@ class FaissDatastore:
             "count": self.count,
             "index": self.index_string,
             "key_dtype": "float16" if self.fp16 else "float32",
+            "distance_scale": self.distance_scale,
         }
         if extra:
             m["info"] = extra
@@ -403,10 +453,12 @@ class FaissDatastore:
             ds = cls(ident, manifest["index"], manifest["metric"], fp16=fp16, backend="faiss", _backend_obj=fs)
             ds._values = [values.astype(np.int64, copy=False)]
             ds._keys_dir = p  # keys.npy is read only when asked for (not needed to search)
-            return ds
-        keys = _load_keys(p, manifest)
-        ds = cls(ident, manifest["index"], manifest["metric"], fp16=fp16, backend=backend, device=device)
-        ds.add(keys, values)
+        else:
+            keys = _load_keys(p, manifest)
+            ds = cls(ident, manifest["index"], manifest["metric"], fp16=fp16, backend=backend, device=device)
+            ds.add(keys, values)
+        if manifest.get("distance_scale") is not None:  # else computed from keys.npy when needed
+            ds._distance_scale = float(manifest["distance_scale"])
         return ds
 
 

@@ -7,8 +7,21 @@ LM may extend that vocabulary with tokens the ASR model never emits (the ``<spee
 ``<unit_i>`` tokens of a speech+text LM made from the ASR model's LLM): its next-token
 distribution is then renormalised over the ASR token list.
 
-ESPnet prefixes start with its ``sos`` id; the LM gets its own start token there (BOS, or EOS
-when the tokenizer has no BOS), so an ESPnet model with ``sym_sos: </s>`` works unchanged.
+ESPnet prefixes start with its ``sos`` id; the LM gets its framing's start tokens there
+(:class:`~espnet_llm_plugin.core.framing.LmFraming`, from the LM dir's ``llm_usage.json``; the
+legacy framing's BOS, or EOS when the tokenizer has no BOS, without one), so an ESPnet model
+with ``sym_sos: </s>`` works unchanged. The end of a hypothesis is ESPnet's ``eos`` id
+(``eos_id``; default the tokenizer's eos, as ``sym_eos`` names it in our configs); when the
+framing ends texts with another token (SmolLM2: ``<|endoftext|>``, not the chat-turn end
+``<|im_end|>``), the two columns of the LM's distribution are swapped, so the eos hypothesis
+gets the LM's probability that the text ends (:meth:`HfLmScorer.lm_to_scored_ids` does the
+same for kNN-LM datastore values).
+
+Text form: the scored tokens are the ASR model's own output tokens (its token list is the LM's
+vocabulary), so the LM reads hypotheses in whatever form the ASR model writes; there is
+nothing to map. An LLM-ASR model trained with a text form (e.g. sentence case) writes that
+form; build kNN-LM memories with the same form (``build_datastore`` takes it from the same
+``llm_usage.json``).
 
 State handling follows :class:`espnet_llm_plugin.asr.llm_decoder.LlmDecoder` (and reuses its
 row selection): one batched KV cache per ``batch_score`` call; a hypothesis state is a weak
@@ -27,7 +40,7 @@ hypothesis whose own cache is gone, so hypotheses never recompute it.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
@@ -73,6 +86,9 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         layer: hidden-state index exposed as kNN query (default ``-1``, the last layer).
         device: where the LM runs.
         dtype: ``float32|bfloat16|float16``.
+        framing: ``{"start": [...], "end": [...]}``; None: the LM dir's ``llm_usage.json``,
+            else the legacy ``[bos] text [eos]``.
+        eos_id: ESPnet's eos id (the ASR model's); None: the tokenizer's eos.
     """
 
     def __init__(
@@ -82,7 +98,11 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         layer: int = -1,
         device: str = "cpu",
         dtype: str = "float32",
+        framing: Optional[Mapping[str, Any]] = None,
+        eos_id: Optional[int] = None,
     ):
+        from espnet_llm_plugin.core.framing import EOS_ALIAS, resolve_framing
+
         super().__init__()
         model, tokenizer = load_causal_lm(lm_path, dtype=dtype, device=device)
         if token_list is not None:
@@ -94,16 +114,42 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         self.lm_vocab = len(tokenizer)  # ids the LM reads (prefix spans may use all of them)
         self.n_vocab = len(token_list) if token_list is not None else self.lm_vocab  # ids it scores
         self.hidden_size = hidden_size(model)
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        if start is None:
-            raise ValueError(f"the tokenizer at {lm_path} has neither a bos nor an eos token")
-        self.start_id = int(start)
+        self.framing = resolve_framing(framing, lm_path, "HfLmScorer framing")
+        start = self.framing.start_ids(tokenizer)
+        if not start:  # a causal LM needs one token to predict the first from (legacy: eos)
+            if tokenizer.eos_token_id is None:
+                raise ValueError(
+                    f"the tokenizer at {lm_path} has neither a bos nor an eos token, and the framing "
+                    "has no start token: name one in framing.start"
+                )
+            start = [int(tokenizer.eos_token_id)]
+        self.start_ids: Tuple[int, ...] = tuple(start)
+        self.start_id = self.start_ids[-1]  # replaces ESPnet's sos; the others join the cached prefix
+        # an LM without eos token scores as before (no end column to move) under the legacy framing
+        no_eos = tokenizer.eos_token_id is None and EOS_ALIAS in self.framing.end
+        end = [] if no_eos else self.framing.end_ids(tokenizer)
+        self.end_id: Optional[int] = end[0] if end else None
+        self.eos_id: Optional[int] = (
+            int(eos_id) if eos_id is not None
+            else (int(tokenizer.eos_token_id) if tokenizer.eos_token_id is not None else None)
+        )
+        self._swap: Optional[Tuple[int, int]] = None  # (eos, end) columns exchanged
+        if self.end_id is not None and self.eos_id is not None and self.end_id != self.eos_id:
+            bad = [i for i in (self.end_id, self.eos_id) if i >= self.n_vocab]
+            if bad:
+                raise ValueError(
+                    f"HfLmScorer: framing end id {self.end_id} / eos id {self.eos_id} outside the "
+                    f"{self.n_vocab} scored tokens of {lm_path}"
+                )
+            self._swap = (self.eos_id, self.end_id)
         self._cache_kw = cache_kwarg(model)
         self._has_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._live_caches = LiveCaches()
         self.last_hidden: Optional[torch.Tensor] = None
         self.prefix_ids: Tuple[int, ...] = ()
-        self._prefix_cache: Any = None  # KV cache of prefix_ids (batch 1), built on first use
+        # what every hypothesis is read after: prefix_ids + all start tokens but the last
+        self._context_ids: Tuple[int, ...] = self.start_ids[:-1]
+        self._prefix_cache: Any = None  # KV cache of _context_ids (batch 1), built on first use
 
     def set_prefix(self, ids: Optional[Sequence[int]]) -> None:
         """LM ids placed before every hypothesis of the next utterance(s); None/empty: none.
@@ -115,8 +161,17 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         if bad:
             raise ValueError(f"prefix token id {bad[0]} out of range [0, {self.lm_vocab}) of the LM at {self.lm_path}")
         self.prefix_ids = ids
+        self._context_ids = ids + self.start_ids[:-1]
         self._prefix_cache = None
         self._live_caches.clear()
+
+    def lm_to_scored_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """LM token ids -> the ids the beam search scores (the framing's end token and ESPnet's
+        eos exchanged when they differ; else unchanged)."""
+        if self._swap is None:
+            return ids
+        eos, end = self._swap
+        return torch.where(ids == end, eos, torch.where(ids == eos, end, ids))
 
     def identity(self) -> Dict[str, Any]:
         """The key-encoder identity a datastore queried with this scorer must have."""
@@ -191,15 +246,18 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
             kwargs["logits_to_keep"] = 1
         out = self.lm(input_ids=input_ids, **kwargs)
         logits = out.logits[:, -1, : self.n_vocab].float()
+        if self._swap is not None:  # the eos hypothesis gets the LM's "text ends" probability
+            cols = list(self._swap)
+            logits[:, cols] = logits[:, cols[::-1]]
         hidden = out.hidden_states[self.layer][:, -1].float()
         return torch.log_softmax(logits, dim=-1), hidden, output_cache(out)
 
     def _prefix_rows(self, n: int) -> Any:
         """The prefix KV cache repeated for ``n`` rows (a new cache), or None without prefix."""
-        if not self.prefix_ids:
+        if not self._context_ids:
             return None
         if self._prefix_cache is None:
-            ids = torch.tensor([self.prefix_ids], device=self.device)
+            ids = torch.tensor([self._context_ids], device=self.device)
             with torch.no_grad():
                 self._prefix_cache = output_cache(self.lm(input_ids=ids, use_cache=True, **self._keep_kw()))
         return select_cache_rows(self._prefix_cache, [0] * n)
@@ -210,10 +268,10 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
     @torch.no_grad()
     def full_prefix_scores(self, ys: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Reference without cache: ``ys (n, L)`` -> log-probs ``(n, V)``, hidden ``(n, D)``
-        (over ``prefix_ids + ys``)."""
+        (over ``prefix_ids + start tokens + ys[1:]``)."""
         ids = self._lm_ids(ys.to(self.device))
-        if self.prefix_ids:
-            prefix = torch.tensor([self.prefix_ids], device=ids.device).expand(ids.size(0), -1)
+        if self._context_ids:
+            prefix = torch.tensor([self._context_ids], device=ids.device).expand(ids.size(0), -1)
             ids = torch.cat([prefix, ids], dim=1)
         logp, hidden, _ = self._forward(ids, None)
         return logp, hidden

@@ -6,6 +6,10 @@ them); value = the next token id. The query at decoding time is the same layer's
 the last prefix position (:class:`espnet_llm_plugin.retrieval.hf_lm_scorer.HfLmScorer`), so
 keys and queries live in one space only when the model, layer and tokenizer are the same:
 :meth:`KeyEncoder.identity` records them for the datastore manifest.
+
+The encoder also holds the model's text form and framing (explicit, else the model dir's
+``llm_usage.json``, else the identity form and the legacy ``[bos] text [eos]``): memory text
+is tokenised with them, and decoding queries must see text the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import hashlib
 import inspect
 import json
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -80,6 +84,10 @@ class KeyEncoder:
         device: ``auto|cpu|cuda[:N]``.
         dtype: ``float32|bfloat16|float16`` (half types need CUDA).
         batch_size: windows per forward pass.
+        framing: ``{"start": [...], "end": [...]}`` for memory texts; None: the model dir's
+            ``llm_usage.json``, else the legacy ``[bos] text [eos]``.
+        text_form: ``{"case": ..., "punctuation": ...}``: how memory text (recipe form) is
+            shown to the LM; None: ``llm_usage.json``, else as it is.
     """
 
     def __init__(
@@ -89,8 +97,12 @@ class KeyEncoder:
         device: str = "auto",
         dtype: str = "float32",
         batch_size: int = 64,
+        framing: Optional[Mapping[str, Any]] = None,
+        text_form: Optional[Mapping[str, Any]] = None,
     ):
         from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+        from espnet_llm_plugin.core.framing import resolve_framing
+        from espnet_llm_plugin.core.text_form import resolve_text_form
 
         self.device = resolve_device(device)
         self.model, self.tokenizer = load_causal_lm(model_path, dtype=dtype, device=self.device)
@@ -101,6 +113,11 @@ class KeyEncoder:
         self.batch_size = batch_size
         self._has_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        self.framing = resolve_framing(framing, model_path, "key encoder framing")
+        self.text_form = resolve_text_form(text_form, model_path, "key encoder text_form")
+        # an unknown framing token fails here, naming its source, not at the first memory text
+        self.framing.start_ids(self.tokenizer)
+        self.framing.end_ids(self.tokenizer)
 
     @property
     def hidden_size(self) -> int:
@@ -110,9 +127,17 @@ class KeyEncoder:
         return lm_identity(self.model_path, self.model, self.tokenizer, self.layer)
 
     @torch.no_grad()
-    def encode_batch(self, windows: Sequence[Window]) -> Tuple[np.ndarray, np.ndarray]:
+    def encode_batch(
+        self, windows: Sequence[Window], with_logp: bool = False
+    ) -> Tuple[np.ndarray, ...]:
         """Keys and values of ``windows`` (right-padded into one batch; causal, so padding
-        after a position does not change its hidden state)."""
+        after a position does not change its hidden state).
+
+        Returns:
+            ``keys (N, D)`` float32, ``values (N,)`` int64 and, with ``with_logp``, the LM's
+            ``log p(value | window up to the key)`` ``(N,)`` float32 (from the model's own
+            logits, so any output head or soft-capping is included).
+        """
         lens = [len(w.input_ids) for w in windows]
         T = max(lens)
         ids = torch.full((len(windows), T), self.pad_id, dtype=torch.long)
@@ -120,29 +145,40 @@ class KeyEncoder:
         for i, w in enumerate(windows):
             ids[i, : lens[i]] = torch.tensor(w.input_ids)
             mask[i, : lens[i]] = 1
-        extra = {"logits_to_keep": 1} if self._has_logits_to_keep else {}  # no (B, T, V) logits
+        rows = torch.tensor([i for i, w in enumerate(windows) for _ in range(w.n_keys)], dtype=torch.long)
+        cols = torch.tensor([p for w in windows for p in w.key_positions()], dtype=torch.long)
+        values = np.array([v for w in windows for v in w.values()], dtype=np.int64)
+        first = int(cols.min()) if len(cols) else T - 1
+        # logits only from the first key position on (a (B, T, V) tensor is large for 50k+ vocabularies)
+        keep = (T - first) if with_logp else 1
+        extra = {"logits_to_keep": keep} if self._has_logits_to_keep else {}
         out = self.model(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
             output_hidden_states=True, use_cache=False, **extra,
         )
         hs = out.hidden_states[self.layer]  # (B, T, D)
-        rows = [i for i, w in enumerate(windows) for _ in range(w.n_keys)]
-        cols = [p for w in windows for p in w.key_positions()]
-        keys = hs[torch.tensor(rows), torch.tensor(cols)].float().cpu().numpy()
-        values = np.array([v for w in windows for v in w.values()], dtype=np.int64)
-        return keys, values
+        keys = hs[rows, cols].float().cpu().numpy()
+        if not with_logp:
+            return keys, values
+        offset = T - out.logits.size(1)  # logits cover positions offset..T-1
+        # over the tokenizer's vocabulary, as HfLmScorer scores (an embedding table may be padded)
+        logits = out.logits[rows, cols - offset, : len(self.tokenizer)].float()  # (N, V)
+        target = torch.from_numpy(values).to(logits.device).unsqueeze(1)
+        logp = (logits.gather(1, target).squeeze(1) - logits.logsumexp(-1)).cpu().numpy()
+        return keys, values, logp
 
-    def encode(self, windows: Iterable[Window], progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-        """Keys ``(N, D)`` float32 and values ``(N,)`` int64 of all ``windows``."""
+    def encode(
+        self, windows: Iterable[Window], progress: bool = False, with_logp: bool = False
+    ) -> Tuple[np.ndarray, ...]:
+        """Keys ``(N, D)`` float32 and values ``(N,)`` int64 of all ``windows`` (and, with
+        ``with_logp``, the LM's log-probs of the values ``(N,)``; see :meth:`encode_batch`)."""
         from tqdm import tqdm
 
         windows = list(windows)
-        keys: List[np.ndarray] = []
-        values: List[np.ndarray] = []
+        parts: List[Tuple[np.ndarray, ...]] = []
         for b in tqdm(range(0, len(windows), self.batch_size), desc="keys", unit="batch", disable=not progress):
-            k, v = self.encode_batch(windows[b : b + self.batch_size])
-            keys.append(k)
-            values.append(v)
-        if not keys:
-            return np.zeros((0, self.hidden_size), np.float32), np.zeros((0,), np.int64)
-        return np.concatenate(keys), np.concatenate(values)
+            parts.append(self.encode_batch(windows[b : b + self.batch_size], with_logp=with_logp))
+        if not parts:
+            empty = (np.zeros((0, self.hidden_size), np.float32), np.zeros((0,), np.int64))
+            return empty + ((np.zeros((0,), np.float32),) if with_logp else ())
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))

@@ -6,7 +6,10 @@ Per beam-search step, for all ``n`` hypotheses at once:
    the hidden state at the last prefix position;
 2. the datastore returns the ``k`` nearest keys' scores and values (next tokens);
 3. ``p_knn(v) = sum_{j: value_j = v} softmax_j(s_j / T)`` with ``s = -distance`` (``l2``)
-   or ``s = inner product`` (``ip``), ``T`` the temperature;
+   or ``s = inner product`` (``ip``), ``T`` the temperature: ``temperature`` times the
+   datastore's distance scale (:func:`espnet_llm_plugin.retrieval.datastore.distance_scale`;
+   ``temperature_unit: absolute`` uses raw distances). Squared L2 distances between SmolLM2
+   states are in the hundreds, so a raw temperature of 1 made ``p_knn`` a hard 1-NN;
 4. the scorer returns ``log((1 - lambda) p_lm + lambda p_knn)`` (computed with ``logaddexp``).
 
 ``lambda = 0`` returns the base scores unchanged (no search is done).
@@ -41,6 +44,7 @@ import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet_llm_plugin.retrieval.datastore import FaissDatastore
+from espnet_llm_plugin.retrieval.knnlm_settings import DEFAULTS, TEMPERATURE_UNITS, KnnLmSettings
 
 UNITS_OPTION = "knnlm_units_from_data"
 
@@ -156,19 +160,27 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
         datastore: keys in the base's hidden space (check with the base's ``identity()``).
         lam: interpolation weight of the kNN distribution, ``0 <= lam <= 1``.
         k: neighbours per query.
-        temperature: softmax temperature over ``-distance`` (> 0).
+        temperature: softmax temperature over ``-distance`` (> 0), in units of
+            ``temperature_unit``.
+        temperature_unit: ``distance_scale`` (the datastore's
+            :attr:`~espnet_llm_plugin.retrieval.datastore.FaissDatastore.distance_scale`) or
+            ``absolute`` (raw distances).
         multimodal: keys hold speech spans: every utterance needs :meth:`set_query_context`
             (the base must be an :class:`HfLmScorer`, whose tokenizer has the unit tokens).
+
+    Defaults: :data:`espnet_llm_plugin.retrieval.knnlm_settings.DEFAULTS` (see
+    :meth:`from_settings` for per-model ones).
     """
 
     def __init__(
         self,
         base: Any,
         datastore: FaissDatastore,
-        lam: float = 0.25,
-        k: int = 16,
-        temperature: float = 1.0,
+        lam: float = DEFAULTS.lam,
+        k: int = DEFAULTS.k,
+        temperature: float = DEFAULTS.temperature,
         multimodal: bool = False,
+        temperature_unit: str = DEFAULTS.temperature_unit,
     ):
         super().__init__()
         if not 0.0 <= lam <= 1.0:
@@ -177,6 +189,10 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
             raise ValueError(f"knnlm k must be >= 1, got {k}")
         if temperature <= 0:
             raise ValueError(f"knnlm temperature must be > 0, got {temperature}")
+        if temperature_unit not in TEMPERATURE_UNITS:
+            raise ValueError(
+                f"knnlm temperature_unit must be one of {list(TEMPERATURE_UNITS)}, got {temperature_unit!r}"
+            )
         if datastore.dim != base.hidden_size:
             raise ValueError(
                 f"datastore keys have width {datastore.dim}, the query model's hidden size is "
@@ -185,6 +201,11 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
         self.base = base
         self.datastore = datastore
         self.lam, self.k, self.temperature = float(lam), int(k), float(temperature)
+        self.temperature_unit = temperature_unit
+        # what the softmax divides by (raw distance units)
+        self.softmax_temperature = self.temperature * (
+            datastore.distance_scale if temperature_unit == "distance_scale" else 1.0
+        )
         self.n_vocab = base.n_vocab
         if multimodal and not hasattr(base, "set_prefix"):
             raise ValueError(
@@ -193,6 +214,15 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
             )
         self.multimodal = bool(multimodal)
         self._context_set = False
+
+    @classmethod
+    def from_settings(
+        cls, base: Any, datastore: FaissDatastore, settings: KnnLmSettings, multimodal: bool = False
+    ) -> "KnnLmScorer":
+        """A scorer with ``settings`` (e.g. from
+        :func:`~espnet_llm_plugin.retrieval.knnlm_settings.resolve_knnlm_settings`)."""
+        return cls(base, datastore, settings.lam, settings.k, settings.temperature, multimodal,
+                   settings.temperature_unit)
 
     def set_query_context(self, units: Optional[Sequence[int]]) -> None:
         """Set the decoded utterance's units (call once per utterance, before its beam search).
@@ -243,15 +273,20 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
         if self.lam == 0.0:
             return lm_logp, new_states
         scores, values = self.search(hidden)
+        T, metric = self.softmax_temperature, self.datastore.metric
         if self.lam == 1.0:
-            knn = knn_log_probs(scores, values, self.n_vocab, self.temperature, self.datastore.metric)
-            return knn.to(lm_logp.device), new_states
-        return interpolate_knn(lm_logp, scores, values, self.lam, self.temperature, self.datastore.metric), new_states
+            return knn_log_probs(scores, values, self.n_vocab, T, metric).to(lm_logp.device), new_states
+        return interpolate_knn(lm_logp, scores, values, self.lam, T, metric), new_states
 
     def search(self, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(n, D)`` queries -> the ``k`` neighbours' scores ``(n, k)`` and values ``(n, k)``
         (on the datastore's search device: the query's for an exact torch search)."""
         scores, values = self.datastore.search_tensor(queries.detach(), self.k)
+        # the base's framing may end texts with another token than the ASR model's eos: a
+        # neighbour predicting "the text ends" must vote for the eos the beam search scores
+        to_scored = getattr(self.base, "lm_to_scored_ids", None)
+        if to_scored is not None:
+            values = to_scored(values)
         # a next token outside the scored vocabulary (a unit token of a speech+text memory) is no
         # hypothesis: treat it as a missing neighbour
         return scores, values.masked_fill(values >= self.n_vocab, -1)

@@ -44,7 +44,7 @@ def test_single_build(lm_dir, memory, tmp_path):
     main(args(lm_dir, memory, tmp_path / "ds", "--metric", "ip"))
     ds = FaissDatastore.load(tmp_path / "ds")
     m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
-    assert m["metric"] == "ip" and m["info"]["build"]["window"] == 5
+    assert m["metric"] == "ip" and m["info"]["build"]["window"] == [5] and m["info"]["build"]["stride"] == [3]
     # every next-token event of the corpus once: sum over lines of (tokens + bos + eos - 1)
     assert ds.count == 3 * ((6 + 1) + (5 + 1) + (7 + 1))
 
@@ -106,3 +106,32 @@ def test_errors(lm_dir, memory, tmp_path):
         main(["--memory_units", str(units), "--memory_text_file", str(tmp_path / "text"), "--key_encoder", str(lm_dir),
               "--out_dir", str(tmp_path / "z"), "--device", "cpu"])
     assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()
+
+
+def test_text_form_framing_and_defaults_recorded(lm_dir, memory, tmp_path):
+    """Recipe-form (upper-case) memory shown to the key encoder lower-cased gives the keys of the
+    lower-case memory; the manifest records text form, framing, windows and distance scale;
+    without --window the library default (overlapping windows) applies."""
+    from espnet_llm_plugin.retrieval.knnlm_settings import DEFAULTS
+
+    upper = tmp_path / "upper.txt"
+    upper.write_text(memory.read_text().upper())
+    main(args(lm_dir, memory, tmp_path / "lower"))
+    main(args(lm_dir, upper, tmp_path / "upper", "--text_form", '{"case": "lower"}'))
+    a, b = FaissDatastore.load(tmp_path / "lower"), FaissDatastore.load(tmp_path / "upper")
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_allclose(a.keys, b.keys, rtol=1e-5, atol=1e-6)
+    m = json.loads((tmp_path / "upper" / "manifest.json").read_text())
+    build = m["info"]["build"]
+    assert build["text_form"]["case"] == "lower" and build["framing"] == {"start": ["<bos>"], "end": ["<eos>"]}
+    assert m["distance_scale"] == pytest.approx(b.distance_scale) and m["distance_scale"] > 0
+    # upper-case memory read as it is: unknown words, other keys
+    main(args(lm_dir, upper, tmp_path / "as_is"))
+    assert not np.array_equal(FaissDatastore.load(tmp_path / "as_is").values, a.values)
+    # defaults: window/stride from the library (no llm_usage.json here)
+    main(["--memory_text", str(memory), "--key_encoder", str(lm_dir), "--device", "cpu", "--out_dir", str(tmp_path / "d")])
+    build = json.loads((tmp_path / "d" / "manifest.json").read_text())["info"]["build"]
+    assert (build["window"], build["stride"]) == (list(DEFAULTS.window), list(DEFAULTS.stride))
+    # a framing token the tokenizer lacks is an error naming the option
+    with pytest.raises(SystemExit, match="key encoder framing.*'<nope>'"):
+        main(args(lm_dir, memory, tmp_path / "bad", "--framing", '{"end": ["<nope>"]}'))

@@ -176,3 +176,30 @@ def test_search_params_reach_the_faiss_index(setup, monkeypatch):
     with pytest.raises(ValueError, match="does not take search parameters 'nprobe=8'"):
         decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_search_params="nprobe=8"))
     assert seen[-1] == "nprobe=8"
+
+
+def test_unset_knnlm_options_take_the_key_encoders_settings(setup, tmp_path):
+    """Decode configs leave lambda/k/temperature out: the settings of the datastore's key encoder
+    apply (library defaults, then its llm_usage.json), and explicit options still win."""
+    import json
+    import shutil
+
+    from espnet_llm_plugin.retrieval.knnlm_settings import DEFAULTS
+
+    root, lm, model = setup
+    extra = ExtraDecodingOptions(knnlm_datastore=str(root / "ds"))
+    assert (extra.knnlm_lambda, extra.knnlm_k, extra.knnlm_temperature) == (None, None, None)
+    s2t, _ = decode(model, extra)
+    assert (s2t.knnlm.lam, s2t.knnlm.k, s2t.knnlm.temperature) == (DEFAULTS.lam, DEFAULTS.k, DEFAULTS.temperature)
+    s2t, _ = decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lambda=0.1, knnlm_k=3))
+    assert (s2t.knnlm.lam, s2t.knnlm.k) == (0.1, 3)
+    # a key encoder with its own measured settings (llm_usage.json "knnlm")
+    from espnet_llm_plugin.bin.build_datastore import main as build
+
+    lm2 = tmp_path / "lm_with_usage"
+    shutil.copytree(lm, lm2)
+    (lm2 / "llm_usage.json").write_text(json.dumps({"knnlm": {"lambda": 0.2, "k": 5}}))
+    build(["--memory_text", str(root / "memory.txt"), "--key_encoder", str(lm2), "--window", "6",
+           "--device", "cpu", "--out_dir", str(tmp_path / "ds2")])
+    s2t, _ = decode(model, ExtraDecodingOptions(knnlm_datastore=str(tmp_path / "ds2")))
+    assert (s2t.knnlm.lam, s2t.knnlm.k, s2t.knnlm.temperature) == (0.2, 5, DEFAULTS.temperature)

@@ -92,3 +92,60 @@ def test_bad_device_and_batch(text_scorer):
 def test_gpu_scores_match_cpu(lm_dirs, text_scorer):
     gpu = LmScorer.from_pretrained(str(lm_dirs["text"]), device="cuda", batch_size=4)
     assert gpu.score(TEXTS) == pytest.approx(text_scorer.score(TEXTS), abs=1e-3)
+
+
+# ---------------------------------------------------------------- text form and framing
+def test_recipe_form_hypotheses_are_read_in_the_lm_form(lm_dirs, text_scorer):
+    """An upper-case (recipe-form) hypothesis is lower-cased before tokenising (this LM's
+    vocabulary is lower case), framed with the chosen start/end tokens; the score covers the
+    text and all end tokens."""
+    scorer = LmScorer.from_pretrained(str(lm_dirs["text"]), device="cpu", text_form={"case": "lower"},
+                                      framing={"start": ["</s>"], "end": ["<pad>", "</s>"]})
+    tok = scorer.tokenizer
+    enc = scorer.encode("THE CAT")
+    assert tok.convert_ids_to_tokens(enc.ids) == ["</s>", "the", "cat", "<pad>", "</s>"] and enc.num_context == 1
+    [score] = scorer.score(["THE CAT"])
+    assert score == pytest.approx(reference_logprob(scorer, enc.ids, 1), abs=1e-5)
+    # as it is, the upper-case words are unknown to the LM
+    assert tok.unk_token_id in text_scorer.encode("THE CAT").ids
+    # units: the text part is mapped, the span is not
+    st = LmScorer.from_pretrained(str(lm_dirs["speech_text"]), device="cpu", text_form={"case": "lower"})
+    assert st.encode("THE CAT", [3]).ids == st.encode("the cat", [3]).ids
+
+
+def test_text_form_and_framing_from_llm_usage(lm_dirs, tmp_path):
+    import json
+    import shutil
+
+    d = tmp_path / "lm"
+    shutil.copytree(lm_dirs["text"], d)
+    (d / "llm_usage.json").write_text(json.dumps({"text_form": {"case": "lower"}, "framing": {"end": ["</s>"]}}))
+    scorer = LmScorer.from_pretrained(str(d), device="cpu")
+    assert scorer.text_form.case == "lower" and scorer.encode("THE CAT").ids == scorer.encode("the cat").ids
+    with pytest.raises(ValueError, match="rescoring LM --framing"):
+        LmScorer.from_pretrained(str(d), device="cpu", framing={"ends": ["</s>"]})
+    with pytest.raises(LmScorerError, match="no end token"):
+        LmScorer.from_pretrained(str(d), device="cpu", framing={"end": []})
+
+
+@pytest.mark.real_model
+def test_smollm2_scores_an_upper_case_hypothesis_in_its_text_form(smollm2_dir, smollm2):
+    """A recipe-form UPPER hypothesis is scored as SmolLM2 reads text best (its llm_usage.json
+    text form, e.g. sentence case): the score equals that of the mapped text read as it is, and
+    is far higher than reading the upper-case string (upper case splits into rare pieces)."""
+    from espnet_llm_plugin.core.framing import resolve_framing
+    from espnet_llm_plugin.core.text_form import resolve_text_form
+
+    model, tok = smollm2
+    form = resolve_text_form(None, smollm2_dir, "test")
+    framing = resolve_framing(None, smollm2_dir, "test")
+    assert form.to_llm("THE PROBE REACHED TITAN") != "THE PROBE REACHED TITAN", "SmolLM2's usage file has no text form"
+    scorer = LmScorer(model, tok, framing=framing, text_form=form)
+    as_is = LmScorer(model, tok, framing=framing)
+    hyps = ["THE PROBE REACHED TITAN", "DOCTOR OKONKWO SAID THE ROVER LANDED ON EUROPA",
+            "HE DRANK A GLASS OF COFFEE THIS MORNING"]
+    got = scorer.score(hyps)
+    assert got == pytest.approx(as_is.score([form.to_llm(h) for h in hyps]), abs=1e-4)
+    assert sum(got) > sum(as_is.score(hyps)) + 20  # nats (measured: ~75 for sentence case)
+    # the default of from_pretrained is the usage file's text form
+    assert LmScorer.from_pretrained(str(smollm2_dir), device="cpu").score(hyps) == pytest.approx(got, abs=1e-4)

@@ -224,3 +224,35 @@ def test_search_tensor_equals_search(backend):
     assert (padded[0, :503] >= 0).all() and (padded[0, 503:] == -1).all()
     with pytest.raises(ValueError, match="shape"):
         ds.search_tensor(torch.zeros(2, D + 1), 3)
+
+
+def test_distance_scale_is_the_median_random_pair_distance():
+    from espnet_llm_plugin.retrieval.datastore import distance_scale
+
+    keys, _ = data(2000)
+    s = distance_scale(keys, "l2")
+    # iid standard normal keys: ||a - b||^2 ~ 2 chi2(D), median ~ 2 (D - 2/3)
+    assert s == pytest.approx(2 * (D - 2 / 3), rel=0.05)
+    assert distance_scale(keys, "l2") == s  # seeded
+    assert distance_scale(10 * keys, "l2") == pytest.approx(100 * s)  # follows the magnitude
+    assert distance_scale(keys[:1], "l2") == 1.0 and distance_scale(np.ones((5, D), np.float32)) == 1.0
+    # ip: |<a,a> - <a,b>| ~ ||a||^2 ~ D for independent keys
+    assert distance_scale(keys, "ip") == pytest.approx(D, rel=0.2)
+
+
+def test_distance_scale_in_manifest_and_computed_for_old_datastores(tmp_path):
+    keys, values = data()
+    ds = FaissDatastore.build(keys, values, IDENT)
+    ds.save(tmp_path / "ds")
+    m = read_manifest(tmp_path / "ds")
+    assert m["distance_scale"] == pytest.approx(ds.distance_scale)
+    for backend in ("faiss", "torch"):
+        assert FaissDatastore.load(tmp_path / "ds", backend=backend).distance_scale == pytest.approx(ds.distance_scale)
+    # a manifest from before the scale existed: computed from keys.npy on load
+    m.pop("distance_scale")
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps(m))
+    old = FaissDatastore.load(tmp_path / "ds")
+    assert old.distance_scale == pytest.approx(ds.distance_scale)
+    # adding keys recomputes it
+    old.add(10 * keys[:600], values[:600])
+    assert old.distance_scale > 5 * ds.distance_scale

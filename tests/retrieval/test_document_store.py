@@ -100,3 +100,66 @@ def test_multimodal_memory(tmp_path, make_lm):
     (tmp_path / "text2").write_text("zz the cat\n")
     with pytest.raises(MemoryCorpusError, match="empty"):
         multimodal_documents(tok, tmp_path / "units", tmp_path / "text2")
+
+
+def test_framing_and_text_form_of_memory_texts(tiny_lm, tmp_path):
+    """Recipe-form text is mapped to the LM's form and framed ``start text end[0]``; without
+    them the legacy ``[bos] text [eos]``."""
+    from transformers import AutoTokenizer
+
+    from espnet_llm_plugin.core.framing import LmFraming
+    from espnet_llm_plugin.core.text_form import TextForm
+    from espnet_llm_plugin.retrieval.document_store import memory_documents, text_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    words = tok("the cat sat", add_special_tokens=False).input_ids
+    assert text_ids(tok, "the cat sat") == (tok.bos_token_id, *words, tok.eos_token_id)
+    framing = LmFraming(start=("</s>", "the"), end=("<pad>", "</s>"))
+    got = text_ids(tok, "THE CAT SAT", framing, TextForm(case="lower"))
+    # only the first end token: the "text ends" event; a second one is no event of the text
+    assert got == (tok.eos_token_id, tok.convert_tokens_to_ids("the"), *words, tok.pad_token_id)
+    assert text_ids(tok, "THE CAT SAT")[1] == tok.unk_token_id  # upper case is unknown to this vocabulary
+    (tmp_path / "text").write_text("u1 THE CAT SAT\n")
+    docs = memory_documents(tok, memory_text_file=tmp_path / "text", framing=framing, text_form=TextForm(case="lower"))
+    assert docs[0].ids == got and docs[0].doc_id == "u1"
+    with pytest.raises(MemoryCorpusError, match="either --memory_text"):
+        memory_documents(tok)
+    with pytest.raises(MemoryCorpusError, match="needs --memory_text_file"):
+        memory_documents(tok, memory_units=tmp_path / "units")
+
+
+def test_scaled_windows_one_key_per_event_and_scale():
+    """Two scales: every next-token event once per scale, with that scale's context; keys both
+    scales share (same window start and position) only once."""
+    from espnet_llm_plugin.retrieval.document_store import iter_scaled_windows, scaled_windows
+
+    doc = Document("d", tuple(range(100, 140)), prefix=(7,))
+    single = scaled_windows(doc, [8], [4])
+    assert [(w.input_ids, w.first_key, w.n_keys) for w in single] == \
+        [(w.input_ids, w.first_key, w.n_keys) for w in sliding_windows(doc, 8, 4)]
+    both = scaled_windows(doc, [8, 32], [4, 16])
+    keys = [(w.start, w.start + w.first_key + j) for w in both for j in range(w.n_keys)]
+    assert len(keys) == len(set(keys))  # no key twice
+    events = sorted(p for _, p in keys)
+    def positions(w):  # absolute key positions of a window
+        return range(w.start + w.first_key, w.start + w.first_key + w.n_keys)
+
+    short = [p for w in sliding_windows(doc, 8, 4) for p in positions(w)]
+    long_ = [p for w in sliding_windows(doc, 32, 16) for p in positions(w)]
+    # the first long window starts where the first short one does: their shared keys come once
+    shared = {p for p in short if p < 7}
+    assert events == sorted(short + [p for p in long_ if p not in shared])
+    for w in both:
+        assert w.input_ids[0] == 7 and w.values() == [100 + p + 1 for p in positions(w)]
+        assert len(w.input_ids) - 1 <= 32
+    # a position's short-scale key has at most 7 tokens of context, its long-scale key more
+    ctx = {}
+    for w in both:
+        for p in positions(w):
+            ctx.setdefault(p, []).append(p - w.start)
+    assert sorted(ctx[30]) == [6, 30]  # short window from 24, long one from 0
+    assert all(min(c) <= 7 for c in ctx.values())
+    assert all(max(c) >= 15 for p, c in ctx.items() if p >= 31)  # overlapping long windows
+    assert len(list(iter_scaled_windows([doc, doc], [8, 32], [4, 16]))) == 2 * len(both)
+    with pytest.raises(ValueError, match="one stride per window"):
+        scaled_windows(doc, [8, 32], [4])

@@ -124,3 +124,80 @@ def test_prefix_cached_equals_uncached_over_prefix_plus_hypothesis(tiny_lm):
     torch.testing.assert_close(step_through(scorer, prefixes)[-1], scorer.full_prefix_scores(prefixes)[0])
     with pytest.raises(ValueError, match="out of range"):
         scorer.set_prefix([10_000])
+
+
+# ---------------------------------------------------------------- framing
+def test_multi_token_start_is_read_before_every_hypothesis(tiny_lm):
+    """framing.start with two tokens: ``[<s>, the] + hypothesis`` (cached == uncached), also
+    after a per-utterance prefix (prefix, then the start tokens)."""
+    scorer = HfLmScorer(str(tiny_lm), framing={"start": ["<s>", "the"], "end": ["</s>"]})
+    tok = scorer.tokenizer
+    start = [tok.bos_token_id, tok.convert_tokens_to_ids("the")]
+    assert scorer.start_ids == tuple(start)
+    g = torch.Generator().manual_seed(2)
+    prefixes = torch.cat([torch.full((2, 1), SOS), torch.randint(4, 20, (2, 4), generator=g)], dim=1)
+    for prefix in ([], [7, 8]):
+        scorer.set_prefix(prefix)
+        batched = step_through(scorer, prefixes)
+        for t, b in enumerate(batched, 1):
+            ids = torch.cat([torch.tensor([prefix + start] * 2, dtype=torch.long), prefixes[:, 1:t]], dim=1)
+            ref = torch.log_softmax(scorer.lm(input_ids=ids).logits[:, -1].float(), -1)
+            torch.testing.assert_close(b, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_end_token_other_than_eos_is_scored_at_the_eos_id(tiny_lm):
+    """A framing whose texts end with another token than ESPnet's eos: the eos hypothesis gets
+    the LM's probability of that end token (the two columns exchanged), and kNN values move
+    the same way."""
+    legacy = HfLmScorer(str(tiny_lm))
+    tok = legacy.tokenizer
+    end = tok.convert_tokens_to_ids("home")  # any single token stands for "the text ends"
+    eos = tok.eos_token_id
+    scorer = HfLmScorer(str(tiny_lm), framing={"end": ["home"]})
+    ys = torch.tensor([[SOS, 5, 6], [SOS, 7, 8]])
+    a, _ = scorer.batch_score(ys, [None, None], torch.zeros(2, 1, 1))
+    b, _ = legacy.batch_score(ys, [None, None], torch.zeros(2, 1, 1))
+    torch.testing.assert_close(a[:, eos], b[:, end])
+    torch.testing.assert_close(a[:, end], b[:, eos])
+    others = [i for i in range(legacy.n_vocab) if i not in (eos, end)]
+    torch.testing.assert_close(a[:, others], b[:, others])
+    values = torch.tensor([[end, eos, 5, -1]])
+    assert scorer.lm_to_scored_ids(values).tolist() == [[eos, end, 5, -1]]
+    assert torch.equal(legacy.lm_to_scored_ids(values), values)
+    # an explicit ESPnet eos id equal to the end token: nothing to exchange
+    same = HfLmScorer(str(tiny_lm), framing={"end": ["home"]}, eos_id=end)
+    torch.testing.assert_close(same.batch_score(ys, [None, None], torch.zeros(2, 1, 1))[0], b)
+
+
+def test_framing_from_llm_usage_and_bad_token(tiny_lm, tmp_path):
+    import json
+    import shutil
+
+    d = tmp_path / "lm"
+    shutil.copytree(tiny_lm, d)
+    (d / "llm_usage.json").write_text(json.dumps({"framing": {"start": ["</s>"], "end": ["</s>"]}}))
+    scorer = HfLmScorer(str(d))
+    assert scorer.start_ids == (scorer.tokenizer.eos_token_id,)
+    with pytest.raises(ValueError, match="HfLmScorer framing.*'<nope>'"):
+        HfLmScorer(str(tiny_lm), framing={"start": ["<nope>"]})
+
+
+@pytest.mark.real_model
+def test_smollm2_reads_hypotheses_in_its_framing(smollm2_dir, smollm2):
+    """SmolLM2 (framing from its llm_usage.json, measured by lm_framing_sweep): the LM reads
+    the framing's start tokens (not always its bos, the chat token <|im_start|>), and the eos
+    hypothesis (ESPnet's eos = <|im_end|>, the tokenizer's eos) is scored with the LM's
+    probability of the framing's first end token."""
+    from espnet_llm_plugin.core.framing import resolve_framing
+
+    framing = resolve_framing(None, smollm2_dir, "test")
+    model, tok = smollm2
+    start, end = framing.start_ids(tok), framing.end_ids(tok)
+    scorer = HfLmScorer(str(smollm2_dir))
+    assert scorer.start_ids == tuple(start)
+    text = tok("The probe reached Titan.", add_special_tokens=False).input_ids
+    ys = torch.tensor([[tok.eos_token_id] + text])  # ESPnet sos = eos = <|im_end|>
+    logp, _ = scorer.batch_score(ys, [None], torch.zeros(1, 1, 1))
+    with torch.no_grad():
+        ref = torch.log_softmax(model(input_ids=torch.tensor([start + text])).logits[0, -1].float(), -1)
+    assert float(logp[0, tok.eos_token_id]) == pytest.approx(float(ref[end[0]]), abs=1e-3)

@@ -39,3 +39,58 @@ def test_identity(tiny_lm, tmp_path, make_lm):
     assert other.identity()["tokenizer_hash"] != ident["tokenizer_hash"]
     with pytest.raises(ValueError, match="layer 5"):
         KeyEncoder(str(tiny_lm), layer=5, device="cpu")
+
+
+def test_log_probs_of_the_values(tiny_lm, memory_file):
+    """with_logp: log p(value | window prefix) from the model's own logits, for every key."""
+    enc = KeyEncoder(str(tiny_lm), device="cpu", batch_size=3)
+    windows = [w for d in text_documents(enc.tokenizer, memory_file) for w in sliding_windows(d, 5, 2)]
+    keys, values, logp = enc.encode(windows, with_logp=True)
+    k2, v2 = enc.encode(windows)
+    np.testing.assert_allclose(keys, k2, rtol=1e-4, atol=1e-5)
+    assert (values == v2).all() and logp.shape == values.shape
+    ref = []
+    with torch.no_grad():
+        for w in windows:
+            lp = torch.log_softmax(enc.model(input_ids=torch.tensor([w.input_ids])).logits[0].float(), -1)
+            ref += [float(lp[p, v]) for p, v in zip(w.key_positions(), w.values())]
+    np.testing.assert_allclose(logp, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_framing_and_text_form_from_llm_usage(tiny_lm, tmp_path):
+    import json
+    import shutil
+
+    d = tmp_path / "lm"
+    shutil.copytree(tiny_lm, d)
+    (d / "llm_usage.json").write_text(json.dumps({"text_form": {"case": "lower"}, "framing": {"start": ["</s>"]}}))
+    enc = KeyEncoder(str(d), device="cpu")
+    assert enc.text_form.case == "lower" and enc.framing.start == ("</s>",) and enc.framing.end == ("<eos>",)
+    assert KeyEncoder(str(d), device="cpu", text_form={"case": "upper"}).text_form.case == "upper"
+    legacy = KeyEncoder(str(tiny_lm), device="cpu")
+    assert legacy.text_form.is_identity and legacy.framing.to_dict() == {"start": ["<bos>"], "end": ["<eos>"]}
+
+
+@pytest.mark.real_model
+def test_smollm2_memory_in_recipe_form_is_read_in_its_text_form(smollm2_key_encoder):
+    """ESPnet recipes keep transcripts upper case; SmolLM2 reads them in its text form (its
+    llm_usage.json, e.g. sentence case): an upper-case memory gives the keys of the same
+    memory in lower case, and not the keys of the upper-case string read as it is."""
+    from espnet_llm_plugin.core.text_form import TextForm
+    from espnet_llm_plugin.retrieval.document_store import text_ids
+
+    enc = smollm2_key_encoder
+    lower = ["doctor okonkwo said the halcyon orbiter reached enceladus", "the probe carries a laser altimeter"]
+    upper = [t.upper() for t in lower]
+
+    def keys(texts, form):
+        docs = [Document(str(i), text_ids(enc.tokenizer, t, enc.framing, form)) for i, t in enumerate(texts)]
+        return enc.encode([w for d in docs for w in sliding_windows(d, 64, 32)])
+
+    assert not enc.text_form.is_identity, "SmolLM2's llm_usage.json has no text form"
+    ku, vu = keys(upper, enc.text_form)
+    kl, vl = keys(lower, enc.text_form)
+    np.testing.assert_array_equal(vu, vl)
+    np.testing.assert_allclose(ku, kl, rtol=1e-4, atol=1e-4)
+    k_raw, v_raw = keys(upper, TextForm())
+    assert len(v_raw) > len(vl)  # upper case splits into more, rarer pieces

@@ -68,7 +68,7 @@ def test_lambda_zero_is_base_lm_exactly(base, datastore):
 
 
 def test_interpolation_and_batched_equals_single(base, datastore):
-    knn = KnnLmScorer(base, datastore, lam=0.3, k=4, temperature=2.0)
+    knn = KnnLmScorer(base, datastore, lam=0.3, k=4, temperature=2.0, temperature_unit="absolute")
     ys = torch.tensor([[SOS, 5, 6], [SOS, 7, 8], [SOS, 20, 21]])
     x = torch.zeros(3, 1, 1)
     batched, _ = knn.batch_score(ys, [None] * 3, x)
@@ -94,7 +94,9 @@ def test_lambda_one_is_knn_distribution(base, datastore):
     logp, _ = knn.batch_score(ys, [None, None], torch.zeros(2, 1, 1))
     _, hidden = base.full_prefix_scores(ys)
     s, v = datastore.search(hidden.numpy(), 4)
-    ref = knn_log_probs(torch.from_numpy(s), torch.from_numpy(v), base.n_vocab, 1.0, "l2")
+    # the default temperature is in units of the datastore's distance scale
+    assert knn.softmax_temperature == pytest.approx(knn.temperature * datastore.distance_scale)
+    ref = knn_log_probs(torch.from_numpy(s), torch.from_numpy(v), base.n_vocab, knn.softmax_temperature, "l2")
     torch.testing.assert_close(logp, ref, rtol=1e-4, atol=1e-4)
 
 
@@ -213,7 +215,7 @@ def test_multimodal_query_equals_full_prefix_forward(unit_lm, mm_datastore):
         out = base.lm(input_ids=ids, output_hidden_states=True)
         lm = torch.log_softmax(out.logits[:, -1].float(), -1)
         s, v = mm_datastore.search(out.hidden_states[-1][:, -1].detach().numpy(), 4)
-        p_knn = knn_log_probs(torch.from_numpy(s), torch.from_numpy(v), base.n_vocab, 1.0, "l2")
+        p_knn = knn_log_probs(torch.from_numpy(s), torch.from_numpy(v), base.n_vocab, knn.softmax_temperature, "l2")
         return torch.logaddexp(lm + math.log(0.6), p_knn + math.log(0.4)), lm
 
     x = torch.zeros(3, 1, 1)
@@ -291,3 +293,33 @@ def test_multimodal_memory_with_a_text_vocabulary_asr_model(unit_lm, tiny_lm, mm
     expected = lm_logp + math.log(0.5)
     expected[0, 7] = torch.logaddexp(expected[0, 7], torch.tensor(math.log(0.5)))
     torch.testing.assert_close(logp, expected, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- real LM
+@pytest.mark.real_model
+def test_smollm2_default_knn_distribution_is_not_a_hard_1nn(smollm2_key_encoder, smollm2_target_memory):
+    """SmolLM2's squared L2 distances are in the hundreds: with a raw temperature of 1 the
+    softmax put all weight on the nearest neighbour. The default temperature (in units of
+    the datastore's distance scale) spreads it over several neighbours of held-out queries."""
+    from espnet_llm_plugin.retrieval.knnlm_perplexity import collect_events
+    from espnet_llm_plugin.retrieval.knnlm_scorer import knn_weights
+
+    ds, _, held_out = smollm2_target_memory
+    ev = collect_events("held_out", [(str(i), t) for i, t in enumerate(held_out)], smollm2_key_encoder)
+    knn = KnnLmScorer(_QueryOnly(ds.dim), ds)  # the defaults; queries come from the key encoder
+    scores, values = ds.search_tensor(torch.from_numpy(ev.queries), knn.k)
+    w, _ = knn_weights(scores, values, knn.softmax_temperature, ds.metric)
+    entropy = -(w * w.clamp_min(1e-30).log()).sum(1)
+    # medians over queries: a few have many exact duplicates (every memory text starts alike)
+    assert float((w > 0.01).sum(1).float().median()) >= 3
+    assert float(entropy.median()) > 0.5  # nats; a 1-NN has 0
+    # the old raw temperature 1: a hard 1-NN on the same queries
+    w1, _ = knn_weights(scores, values, 1.0, ds.metric)
+    assert float((w1 > 0.01).sum(1).float().median()) == 1
+
+
+class _QueryOnly:
+    """The attributes KnnLmScorer's constructor reads from its base (no LM needed here)."""
+
+    def __init__(self, hidden_size):
+        self.hidden_size, self.n_vocab = hidden_size, 49152
