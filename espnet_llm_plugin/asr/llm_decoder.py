@@ -52,7 +52,7 @@ import contextlib
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface

@@ -13,7 +13,6 @@ resumable checkpoint (safetensors + JSON, no pickle) is kept in CKPT_DIR meanwhi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -132,11 +131,9 @@ def _has_ids_option(option: str) -> str:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from espnet_llm_plugin.fileio.checksum import sha256_file
+
+    return sha256_file(path)
 
 
 def run_record(args: argparse.Namespace) -> Dict[str, Any]:

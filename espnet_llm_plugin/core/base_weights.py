@@ -42,6 +42,8 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
 import torch
 
+from espnet_llm_plugin.fileio.checksum import sha256_file
+
 logger = logging.getLogger(__name__)
 
 # Top-level files of a Hugging Face directory that hold weights (from_pretrained reads these).
@@ -87,14 +89,6 @@ def _signature(files: List[Path]) -> Signature:
     return tuple(out)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _recorded_hashes(d: Path) -> Dict[str, Tuple[str, int, int]]:
     """``{file name: (sha256, size, manifest mtime_ns)}`` from the manifest, or ``{}``."""
     path = d / MANIFEST
@@ -135,7 +129,7 @@ def base_content_hash(base_dir: Union[str, Path]) -> str:
             digest = entry[0]
         else:
             logger.info("hashing %s (%.1f MB; once per process)", p, size / 1e6)
-            digest = _sha256_file(p)
+            digest = sha256_file(p)
         total.update(f"{name}\t{digest}\n".encode("utf-8"))
     _HASH_CACHE[key] = total.hexdigest()
     return _HASH_CACHE[key]

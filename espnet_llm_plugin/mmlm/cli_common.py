@@ -4,7 +4,6 @@ contrastive_train, retrieval_eval). Imports nothing heavy at module level (keeps
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -68,11 +67,9 @@ def setup_torch(args: argparse.Namespace) -> Any:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from espnet_llm_plugin.fileio.checksum import sha256_file
+
+    return sha256_file(path)
 
 
 def jsonable_args(args: argparse.Namespace) -> dict:

@@ -14,7 +14,6 @@ Default location: ``$ESPNET_LLM_PLUGIN_CACHE/pretrained/<name>``, where the cach
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -25,6 +24,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from espnet_llm_plugin import __version__
 from espnet_llm_plugin.fileio.atomic import atomic_dir
+from espnet_llm_plugin.fileio.checksum import sha256_file
 from espnet_llm_plugin.pretrained.catalog import PretrainedSpec, get_spec
 
 logger = logging.getLogger(__name__)
@@ -51,14 +51,6 @@ def cache_root() -> Path:
 
 def default_dir(name: str) -> Path:
     return cache_root() / "pretrained" / name
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def locate_source(spec: PretrainedSpec) -> Tuple[Path, str, Optional[Path]]:
