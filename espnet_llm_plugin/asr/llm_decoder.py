@@ -117,7 +117,9 @@ def text_frame(
     where = "LlmDecoder: decoder_conf"
     usage = usage_section(llm_path, "llm_asr") or {}
     if chat_template is None:
-        chat_template = bool(usage.get("chat_template", False))
+        # an explicit text frame overrides the usage file's chat default
+        explicit_frame = text_start is not None or text_end is not None
+        chat_template = False if explicit_frame else bool(usage.get("chat_template", False))
     if chat_template:
         if text_start is not None or text_end is not None:
             raise ValueError(
@@ -326,10 +328,14 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             return contextlib.nullcontext()
         dtype = DTYPES[self.autocast]
         if device.type == "cpu" and (dtype != torch.bfloat16 or not cpu_supports_bfloat16()):
-            raise ValueError(
-                f"LlmDecoder: decoder_conf.autocast {self.autocast} is not supported on this CPU "
-                f"(bfloat16 needs AMX or AVX512-BF16); set decoder_conf.autocast: null"
-            )
+            # e.g. a model trained on a GPU, decoded on a CPU: run in float32 as resolve_dtype does
+            if not getattr(self, "_warned_autocast", False):
+                logger.warning(
+                    "LlmDecoder: decoder_conf.autocast %s is not supported on this CPU (bfloat16 "
+                    "needs AMX or AVX512-BF16); the LLM runs in float32", self.autocast,
+                )
+                self._warned_autocast = True
+            return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)
 
     def _run_llm(self, inputs_embeds: torch.Tensor, keep: int, **kwargs: Any) -> Any:

@@ -289,8 +289,11 @@ class Speech2TextWithScorers(Speech2Text):
         if opts.knnlm_query == "lm":
             lm_path = opts.knnlm_lm_path or ident.get("model_path", "")
             build = (manifest.get("info") or {}).get("build") or {}
+            # queries are framed like the keys; datastores that predate recorded framings
+            # were built as [bos] text [eos], whatever the key encoder's llm_usage.json says now
+            framing = build.get("framing") or {"start": ["<bos>"], "end": ["<eos>"]}
             base: Any = HfLmScorer(lm_path, token_list=token_list, layer=int(ident.get("layer", -1)), device=device,
-                                   framing=build.get("framing"), eos_id=int(self.asr_model.eos))
+                                   framing=framing, eos_id=int(self.asr_model.eos))
             expect = base.identity()
         else:
             decoder = bs.scorers.get("decoder")
@@ -328,6 +331,13 @@ class Speech2TextWithScorers(Speech2Text):
              "temperature_unit": opts.knnlm_temperature_unit or None},
             ident.get("model_path"), "decode config knnlm_*",
         )
+        if opts.knnlm_temperature is not None and not opts.knnlm_temperature_unit:
+            logger.warning(
+                "knnlm_temperature %g is in units of the datastore's distance scale (%g): raw squared "
+                "distance %g; set knnlm_temperature_unit: absolute for a raw temperature (the meaning "
+                "before 2026-12)", opts.knnlm_temperature, datastore.distance_scale,
+                opts.knnlm_temperature * datastore.distance_scale,
+            )
         knn = KnnLmScorer.from_settings(base, datastore, settings, multimodal=multimodal)
         self.knnlm = knn
         if opts.knnlm_query == "lm":

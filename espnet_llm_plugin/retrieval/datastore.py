@@ -317,7 +317,13 @@ class FaissDatastore:
     def distance_scale(self) -> float:
         """:func:`distance_scale` of the keys (from the manifest when it has it)."""
         if self._distance_scale is None:
-            self._distance_scale = distance_scale(self.keys, self.metric)
+            if not self._keys and self._keys_dir is not None:
+                # a datastore written before the scale was recorded: sample its keys from a
+                # memory map instead of loading (and keeping) every key beside the faiss index
+                keys = np.load(self._keys_dir / KEYS, mmap_mode="r", allow_pickle=False)
+            else:
+                keys = self.keys
+            self._distance_scale = distance_scale(keys, self.metric)
         return self._distance_scale
 
     # ------------------------------------------------------------------ search

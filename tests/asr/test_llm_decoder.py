@@ -619,6 +619,13 @@ def test_chat_template_wraps_prompt_and_speech_as_a_user_turn(llm_dir, tmp_path)
     assert dec.text_lead_id == ids_of("big")[0] and dec.end_id == EOS
     with pytest.raises(ValueError, match="chat_template is true.*text_start/text_end"):
         make_decoder(d, chat_template=True, text_end=["two"])
+    # a usage file's chat default gives way to an explicit text frame
+    import json
+
+    (d / "llm_usage.json").write_text(json.dumps({"llm_asr": {"chat_template": True}}))
+    assert make_decoder(d, prompt="the cat").end_id == EOS  # the chat frame (template's end)
+    plain = make_decoder(d, prompt="the cat", text_end=["two"])
+    assert plain.end_id == ids_of("two")[0] and plain.prompt_ids.tolist() == ids_of("the", "cat")
 
 
 @pytest.mark.real_model
@@ -671,10 +678,13 @@ def test_autocast_value_is_checked(llm_dir):
 def test_bf16_autocast_keeps_fp32_weights_and_grads_and_close_logits(llm_dir):
     from espnet_llm_plugin.asr.hf_causal_lm import cpu_supports_bfloat16
 
-    if not cpu_supports_bfloat16():
-        with pytest.raises(ValueError, match="not supported on this CPU"):
-            perturb_lora(make_decoder(llm_dir, autocast="bfloat16"))(
-                speech(5)[None], torch.tensor([5]), torch.tensor([[EOS, 5]]), torch.tensor([2]))
+    if not cpu_supports_bfloat16():  # falls back to float32: same logits as without autocast
+        torch.manual_seed(0)
+        ref = perturb_lora(make_decoder(llm_dir)).eval()
+        torch.manual_seed(0)
+        dec = perturb_lora(make_decoder(llm_dir, autocast="bfloat16")).eval()
+        args = (speech(5)[None], torch.tensor([5]), torch.tensor([[EOS, 5]]), torch.tensor([2]))
+        assert torch.equal(dec(*args)[0], ref(*args)[0])
         return
     torch.manual_seed(0)  # LoRA A is initialised at random: the same for both
     ref = perturb_lora(make_decoder(llm_dir)).train()
@@ -690,3 +700,13 @@ def test_bf16_autocast_keeps_fp32_weights_and_grads_and_close_logits(llm_dir):
     got.logsumexp(-1).sum().backward()
     lora_b = [p for n, p in dec.named_parameters() if "lora_B" in n]
     assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32 for p in lora_b)
+
+
+def test_float16_autocast_on_cpu_runs_in_float32(llm_dir):
+    """A model trained with fp16 autocast on a GPU decodes on a CPU (float32, a warning)."""
+    torch.manual_seed(0)
+    ref = perturb_lora(make_decoder(llm_dir)).eval()
+    torch.manual_seed(0)
+    dec = perturb_lora(make_decoder(llm_dir, autocast="float16")).eval()
+    args = (speech(5)[None], torch.tensor([5]), torch.tensor([[EOS, 5]]), torch.tensor([2]))
+    assert torch.equal(dec(*args)[0], ref(*args)[0])

@@ -203,3 +203,23 @@ def test_unset_knnlm_options_take_the_key_encoders_settings(setup, tmp_path):
            "--device", "cpu", "--out_dir", str(tmp_path / "ds2")])
     s2t, _ = decode(model, ExtraDecodingOptions(knnlm_datastore=str(tmp_path / "ds2")))
     assert (s2t.knnlm.lam, s2t.knnlm.k, s2t.knnlm.temperature) == (0.2, 5, DEFAULTS.temperature)
+
+
+def test_datastore_without_recorded_framing_is_queried_as_it_was_built(setup, tmp_path):
+    """Datastores written before framings were recorded hold [bos] text [eos] keys: their
+    queries keep that frame even when the key encoder has since gained an llm_usage.json."""
+    import json
+    import shutil
+
+    root, lm, model = setup
+    ds = tmp_path / "old_ds"
+    shutil.copytree(root / "ds", ds)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["info"]["build"]["framing"]  # what new datastores record
+    del manifest["info"]["build"]
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+    lm2 = tmp_path / "lm_with_usage"
+    shutil.copytree(lm, lm2)
+    (lm2 / "llm_usage.json").write_text(json.dumps({"framing": {"start": ["<eos>"], "end": ["<eos>"]}}))
+    s2t, _ = decode(model, ExtraDecodingOptions(knnlm_datastore=str(ds), knnlm_lm_path=str(lm2)))
+    assert s2t.knnlm.base.framing.start == ("<bos>",) and s2t.knnlm.base.framing.end == ("<eos>",)
