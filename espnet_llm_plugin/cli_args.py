@@ -47,3 +47,15 @@ def int_list(value: str) -> list:
     if not out:
         raise argparse.ArgumentTypeError(f"expected at least one integer, got {value!r}")
     return out
+
+
+def add_text_form_args(p: argparse.ArgumentParser, what: str, default: str) -> None:
+    """``--text_form`` and ``--framing`` (JSON objects, see ``core/text_form.py`` and
+    ``core/framing.py``): how ``what`` is shown to the LLM; ``default`` says where they come
+    from when not given."""
+    p.add_argument("--text_form", type=json_object, default=None,
+                   help=f'how {what} is shown to the LLM, e.g. \'{{"case": "sentence", "punctuation": '
+                   f'"final_period"}}\' (default: {default})')
+    p.add_argument("--framing", type=json_object, default=None,
+                   help=f'start/end tokens around each of {what}, e.g. \'{{"start": ["<|endoftext|>"], '
+                   f'"end": ["<|im_end|>"]}}\' (default: {default})')

@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet_llm_plugin.cli_args import int_list, json_object
+from espnet_llm_plugin.cli_args import add_text_form_args, int_list
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -57,12 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
                    "(default: llm_usage.json 'knnlm', else the library's)")
     p.add_argument("--stride", type=int_list, default=None,
                    help="step between windows, one per --window (default: half of each window)")
-    p.add_argument("--text_form", type=json_object, default=None,
-                   help='how memory text is shown to the key encoder, e.g. \'{"case": "sentence"}\' '
-                   "(default: its llm_usage.json, else as it is)")
-    p.add_argument("--framing", type=json_object, default=None,
-                   help='start/end tokens around each memory text, e.g. \'{"start": ["<|endoftext|>"], '
-                   '"end": ["<|endoftext|>"]}\' (default: its llm_usage.json, else [bos] text [eos])')
+    add_text_form_args(p, "the memory text", "the key encoder's llm_usage.json, else as it is in [bos] text [eos]")
     p.add_argument("--index", default="Flat", help="faiss index_factory string: Flat, IVF1024,PQ16, HNSW32, ...")
     p.add_argument("--metric", choices=["l2", "ip"], default="l2")
     p.add_argument("--fp16", action="store_true", help="store keys as float16")

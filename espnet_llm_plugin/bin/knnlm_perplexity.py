@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from espnet_llm_plugin.cli_args import float_list, int_list, json_object
+from espnet_llm_plugin.cli_args import add_text_form_args, float_list, int_list
 
 log = logging.getLogger("knnlm_perplexity")
 
@@ -81,11 +81,7 @@ def get_parser() -> argparse.ArgumentParser:
                       help="comma-separated neighbour counts (default: the setting's)")
     grid.add_argument("--temperature_unit", choices=["distance_scale", "absolute"], default=None,
                       help="temperatures in units of the datastore's distance scale or raw (default: the setting's)")
-    p.add_argument("--text_form", type=json_object, default=None,
-                   help='how texts are shown to the LM, e.g. \'{"case": "sentence"}\' (default: the '
-                   "datastore's build info, else the key encoder's llm_usage.json)")
-    p.add_argument("--framing", type=json_object, default=None,
-                   help="start/end tokens around each text (default: as --text_form)")
+    add_text_form_args(p, "the text", "the datastore's build info, else the key encoder's llm_usage.json")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward pass")

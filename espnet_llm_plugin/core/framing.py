@@ -161,14 +161,12 @@ def chat_frame(tokenizer, before: str, after: str, where: str) -> ChatFrame:
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"{where}: chat_template is set but the LLM's tokenizer has no chat template")
     user = {"role": "user", "content": f"{before}{_SPEECH_PLACEHOLDER}{after}"}
-    rendered = tokenizer.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+    rendered = _render_chat(tokenizer, [user], True, where)
     if rendered.count(_SPEECH_PLACEHOLDER) != 1:
         raise ValueError(f"{where}: the tokenizer's chat template does not render the user content once")
     head, tail = rendered.split(_SPEECH_PLACEHOLDER)
     marker = "\u2063ANSWER\u2063"
-    turn = tokenizer.apply_chat_template(
-        [user, {"role": "assistant", "content": marker}], add_generation_prompt=False, tokenize=False
-    )
+    turn = _render_chat(tokenizer, [user, {"role": "assistant", "content": marker}], False, where)
     after_answer = turn.split(marker, 1)[1] if marker in turn else ""
     end_ids = tokenizer(after_answer, add_special_tokens=False)["input_ids"] if after_answer else []
     if not end_ids:
@@ -178,3 +176,14 @@ def chat_frame(tokenizer, before: str, after: str, where: str) -> ChatFrame:
         return tuple(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else ()
 
     return ChatFrame(prefix_ids=ids(head), suffix_ids=ids(tail), end_id=int(end_ids[0]))
+
+
+def _render_chat(tokenizer: Any, messages: List[Dict[str, str]], generation_prompt: bool, where: str) -> str:
+    """The tokenizer's chat template applied to ``messages`` (text); a broken template is a
+    ``ValueError`` naming ``where``, not a raw jinja2 traceback."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+    except TemplateError as e:
+        raise ValueError(f"{where}: the LLM's chat template fails to render: {e}") from e

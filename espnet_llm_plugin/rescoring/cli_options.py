@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_llm_plugin.cli_args import json_object, str2bool
+from espnet_llm_plugin.cli_args import add_text_form_args, str2bool
 
 
 def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: bool = True,
@@ -30,12 +30,7 @@ def add_lm_options(p: argparse.ArgumentParser, lm_help: str) -> None:
     p.add_argument("--length_norm", type=str2bool, default=False,
                    help="divide LM scores by their token count")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    p.add_argument("--text_form", type=json_object, default=None,
-                   help='how hypotheses (recipe form) are shown to the LM, e.g. \'{"case": "sentence", '
-                   '"punctuation": "final_period"}\' (default: the LM dir\'s llm_usage.json, else as they are)')
-    p.add_argument("--framing", type=json_object, default=None,
-                   help='start/end tokens around each hypothesis, e.g. \'{"start": ["<|endoftext|>"], '
-                   '"end": ["<|endoftext|>"]}\' (default: llm_usage.json, else <bos> text </s>)')
+    add_text_form_args(p, "the hypotheses (recipe form)", "the LM dir's llm_usage.json, else as they are in <bos> text </s>")
 
 
 def load_lm_scorer(args: argparse.Namespace, **kwargs):

@@ -78,3 +78,12 @@ def test_resolve_framing_prefers_config_then_llm_usage_then_legacy(tmp_path, tok
     (tmp_path / "llm_usage.json").write_text(json.dumps({"framing": {"end": ["<nope>"]}}))
     with pytest.raises(ValueError, match=r"cfg \(defaults from .*llm_usage\.json\).*'<nope>'"):
         resolve_framing(None, tmp_path, "cfg").end_ids(tokenizer)
+
+
+def test_chat_frame_of_a_broken_template_names_where():
+    from espnet_llm_plugin.core.framing import chat_frame
+
+    tok = make_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ raise_exception('no system role') }}{% endfor %}"
+    with pytest.raises(ValueError, match="decoder_conf.chat_template: the LLM's chat template fails"):
+        chat_frame(tok, "the cat", "", "decoder_conf.chat_template")
