@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from typing import Any, Callable, Sequence, Type
 
 
 def str2bool(value: str) -> bool:
@@ -59,3 +62,14 @@ def add_text_form_args(p: argparse.ArgumentParser, what: str, default: str) -> N
     p.add_argument("--framing", type=json_object, default=None,
                    help=f'start/end tokens around each of {what}, e.g. \'{{"start": ["<|endoftext|>"], '
                    f'"end": ["<|im_end|>"]}}\' (default: {default})')
+
+
+def run_cli(prog: str, fn: Callable[[], Any],
+            errors: Sequence[Type[BaseException]] = (ValueError, OSError)) -> Any:
+    """Set up logging and run ``fn``; an input error (``errors``) exits with
+    '<prog>: error: ...' and no traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return fn()
+    except tuple(errors) as e:
+        sys.exit(f"{prog}: error: {e}")

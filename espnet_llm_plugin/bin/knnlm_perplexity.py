@@ -31,11 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from espnet_llm_plugin.cli_args import add_text_form_args, float_list, int_list
+from espnet_llm_plugin.cli_args import add_text_form_args, float_list, int_list, run_cli
 
 log = logging.getLogger("knnlm_perplexity")
 
@@ -218,11 +217,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        run(args)
-    except ValueError as e:  # our input errors name the file/option
-        sys.exit(f"knnlm_perplexity: error: {e}")
+    run_cli("knnlm_perplexity", lambda: run(args), errors=(ValueError,))  # our errors name the file/option
 
 
 if __name__ == "__main__":

@@ -26,11 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import run_cli, str2bool
 from espnet_llm_plugin.rescoring.cli_options import (
     add_lm_options,
     add_nbest_source,
@@ -123,11 +122,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        run(args)
-    except ValueError as e:  # our input errors are ValueError subclasses
-        sys.exit(f"rescore_nbest: error: {e}")
+    run_cli("rescore_nbest", lambda: run(args), errors=(ValueError,))  # our input errors are ValueErrors
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ def _default_mode(path: Path, is_dir: bool) -> None:
     os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
 
 
+def default_file_modes(directory: Path) -> None:
+    """Give the files directly in ``directory`` the usual umask-based mode: transformers and
+    mkstemp write some of them owner-only (e.g. a model saved into an atomic temp dir)."""
+    mode = 0o666 & ~_umask()
+    for path in Path(directory).iterdir():
+        if path.is_file():
+            path.chmod(mode)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     """Open a temp file next to ``path``; on success rename it to ``path``."""

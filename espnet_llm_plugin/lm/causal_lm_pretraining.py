@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -37,7 +36,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
+from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text, default_file_modes
 
 logger = logging.getLogger(__name__)
 
@@ -491,17 +490,9 @@ def save_pretrained_dir(
         tokenizer.save_pretrained(tmp)
         for name, obj in (json_files or {}).items():
             atomic_write_text(tmp / name, json.dumps(obj, indent=1) + "\n")
-        # transformers writes the weights owner-only (a temp file renamed); use the umask
-        mode = 0o666 & ~_umask()
-        for path in tmp.iterdir():
-            if path.is_file():
-                path.chmod(mode)
+        default_file_modes(tmp)  # transformers writes the weights owner-only
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def remove_checkpoint(ckpt_dir: Optional[Path]) -> None:

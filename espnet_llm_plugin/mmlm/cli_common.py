@@ -4,23 +4,12 @@ contrastive_train, retrieval_eval). Imports nothing heavy at module level (keeps
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence, Type
+from typing import Any
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import run_cli, str2bool  # noqa: F401 (run_cli: used by the mmlm CLIs)
 
 
-def run_cli(prog: str, fn: Callable[[], Any],
-            errors: Sequence[Type[BaseException]] = (ValueError, OSError)) -> Any:
-    """Set up logging and run ``fn``; an input error (``errors``) exits with
-    '<prog>: error: ...' and no traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        return fn()
-    except tuple(errors) as e:
-        sys.exit(f"{prog}: error: {e}")
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:

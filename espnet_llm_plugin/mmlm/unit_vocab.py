@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
 
-from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
+from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text, default_file_modes
 from espnet_llm_plugin.mmlm.unit_tokens import SPEECH_END, SPEECH_START, unit_token, unit_token_list
 
 logger = logging.getLogger(__name__)
@@ -195,16 +194,9 @@ def save_model_dir(
         tokenizer.save_pretrained(tmp)
         for name, obj in files.items():
             atomic_write_text(tmp / name, json.dumps(obj, indent=1) + "\n")
-        mode = 0o666 & ~_umask()
-        for path in tmp.iterdir():  # HF writes some files owner-only
-            if path.is_file():
-                path.chmod(mode)
+        default_file_modes(tmp)  # transformers writes the weights owner-only
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def extend_model_dir(

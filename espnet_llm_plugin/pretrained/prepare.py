@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from espnet_llm_plugin import __version__
-from espnet_llm_plugin.fileio.atomic import atomic_dir
+from espnet_llm_plugin.fileio.atomic import atomic_dir, default_file_modes
 from espnet_llm_plugin.fileio.checksum import sha256_file
 from espnet_llm_plugin.pretrained.catalog import PretrainedSpec, get_spec
 
@@ -137,15 +137,6 @@ def _next_token_check(model: Any, tokenizer: Any, prompt: str) -> Tuple[str, Any
     return tokenizer.decode([int(logits.argmax())]), logits
 
 
-def _readable_by_all(directory: Path) -> None:
-    """Give the files the usual umask-based mode (some writers create them owner-only)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for p in directory.iterdir():
-        if p.is_file():
-            os.chmod(p, 0o666 & ~mask)
-
-
 def _refresh_usage(out_dir: Path, spec: PretrainedSpec, manifest: Dict[str, Any]) -> None:
     """Rewrite ``llm_usage.json`` (and its manifest entry) when the catalog's measured
     defaults changed since the directory was prepared; the weights stay as they are."""
@@ -224,7 +215,7 @@ def prepare(name: str, out_dir: Optional[Path] = None, force: bool = False) -> P
             (tmp / "LICENSE").write_text(f"{spec.origin}\nLicence: {spec.licence}\n")
         if spec.usage:
             (tmp / USAGE).write_text(json.dumps(spec.usage, indent=2, sort_keys=True) + "\n")
-        _readable_by_all(tmp)
+        default_file_modes(tmp)
 
         logger.info("%s: verifying the written directory", name)
         loaded, loaded_tok = load_causal_lm(tmp)
