@@ -8,9 +8,9 @@ Two modes (arXiv 2406.09618):
 * dynamic context: every utterance brings its own documents (Spoken-SQuAD style, a JSONL of
   ``{"utt_id": ..., "documents": [...]}``); they are ranked the same way, per utterance.
 
-Rankers (no dependency beyond numpy): :class:`Bm25Index` (Okapi BM25 over lower-cased words),
-:class:`TfidfIndex` (cosine of TF-IDF vectors), and :class:`LmEmbeddingIndex` (cosine of
-mean-pooled last hidden states of a local Hugging Face LM).
+Rankers: :class:`Bm25Index` (Okapi BM25 over lower-cased words), :class:`TfidfIndex` (cosine of
+TF-IDF vectors), both sparse (scikit-learn vectorisers, scipy matrices), and
+:class:`LmEmbeddingIndex` (cosine of mean-pooled last hidden states of a local Hugging Face LM).
 
 ``context`` file format (one line per utterance, Kaldi ``text``-style, read by ESPnet as a
 ``text`` data entry)::
@@ -32,9 +32,7 @@ data directory, i.e. probably references).
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
@@ -208,8 +206,46 @@ def words(text: str) -> List[str]:
     return _WORD.findall(text.lower())
 
 
+def _word_counts(texts: Sequence[str]):
+    """``(N, V)`` CSR matrix of word counts (words as :func:`words` splits them) and the vocabulary.
+
+    scikit-learn's vectoriser keeps the matrix sparse: 8k passages take a few MiB where a dense
+    ``N x V`` array took gigabytes.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(lowercase=True, token_pattern=_WORD.pattern, dtype=np.float64)
+    try:
+        counts = vectorizer.fit_transform(texts)
+    except ValueError as e:  # scikit-learn: "empty vocabulary"
+        raise PassageError(f"no passage holds a word to index ({len(texts)} passages): {e}") from e
+    return counts.tocsr(), vectorizer.vocabulary_
+
+
+def _query_counts(query: str, vocab: Dict[str, int]) -> Dict[int, int]:
+    """Column index -> count of the query's words that the index knows."""
+    out: Dict[int, int] = {}
+    for w in words(query):
+        j = vocab.get(w)
+        if j is not None:
+            out[j] = out.get(j, 0) + 1
+    return out
+
+
+def _column_scores(matrix, query: Dict[int, float]) -> np.ndarray:
+    """``matrix[:, cols] @ values``: ``(N,)`` scores from the query's columns of a CSC matrix."""
+    if not query:
+        return np.zeros(matrix.shape[0])
+    cols = np.fromiter(query.keys(), dtype=np.int64, count=len(query))
+    values = np.fromiter(query.values(), dtype=np.float64, count=len(query))
+    return np.asarray(matrix[:, cols] @ values).ravel()
+
+
 class Bm25Index:
     """Okapi BM25 over words; ``scores(query)`` -> ``(N,)`` float array.
+
+    The per-(passage, word) BM25 weights are precomputed into one sparse ``(N, V)`` matrix, so a
+    query is a sparse matrix-vector product.
 
     Args:
         texts: the passages.
@@ -220,56 +256,57 @@ class Bm25Index:
         if not texts:
             raise PassageError("Bm25Index: no passages to index")
         self.k1, self.b = k1, b
-        self.doc_tf = [Counter(words(t)) for t in texts]
-        self.doc_len = np.array([sum(tf.values()) for tf in self.doc_tf], dtype=np.float64)
-        self.avg_len = max(float(self.doc_len.mean()), 1e-9)
-        df = Counter(w for tf in self.doc_tf for w in tf)
-        n = len(texts)
+        tf, self.vocab = _word_counts(texts)
+        n = tf.shape[0]
+        doc_len = np.asarray(tf.sum(axis=1)).ravel()
+        avg_len = max(float(doc_len.mean()), 1e-9)
+        df = np.bincount(tf.indices, minlength=tf.shape[1])
         # the "+1" variant keeps idf positive for words in more than half the passages
-        self.idf = {w: math.log(1.0 + (n - c + 0.5) / (c + 0.5)) for w, c in df.items()}
+        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        norm = k1 * (1.0 - b + b * doc_len / avg_len)  # (N,)
+        rows = np.repeat(np.arange(n), np.diff(tf.indptr))
+        weights = tf.copy()
+        weights.data = idf[tf.indices] * tf.data * (k1 + 1.0) / (tf.data + norm[rows])
+        self.weights = weights.tocsc()  # (N, V); a query reads only its words' columns
 
     def __len__(self) -> int:
-        return len(self.doc_tf)
+        return self.weights.shape[0]
 
     def scores(self, query: str) -> np.ndarray:
-        out = np.zeros(len(self.doc_tf), dtype=np.float64)
-        norm = self.k1 * (1.0 - self.b + self.b * self.doc_len / self.avg_len)
-        for w, qtf in Counter(words(query)).items():
-            idf = self.idf.get(w)
-            if idf is None:
-                continue
-            tf = np.array([d.get(w, 0) for d in self.doc_tf], dtype=np.float64)
-            out += qtf * idf * tf * (self.k1 + 1.0) / (tf + norm)
-        return out
+        return _column_scores(self.weights, _query_counts(query, self.vocab))
 
 
 class TfidfIndex:
-    """Cosine similarity of (1 + log tf) * idf word vectors; ``scores(query)`` -> ``(N,)``."""
+    """Cosine similarity of (1 + log tf) * idf word vectors; ``scores(query)`` -> ``(N,)``.
+
+    idf is the smoothed ``log((1 + N) / (1 + df)) + 1``; vectors are L2-normalised (scikit-learn's
+    ``TfidfVectorizer(sublinear_tf=True)``, sparse).
+    """
 
     def __init__(self, texts: Sequence[str]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         if not texts:
             raise PassageError("TfidfIndex: no passages to index")
-        tfs = [Counter(words(t)) for t in texts]
-        df = Counter(w for tf in tfs for w in tf)
-        n = len(texts)
-        self.idf = {w: math.log((1.0 + n) / (1.0 + c)) + 1.0 for w, c in df.items()}
-        self.vocab = {w: i for i, w in enumerate(sorted(df))}
-        self.matrix = np.zeros((n, len(self.vocab)), dtype=np.float64)
-        for i, tf in enumerate(tfs):
-            for w, c in tf.items():
-                self.matrix[i, self.vocab[w]] = (1.0 + math.log(c)) * self.idf[w]
-        self.matrix /= np.maximum(np.linalg.norm(self.matrix, axis=1, keepdims=True), 1e-12)
+        self.vectorizer = TfidfVectorizer(lowercase=True, token_pattern=_WORD.pattern, sublinear_tf=True,
+                                          smooth_idf=True, norm="l2", dtype=np.float64)
+        try:
+            self.matrix = self.vectorizer.fit_transform(texts).tocsc()  # (N, V)
+        except ValueError as e:  # scikit-learn: "empty vocabulary"
+            raise PassageError(f"no passage holds a word to index ({len(texts)} passages): {e}") from e
+        self.vocab = self.vectorizer.vocabulary_
+        self.idf = self.vectorizer.idf_  # (V,)
 
     def __len__(self) -> int:
         return self.matrix.shape[0]
 
     def scores(self, query: str) -> np.ndarray:
-        q = np.zeros(len(self.vocab), dtype=np.float64)
-        for w, c in Counter(words(query)).items():
-            if w in self.vocab:
-                q[self.vocab[w]] = (1.0 + math.log(c)) * self.idf[w]
-        norm = np.linalg.norm(q)
-        return self.matrix @ (q / norm) if norm > 0 else np.zeros(len(self))
+        counts = _query_counts(query, self.vocab)
+        weights = {j: (1.0 + np.log(c)) * self.idf[j] for j, c in counts.items()}
+        norm = np.sqrt(sum(w * w for w in weights.values()))
+        if norm == 0:
+            return np.zeros(len(self))
+        return _column_scores(self.matrix, {j: w / norm for j, w in weights.items()})
 
 
 class LmEmbeddingIndex:

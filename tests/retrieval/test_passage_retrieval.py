@@ -48,6 +48,64 @@ def test_bm25_prefers_rare_words_and_shorter_passages():
     assert np.all(index.scores("unknown words") == 0)
 
 
+def _bm25_by_formula(texts, query, k1=1.5, b=0.75):
+    """Okapi BM25 written out term by term (the definition the sparse index must match)."""
+    import math
+    from collections import Counter
+
+    tfs = [Counter(pr.words(t)) for t in texts]
+    lens = [sum(tf.values()) for tf in tfs]
+    avg = sum(lens) / len(lens)
+    out = []
+    for tf, n_words in zip(tfs, lens):
+        score = 0.0
+        for w, qtf in Counter(pr.words(query)).items():
+            df = sum(w in d for d in tfs)
+            if df == 0:
+                continue
+            idf = math.log(1 + (len(texts) - df + 0.5) / (df + 0.5))
+            score += qtf * idf * tf[w] * (k1 + 1) / (tf[w] + k1 * (1 - b + b * n_words / avg))
+        out.append(score)
+    return np.array(out)
+
+
+def _tfidf_by_formula(texts, query):
+    """Cosine of (1 + log tf) * (log((1 + N) / (1 + df)) + 1) vectors, dense."""
+    import math
+    from collections import Counter
+
+    tfs = [Counter(pr.words(t)) for t in texts]
+    vocab = sorted({w for tf in tfs for w in tf})
+    idf = {w: math.log((1 + len(texts)) / (1 + sum(w in tf for tf in tfs))) + 1 for w in vocab}
+
+    def vec(tf):
+        v = np.array([(1 + math.log(tf[w])) * idf[w] if tf.get(w) else 0.0 for w in vocab])
+        n = np.linalg.norm(v)
+        return v / n if n > 0 else v
+
+    q = vec(Counter(pr.words(query)))
+    return np.array([vec(tf) @ q for tf in tfs])
+
+
+def test_sparse_indexes_match_the_formulas_on_random_text():
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(40)] + ["Élan", "naïve", "x"]
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(1, 15)))) for _ in range(60)]
+    texts[3] = texts[3].upper() + ", with punctuation!"
+    bm25, tfidf = pr.Bm25Index(texts), pr.TfidfIndex(texts)
+    for _ in range(10):
+        query = " ".join(rng.choice(vocab + ["unseen"], size=int(rng.integers(1, 6))))
+        np.testing.assert_allclose(bm25.scores(query), _bm25_by_formula(texts, query), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(tfidf.scores(query), _tfidf_by_formula(texts, query), rtol=1e-10, atol=1e-12)
+    assert len(bm25) == len(tfidf) == 60
+
+
+def test_passages_without_words_are_a_clear_error():
+    for index in (pr.Bm25Index, pr.TfidfIndex):
+        with pytest.raises(pr.PassageError, match="no passage holds a word"):
+            index(["...", "!!"])
+
+
 def test_lm_embedding_scorer_finds_an_identical_passage(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
