@@ -22,6 +22,9 @@ install_requires = [
     "faiss-cpu>=1.15",
     "sentencepiece==0.2.0",
     "kaldiio>=2.18",
+    "rapidfuzz>=3",  # WER/CER alignment (scoring/error_rate.py)
+    "scikit-learn>=1.3",  # sparse BM25/TF-IDF passage ranking
+    "scipy",
     "soundfile>=0.12",
     "numpy",
     "PyYAML",

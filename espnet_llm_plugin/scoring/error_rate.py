@@ -1,13 +1,17 @@
 """Levenshtein alignment of reference and hypothesis token sequences with S/D/I counts.
 
-Written in plain Python (no sclite): O(N*M) dynamic programming per utterance, which is
-fast enough for test sets of thousands of short utterances.
+The alignment is RapidFuzz's (``rapidfuzz.distance.Levenshtein.opcodes``, C++, the engine
+jiwer uses), on token lists, so words and characters align the same way. :func:`align` gives the
+per-token alignment that ``result.txt`` shows (sclite style); :func:`align_counts` the counts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# one aligned position: (op, reference token or None, hypothesis token or None), op in C S D I
+AlignedToken = Tuple[str, Optional[str], Optional[str]]
 
 
 @dataclass
@@ -46,35 +50,59 @@ class ErrorCounts:
         return d
 
 
+def align(ref: Sequence[str], hyp: Sequence[str]) -> List[AlignedToken]:
+    """Minimum-edit alignment of one utterance, token by token (``C``orrect, ``S``ubstitution,
+    ``D``eletion, ``I``nsertion), in reference order."""
+    from rapidfuzz.distance import Levenshtein
+
+    out: List[AlignedToken] = []
+    for op in Levenshtein.opcodes(list(ref), list(hyp)):
+        r, h = ref[op.src_start:op.src_end], hyp[op.dest_start:op.dest_end]
+        if op.tag == "equal":
+            out += [("C", a, b) for a, b in zip(r, h)]
+        elif op.tag == "replace":  # paired one to one; any length difference is D or I
+            n = min(len(r), len(h))
+            out += [("S", a, b) for a, b in zip(r[:n], h[:n])]
+            out += [("D", a, None) for a in r[n:]] + [("I", None, b) for b in h[n:]]
+        elif op.tag == "delete":
+            out += [("D", a, None) for a in r]
+        else:
+            out += [("I", None, b) for b in h]
+    return out
+
+
+def counts_of(alignment: Sequence[AlignedToken]) -> ErrorCounts:
+    """:class:`ErrorCounts` of one aligned utterance."""
+    ops = [op for op, _, _ in alignment]
+    subs, dels, ins = ops.count("S"), ops.count("D"), ops.count("I")
+    correct = ops.count("C")
+    return ErrorCounts(ref_tokens=correct + subs + dels, correct=correct, substitutions=subs,
+                       deletions=dels, insertions=ins, utterances=1,
+                       utterances_with_error=int(subs + dels + ins > 0))
+
+
 def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> ErrorCounts:
-    """Minimum-edit alignment of one utterance; ties prefer substitutions (as sclite)."""
-    n, m = len(ref), len(hyp)
-    # cost[j] for the current row; ops tracked as (S, D, I) alongside to recover counts
-    prev = [(j, 0, 0, j) for j in range(m + 1)]  # (cost, S, D, I)
-    for i in range(1, n + 1):
-        cur = [(i, 0, i, 0)]
-        for j in range(1, m + 1):
-            c, s, d, ins = prev[j - 1]
-            if ref[i - 1] == hyp[j - 1]:
-                diag = (c, s, d, ins)
-            else:
-                diag = (c + 1, s + 1, d, ins)
-            c, s, d, ins = prev[j]
-            dele = (c + 1, s, d + 1, ins)
-            c, s, d, ins = cur[j - 1]
-            inse = (c + 1, s, d, ins + 1)
-            cur.append(min(diag, dele, inse, key=lambda t: t[0]))
-        prev = cur
-    cost, subs, dels, ins = prev[m]
-    return ErrorCounts(
-        ref_tokens=n,
-        correct=n - subs - dels,
-        substitutions=subs,
-        deletions=dels,
-        insertions=ins,
-        utterances=1,
-        utterances_with_error=int(cost > 0),
-    )
+    """Error counts of one utterance (minimum edit distance)."""
+    return counts_of(align(ref, hyp))
+
+
+def format_alignment(utt_id: str, alignment: Sequence[AlignedToken]) -> str:
+    """sclite-style block: id, ``Scores: (#C #S #D #I)``, REF/HYP lines with errors upper-cased
+    and ``***`` for a missing token, and an Eval line marking S/D/I under each column."""
+    c = counts_of(alignment)
+    ref_cols, hyp_cols, eval_cols = [], [], []
+    for op, r, h in alignment:
+        r_txt = "*" * len(h or "*") if r is None else (r if op == "C" else r.upper())
+        h_txt = "*" * len(r or "*") if h is None else (h if op == "C" else h.upper())
+        width = max(len(r_txt), len(h_txt), 1)
+        ref_cols.append(r_txt.ljust(width))
+        hyp_cols.append(h_txt.ljust(width))
+        eval_cols.append(("" if op == "C" else op).ljust(width))
+    return (f"id: ({utt_id})\n"
+            f"Scores: (#C #S #D #I) {c.correct} {c.substitutions} {c.deletions} {c.insertions}\n"
+            f"REF:  {' '.join(ref_cols).rstrip()}\n"
+            f"HYP:  {' '.join(hyp_cols).rstrip()}\n"
+            f"Eval: {' '.join(eval_cols).rstrip()}\n")
 
 
 def tokens(text: str, unit: str) -> List[str]:

@@ -39,3 +39,44 @@ def test_char_units_drop_spaces_and_empty_refs():
     assert ErrorCounts(insertions=1).error_rate == float("inf")
     with pytest.raises(ValueError):
         tokens("x", "phone")
+
+
+def test_error_count_is_the_edit_distance_on_random_sequences():
+    import random
+
+    import editdistance
+
+    from espnet_llm_plugin.scoring.error_rate import align
+
+    rng = random.Random(0)
+    for _ in range(200):
+        ref = [rng.choice("abcde") for _ in range(rng.randint(0, 30))]
+        hyp = [rng.choice("abcdef") for _ in range(rng.randint(0, 30))]
+        a = align(ref, hyp)
+        c = align_counts(ref, hyp)
+        assert c.errors == editdistance.eval(ref, hyp)
+        # the alignment spells out both sequences in order
+        assert [r for _, r, _ in a if r is not None] == ref
+        assert [h for _, _, h in a if h is not None] == hyp
+
+
+def test_long_utterance_aligns_fast_enough_for_cer():
+    # a 1,461-character utterance took 8 s with a pure-Python alignment; the counts must be exact
+    ref = list("the quick brown fox jumps over the lazy dog " * 34)[:1461]
+    hyp = ref[:700] + list("xyz") + ref[710:]
+    c = align_counts(ref, hyp)
+    assert (c.substitutions, c.deletions, c.insertions) == (3, 7, 0) and c.ref_tokens == 1461
+
+
+def test_sclite_style_alignment_block():
+    from espnet_llm_plugin.scoring.error_rate import align, format_alignment
+
+    block = format_alignment("utt1", align("a cat sat".split(), "a bat sat down".split()))
+    lines = block.splitlines()
+    assert lines[0] == "id: (utt1)"
+    assert lines[1] == "Scores: (#C #S #D #I) 2 1 0 1"
+    assert lines[2].split() == ["REF:", "a", "CAT", "sat", "****"]
+    assert lines[3].split() == ["HYP:", "a", "BAT", "sat", "DOWN"]
+    assert lines[4].split() == ["Eval:", "S", "I"]
+    # columns line up: each token starts at the same offset on REF and HYP
+    assert lines[2].index("CAT") == lines[3].index("BAT") and lines[2].index("****") == lines[3].index("DOWN")
