@@ -64,12 +64,94 @@ def add_text_form_args(p: argparse.ArgumentParser, what: str, default: str) -> N
                    f'"end": ["<|im_end|>"]}}\' (default: {default})')
 
 
+DEBUG_ENV = "ESPNET_LLM_PLUGIN_DEBUG"  # set to 1: every CLI shows tracebacks (as --debug true)
+
+
+def add_debug_arg(p: argparse.ArgumentParser) -> None:
+    """``--debug`` (or ``--debug true``): show the traceback of an input error too, and log
+    at DEBUG level."""
+    p.add_argument("--debug", type=str2bool, nargs="?", const=True, default=False,
+                   help=f"show tracebacks of input errors and log at DEBUG level (also: {DEBUG_ENV}=1)")
+
+
+def debug_wanted(flag: bool = False) -> bool:
+    """``flag`` or the environment variable ``ESPNET_LLM_PLUGIN_DEBUG`` set to a true value."""
+    import os
+
+    env = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return bool(flag) or env in ("1", "true", "yes", "y")
+
+
+def _defined_here(obj: Any) -> bool:
+    return str(getattr(obj, "__module__", "") or "").split(".")[0] == "espnet_llm_plugin"
+
+
+def is_expected_error(e: BaseException, errors: Sequence[Type[BaseException]]) -> bool:
+    """Is ``e`` one of our input errors (shown as one line)?
+
+    It must be an instance of ``errors`` and either of an exception class defined in this
+    package (``DataDirError``, ``NBestError``, ...) or raised by our own code: the innermost
+    traceback frame is in ``espnet_llm_plugin`` and is a ``raise`` statement there (or, for an
+    ``OSError``, any call there: ``open`` names the file). A ``ValueError`` raised inside numpy,
+    torch or ESPnet, or by a C function our code called, is a bug or an unforeseen case: it
+    keeps its traceback.
+    """
+    if not isinstance(e, tuple(errors)):
+        return False
+    if _defined_here(type(e)):
+        return True
+    tb = e.__traceback__
+    if tb is None:  # never raised through a frame (built by hand): trust the type
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    if str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] != "espnet_llm_plugin":
+        return False
+    return isinstance(e, OSError) or _is_raise_statement(tb.tb_frame.f_code, tb.tb_lasti)
+
+
+def _is_raise_statement(code: Any, lasti: int) -> bool:
+    """Whether the instruction at byte offset ``lasti`` of ``code`` is a ``raise``."""
+    import dis
+
+    for ins in dis.get_instructions(code):
+        if ins.offset == lasti:
+            return ins.opname == "RAISE_VARARGS"
+    return False
+
+
+class cli_errors:
+    """``with cli_errors(prog, debug):`` turns our input errors (``errors``, see
+    :func:`is_expected_error`) into ``sys.exit('<prog>: error: ...')``: one line, or the
+    traceback first with ``debug``. Any other exception propagates unchanged."""
+
+    def __init__(self, prog: str, debug: bool = False,
+                 errors: Sequence[Type[BaseException]] = (ValueError, OSError)) -> None:
+        self.prog, self.debug, self.errors = prog, debug_wanted(debug), tuple(errors)
+
+    def __enter__(self) -> "cli_errors":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not is_expected_error(exc, self.errors):
+            return False  # no error, or an unexpected one: keep its traceback
+        if self.debug:
+            import traceback
+
+            traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
+        sys.exit(f"{self.prog}: error: {exc}")
+
+
+def setup_logging(debug: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug_wanted(debug) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+
+
 def run_cli(prog: str, fn: Callable[[], Any],
-            errors: Sequence[Type[BaseException]] = (ValueError, OSError)) -> Any:
-    """Set up logging and run ``fn``; an input error (``errors``) exits with
-    '<prog>: error: ...' and no traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+            errors: Sequence[Type[BaseException]] = (ValueError, OSError), debug: bool = False) -> Any:
+    """Set up logging and run ``fn``; an input error (``errors`` raised by our code, see
+    :func:`is_expected_error`) exits with '<prog>: error: ...' and no traceback unless
+    ``debug`` (``--debug``, :func:`add_debug_arg`); other exceptions propagate."""
+    setup_logging(debug)
+    with cli_errors(prog, debug, errors):
         return fn()
-    except tuple(errors) as e:
-        sys.exit(f"{prog}: error: {e}")

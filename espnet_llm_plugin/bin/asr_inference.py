@@ -14,6 +14,9 @@ is the ASR token list), and kNN-LM decoding with a datastore from ``build_datast
 ``knnlm_units_from_data`` (true: a multi-modal datastore's queries start with the utterance's
 units, from the data entry ``units``: ``--data_path_and_name_and_type UNITS,units,text_int``);
 ``decoding_method`` (beam_search|hf_generate: Hugging Face generate for LLM-ASR models).
+Our input errors (a bad option, datastore or data file) are one line naming the file or
+option; ``--debug`` (ours, not passed to ESPnet) shows their traceback too. Any other error
+keeps its traceback.
 Optional data entries: ``context`` (passages for ``decoder: llm_xattn``, ``context_ids`` as
 ``text_int`` or ``context`` as ``text``) and ``units`` (units file ``utt u1 u2 ...``).
 Also writes ``OUTPUT_DIR/timing.json`` (wall time and, when the data directory has
@@ -28,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -36,15 +40,19 @@ from typing import List, Optional
 from espnet_llm_plugin.bin import espnet_entry
 
 
-def split_extra_options(cmd: List[str], tmp_dir: Path):
+def split_extra_options(cmd: List[str], tmp_dir: Path, parser: Optional[argparse.ArgumentParser] = None):
     """Take our decoding options out of ``cmd`` and of its ``--config`` YAML.
 
     Returns ``(cmd for ESPnet, ExtraDecodingOptions)``; a filtered copy of the config is
-    written to ``tmp_dir`` when it held any of our keys.
+    written to ``tmp_dir`` when it held any of our keys. With ``parser`` (ESPnet's inference
+    parser) the value types of the config's other keys are checked too.
+
+    Raises:
+        ConfigError: a value of the wrong type, naming the file and key.
     """
     import yaml
 
-    from espnet_llm_plugin.config_check import load_yaml_mapping
+    from espnet_llm_plugin.config_check import ConfigError, check_value_types, load_yaml_mapping
     from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
 
@@ -53,7 +61,12 @@ def split_extra_options(cmd: List[str], tmp_dir: Path):
     if config is not None:
         mapping = load_yaml_mapping(config)
         n_keys = len(mapping)
-        values.update(vars(ExtraDecodingOptions.pop_from(mapping)))
+        try:
+            values.update(vars(ExtraDecodingOptions.pop_from(mapping)))
+        except ValueError as e:  # the option names itself; add the file
+            raise ConfigError(f"{config}: {e}") from None
+        if parser is not None:  # ESPnet would use e.g. beam_size: "10" as it is
+            check_value_types(mapping, parser, config_path=config)
         if len(mapping) < n_keys:  # ESPnet would reject our keys: give it a filtered copy
             filtered = (tmp_dir / "decode_config.yaml").as_posix()
             atomic_write_text(filtered, yaml.safe_dump(mapping))
@@ -117,11 +130,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
         )
         return
     cmd, _ = espnet_entry.split_espnet_help(cmd)
+    cmd, debug = espnet_entry.pop_debug(cmd)
 
-    import sys
     import tempfile
 
     import espnet_llm_plugin.tasks.llm_asr  # noqa: F401  (registers our components)
+    from espnet_llm_plugin.cli_args import cli_errors
     from espnet_llm_plugin.config_check import ConfigError
     from espnet_llm_plugin.decoding.speech2text import speech2text_class
     from espnet_llm_plugin.asr.hf_causal_lm import LlmLoadError
@@ -135,19 +149,16 @@ def main(cmd: Optional[List[str]] = None) -> None:
         from espnet2.bin import asr_inference
 
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            cmd, extra = split_extra_options(cmd, Path(tmp))
-        except (ConfigError, ValueError, TypeError) as e:
-            sys.exit(f"asr_inference: error: {e}")
+        with cli_errors("asr_inference", debug, (ConfigError, ValueError)):
+            cmd, extra = split_extra_options(cmd, Path(tmp), asr_inference.get_parser())
         # ESPnet's inference() builds the module-level Speech2Text by name
         asr_inference.Speech2Text = speech2text_class(extra, num_utterances(cmd))
         # ... and its data loader with ASRTask: ours accepts the data names context and units
         asr_inference.ASRTask = LlmASRTask
         start = time.perf_counter()
-        try:
+        # our errors (bad options/data) are one line; ESPnet's own keep their traceback
+        with cli_errors("asr_inference", debug, (DatastoreError, TokenListMismatch, LlmLoadError, ValueError)):
             asr_inference.main(cmd)
-        except (DatastoreError, TokenListMismatch, LlmLoadError, ValueError) as e:  # bad options/data
-            sys.exit(f"asr_inference: error: {e}")
         elapsed = time.perf_counter() - start
     out_dirs = espnet_entry.option_values(cmd, "--output_dir")
     if out_dirs:

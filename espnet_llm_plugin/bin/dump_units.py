@@ -25,12 +25,11 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
 
 
 def parse_job(value: str) -> Tuple[int, int]:
@@ -64,6 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", type=str2bool, default=False,
                    help="recompute even when --out is already complete")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_debug_arg(p)
     return p
 
 
@@ -207,12 +207,10 @@ def dump_units(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
-    try:
+    setup_logging(args.debug)
+    with cli_errors("dump_units", args.debug, (ValueError, FileNotFoundError)):
         dump_units(args)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"dump_units: error: {e}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ argument goes to ESPnet unchanged, so all of ESPnet's options keep working.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 def wants_help(cmd: List[str]) -> bool:
@@ -29,6 +29,30 @@ def split_espnet_help(cmd: List[str]) -> tuple[List[str], bool]:
     if "--espnet_help" in cmd:
         return [a if a != "--espnet_help" else "--help" for a in cmd], True
     return cmd, False
+
+
+def pop_debug(cmd: List[str]) -> Tuple[List[str], bool]:
+    """Take our ``--debug`` (``--debug``, ``--debug true|false``, ``--debug=...``) out of ``cmd``,
+    which ESPnet's parser does not know: ``(cmd without it, its value)``."""
+    from espnet_llm_plugin.cli_args import str2bool
+
+    out: List[str] = []
+    debug, i = False, 0
+    while i < len(cmd):
+        a = cmd[i]
+        if a == "--debug":
+            nxt = cmd[i + 1].strip().lower() if i + 1 < len(cmd) else ""
+            if nxt in ("true", "false", "yes", "no", "1", "0", "y", "n"):
+                debug, i = str2bool(nxt), i + 2
+            else:
+                debug, i = True, i + 1
+            continue
+        if a.startswith("--debug="):
+            debug = str2bool(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    return out, debug
 
 
 def argv(cmd: Optional[List[str]]) -> List[str]:

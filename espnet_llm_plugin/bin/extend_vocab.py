@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import add_debug_arg
 from espnet_llm_plugin.mmlm.cli_common import run_cli
 
 PROG = "python -m espnet_llm_plugin.bin.extend_vocab"
@@ -34,6 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="dtype to load and save the model in")
     p.add_argument("--seed", type=int, default=0)
+    add_debug_arg(p)
     return p
 
 
@@ -45,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     info = run_cli("extend_vocab", lambda: extend_model_dir(
         args.base_dir, args.out_dir, args.num_units, seed=args.seed, noise_std=args.noise_std,
-        dtype=args.dtype))
+        dtype=args.dtype), debug=args.debug)
     logging.info("wrote %s: %d units, text vocabulary %d, unit ids from %d", args.out_dir,
                  info.num_units, info.base_vocab_size, info.first_unit_id)
 

@@ -34,7 +34,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from espnet_llm_plugin.cli_args import add_text_form_args, float_list, int_list, run_cli
+from espnet_llm_plugin.cli_args import add_debug_arg, add_text_form_args, float_list, int_list, run_cli
 
 log = logging.getLogger("knnlm_perplexity")
 
@@ -86,6 +86,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward pass")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output JSON")
+    add_debug_arg(p)
     return p
 
 
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    run_cli("knnlm_perplexity", lambda: run(args), errors=(ValueError,))  # our errors name the file/option
+    run_cli("knnlm_perplexity", lambda: run(args), errors=(ValueError,), debug=args.debug)  # our errors name the file/option
 
 
 if __name__ == "__main__":

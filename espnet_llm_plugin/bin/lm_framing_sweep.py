@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
 
 PROG = "python -m espnet_llm_plugin.bin.lm_framing_sweep"
 
@@ -45,12 +45,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--out", type=Path, default=None, help="JSON with every row and the recommendation")
+    add_debug_arg(p)
     return p
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.debug)
     if args.max_sentences < 0 or args.batch_size < 1:
         sys.exit(f"{PROG}: error: --max_sentences must be >= 0 and --batch_size >= 1")
 
@@ -59,11 +60,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.lm.framing_sweep import format_table, recommend, sweep
 
-    try:
+    with cli_errors(PROG, args.debug, (TextFileError, LlmLoadError, ValueError)):
         texts = read_text_lines(args.text, args.has_ids, option="--text")
         model, tokenizer = load_causal_lm(args.llm_path)
-    except (TextFileError, LlmLoadError, ValueError) as e:
-        sys.exit(f"{PROG}: error: {e}")
     if args.max_sentences:
         texts = texts[: args.max_sentences]
     model = model.to(args.device).eval()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg
 from espnet_llm_plugin.mmlm.cli_common import (
     add_device_args, add_finetune_args, jsonable_args, lora_options, run_cli, setup_torch, sha256,
 )
@@ -84,13 +85,14 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep_best", type=str2bool, default=True)
     g.add_argument("--seed", type=int, default=0)
     add_device_args(p)
+    add_debug_arg(p)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     run_cli("mmlm_train", lambda: evaluate_only(args) if args.eval_only else train(args),
-            (ValueError, OSError, FloatingPointError))
+            (ValueError, OSError, FloatingPointError), debug=args.debug)
 
 
 def read_eval_text(path: Path, has_ids: bool) -> List[str]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
+
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -23,17 +24,18 @@ def get_parser() -> argparse.ArgumentParser:
     src.add_argument("--nbest_jsonl", type=Path, help="JSONL -> ESPnet decode dir (--out_dir)")
     p.add_argument("--out", type=Path, default=None, help="JSONL to write")
     p.add_argument("--out_dir", type=Path, default=None, help="decode dir to write (replaced atomically)")
+    add_debug_arg(p)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.debug)
     from espnet_llm_plugin.rescoring.nbest import (
         read_espnet_nbest, read_nbest_jsonl, write_espnet_nbest, write_nbest_jsonl,
     )
 
-    try:
+    with cli_errors("nbest_to_jsonl", args.debug, (ValueError,)):
         if args.nbest_dir is not None:
             if args.out is None:
                 raise ValueError("--nbest_dir needs --out (the JSONL to write)")
@@ -46,8 +48,6 @@ def main(argv: Optional[List[str]] = None) -> None:
             nbest = read_nbest_jsonl(args.nbest_jsonl)
             write_espnet_nbest(nbest, args.out_dir)
             target = args.out_dir
-    except ValueError as e:
-        sys.exit(f"nbest_to_jsonl: error: {e}")
     logging.info("%d utterances, %d hypotheses -> %s", len(nbest), sum(len(h) for h in nbest.values()), target)
 
 

@@ -29,8 +29,9 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import run_cli, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, run_cli, str2bool
 from espnet_llm_plugin.rescoring.cli_options import (
+    add_allow_missing,
     add_lm_options,
     add_nbest_source,
     load_lm_scorer,
@@ -56,6 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=Path, default=None,
                    help="units file (utt_id u1 u2 ...): score log p(text | units) with a speech+text LM")
     p.add_argument("--ref_text", type=Path, default=None, help="reference Kaldi text (for --tune and wer.json)")
+    add_allow_missing(p)
     p.add_argument("--tune", type=str2bool, default=False, help="grid-search the weights on these lists")
     p.add_argument("--weights_config", type=Path, default=None,
                    help="weights YAML: written with --tune true, read otherwise")
@@ -67,6 +69,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--first_pass_weight", type=float, default=1.0, help="weight of the first-pass score when tuning")
     p.add_argument("--batch_size", type=int, default=16, help="hypotheses per LM forward pass")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_debug_arg(p)
     return p
 
 
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.rescoring.lm_scorer import score_nbest
     from espnet_llm_plugin.rescoring.nbest import write_espnet_files, write_nbest_jsonl
     from espnet_llm_plugin.rescoring.weight_search import (
-        CombinationWeights, grid_search, oracle_counts, rerank_all, weights_counts,
+        CombinationWeights, grid_search, lm_identity, oracle_counts, rerank_all, weights_counts,
     )
 
     if args.tune and args.ref_text is None:
@@ -85,8 +88,10 @@ def run(args: argparse.Namespace) -> dict:
     source = args.nbest_dir if args.nbest_dir is not None else args.nbest_jsonl
     # all inputs are checked against each other before the (possibly slow) LM load
     nbest, refs, units = load_nbest_inputs(args.nbest_dir, args.nbest_jsonl, args.ref_text,
-                                           args.units, "n-best")
-    weights = None if args.tune else CombinationWeights.load(args.weights_config)
+                                           args.units, "n-best", allow_missing=args.allow_missing_nbest)
+    # weights are tuned for one LM and one way of scoring: checked before the LM load too
+    lm = lm_identity(args.lm_path, args.length_norm, args.units is not None)
+    weights = None if args.tune else CombinationWeights.load(args.weights_config, lm=lm)
 
     scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
     logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")
@@ -113,16 +118,14 @@ def run(args: argparse.Namespace) -> dict:
         write_nbest_jsonl(reranked, tmp / "nbest.jsonl")
         atomic_write_text(tmp / "wer.json", json.dumps(summary, indent=1) + "\n")
     if args.tune:
-        weights.save(args.weights_config, extra={"tuned_on": str(source), "lm_path": str(args.lm_path),
-                                                 "length_norm": bool(args.length_norm),
-                                                 "units": bool(args.units)})
+        weights.save(args.weights_config, extra={"tuned_on": str(source), **lm})
         logging.info("weights %s written to %s", vars(weights), args.weights_config)
     return summary
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    run_cli("rescore_nbest", lambda: run(args), errors=(ValueError,))  # our input errors are ValueErrors
+    run_cli("rescore_nbest", lambda: run(args), errors=(ValueError,), debug=args.debug)  # our input errors are ValueErrors
 
 
 if __name__ == "__main__":

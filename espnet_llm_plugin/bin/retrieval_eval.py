@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import add_debug_arg
 from espnet_llm_plugin.mmlm.cli_common import add_device_args, run_cli, setup_torch
 
 PROG = "python -m espnet_llm_plugin.bin.retrieval_eval"
@@ -40,12 +41,13 @@ def get_parser() -> argparse.ArgumentParser:
                    help="default: contrastive.json or mean")
     p.add_argument("--batch_size", type=int, default=32)
     add_device_args(p)
+    add_debug_arg(p)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    run_cli("retrieval_eval", lambda: run(args))
+    run_cli("retrieval_eval", lambda: run(args), debug=args.debug)
 
 
 def run(args: argparse.Namespace) -> None:

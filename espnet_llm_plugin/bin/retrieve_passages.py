@@ -31,9 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
+
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 
 SCORERS = ("bm25", "tfidf", "lm_embedding")
 
@@ -61,6 +62,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--gold", default=None, help="utt_id gold_passage_id... file: report Recall@k")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for lm_embedding")
+    add_debug_arg(parser)
     return parser
 
 
@@ -76,12 +78,12 @@ def _device(name: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.debug)
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp, write_scp
     from espnet_llm_plugin.retrieval import passage_retrieval as pr
 
-    try:
+    with cli_errors("retrieve_passages", args.debug, (pr.PassageError, DataDirError, ValueError)):
         if args.num_passages < 1:
             raise pr.PassageError(f"--num_passages must be >= 1, got {args.num_passages}")
         queries = read_scp(args.queries, allow_empty_value=True)
@@ -128,8 +130,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         ids_rows = None
         if tokenizer is not None:
             ids_rows = [(u, " ".join(map(str, pr.context_token_ids(c, tokenizer)))) for u, c in contexts.items()]
-    except (pr.PassageError, DataDirError, ValueError) as e:
-        sys.exit(f"retrieve_passages: error: {e}")
 
     out = Path(args.out_dir)
     write_scp(out / "context", contexts.items())

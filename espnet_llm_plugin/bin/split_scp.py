@@ -7,10 +7,10 @@ keys when there are fewer.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp, write_scp
 
 
@@ -19,6 +19,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("scp", type=Path)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--nj", type=int, required=True)
+    add_debug_arg(p)
     return p
 
 
@@ -39,10 +40,9 @@ def split_scp(scp: Path, out_dir: Path, nj: int) -> int:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    try:
+    setup_logging(args.debug)
+    with cli_errors("split_scp", args.debug, (DataDirError, ValueError)):
         print(split_scp(args.scp, args.out_dir, args.nj))
-    except (DataDirError, ValueError) as e:
-        sys.exit(f"split_scp: error: {e}")
 
 
 if __name__ == "__main__":

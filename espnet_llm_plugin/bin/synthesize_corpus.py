@@ -32,7 +32,6 @@ import json
 import logging
 import multiprocessing
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 from espnet_llm_plugin.corpus.espeak_synth import (
     SynthesisError,
     derive_seed,
@@ -149,6 +149,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="where the WAV files go (default: OUT_DIR/audio)",
     )
     p.add_argument("--nj", type=int, default=2, help="parallel synthesis processes (default: 2)")
+    add_debug_arg(p)
     return p
 
 
@@ -387,12 +388,10 @@ def synthesize_corpus(
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.debug)
     cfg = CorpusConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CorpusConfig)})
-    try:
+    with cli_errors("synthesize_corpus", args.debug, (SynthesisError, ValueError)):
         synthesize_corpus(args.out_dir, cfg, args.audio_dir, args.nj)
-    except (SynthesisError, ValueError) as e:
-        sys.exit(f"synthesize_corpus: error: {e}")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 from espnet_llm_plugin.rescoring.cli_options import (
     add_lm_options,
     add_nbest_source,
@@ -54,6 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm_weight", type=float, default=0.5, help="used without --weights_config")
     p.add_argument("--length_bonus", type=float, default=0.0, help="used without --weights_config")
     p.add_argument("--seed", type=int, default=0)
+    add_debug_arg(p)
     return p
 
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> list:
     from espnet_llm_plugin.core.llm_usage import USAGE_FILE, read_llm_usage
     from espnet_llm_plugin.rescoring.cli_options import load_lm_scorer, lm_usage_of
     from espnet_llm_plugin.rescoring.mwer import MwerConfig, train_mwer
-    from espnet_llm_plugin.rescoring.weight_search import CombinationWeights
+    from espnet_llm_plugin.rescoring.weight_search import CombinationWeights, lm_identity
 
     has_dev = args.dev_nbest_dir is not None or args.dev_nbest_jsonl is not None
     if has_dev and args.dev_ref_text is None:
@@ -75,7 +76,9 @@ def run(args: argparse.Namespace) -> list:
     if (args.units is None) != (args.dev_units is None) and has_dev:
         raise ValueError("give --units and --dev_units together (speech+text LM) or neither")
     if args.weights_config is not None:
-        weights = CombinationWeights.load(args.weights_config)
+        # the weights must have been tuned for this LM, scored the same way
+        weights = CombinationWeights.load(
+            args.weights_config, lm=lm_identity(args.lm_path, args.length_norm, args.units is not None))
     else:
         weights = CombinationWeights(args.first_pass_weight, args.lm_weight, args.length_bonus)
     cfg = MwerConfig(epochs=args.epochs, lr=args.lr, ce_weight=args.ce_weight,
@@ -109,11 +112,9 @@ def run(args: argparse.Namespace) -> list:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+    setup_logging(args.debug)
+    with cli_errors("train_mwer", args.debug, (ValueError,)):
         run(args)
-    except ValueError as e:
-        sys.exit(f"train_mwer: error: {e}")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
 
 PROG = "python -m espnet_llm_plugin.bin.train_text_lm"
 ARGS_FILE = "train_args.json"
@@ -92,6 +91,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--num_threads", type=int, default=0,
                    help="CPU threads for torch (0: torch's default, one per core); on a "
                         "machine busy with other jobs, 1 is often much faster")
+    add_debug_arg(p)
     return p
 
 
@@ -165,13 +165,11 @@ def is_complete(out_dir: Path, record: Dict[str, Any]) -> bool:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.debug)
     if args.dev_has_ids is None:
         args.dev_has_ids = args.has_ids
-    try:
+    with cli_errors("train_text_lm", args.debug, (ValueError, OSError, FloatingPointError)):
         train(args)
-    except (ValueError, OSError, FloatingPointError) as e:
-        sys.exit(f"train_text_lm: error: {e}")
 
 
 def train(args: argparse.Namespace) -> None:

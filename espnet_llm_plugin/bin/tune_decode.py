@@ -30,6 +30,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+
 logger = logging.getLogger("tune_decode")
 
 
@@ -51,6 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--work_dir", type=Path, required=True, help="one decode dir per combination")
     p.add_argument("--out_config", type=Path, required=True, help="the best decode YAML")
     p.add_argument("--ngpu", type=int, default=0)
+    add_debug_arg(p)
     return p
 
 
@@ -86,6 +89,10 @@ def pick_best(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     return min(enumerate(rows), key=lambda iv: (iv[1]["wer"], iv[0]))[1]
 
 
+class DecodeFailed(RuntimeError):
+    """A dev-set decode that exited non-zero or wrote no text (its log is named)."""
+
+
 def _decode(args: argparse.Namespace, config: Path, out_dir: Path) -> Path:
     """Decode the dev set with ``config`` into ``out_dir`` (skipped when already complete)."""
     text = out_dir / "1best_recog" / "text"
@@ -104,27 +111,26 @@ def _decode(args: argparse.Namespace, config: Path, out_dir: Path) -> Path:
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0 or not text.is_file():
-        raise RuntimeError(f"decoding with {config} failed (exit {proc.returncode}); see {log}")
+        raise DecodeFailed(f"decoding with {config} failed (exit {proc.returncode}); see {log}")
     return text
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.debug)
     from espnet_llm_plugin.bin.score_wer import score_files
+    from espnet_llm_plugin.config_check import load_yaml_mapping
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.fileio.kaldi_data import DataDirError
 
-    try:
+    with cli_errors("tune_decode", args.debug, (ValueError,)):
         grid = parse_grid(args.grid)
-        base = yaml.safe_load(args.config.read_text()) if args.config.is_file() else None
-        if not isinstance(base, dict):
-            raise ValueError(f"--config {args.config}: not a YAML mapping (or missing)")
+        base = load_yaml_mapping(args.config)  # ConfigError naming the file: missing, bad YAML
+        if not base:
+            raise ValueError(f"--config {args.config}: an empty decode config")
         for f in (args.wav_scp, args.ref, args.asr_train_config, args.asr_model_file):
             if not f.is_file():
                 raise ValueError(f"{f}: file not found")
-    except ValueError as e:
-        sys.exit(f"tune_decode: error: {e}")
 
     combos = combinations(grid)
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -133,11 +139,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
         name = combination_name(combo)
         config = args.work_dir / f"{name}.yaml"
         atomic_write_text(config, yaml.safe_dump({**base, **combo}, sort_keys=False))
-        try:
+        with cli_errors("tune_decode", args.debug, (DecodeFailed, DataDirError)):
             hyp = _decode(args, config, args.work_dir / name)
             result = score_files(args.ref, hyp)
-        except (RuntimeError, DataDirError) as e:
-            sys.exit(f"tune_decode: error: {e}")
         wer = result["wer"]
         rows.append({**combo, "wer": wer["error_rate"], "substitutions": wer["substitutions"],
                      "deletions": wer["deletions"], "insertions": wer["insertions"]})

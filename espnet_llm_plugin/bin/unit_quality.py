@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
+
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -33,24 +34,23 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_pairs", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="JSON report to write")
+    add_debug_arg(p)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
+    setup_logging(args.debug)
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
     from espnet_llm_plugin.fileio.unit_file import read_units
     from espnet_llm_plugin.frontend.unit_quality import unit_quality
 
-    try:
+    with cli_errors("unit_quality", args.debug, (ValueError,)):
         data = load_data_dir(args.data_dir)
         units = read_units(args.units, args.num_units)
         report = unit_quality(units, data.text or {}, data.utt2spk or None,
                               num_units=args.num_units, num_pairs=args.num_pairs, seed=args.seed)
-    except ValueError as e:
-        sys.exit(f"unit_quality: error: {e}")
     report["units_file"] = str(args.units)
     report["data_dir"] = str(args.data_dir)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")

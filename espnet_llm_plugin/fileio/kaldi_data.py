@@ -1,10 +1,13 @@
 """Kaldi-style data directories: ``wav.scp``, ``text``, ``utt2spk`` (+ optional ``segments``).
 
-Every error names the file and, where there is one, the line and utterance id.
+Every error names the file and, where there is one, the line and utterance id. Files must be
+UTF-8 (Kaldi's and ESPnet's convention); another encoding is an error naming the line. Ids are
+shown with ``repr`` so an invisible character (a byte-order mark, a non-breaking space) shows.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -24,14 +27,16 @@ def read_scp(path: str | Path, allow_empty_value: bool = False) -> Dict[str, str
         allow_empty_value: accept ``key`` alone on a line (an empty transcript in ``text``).
 
     Raises:
-        DataDirError: missing file, duplicate key, or a line without a value.
+        DataDirError: missing file, a line that is not UTF-8, duplicate key, or a line without
+            a value.
     """
     path = Path(path)
     if not path.is_file():
         raise DataDirError(f"{path}: file not found")
     out: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
+    with open(path, "rb") as f:  # bytes: a decoding error can name its line
+        for lineno, raw_bytes in enumerate(f, 1):
+            raw = _decode_line(raw_bytes, path, lineno)
             line = raw.rstrip("\n").rstrip("\r")
             if not line.strip():
                 continue
@@ -41,9 +46,19 @@ def read_scp(path: str | Path, allow_empty_value: bool = False) -> Dict[str, str
             if not value and not allow_empty_value:
                 raise DataDirError(f"{path}:{lineno}: utterance '{key}' has no value")
             if key in out:
-                raise DataDirError(f"{path}:{lineno}: duplicate key '{key}'")
+                raise DataDirError(f"{path}:{lineno}: duplicate key {key!r}")
             out[key] = value
     return out
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataDirError(
+            f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+            f"Kaldi data files must be UTF-8: convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def write_scp(path: str | Path, entries: Iterable[Tuple[str, str]]) -> None:
@@ -103,6 +118,12 @@ def _read_segments(path: Path) -> Dict[str, Tuple[str, float, float]]:
             reco, begin, end = parts[0], float(parts[1]), float(parts[2])
         except (IndexError, ValueError):
             raise DataDirError(f"{path}: utterance '{utt}': expected 'reco begin end', got {value!r}")
+        if not (math.isfinite(begin) and math.isfinite(end)):
+            raise DataDirError(f"{path}: segment {utt!r}: begin {begin} and end {end} must be finite")
+        if begin < 0:  # a negative start would index from the recording's end
+            raise DataDirError(f"{path}: segment {utt!r}: begin {begin} is negative")
+        if end < 0 and end != -1:
+            raise DataDirError(f"{path}: segment {utt!r}: end {end} is negative (-1 means: to the end)")
         if end != -1 and end <= begin:
             raise DataDirError(f"{path}: utterance '{utt}': end {end} is not after begin {begin}")
         out[utt] = (reco, begin, end)
@@ -148,11 +169,16 @@ def load_data_dir(path: str | Path, require_text: bool = True) -> DataDir:
 
 
 def _same_ids(a_path: Path, a: set, b_path: Path, b: set) -> None:
+    """Both sets equal, else an error naming an example of each side (``repr``: an invisible
+    byte-order mark or odd space in an id shows)."""
     only_a, only_b = sorted(a - b), sorted(b - a)
     if only_a or only_b:
         parts = []
         if only_a:
-            parts.append(f"{len(only_a)} only in {a_path} (e.g. '{only_a[0]}')")
+            parts.append(f"{len(only_a)} only in {a_path} (e.g. {only_a[0]!r})")
         if only_b:
-            parts.append(f"{len(only_b)} only in {b_path} (e.g. '{only_b[0]}')")
-        raise DataDirError("utterance ids differ: " + "; ".join(parts))
+            parts.append(f"{len(only_b)} only in {b_path} (e.g. {only_b[0]!r})")
+        msg = "utterance ids differ: " + "; ".join(parts)
+        if any(u.startswith("\ufeff") for u in only_a + only_b):
+            msg += " ('\\ufeff' is a byte-order mark at the start of a file: save it as UTF-8 without BOM)"
+        raise DataDirError(msg)

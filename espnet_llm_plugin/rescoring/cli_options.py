@@ -24,6 +24,14 @@ def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: boo
                      help=f"{what}n-best JSONL ({{utt_id, hyps: [{{text, score}}]}})")
 
 
+def add_allow_missing(p: argparse.ArgumentParser) -> None:
+    """``--allow_missing_nbest``: whether references without an n-best list may be scored as
+    all deletions (with a warning naming them) instead of refused."""
+    p.add_argument("--allow_missing_nbest", type=str2bool, default=False,
+                   help="references without an n-best list count as all deletions (warned) "
+                   "instead of an error")
+
+
 def add_lm_options(p: argparse.ArgumentParser, lm_help: str) -> None:
     """--lm_path (a local HF causal LM dir), --length_norm, --device, --text_form, --framing."""
     p.add_argument("--lm_path", type=Path, required=True, help=lm_help)
@@ -60,13 +68,15 @@ def load_nbest_inputs(
     ref_text: Optional[Path],
     units_path: Optional[Path],
     what: str,
+    allow_missing: bool = True,
 ) -> NbestInputs:
     """(n-best lists, references or None, units or None); every list must have a reference
-    (when given) and units (when given), else a ValueError naming the files."""
+    (when given) and units (when given), else a ValueError naming the files. References
+    without an n-best list are refused unless ``allow_missing`` (then a warning names them)."""
     from espnet_llm_plugin.fileio.kaldi_data import read_scp
     from espnet_llm_plugin.fileio.unit_file import read_units
     from espnet_llm_plugin.rescoring.lm_scorer import check_units_cover
-    from espnet_llm_plugin.rescoring.nbest import check_known_utterances, read_nbest
+    from espnet_llm_plugin.rescoring.nbest import check_known_utterances, check_refs_covered, read_nbest
 
     source = nbest_dir if nbest_dir is not None else nbest_jsonl
     nbest = read_nbest(nbest_dir, nbest_jsonl)
@@ -76,6 +86,7 @@ def load_nbest_inputs(
     if ref_text is not None:
         refs = read_scp(ref_text, allow_empty_value=True)
         check_known_utterances(nbest, refs, str(source), str(ref_text))
+        check_refs_covered(nbest, refs, str(source), str(ref_text), allow_missing)
     units = None
     if units_path is not None:
         units = read_units(units_path)

@@ -12,12 +12,18 @@ JSONL form, one line per utterance, hypotheses in rank order::
 
 Per-scorer scores (``scores``) are stored in the decode layout as extra files
 ``{n}best_recog/score_<name>``, so both forms round-trip exactly (floats are written with
-``repr``). Empty hypotheses (noise-only utterances) are valid.
+``repr``). Empty hypotheses (``text`` ``""``: noise-only utterances) are valid and kept
+everywhere; an utterance with no hypothesis at all (``"hyps": []``) is refused, since the decode
+layout cannot hold it and it would vanish from the output. Scores must be finite: a NaN sorts
+anywhere, so it would silently pick an arbitrary 1-best. A source with no utterance at all is
+refused (tuning on it would tune on nothing).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +31,9 @@ from typing import Dict, Iterable, List, Optional
 
 from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_file
 from espnet_llm_plugin.fileio.kaldi_data import read_scp
+
+
+logger = logging.getLogger(__name__)
 
 
 class NBestError(ValueError):
@@ -57,9 +66,18 @@ def parse_score(value: str, where: str) -> float:
     if m:
         v = m.group(1)
     try:
-        return float(v)
+        x = float(v)
     except ValueError:
         raise NBestError(f"{where}: score {value!r} is not a number") from None
+    return check_finite(x, where, value)
+
+
+def check_finite(x: float, where: str, raw: object = None) -> float:
+    """``x``, or :class:`NBestError` naming ``where`` (file, line, utterance) when NaN/inf."""
+    if not math.isfinite(x):
+        raise NBestError(f"{where}: score {raw if raw is not None else x!r} is not finite "
+                         f"(NaN/inf cannot be ranked; fix the scorer that wrote it)")
+    return x
 
 
 def rank_dirs(decode_dir: str | Path) -> List[Path]:
@@ -113,6 +131,8 @@ def read_espnet_nbest(decode_dir: str | Path) -> NBest:
                 if utt in table:
                     hyp.scores[name] = parse_score(table[utt], f"{rdir / ('score_' + name)} '{utt}'")
             out[utt].append(hyp)
+    if not out:
+        raise NBestError(f"{decode_dir}: 1best_recog/score lists no utterance (an empty decode)")
     return out
 
 
@@ -128,6 +148,7 @@ def write_espnet_files(nbest: NBest, decode_dir: Path) -> None:
     """Write the decode-dir files into an existing (e.g. temporary) directory; no atomicity."""
     utts = sorted(nbest)
     _check_ids(utts, str(decode_dir))
+    _check_nonempty_lists(nbest, str(decode_dir))
     depth = max((len(nbest[u]) for u in utts), default=0)
     for rank in range(1, max(depth, 1) + 1):
         rdir = Path(decode_dir) / f"{rank}best_recog"
@@ -175,13 +196,19 @@ def read_nbest_jsonl(path: str | Path) -> NBest:
             hyps = row.get("hyps")
             if not isinstance(hyps, list):
                 raise NBestError(f"{where}: utterance '{utt}' has no 'hyps' list")
+            if not hyps:
+                raise NBestError(f"{where}: utterance '{utt}' has an empty 'hyps' list (an empty "
+                                 f"hypothesis is {{\"text\": \"\", \"score\": ...}}; drop the line to skip it)")
             out[utt] = [_hyp_from_json(h, f"{where} '{utt}'") for h in hyps]
+    if not out:
+        raise NBestError(f"n-best JSONL {path} holds no utterance (an empty file)")
     return out
 
 
 def write_nbest_jsonl(nbest: NBest, path: str | Path) -> None:
     """Write the JSONL form atomically (utterances in the given order)."""
     _check_ids(list(nbest), str(path))
+    _check_nonempty_lists(nbest, str(path))
     with atomic_file(path) as f:
         for utt, hyps in nbest.items():
             row = {"utt_id": utt, "hyps": [_hyp_to_json(h) for h in hyps]}
@@ -215,6 +242,28 @@ def _check_ids(utts: List[str], where: str) -> None:
             raise NBestError(f"{where}: invalid utterance id {u!r}")
 
 
+def _check_nonempty_lists(nbest: NBest, where: str) -> None:
+    empty = [u for u, hyps in nbest.items() if not hyps]
+    if empty:
+        raise NBestError(f"{where}: {len(empty)} utterance(s) have no hypothesis, e.g. '{empty[0]}' "
+                         f"(it would be missing from the output)")
+
+
+def check_refs_covered(nbest: NBest, refs: Iterable[str], nbest_source: str, ref_source: str,
+                       allow_missing: bool = False) -> List[str]:
+    """References without an n-best list (they score as all deletions): refused unless
+    ``allow_missing``, then logged as a warning with their count and ids. Returns them."""
+    missing = [u for u in refs if u not in nbest]
+    if missing:
+        shown = ", ".join(repr(u) for u in missing[:10]) + (", ..." if len(missing) > 10 else "")
+        msg = (f"{len(missing)} of {len(list(refs))} utterance(s) in {ref_source} have no n-best list in "
+               f"{nbest_source} (they count as all deletions): {shown}")
+        if not allow_missing:
+            raise NBestError(msg + "; decode them, or pass --allow_missing_nbest true")
+        logger.warning("%s", msg)
+    return missing
+
+
 def _check_score_name(name: str) -> None:
     if not name or any(c.isspace() or c in "/\\" for c in name):
         raise NBestError(f"invalid score name {name!r} (used in a file name score_<name>)")
@@ -228,6 +277,7 @@ def _hyp_from_json(h: object, where: str) -> Hypothesis:
         raise NBestError(f"{where}: a hypothesis has no string 'text'")
     if isinstance(score, bool) or not isinstance(score, (int, float)):
         raise NBestError(f"{where}: hypothesis {text!r} has no numeric 'score'")
+    check_finite(float(score), f"{where} hypothesis {text!r}")
     scores = h.get("scores", {})
     if not isinstance(scores, dict) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()
@@ -235,6 +285,7 @@ def _hyp_from_json(h: object, where: str) -> Hypothesis:
         raise NBestError(f"{where}: hypothesis {text!r} has a non-numeric entry in 'scores'")
     for k in scores:
         _check_score_name(k)
+        check_finite(float(scores[k]), f"{where} hypothesis {text!r} scores.{k}")
     return Hypothesis(text=text, score=float(score), scores={k: float(v) for k, v in scores.items()})
 
 

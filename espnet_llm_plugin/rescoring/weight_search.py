@@ -8,15 +8,21 @@ where first_pass(h) is ``h.scores["first_pass"]`` when present (an already resco
 search picks the weights with the lowest dev WER (S+D+I from
 :mod:`espnet_llm_plugin.scoring.error_rate`); among equal WERs the first grid point wins, and the
 grid is walked with small weights first.
+
+Weights are tuned for one LM: the weights YAML records its identity (:func:`lm_identity`: path,
+name, a sha256 of its weight files, and whether scores were length-normalised or conditioned on
+units), and :meth:`CombinationWeights.load` refuses weights tuned for another LM. A combined
+score that is not finite (a NaN LM score) is refused naming the utterance: NaN sorts anywhere.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -34,13 +40,55 @@ class WeightsConfigError(ValueError):
     """A weights YAML that cannot be used; names the file and key."""
 
 
+# keys of the weights YAML that say which LM (and scoring) the weights were tuned for
+LM_IDENTITY_KEYS = ("lm_path", "lm_name", "lm_weights_sha256", "length_norm", "units")
+
+
+def lm_identity(lm_path: str | Path, length_norm: bool = False, units: bool = False) -> Dict[str, Any]:
+    """What tuned weights depend on: the LM (path, directory name, sha256 over its weight files,
+    :func:`~espnet_llm_plugin.core.base_weights.base_content_hash`; ``None`` when the directory
+    holds no weight files) and how its scores were computed."""
+    from espnet_llm_plugin.core.base_weights import base_content_hash
+
+    try:
+        digest: Optional[str] = base_content_hash(lm_path)
+    except (ValueError, OSError):  # no weight files: the path is all we can compare
+        digest = None
+    return {"lm_path": str(lm_path), "lm_name": Path(lm_path).name, "lm_weights_sha256": digest,
+            "length_norm": bool(length_norm), "units": bool(units)}
+
+
+def check_lm_identity(path: str | Path, recorded: Dict[str, Any], current: Dict[str, Any]) -> None:
+    """Refuse weights tuned for another LM or another scoring (names both).
+
+    The LM is the same when the weight hashes agree (a moved or copied LM is fine); without a
+    hash on either side, when the paths agree. A weights file without any LM record (written
+    before this check existed) is accepted with a warning.
+    """
+    if not any(k in recorded for k in LM_IDENTITY_KEYS):
+        logger.warning("%s records no LM identity: cannot check it was tuned for %s (retune to record it)",
+                       path, current.get("lm_path"))
+        return
+    have, want = recorded.get("lm_weights_sha256"), current.get("lm_weights_sha256")
+    same_lm = have == want if (have and want) else str(recorded.get("lm_path")) == str(current.get("lm_path"))
+    if not same_lm:
+        raise WeightsConfigError(
+            f"{path}: weights were tuned for LM {recorded.get('lm_path')} (weights sha256 {have}), but the "
+            f"LM is {current.get('lm_path')} (weights sha256 {want}); retune on dev with --tune true")
+    for key in ("length_norm", "units"):
+        if key in recorded and bool(recorded[key]) != bool(current.get(key)):
+            raise WeightsConfigError(
+                f"{path}: weights were tuned with {key}={bool(recorded[key])}, this run has "
+                f"{key}={bool(current.get(key))}; retune on dev with --tune true")
+
+
 @dataclass
 class CombinationWeights:
     first_pass_weight: float = 1.0
     lm_weight: float = 0.0
     length_bonus: float = 0.0
 
-    def combine(self, hyp: Hypothesis, lm_key: str = LM_SCORE) -> float:
+    def combine(self, hyp: Hypothesis, lm_key: str = LM_SCORE, utt: str = "") -> float:
         """The combined score; a hypothesis from an earlier rescoring (``score`` = its combined
         score) contributes its ``scores['first_pass']``, so rescoring twice does not compound."""
         first_pass = hyp.scores.get(FIRST_PASS_SCORE, hyp.score)
@@ -49,6 +97,10 @@ class CombinationWeights:
             if lm_key not in hyp.scores:
                 raise NBestError(f"hypothesis {hyp.text!r} has no '{lm_key}' score; score it with the LM first")
             total += self.lm_weight * hyp.scores[lm_key]
+        if not math.isfinite(total):
+            where = f"utterance '{utt}': " if utt else ""
+            raise NBestError(f"{where}hypothesis {hyp.text!r}: combined score {total} is not finite "
+                             f"(score {hyp.score}, scores {hyp.scores}, weights {asdict(self)})")
         return total
 
     def save(self, path: str | Path, extra: Optional[dict] = None) -> None:
@@ -59,7 +111,9 @@ class CombinationWeights:
         atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "CombinationWeights":
+    def load(cls, path: str | Path, lm: Optional[Dict[str, Any]] = None) -> "CombinationWeights":
+        """Read the weights YAML; with ``lm`` (:func:`lm_identity` of this run's LM), refuse
+        weights tuned for another one (:func:`check_lm_identity`)."""
         path = Path(path)
         if not path.is_file():
             raise WeightsConfigError(f"weights config {path} does not exist (tune on dev first: --tune true)")
@@ -74,17 +128,21 @@ class CombinationWeights:
             if key not in data:
                 raise WeightsConfigError(f"{path}: missing key '{key}'")
             value = data[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise WeightsConfigError(f"{path}: key '{key}' must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise WeightsConfigError(f"{path}: key '{key}' must be a finite number, got {value!r}")
             kw[key] = float(value)
+        if lm is not None:
+            check_lm_identity(path, data, lm)
         return cls(**kw)
 
 
-def rerank(hyps: Sequence[Hypothesis], weights: CombinationWeights, lm_key: str = LM_SCORE) -> List[Hypothesis]:
-    """Hypotheses sorted by combined score, best first; ties keep the given order."""
+def rerank(hyps: Sequence[Hypothesis], weights: CombinationWeights, lm_key: str = LM_SCORE,
+           utt: str = "") -> List[Hypothesis]:
+    """Hypotheses sorted by combined score, best first; ties keep the given order. A score that
+    is not finite raises :class:`NBestError` naming ``utt``."""
+    keyed = [(weights.combine(h, lm_key, utt), i) for i, h in enumerate(hyps)]  # checks finiteness
     if weights.lm_weight == 0.0 and weights.length_bonus == 0.0 and weights.first_pass_weight > 0:
         return list(hyps)  # the first pass itself, whatever rounding its stored scores had
-    keyed = [(weights.combine(h, lm_key), i) for i, h in enumerate(hyps)]
     keyed.sort(key=lambda t: -t[0])  # stable: equal scores keep rank order
     return [hyps[i] for _, i in keyed]
 
@@ -94,11 +152,11 @@ def rerank_all(nbest: NBest, weights: CombinationWeights, lm_key: str = LM_SCORE
     ``scores['first_pass']`` and gets ``score`` = combined score."""
     out: NBest = {}
     for utt, hyps in nbest.items():
-        ranked = rerank(hyps, weights, lm_key)
+        ranked = rerank(hyps, weights, lm_key, utt)
         out[utt] = [
             Hypothesis(
                 text=h.text,
-                score=weights.combine(h, lm_key),
+                score=weights.combine(h, lm_key, utt),
                 scores={**h.scores, FIRST_PASS_SCORE: h.scores.get(FIRST_PASS_SCORE, h.score)},
             )
             for h in ranked
@@ -109,7 +167,7 @@ def rerank_all(nbest: NBest, weights: CombinationWeights, lm_key: str = LM_SCORE
 def one_best(nbest: NBest, weights: Optional[CombinationWeights] = None, lm_key: str = LM_SCORE) -> Dict[str, str]:
     """``{utt: text}`` of the top hypothesis (an empty list gives an empty text)."""
     weights = weights or CombinationWeights()
-    return {u: (rerank(h, weights, lm_key)[0].text if h else "") for u, h in nbest.items()}
+    return {u: (rerank(h, weights, lm_key, u)[0].text if h else "") for u, h in nbest.items()}
 
 
 def hypothesis_errors(nbest: NBest, refs: Dict[str, str], unit: str = "word") -> Dict[str, List[ErrorCounts]]:
@@ -149,7 +207,7 @@ def weights_counts(nbest: NBest, refs: Dict[str, str], weights: CombinationWeigh
     choice = {}
     for utt, hyps in nbest.items():
         if hyps:
-            top = rerank(hyps, weights)[0]
+            top = rerank(hyps, weights, utt=utt)[0]
             choice[utt] = next(i for i, h in enumerate(hyps) if h is top)
     return corpus_counts(choice, errors, refs, unit)
 
@@ -166,6 +224,13 @@ def grid_search(
     ``{lm_weight, length_bonus, wer, errors, ref_tokens}`` rows."""
     if not lm_weights or not length_bonuses:
         raise ValueError("the weight grid is empty")
+    if not any(nbest.values()):
+        raise NBestError("no n-best hypotheses to tune on (empty n-best input)")
+    if not refs:
+        raise NBestError("no references to tune on (empty reference text)")
+    if not all(math.isfinite(float(v)) for v in (*lm_weights, *length_bonuses, first_pass_weight)):
+        raise ValueError(f"the weight grid holds a value that is not finite: lm_weights {list(lm_weights)}, "
+                         f"length_bonuses {list(length_bonuses)}, first_pass_weight {first_pass_weight}")
     errors = hypothesis_errors(nbest, refs, unit)
     lm_sorted = sorted(lm_weights, key=abs)
     lb_sorted = sorted(length_bonuses, key=abs)

@@ -33,3 +33,40 @@ def test_wrong_rate_names_file_and_utterance(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "espnet_llm_plugin.bin.validate_data", str(d), "--fs", "16000"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "validate_data: error:" in proc.stderr
+
+
+def _short_and_long(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    soundfile.write(tmp_path / "short.wav", np.zeros(80, dtype=np.float32), 16000)  # 5 ms
+    soundfile.write(tmp_path / "ok.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (d / "wav.scp").write_text(f"u_ok {tmp_path / 'ok.wav'}\nu_short {tmp_path / 'short.wav'}\n")
+    (d / "text").write_text("u_ok a\nu_short b\n")
+    return d
+
+
+def test_too_short_utterance_is_named(tmp_path):
+    d = _short_and_long(tmp_path)
+    with pytest.raises(AudioError, match=r"utterance 'u_short'.*5 ms of audio, shorter than the minimum 0.1 s"):
+        validate(d)
+    assert validate(d, min_duration=0.0) == 2
+    proc = subprocess.run([sys.executable, "-m", "espnet_llm_plugin.bin.validate_data", str(d)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "u_short" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_too_long_utterance_warns_or_is_refused(tmp_path, caplog):
+    d = _short_and_long(tmp_path)
+    with caplog.at_level("WARNING"):
+        assert validate(d, min_duration=0.0, max_duration=0.5) == 2
+    assert "utterance 'u_ok'" in caplog.text and "longer than the maximum 0.5 s" in caplog.text
+    with pytest.raises(AudioError, match="utterance 'u_ok'.*longer than the maximum"):
+        validate(d, min_duration=0.0, max_duration=0.5, too_long="error")
+
+
+def test_truncated_wav_is_named(tmp_path):
+    d = _dir(tmp_path)
+    data = (tmp_path / "r.wav").read_bytes()
+    (tmp_path / "r.wav").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(AudioError, match=r"r\.wav\): truncated WAV"):
+        validate(d)

@@ -56,3 +56,46 @@ def test_real_recordings_in_users_formats(real_speech_dir):
         y, sr = read_audio(str(real_speech_dir / "audio" / name), name)
         assert sr in (16000, 22050, 44100, 48000) and len(y) > sr  # over a second
         assert np.isfinite(y).all() and np.abs(y).max() <= 1.0
+
+
+def test_truncated_wav_is_refused_naming_the_file(tmp_path):
+    soundfile.write(tmp_path / "full.wav", _tone(16000, 1.0), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    assert len(read_audio(str(tmp_path / "full.wav"))[0]) == 16000
+    with pytest.raises(AudioError, match=r"utterance 'u5' \(.*cut\.wav\): truncated WAV: the header declares 32000 bytes"):
+        read_audio(str(tmp_path / "cut.wav"), "u5")
+
+
+def test_wav_with_extra_chunks_and_streamed_header_is_read(tmp_path):
+    import struct
+
+    x = (np.arange(100) % 7).astype("<i2").tobytes()
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 16000, 32000, 2, 16)
+    odd = struct.pack("<4sI", b"LIST", 3) + b"abc\x00"  # odd-sized chunk, padded
+    for name, size in (("plain.wav", len(x)), ("streamed.wav", 0xFFFFFFFF)):
+        body = b"WAVE" + fmt + odd + struct.pack("<4sI", b"data", size) + x
+        (tmp_path / name).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+        from espnet_llm_plugin.fileio.audio import check_wav_complete
+
+        check_wav_complete(tmp_path / name)  # no error: complete, or a size a stream cannot know
+    assert len(read_audio(str(tmp_path / "plain.wav"))[0]) == 100
+
+
+def test_negative_segment_start_is_refused(tmp_path):
+    soundfile.write(tmp_path / "a.wav", _tone(16000, 1.0), 16000)
+    with pytest.raises(AudioError, match="utterance 'u1'.*negative"):
+        read_audio(str(tmp_path / "a.wav"), "u1", begin=-0.5, end=0.5)
+
+
+def test_duration_limits_name_the_utterance(caplog):
+    from espnet_llm_plugin.fileio.audio import check_duration
+
+    with pytest.raises(AudioError, match=r"utt 'u1': 5 ms of audio, shorter than the minimum 0.1 s"):
+        check_duration(0.005, "utt 'u1'", min_duration=0.1)
+    with caplog.at_level("WARNING"):
+        check_duration(600.0, "utt 'u2'", max_duration=60)
+    assert "utt 'u2': 600.0 s of audio, longer than the maximum 60 s" in caplog.text
+    with pytest.raises(AudioError, match="u3.*longer than the maximum"):
+        check_duration(600.0, "utt 'u3'", max_duration=60, too_long="error")
+    check_duration(600.0, "utt 'u4'")  # 0: no limits

@@ -74,3 +74,31 @@ def test_write_scp_sorts_and_rejects_keys_with_spaces(tmp_path):
     with pytest.raises(DataDirError, match="invalid key"):
         write_scp(p, [("a b", "1")])
     assert p.read_text() == "a 1\nb 2\n"  # untouched
+
+
+def test_latin1_text_names_file_line_and_encoding(tmp_path):
+    d = _make(tmp_path)
+    (d / "text").write_bytes("a hello\nb caf\u00e9 au lait\n".encode("latin-1"))
+    with pytest.raises(DataDirError, match=r"text:2: not UTF-8 \(byte 0xe9 at column 6\).*must be UTF-8"):
+        load_data_dir(d)
+
+
+def test_byte_order_mark_is_shown_in_the_id_mismatch(tmp_path):
+    d = _make(tmp_path)
+    (d / "text").write_bytes("\ufeffa hello world\nb\n".encode("utf-8"))
+    with pytest.raises(DataDirError) as e:
+        load_data_dir(d)
+    msg = str(e.value)
+    assert "'\\ufeffa'" in msg and "byte-order mark" in msg
+
+
+@pytest.mark.parametrize("line, match", [
+    ("u1 rec -0.5 1.0", r"segment 'u1': begin -0.5 is negative"),
+    ("u1 rec 0.5 -2", r"segment 'u1': end -2.0 is negative"),
+    ("u1 rec nan 1.0", r"segment 'u1'.*must be finite"),
+])
+def test_bad_segment_times_name_the_segment(tmp_path, line, match):
+    d = _make(tmp_path, wav="rec x.wav\n", text="u1 hi\n", utt2spk="u1 s\n")
+    (d / "segments").write_text(line + "\n")
+    with pytest.raises(DataDirError, match=match):
+        load_data_dir(d)

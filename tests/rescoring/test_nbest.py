@@ -128,3 +128,59 @@ def test_jsonl_is_one_object_per_line(tmp_path):
     write_nbest_jsonl(sample_nbest(), tmp_path / "n.jsonl")
     rows = [json.loads(l) for l in (tmp_path / "n.jsonl").read_text().splitlines()]
     assert rows[1] == {"utt_id": "utt_a", "hyps": [{"text": "", "score": -0.5}]}
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "tensor(nan)", "tensor(-inf, device='cuda:0')"])
+def test_non_finite_score_in_decode_dir_is_refused_naming_file_and_utterance(tmp_path, bad):
+    write_espnet_like(tmp_path, {1: {"u1": ("a", "-1.0"), "u2": ("b", bad)}})
+    with pytest.raises(NBestError, match=r"1best_recog/score 'u2'.*not finite"):
+        read_espnet_nbest(tmp_path)
+
+
+@pytest.mark.parametrize("hyp", ['{"text": "a", "score": NaN}', '{"text": "a", "score": Infinity}',
+                                 '{"text": "a", "score": -1, "scores": {"lm": NaN}}'])
+def test_non_finite_score_in_jsonl_is_refused_naming_line_and_utterance(tmp_path, hyp):
+    p = tmp_path / "n.jsonl"
+    p.write_text('{"utt_id": "ok", "hyps": [{"text": "x", "score": -1}]}\n'
+                 f'{{"utt_id": "u7", "hyps": [{hyp}]}}\n')
+    with pytest.raises(NBestError, match=r"n\.jsonl:2 'u7'.*not finite"):
+        read_nbest_jsonl(p)
+
+
+def test_empty_hypotheses_are_kept_in_both_forms(tmp_path):
+    nb = {"u1": [Hypothesis("", -1.0), Hypothesis("a b", -2.0)], "u2": [Hypothesis("x", -1.0), Hypothesis("", -3.0)]}
+    write_espnet_nbest(nb, tmp_path / "dec")
+    assert read_espnet_nbest(tmp_path / "dec") == nb
+    write_nbest_jsonl(nb, tmp_path / "n.jsonl")
+    assert read_nbest_jsonl(tmp_path / "n.jsonl") == nb
+
+
+def test_utterance_without_any_hypothesis_is_refused_not_dropped(tmp_path):
+    p = tmp_path / "n.jsonl"
+    p.write_text('{"utt_id": "u1", "hyps": [{"text": "", "score": -1}]}\n{"utt_id": "u2", "hyps": []}\n')
+    with pytest.raises(NBestError, match=r"n\.jsonl:2: utterance 'u2' has an empty 'hyps' list"):
+        read_nbest_jsonl(p)
+    with pytest.raises(NBestError, match=r"1 utterance\(s\) have no hypothesis, e\.g\. 'u2'"):
+        write_espnet_nbest({"u1": [Hypothesis("", -1.0)], "u2": []}, tmp_path / "dec")
+    assert not (tmp_path / "dec").exists()
+
+
+def test_empty_sources_are_refused(tmp_path):
+    (tmp_path / "n.jsonl").write_text("\n")
+    with pytest.raises(NBestError, match="holds no utterance"):
+        read_nbest_jsonl(tmp_path / "n.jsonl")
+    write_espnet_like(tmp_path / "dec", {1: {}})
+    with pytest.raises(NBestError, match="lists no utterance"):
+        read_espnet_nbest(tmp_path / "dec")
+
+
+def test_references_without_nbest_are_refused_or_warned(caplog):
+    from espnet_llm_plugin.rescoring.nbest import check_refs_covered
+
+    nb = {"u1": [Hypothesis("a", -1.0)]}
+    refs = {"u1": "a", "u2": "b c", "u3": "d"}
+    with pytest.raises(NBestError, match=r"2 of 3 utterance\(s\) in ref\.txt have no n-best list in dec .*: 'u2', 'u3'"):
+        check_refs_covered(nb, refs, "dec", "ref.txt")
+    with caplog.at_level("WARNING"):
+        assert check_refs_covered(nb, refs, "dec", "ref.txt", allow_missing=True) == ["u2", "u3"]
+    assert "'u2', 'u3'" in caplog.text and "all deletions" in caplog.text

@@ -87,7 +87,7 @@ def test_yaml_round_trip_and_errors(tmp_path):
     w.save(tmp_path / "w.yaml", extra={"tuned_on": "dev"})
     assert CombinationWeights.load(tmp_path / "w.yaml") == w
     (tmp_path / "bad.yaml").write_text("first_pass_weight: 1.0\nlm_weight: high\nlength_bonus: 0\n")
-    with pytest.raises(WeightsConfigError, match="bad.yaml: key 'lm_weight' must be a number"):
+    with pytest.raises(WeightsConfigError, match="bad.yaml: key 'lm_weight' must be a finite number"):
         CombinationWeights.load(tmp_path / "bad.yaml")
     (tmp_path / "miss.yaml").write_text("first_pass_weight: 1.0\n")
     with pytest.raises(WeightsConfigError, match="missing key 'lm_weight'"):
@@ -102,3 +102,63 @@ def test_rescoring_a_rescored_list_does_not_compound():
     twice = rerank_all(once, w)
     assert twice == once
     assert once["u1"][0].scores["first_pass"] == -1.5 and once["u1"][0].score == pytest.approx(-1.5 - 1.6 + 1.5)
+
+
+@pytest.mark.parametrize("bad_lm", [float("nan"), float("inf")])
+def test_non_finite_combined_score_is_refused_naming_the_utterance(bad_lm):
+    # NaN compares false with everything, so the sort used to keep it first (the worst, picked)
+    nb = {"u9": [H("wrong", -1.0, bad_lm), H("right", -1.5, -8.0)]}
+    with pytest.raises(NBestError, match=r"utterance 'u9': hypothesis 'wrong'.*not finite"):
+        rerank_all(nb, CombinationWeights(1.0, 0.5, 0.0))
+    with pytest.raises(NBestError, match="u9"):
+        one_best(nb, CombinationWeights(1.0, 0.5, 0.0))
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    (tmp_path / "w.yaml").write_text("first_pass_weight: 1.0\nlm_weight: .nan\nlength_bonus: 0\n")
+    with pytest.raises(WeightsConfigError, match="w.yaml: key 'lm_weight' must be a finite number"):
+        CombinationWeights.load(tmp_path / "w.yaml")
+    with pytest.raises(ValueError, match="not finite"):
+        grid_search(NBEST, REFS, [0.0, float("nan")])
+
+
+def test_grid_search_refuses_empty_inputs():
+    with pytest.raises(NBestError, match="no n-best hypotheses"):
+        grid_search({}, REFS, [0.0, 0.5])
+    with pytest.raises(NBestError, match="no references"):
+        grid_search(NBEST, {}, [0.0, 0.5])
+
+
+def _lm_dir(root, name, content):
+    d = root / name
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(content)
+    return d
+
+
+def test_weights_tuned_for_another_lm_are_refused_naming_both(tmp_path):
+    from espnet_llm_plugin.rescoring.weight_search import lm_identity
+
+    lm_a = _lm_dir(tmp_path, "lm_a", b"weights of a")
+    lm_b = _lm_dir(tmp_path, "lm_b", b"weights of b")
+    w = CombinationWeights(1.0, 0.3, 0.5)
+    w.save(tmp_path / "w.yaml", extra={"tuned_on": "dev", **lm_identity(lm_a)})
+    assert CombinationWeights.load(tmp_path / "w.yaml", lm=lm_identity(lm_a)) == w
+    with pytest.raises(WeightsConfigError, match=r"w\.yaml: weights were tuned for LM .*lm_a .*but the LM is .*lm_b"):
+        CombinationWeights.load(tmp_path / "w.yaml", lm=lm_identity(lm_b))
+    # same weights elsewhere (a copied LM): the content hash says it is the same LM
+    copy = _lm_dir(tmp_path, "copy_of_a", b"weights of a")
+    assert CombinationWeights.load(tmp_path / "w.yaml", lm=lm_identity(copy)) == w
+    # same LM, scored differently
+    with pytest.raises(WeightsConfigError, match="length_norm=False, this run has length_norm=True"):
+        CombinationWeights.load(tmp_path / "w.yaml", lm=lm_identity(lm_a, length_norm=True))
+
+
+def test_weights_without_lm_record_are_accepted_with_a_warning(tmp_path, caplog):
+    from espnet_llm_plugin.rescoring.weight_search import lm_identity
+
+    w = CombinationWeights(1.0, 0.3, 0.5)
+    w.save(tmp_path / "old.yaml", extra={"tuned_on": "dev"})
+    with caplog.at_level("WARNING"):
+        assert CombinationWeights.load(tmp_path / "old.yaml", lm=lm_identity(_lm_dir(tmp_path, "lm", b"x"))) == w
+    assert "records no LM identity" in caplog.text

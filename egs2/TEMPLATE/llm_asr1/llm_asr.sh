@@ -231,6 +231,32 @@ token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && _stage_t0=${SECONDS}; }
 # stage_done N OUTPUTS: the one-line summary of a finished stage
 stage_done() { log "Stage $1 done in $((SECONDS - _stage_t0)) s -> $2"; }
+# Stage outputs are keyed on what made them: DIR/.stage_options holds the options and a checksum
+# of the inputs, so a changed option (--fs) is not met with a stale output made without it.
+stamp_name=.stage_options
+# inputs_sum FILE...: checksum of the files that exist among FILE... (the stage's inputs)
+inputs_sum() { local f; for f in "$@"; do if [ -f "${f}" ]; then cat "${f}"; fi; done | cksum | tr ' ' '_'; }
+# stamp_ok DIR MARKER OPTIONS: 0 when DIR is complete (DIR/MARKER exists) and was made with
+# OPTIONS; 1 when it is not there yet (make it); exits naming both option sets when they differ
+stamp_ok() {
+    local dir=$1 marker=$2 want=$3 have
+    [ -e "${dir}/${marker}" ] || return 1
+    if [ ! -f "${dir}/${stamp_name}" ]; then
+        log "  Warning: ${dir} has no ${stamp_name} (made by an older llm_asr.sh): cannot check it" \
+            "was made with: ${want}; delete it to redo it"
+        return 0
+    fi
+    have=$(cat "${dir}/${stamp_name}")
+    if [ "${have}" != "${want}" ]; then
+        log "Error: ${dir} was made with: ${have}"
+        log "Error: this run asks for:   ${want}"
+        log "Error: delete ${dir} (and what later stages made from it) to redo it, or rerun with its options"
+        exit 1
+    fi
+    return 0
+}
+# write_stamp DIR OPTIONS: record OPTIONS in DIR (atomically) once DIR is complete
+write_stamp() { printf '%s\n' "$2" > "$1/${stamp_name}.tmp" && mv "$1/${stamp_name}.tmp" "$1/${stamp_name}"; }
 
 
 if run_stage 1; then
@@ -256,12 +282,15 @@ if run_stage 2; then
         if [ "${dset}" = "${train_set}" ]; then
             _out=${train_dump}; _min=${min_duration}; _sp=${speed_perturb_factors:-1.0}
         fi
-        if [ -f "${data_feats}/${_out}/wav.scp" ]; then
+        _opts="fs=${fs} min_duration=${_min} speed_perturb_factors=${_sp// /,} source=data/${dset}"
+        _opts+=" inputs=$(inputs_sum data/"${dset}"/{wav.scp,segments,text,utt2spk})"
+        if stamp_ok "${data_feats}/${_out}" wav.scp "${_opts}"; then
             log "  ${data_feats}/${_out} is complete, skipping"; continue
         fi
         ${train_cmd} "${data_feats}/logs/format_${_out}.log" \
             ${bin}.format_audio "data/${dset}" "${data_feats}/${_out}" --fs "${fs}" \
                 --min_duration "${_min}" --speed_perturb_factors "${_sp}"
+        write_stamp "${data_feats}/${_out}" "${_opts}"
     done
     stage_done 2 "${data_feats}/<set>"
 fi

@@ -1,0 +1,58 @@
+"""Stage outputs are keyed on the options that made them: stage 2 (audio formatting) records
+``--fs`` and friends in ``dump/raw/<set>/.stage_options`` and refuses to reuse a dump made with
+other options or from changed data (before: a changed ``--fs`` silently kept the 16 kHz dump)."""
+
+import subprocess
+
+import numpy as np
+import soundfile
+
+
+def _data_dir(root, name, utt, sr=16000):
+    d = root / "data" / name
+    d.mkdir(parents=True)
+    t = np.arange(int(0.3 * sr)) / sr
+    soundfile.write(root / f"{utt}.wav", (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), sr)
+    (d / "wav.scp").write_text(f"{utt} {root / f'{utt}.wav'}\n")
+    (d / "text").write_text(f"{utt} hello\n")
+    (d / "utt2spk").write_text(f"{utt} {utt}\n")
+
+
+def _stage2(r, env, *opts):
+    return subprocess.run(
+        ["./llm_asr.sh", "--stage", "2", "--stop_stage", "2", "--train_set", "train", "--valid_set", "dev",
+         "--test_sets", "", "--asr_config", "asr.yaml", *opts],
+        cwd=r, capture_output=True, text=True, timeout=300, env=env,
+    )
+
+
+def test_stage2_output_is_keyed_on_fs_and_inputs(tmp_path, make_recipe, recipe_env):
+    r = make_recipe(tmp_path, {"asr.yaml": "encoder: transformer\n"})
+    _data_dir(r, "train", "utt_a")
+    _data_dir(r, "dev", "utt_b")
+
+    proc = _stage2(r, recipe_env, "--fs", "16000")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    stamp = (r / "dump/raw/train/.stage_options").read_text()
+    assert "fs=16000" in stamp and "source=data/train" in stamp
+    assert soundfile.info(r / "dump/raw/train/data/utt_a.wav").samplerate == 16000
+
+    proc = _stage2(r, recipe_env, "--fs", "16000")  # same options: reused
+    assert proc.returncode == 0 and "dump/raw/train is complete, skipping" in proc.stdout + proc.stderr
+
+    proc = _stage2(r, recipe_env, "--fs", "8000")  # another rate: refused, naming both
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "dump/raw/train was made with: fs=16000" in out and "this run asks for:   fs=8000" in out
+    assert soundfile.info(r / "dump/raw/train/data/utt_a.wav").samplerate == 16000  # untouched
+
+    (r / "data/dev/text").write_text("utt_b goodbye\n")  # changed data: the dev dump is stale
+    proc = _stage2(r, recipe_env, "--fs", "16000")
+    assert proc.returncode != 0 and "dump/raw/dev was made with" in proc.stdout + proc.stderr
+
+    for d in ("train", "dev"):  # deleting the dumps redoes them at the new rate
+        subprocess.run(["rm", "-rf", str(r / "dump/raw" / d)], check=True)
+    proc = _stage2(r, recipe_env, "--fs", "8000")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert soundfile.info(r / "dump/raw/train/data/utt_a.wav").samplerate == 8000
+    assert "fs=8000" in (r / "dump/raw/dev/.stage_options").read_text()
