@@ -1,8 +1,9 @@
 """Collect every scored decoding under an experiment directory into ``RESULTS.md``.
 
 Reads every ``EXP_DIR/<model>/<decode>/<test_set>/score/result.json`` written by
-``score_wer`` and writes one markdown table: WER and CER with substitutions, deletions,
-insertions, and the real-time factor when it was measured. Prints the table too.
+``score_wer`` and writes a summary table (WER and CER with substitutions, deletions,
+insertions, and the real-time factor when it was measured) and ESPnet's per-unit tables
+(``|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|``, one for WER, one for CER). Prints it too.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import argparse
 import datetime
 import json
 import platform
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin import __version__
 from espnet_llm_plugin.fileio.atomic import atomic_write_text
+from espnet_llm_plugin.scoring.results_table import espnet_tables
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,15 @@ def results_table(exp_dir: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     return header + "\n".join(rows) + "\n"
+
+
+def espnet_format_tables(exp_dir: Path) -> str:
+    """ESPnet's WER and CER tables; dataset = ``<model>/<decode>/<test set>``."""
+    results = []
+    for path in sorted(exp_dir.glob("**/score/result.json")):
+        name = "/".join(path.relative_to(exp_dir).parts[:-2]) or "-"
+        results.append((name, json.loads(path.read_text())))
+    return espnet_tables(results)
 
 
 def perplexity_table(exp_dir: Path) -> str:
@@ -107,6 +117,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
         "duration, model loading included.\n"
     )
     text = f"# {args.title}\n\n## Environment\n{environment_lines()}\n## Error rates\n{notes}\n{table}"
+    espnet = espnet_format_tables(args.exp_dir)
+    if espnet:
+        text += ("\n## ESPnet format\n\nCorr/Sub/Del/Ins/Err in % of reference words (characters "
+                 "for CER), S.Err in % of sentences; per-utterance alignments are in each "
+                 "`score/result.txt`.\n\n" + espnet)
     ppl = perplexity_table(args.exp_dir)
     if ppl:
         text += f"\n## Text perplexity\n\n{ppl}"

@@ -1,7 +1,10 @@
 """Score a decoding: WER and CER with substitution/deletion/insertion counts.
 
 Reads the reference ``text`` and the hypothesis ``text`` (Kaldi format, empty transcripts
-allowed), writes ``OUT_DIR/result.json`` and a readable ``OUT_DIR/result.txt``.
+allowed), writes ``OUT_DIR/result.json`` and ``OUT_DIR/result.txt``: the summary, then every
+utterance's word alignment in sclite's layout (``id:``, ``Scores: (#C #S #D #I)``, ``REF:``,
+``HYP:``, ``Eval:``; errors upper-cased, ``***`` where a word is missing). ``--case`` and
+``--punctuation`` normalise both sides alike before scoring (default: as written).
 Hypotheses missing for a reference utterance count as deletions and are reported.
 """
 
@@ -9,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import add_debug_arg, run_cli
+from espnet_llm_plugin.core.text_form import TextForm
 from espnet_llm_plugin.fileio.atomic import atomic_write_text
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp
-from espnet_llm_plugin.scoring.error_rate import score_corpus
+from espnet_llm_plugin.scoring.error_rate import align, format_alignment, score_corpus, tokens
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -27,10 +31,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="label stored in result.json (e.g. test set)")
     p.add_argument("--timing", type=Path, default=None,
                    help="timing.json of the decoding (elapsed_s, audio_s) for the real-time factor")
+    p.add_argument("--case", choices=["as_is", "lower", "upper"], default="as_is",
+                   help="case both sides are mapped to before scoring")
+    p.add_argument("--punctuation", choices=["keep", "strip"], default="keep",
+                   help="strip: drop punctuation on both sides (apostrophes/hyphens inside words stay)")
+    add_debug_arg(p)
     return p
 
 
-def score_files(ref: Path, hyp: Path) -> dict:
+def read_texts(ref: Path, hyp: Path, normaliser: TextForm = TextForm()) -> tuple:
+    """``(refs, hyps)``: utt id -> text of both files, normalised alike; hypothesis ids that
+    are not in the reference are an error naming the file."""
     refs = read_scp(ref, allow_empty_value=True)
     hyps = read_scp(hyp, allow_empty_value=True)
     extra = sorted(set(hyps) - set(refs))
@@ -38,10 +49,19 @@ def score_files(ref: Path, hyp: Path) -> dict:
         raise DataDirError(
             f"{hyp}: {len(extra)} hypothesis ids not in {ref} (e.g. '{extra[0]}')"
         )
+    if not normaliser.is_identity:  # the LLM-side mapping of TextForm is the normaliser here
+        refs = {u: normaliser.to_llm(t) for u, t in refs.items()}
+        hyps = {u: normaliser.to_llm(t) for u, t in hyps.items()}
+    return refs, hyps
+
+
+def score_files(ref: Path, hyp: Path, normaliser: TextForm = TextForm()) -> dict:
+    refs, hyps = read_texts(ref, hyp, normaliser)
     missing = sorted(set(refs) - set(hyps))
     result = {
         "ref": str(ref),
         "hyp": str(hyp),
+        "normaliser": {"case": normaliser.case, "punctuation": normaliser.punctuation},
         "missing_hypotheses": len(missing),
         "wer": score_corpus(refs, hyps, "word").as_dict(),
         "cer": score_corpus(refs, hyps, "char").as_dict(),
@@ -63,13 +83,21 @@ def format_result(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def alignment_text(ref: Path, hyp: Path, normaliser: TextForm = TextForm()) -> str:
+    """Every reference utterance's word alignment (sclite layout), in reference order."""
+    refs, hyps = read_texts(ref, hyp, normaliser)
+    return "\n".join(format_alignment(u, align(tokens(r, "word"), tokens(hyps.get(u, ""), "word")))
+                     for u, r in refs.items())
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        result = score_files(args.ref, args.hyp)
-    except DataDirError as e:
-        sys.exit(f"score_wer: error: {e}")
+    run_cli("score_wer", lambda: _score(args), errors=(DataDirError, ValueError), debug=args.debug)
+
+
+def _score(args: argparse.Namespace) -> None:
+    normaliser = TextForm(case=args.case, punctuation=args.punctuation)
+    result = score_files(args.ref, args.hyp, normaliser)
     result["name"] = args.name
     if args.timing is not None and args.timing.is_file():
         timing = json.loads(args.timing.read_text())
@@ -77,7 +105,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
             result["rtf"] = timing["elapsed_s"] / timing["audio_s"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out_dir / "result.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out_dir / "result.txt", format_result(result))
+    atomic_write_text(args.out_dir / "result.txt",
+                      format_result(result) + "\n" + alignment_text(args.ref, args.hyp, normaliser))
     sys.stdout.write(format_result(result))
 
 

@@ -25,6 +25,32 @@ def test_score_and_collect(tmp_path):
     assert "WER 60.00% [ 3 / 5, 2 ins, 0 del, 1 sub ]" in proc.stdout
     table = collect_results.results_table(tmp_path / "exp")
     assert "| asr_m | decode_d | test | 3 | 5 | 60.0 | 1 | 0 | 2 |" in table and "0.250" in table
+    # result.txt: the summary, then each utterance aligned in sclite's layout
+    txt = (out / "result.txt").read_text()
+    assert txt.startswith("WER 60.00%")
+    block = txt[txt.index("id: (u1)"):].splitlines()
+    assert block[1] == "Scores: (#C #S #D #I) 2 1 0 0"
+    assert block[2].split() == ["REF:", "a", "B", "c"] and block[3].split() == ["HYP:", "a", "X", "c"]
+    assert "id: (n1)" in txt and "id: (u2)" in txt
+    collect_results.main([str(tmp_path / "exp")])
+    results = (tmp_path / "exp" / "RESULTS.md").read_text()
+    assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
+    assert "|asr_m/decode_d/test|3|5|80.0|20.0|0.0|40.0|60.0|100.0|" in results
+
+
+def test_normaliser_applies_to_both_sides(tmp_path):
+    (tmp_path / "ref").write_text("u1 The cat, sat.\n")
+    (tmp_path / "hyp").write_text("u1 THE CAT SAT\n")
+
+    def wer(*opts):
+        out = tmp_path / "o" / "_".join(opts or ("plain",))
+        subprocess.run([sys.executable, "-m", "espnet_llm_plugin.bin.score_wer", "--ref", str(tmp_path / "ref"),
+                        "--hyp", str(tmp_path / "hyp"), "--out_dir", str(out), *opts], check=True, capture_output=True)
+        return json.loads((out / "result.json").read_text())["wer"]["errors"]
+
+    assert wer() == 3
+    assert wer("--case", "lower") == 2  # "cat," and "sat." still differ
+    assert wer("--case", "upper", "--punctuation", "strip") == 0
 
 
 def test_unknown_hypothesis_id_is_an_error(tmp_path):
