@@ -81,6 +81,19 @@ class Conv1dMlpAdapter(AbsPostEncoder):
             lengths = torch.div(lengths - self.kernel_size, self.stride, rounding_mode="floor") + 1
         return lengths.clamp(min=0)
 
+    def min_input_frames(self) -> int:
+        """Fewest input frames that give one output frame through every conv layer.
+
+        Walks the stack backwards from one output frame: a layer needs
+        ``(n_out - 1) * stride + dilation * (kernel - 1) + 1 - 2 * padding`` input frames.
+        """
+        frames = 1
+        for layer in reversed([m for m in self.conv if isinstance(m, torch.nn.Conv1d)]):
+            (k,), (s,), (d,) = layer.kernel_size, layer.stride, layer.dilation
+            pad = layer.padding[0] if isinstance(layer.padding, tuple) else 0
+            frames = max(1, (frames - 1) * s + d * (k - 1) + 1 - 2 * pad)
+        return frames
+
     def forward(
         self, input: torch.Tensor, input_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -93,11 +106,15 @@ class Conv1dMlpAdapter(AbsPostEncoder):
         Returns:
             ``(B, T', D_llm)`` adapted frames and ``(B,)`` their lengths.
         """
-        min_frames = self.kernel_size + 0 if self.num_conv_layers else 1
+        min_frames = self.min_input_frames()
         if input.size(1) < min_frames:
+            # the padded batch is shorter than the conv stack's receptive field: torch would
+            # fail inside a later conv layer with a kernel-size error
             raise ValueError(
-                f"Conv1dMlpAdapter: input has {input.size(1)} frames, fewer than one conv "
-                f"window ({self.kernel_size}); the utterance is too short for this adapter"
+                f"Conv1dMlpAdapter: input has {input.size(1)} encoder frames, but "
+                f"{self.num_conv_layers} conv layers (kernel_size {self.kernel_size}, stride "
+                f"{self.stride}) need at least {min_frames} for one output frame; the utterance "
+                f"is too short for this adapter (drop it or lower postencoder_conf.num_conv_layers)"
             )
         x = self.conv(input.transpose(1, 2)).transpose(1, 2)  # (B, T', C)
         x = self.mlp(self.dropout(x))

@@ -40,6 +40,26 @@ def _linear_module_names(module: torch.nn.Module) -> List[str]:
     return sorted(names)
 
 
+def keep_lora_unquantized(module: torch.nn.Module) -> int:
+    """Exclude peft's LoRA adapter layers from dynamic quantization; returns how many.
+
+    ESPnet's ``--quantize_asr_model`` runs ``torch.quantization.quantize_dynamic`` over every
+    ``nn.Linear`` of the model, LoRA's ``lora_A``/``lora_B`` included; peft's LoRA forward then
+    reads ``lora_A.weight.dtype``, which a quantized Linear (``weight()`` is a method) lacks.
+    ``qconfig = None`` on a module is how torch's quantization is told to leave it alone: the
+    base layers are quantized, the small adapters stay in float and are added as in training.
+    """
+    count = 0
+    for m in module.modules():
+        for key in ("lora_A", "lora_B"):
+            adapters = getattr(m, key, None)
+            if isinstance(adapters, torch.nn.ModuleDict):
+                for adapter in adapters.values():
+                    adapter.qconfig = None
+                    count += 1
+    return count
+
+
 def apply_finetune(
     module: torch.nn.Module,
     scheme: str,
@@ -83,6 +103,7 @@ def apply_finetune(
             module = get_peft_model(module, config)
         except ValueError as e:
             raise ValueError(f"{name}: LoRA target_modules {targets} do not match: {e}") from e
+        keep_lora_unquantized(module)
     trainable, total = parameter_counts(module)
     logger.info(
         "%s: finetune=%s, trainable parameters %s / %s (%.2f%%)",

@@ -44,6 +44,12 @@ needed rows of the parent cache (ESPnet's beam reordering) and feeds only the ne
 The decoder keeps strong references only to the caches of the latest step, so the caches of
 finished hypotheses (which ESPnet keeps with their states) are freed; a state whose cache is
 gone is recomputed from the speech and its tokens (correct, just slower).
+
+Streaming simulation (ESPnet's ``--streaming true``, ``BatchBeamSearchOnlineSim``): the search
+starts on the first block of speech and is handed more blocks as it goes; :meth:`LlmDecoder.extend_prob`
+drops the caches then, so the hypotheses are rescored over all speech received so far. The
+beam search is handed adapter outputs, so ESPnet's ``encoder_conf.block_size``/``hop_size``/
+``look_ahead`` count adapter frames there (the encoder itself still sees the whole utterance).
 """
 
 from __future__ import annotations
@@ -303,6 +309,9 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         self._has_logits_to_keep = "logits_to_keep" in forward_params
         # step -> KV caches that running hypotheses may still need (see module docstring)
         self._live_caches = LiveCaches()
+        # streaming simulation: speech frames the caches were computed over (see extend_prob)
+        self._speech_frames: Optional[int] = None
+        self._speech_changed = False
         # checkpoints keep the trained parameters + a reference to the frozen base LLM
         track_frozen_base(self, self.llm, self.llm_path, where="decoder_conf.llm_path")
 
@@ -481,6 +490,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             x: ``(T, D)`` adapter outputs of one utterance.
         """
         self._live_caches.clear()  # a new utterance: earlier caches are not needed
+        self._speech_frames, self._speech_changed = x.size(0), False
         with torch.no_grad():
             prefix, _, lens = self._speech_prefix(x.unsqueeze(0), torch.tensor([x.size(0)]))
             self._check_context(int(lens[0]) + 1, "the speech prefix plus one token")
@@ -488,6 +498,33 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         cache = output_cache(out)
         self._check_cache_type(cache)
         return LlmScorerState(self._live_caches.remember(cache, 0), 0, 0)
+
+    def extend_prob(self, x: torch.Tensor) -> None:
+        """More speech arrived (ESPnet's streaming simulation, ``BatchBeamSearchOnlineSim``).
+
+        Args:
+            x: ``(T', D)`` all adapter frames received so far (the first block and those after it).
+
+        The speech sits before the text in the LLM's input, so every cached prefix was computed
+        over fewer frames: the caches are dropped and :meth:`extend_state` makes the next
+        ``batch_score`` recompute each hypothesis over all of ``x`` (then cached again).
+        """
+        if x.size(0) != self._speech_frames:
+            self._speech_frames = x.size(0)
+            self._live_caches.clear()
+            self._speech_changed = True
+
+    def extend_state(self, states: Any) -> Any:
+        """After :meth:`extend_prob` gave more speech: states that recompute (None), else ``states``.
+
+        ``states`` is the list of per-hypothesis states of ESPnet's batched hypotheses.
+        """
+        if not self._speech_changed:
+            return states
+        self._speech_changed = False
+        if isinstance(states, (list, tuple)):
+            return [None] * len(states)
+        return None
 
     def select_state(self, state: Any, i: int, new_id: Optional[int] = None) -> Any:
         """Pick hypothesis ``i``'s state from the list ``batch_score`` returned."""

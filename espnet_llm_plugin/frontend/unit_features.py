@@ -283,6 +283,7 @@ class EspnetAsrEncoderExtractor(FeatureExtractor):
         import yaml
 
         from espnet_llm_plugin import register
+        from espnet_llm_plugin.espnet_fixes import CheckpointLoadError, apply_espnet_fixes
         from espnet_llm_plugin.quiet import quiet_espnet_import
 
         cfg_path, model_path = Path(config), Path(model_file)
@@ -292,13 +293,17 @@ class EspnetAsrEncoderExtractor(FeatureExtractor):
         with quiet_espnet_import():
             from espnet2.tasks.asr import ASRTask
         register()  # configs may name our components
+        apply_espnet_fixes()  # ESPnet's model loading reads the .pth weights-only
         with open(cfg_path, encoding="utf-8") as f:
             conf = yaml.safe_load(f)
         conf = _resolve_relative_paths(conf, cfg_path)
         with tempfile.TemporaryDirectory() as tmp:
             patched = Path(tmp) / "config.yaml"
             patched.write_text(yaml.safe_dump(conf), encoding="utf-8")
-            model, _ = ASRTask.build_model_from_file(str(patched), str(model_path), "cpu")
+            try:
+                model, _ = ASRTask.build_model_from_file(str(patched), str(model_path), "cpu")
+            except CheckpointLoadError as e:  # crafted or truncated: named, as our errors are
+                raise FeatureError(f"espnet_asr features: model file {e}") from e
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

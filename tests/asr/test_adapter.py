@@ -54,3 +54,23 @@ def test_output_size_must_be_resolved_before_building(size):
     # own ASRTask) must say so, not fail with a comparison TypeError
     with pytest.raises(ValueError, match=r"output_size must be the LLM's hidden size .*LlmASRTask"):
         Conv1dMlpAdapter(input_size=16, output_size=size)
+
+
+@pytest.mark.parametrize("layers,kernel,stride,minimum", [(1, 3, 2, 3), (2, 3, 2, 7), (3, 3, 2, 15), (2, 5, 3, 17)])
+def test_short_input_guard_counts_every_conv_layer(layers, kernel, stride, minimum):
+    # one frame fewer than the receptive field of the whole stack is named, not a torch error
+    # from a later conv layer; the minimum itself gives exactly one output frame
+    ad = Conv1dMlpAdapter(input_size=8, output_size=4, num_conv_layers=layers, kernel_size=kernel, stride=stride)
+    assert ad.min_input_frames() == minimum
+    with pytest.raises(ValueError, match=rf"input has {minimum - 1} encoder frames.*at least {minimum}"):
+        ad(torch.randn(1, minimum - 1, 8), torch.tensor([minimum - 1]))
+    y, n = ad(torch.randn(1, minimum, 8), torch.tensor([minimum]))
+    assert y.shape[1] == 1 and int(n[0]) == 1
+    assert int(ad.output_lengths(torch.tensor([minimum - 1]))[0]) == 0
+
+
+def test_no_conv_layers_need_one_frame():
+    ad = Conv1dMlpAdapter(input_size=8, output_size=4, num_conv_layers=0)
+    assert ad.min_input_frames() == 1
+    y, _ = ad(torch.randn(1, 1, 8), torch.tensor([1]))
+    assert y.shape[1] == 1

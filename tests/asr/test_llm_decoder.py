@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import torch
+from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet_llm_plugin.asr.finetune import parameter_counts
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
@@ -231,6 +232,96 @@ def test_beam_one_equals_exhaustive_greedy_and_hf_generate(dec):
     assert len(greedy) > 0
     assert best.yseq[1:-1].tolist() == greedy
     assert dec.generate(x[None], max_new_tokens=maxlen, num_beams=1) == greedy
+
+
+# ---------------------------------------------------------------- streaming simulation
+def test_more_speech_rescores_hypotheses_over_all_frames(dec):
+    # ESPnet's BatchBeamSearchOnlineSim starts on the first block and extends the scorers with
+    # all frames so far; the decoder must score the next step over those, not the first block
+    x = speech(9, 11)
+    first = x[:4]
+    _, states = dec.batch_score(torch.tensor([[EOS]]), [dec.init_state(first)], first[None])
+    ys = torch.tensor([[EOS, 6], [EOS, 6]])
+    states = [states[0], states[0]]
+    dec.extend_prob(first)  # the same block again: states kept (cached)
+    assert dec.extend_state(states) is states
+    dec.extend_prob(x)
+    states = dec.extend_state(states)
+    logp, new_states = dec.batch_score(ys, states, x.expand(2, -1, -1))
+    assert torch.allclose(logp, full_prefix_logp(dec, x, ys), atol=1e-5)
+    assert not torch.allclose(logp, full_prefix_logp(dec, first, ys), atol=1e-3)
+    # the recomputed caches carry on over all frames
+    ys = torch.cat([ys, torch.tensor([[8], [9]])], dim=1)
+    logp, _ = dec.batch_score(ys, new_states, x.expand(2, -1, -1))
+    assert torch.allclose(logp, full_prefix_logp(dec, x, ys), atol=1e-5)
+
+
+class RepeatFirstToken(BatchScorerInterface):
+    """Favours token 6 for the first two tokens: a repetition right away, on which ESPnet's
+    streaming simulation moves to the next block without backing off (its hardest case)."""
+
+    def init_state(self, x):
+        return None
+
+    def batch_score(self, ys, states, xs):
+        scores = torch.zeros(ys.size(0), V)
+        if ys.size(1) <= 2:
+            scores[:, 6] = 20.0
+        return scores, states
+
+    def score(self, y, state, x):
+        return self.batch_score(y[None], [state], x[None])[0][0], state
+
+
+def test_streaming_simulation_search_reads_every_block(dec, monkeypatch):
+    from espnet.nets.batch_beam_search_online_sim import BatchBeamSearchOnlineSim
+
+    frames = []
+    uncached = dec._score_uncached
+
+    def spy(ys, xs):
+        frames.append(xs.size(1))
+        return uncached(ys, xs)
+
+    monkeypatch.setattr(dec, "_score_uncached", spy)
+    x = speech(12, 3)
+    search = BatchBeamSearchOnlineSim(
+        scorers={"decoder": dec, "repeat": RepeatFirstToken()}, weights={"decoder": 1.0, "repeat": 1.0},
+        beam_size=2, vocab_size=V, sos=EOS, eos=EOS,
+    )
+    search.set_block_size(4)
+    search.set_hop_size(2)
+    search.set_look_ahead(1)
+    with torch.no_grad():
+        best = search(x, maxlenratio=0.0)[0]
+    assert best.yseq[:3].tolist() == [EOS, 6, 6] and best.yseq[-1] == EOS
+    # blocks end at 3 (init_state), 5, 7, 9 and 12 frames: each later one is read once, when it
+    # arrives (before, the caches of the first block were extended after the early move)
+    assert frames == [5, 7, 9, 12]
+
+
+# ---------------------------------------------------------------- dynamic quantization
+def test_dynamic_quantization_with_lora_decodes_close_to_float(llm_dir):
+    # ESPnet's --quantize_asr_model: quantize_dynamic over every nn.Linear of the model
+    dec = perturb_lora(make_decoder(llm_dir)).eval()
+    x, ys = speech(5, 12), torch.tensor([[EOS, 6, 7]])
+    ref = full_prefix_logp(dec, x, ys)
+    holder = torch.nn.ModuleDict({"decoder": dec})
+    quantized = torch.quantization.quantize_dynamic(holder, qconfig_spec={torch.nn.Linear}, dtype=torch.qint8)
+    qdec = quantized["decoder"]
+    q_proj = qdec._causal_lm().model.layers[0].self_attn.q_proj
+    assert type(q_proj.base_layer).__name__ == "Linear" and "quantized" in type(q_proj.base_layer).__module__
+    assert type(q_proj.lora_A["default"]) is torch.nn.Linear  # adapters stay in float
+    logp = full_prefix_logp(qdec, x, ys)
+    assert torch.allclose(logp.exp(), ref.exp(), atol=0.05)
+    # ... and the LoRA adapters still act: without them the output is further off
+    with qdec.llm.disable_adapter():
+        base = full_prefix_logp(qdec, x, ys)
+    assert (base.exp() - ref.exp()).abs().max() > (logp.exp() - ref.exp()).abs().max()
+    # beam scoring works on the quantized decoder
+    state = qdec.init_state(x)
+    cached, _ = qdec.batch_score(ys[:, :1], [state], x[None])
+    assert torch.isfinite(cached).all()
 
 
 # ---------------------------------------------------------------- fine-tuning schemes

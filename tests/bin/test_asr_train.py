@@ -5,6 +5,7 @@ changed afterwards is refused by ESPnet's model loading.
 """
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -68,13 +69,13 @@ def write_data(d, utts, rng):
     return d
 
 
-def train(root, llm, max_epoch):
+def train(root, llm, max_epoch, *extra):
     from espnet_llm_plugin.bin.asr_train import main
 
     argv = ["--config", str(root / "train.yaml"), "--output_dir", str(root / "exp"), "--ngpu", "0",
             "--token_list", str(root / "tokens.txt"), "--token_type", "hugging_face", "--bpemodel", str(llm),
             "--max_epoch", str(max_epoch), "--resume", "true",
-            "--use_matplotlib", "false", "--use_tensorboard", "false"]
+            "--use_matplotlib", "false", "--use_tensorboard", "false", *extra]
     for split in ("train", "valid"):
         argv += ["--" + split + "_data_path_and_name_and_type", f"{root / split / 'wav.scp'},speech,sound",
                  "--" + split + "_data_path_and_name_and_type", f"{root / split / 'text'},text,text",
@@ -82,15 +83,32 @@ def train(root, llm, max_epoch):
     main(argv)
 
 
+def prepare(root):
+    """Tiny LLM, data, token list and config under ``root``; returns the LLM dir."""
+    llm = save_tiny_llm(root / "llm")
+    rng = np.random.default_rng(0)
+    write_data(root / "train", [f"tr{i}" for i in range(6)], rng)
+    write_data(root / "valid", [f"dv{i}" for i in range(2)], rng)
+    (root / "tokens.txt").write_text("\n".join(WORDS) + "\n")
+    (root / "train.yaml").write_text(CONFIG.replace("LLM_DIR", str(llm)))
+    return llm
+
+
+class WritesMarker:
+    """Unpickling this calls ``open(marker, "w")``: a checkpoint that runs code when loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def test_train_resume_average_decode_with_small_checkpoints(tmp_path, caplog):
     from espnet_llm_plugin.core.base_weights import base_content_hash, checkpoint_base_reference
+    from espnet_llm_plugin.espnet_fixes import load_checkpoint
 
-    llm = save_tiny_llm(tmp_path / "llm")
-    rng = np.random.default_rng(0)
-    write_data(tmp_path / "train", [f"tr{i}" for i in range(6)], rng)
-    write_data(tmp_path / "valid", [f"dv{i}" for i in range(2)], rng)
-    (tmp_path / "tokens.txt").write_text("\n".join(WORDS) + "\n")
-    (tmp_path / "train.yaml").write_text(CONFIG.replace("LLM_DIR", str(llm)))
+    llm = prepare(tmp_path)
     exp = tmp_path / "exp"
 
     train(tmp_path, llm, max_epoch=2)
@@ -110,7 +128,9 @@ def test_train_resume_average_decode_with_small_checkpoints(tmp_path, caplog):
         train(tmp_path, llm, max_epoch=3)
     assert "The training was resumed" in caplog.text
     assert (exp / "3epoch.pth").is_file()
-    assert torch.load(exp / "checkpoint.pth", weights_only=False)["reporter"]["epoch"] == 3
+    # our checkpoints load weights-only (ESPnet's resume just did), and none is left half-written
+    assert load_checkpoint(exp / "checkpoint.pth")["reporter"]["epoch"] == 3
+    assert not [p.name for p in exp.iterdir() if p.name.endswith(".tmp")]
 
     # ESPnet averaged the two best epochs at the end of training
     avg = torch.load(exp / "valid.acc.ave_2best.pth", weights_only=True)
@@ -126,6 +146,25 @@ def test_train_resume_average_decode_with_small_checkpoints(tmp_path, caplog):
     hyps = (out / "1best_recog" / "token_int").read_text().splitlines()
     assert sorted(h.split()[0] for h in hyps) == ["dv0", "dv1"]
 
+    # --quantize_asr_model quantizes the LLM's base layers; its LoRA adapters stay in float
+    decode(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(exp / "valid.acc.ave.pth"),
+            "--output_dir", str(tmp_path / "decode_q"), "--beam_size", "2", "--ctc_weight", "0", "--lm_weight", "0",
+            "--quantize_asr_model", "true",
+            "--data_path_and_name_and_type", f"{tmp_path / 'valid' / 'wav.scp'},speech,sound"])
+    hyps = (tmp_path / "decode_q" / "1best_recog" / "token_int").read_text().splitlines()
+    assert sorted(h.split()[0] for h in hyps) == ["dv0", "dv1"]
+
+    # a model file that would run code is refused by name, and runs nothing
+    marker, crafted = tmp_path / "marker", tmp_path / "crafted.pth"
+    state = torch.load(exp / "valid.acc.ave.pth", weights_only=True)
+    state["payload"] = WritesMarker(marker)
+    torch.save(state, crafted)
+    with pytest.raises(SystemExit, match=rf"asr_inference: error: {crafted}: refused to load"):
+        decode(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(crafted),
+                "--output_dir", str(tmp_path / "decode_x"), "--beam_size", "1",
+                "--data_path_and_name_and_type", f"{tmp_path / 'valid' / 'wav.scp'},speech,sound"])
+    assert not marker.exists()
+
     # the base changed in place (one weight): ESPnet's loader passes our refusal on
     from transformers import AutoModelForCausalLM
 
@@ -138,3 +177,36 @@ def test_train_resume_average_decode_with_small_checkpoints(tmp_path, caplog):
     model.save_pretrained(llm)
     with pytest.raises(BaseMismatchError, match="decoder_conf.llm_path"):
         LlmASRTask.build_model_from_file(exp / "config.yaml", exp / "valid.acc.ave.pth", "cpu")
+
+
+def test_crafted_truncated_and_concurrent_outputs_are_refused_by_name(tmp_path):
+    from espnet_llm_plugin.fileio.atomic import exclusive_dir_lock
+
+    llm = prepare(tmp_path)
+    exp = tmp_path / "exp"
+    marker, crafted = tmp_path / "marker", tmp_path / "crafted.pth"
+    torch.save({"decoder.payload": WritesMarker(marker)}, crafted)
+
+    # --init_param
+    with pytest.raises(SystemExit, match=rf"asr_train: error: {crafted}: refused to load"):
+        train(tmp_path, llm, 1, "--init_param", str(crafted))
+    # --resume from a crafted checkpoint.pth
+    exp.mkdir(exist_ok=True)
+    (exp / "checkpoint.pth").write_bytes(crafted.read_bytes())
+    with pytest.raises(SystemExit, match=rf"asr_train: error: {exp / 'checkpoint.pth'}: refused to load"):
+        train(tmp_path, llm, 1)
+    assert not marker.exists()
+
+    # --resume from a checkpoint.pth cut short (a full disk before writes were atomic)
+    torch.save({"model": {"w": torch.randn(4000)}}, exp / "checkpoint.pth")
+    data = (exp / "checkpoint.pth").read_bytes()
+    (exp / "checkpoint.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit, match=rf"{exp / 'checkpoint.pth'}: truncated or corrupt checkpoint.*remove it"):
+        train(tmp_path, llm, 1)
+
+    # a second training into the same directory
+    (exp / "checkpoint.pth").unlink()
+    with exclusive_dir_lock(exp, "asr_train"):
+        with pytest.raises(SystemExit, match=rf"{exp}: another asr_train is writing .*pid {os.getpid()}"):
+            train(tmp_path, llm, 1)
+    assert not (exp / "1epoch.pth").exists()

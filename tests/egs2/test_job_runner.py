@@ -71,3 +71,28 @@ def test_parse_options_rejects_unknown_and_prints_help(tmp_path):
     assert proc.returncode != 0 and "unknown option --stgae" in proc.stderr
     proc = _run(["bash", "s.sh", "--help"], tmp_path)
     assert proc.returncode == 0 and "usage: demo" in proc.stdout
+
+
+def test_rerun_keeps_the_previous_logs(tmp_path):
+    for run in range(1, 6):
+        proc = _run([str(UTILS / "run.sh"), "--keep_logs", "2", "JOB=1:2", "log/s.JOB.log", "echo", f"run{run}"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    for j in (1, 2):
+        log = tmp_path / "log" / f"s.{j}.log"
+        # the latest run, the two before it; older ones dropped
+        assert "run5" in log.read_text()
+        assert "run4" in Path(f"{log}.1").read_text() and "run3" in Path(f"{log}.2").read_text()
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == [
+        "s.1.log", "s.1.log.1", "s.1.log.2", "s.2.log", "s.2.log.1", "s.2.log.2"]
+
+
+def test_keep_logs_zero_overwrites_and_default_keeps_three(tmp_path):
+    for run in range(1, 3):
+        assert _run([str(UTILS / "run.sh"), "--keep_logs", "0", "a.log", "echo", f"run{run}"], tmp_path).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.log"] and "run2" in (tmp_path / "a.log").read_text()
+    for run in range(1, 6):
+        assert _run([str(UTILS / "run.sh"), "b.log", "echo", f"run{run}"], tmp_path).returncode == 0
+    assert sorted(p.name for p in tmp_path.glob("b.log*")) == ["b.log", "b.log.1", "b.log.2", "b.log.3"]
+    assert "run2" in (tmp_path / "b.log.3").read_text()
+    proc = _run([str(UTILS / "run.sh"), "--keep_logs", "x", "c.log", "true"], tmp_path)
+    assert proc.returncode != 0 and "--keep_logs" in proc.stderr

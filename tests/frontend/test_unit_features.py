@@ -96,3 +96,28 @@ def test_utterance_audio_segments_and_duplicates(wav_dir, tmp_path):
     np.testing.assert_array_equal(seg, full[1600:4800])
     with pytest.raises(ValueError, match="utt00"):
         UtteranceAudio([wav_dir], [wav_dir / "wav.scp"])
+
+
+class _WritesMarker:
+    """Unpickling this calls ``open(marker, "w")``: code run by loading the file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_espnet_asr_model_file_that_would_run_code_is_refused(tiny_espnet_asr, tmp_path, monkeypatch):
+    import torch
+
+    config, model_file = tiny_espnet_asr
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "crafted.pth"
+    state = torch.load(model_file, weights_only=True)
+    state["encoder.payload"] = _WritesMarker(marker)
+    torch.save(state, crafted)
+    with pytest.raises(FeatureError, match=rf"{crafted}: refused to load.*GLOBAL \S*open"):
+        build_feature_extractor({"type": "espnet_asr", "config": str(config), "model_file": str(crafted)})
+    assert not marker.exists()
