@@ -41,16 +41,17 @@ class NoRepeatNgramScorer(BatchScorerInterface):
             if tokens[i:i + n - 1] == prefix
         })
 
-    def score(self, y: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
-        """``y``: ``(L,)`` prefix -> ``(V,)`` scores."""
-        scores, _ = self.batch_score(y.unsqueeze(0), [state], x.unsqueeze(0))
+    def score(self, y: torch.Tensor, state: Any, x: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Any]:
+        """``y``: ``(L,)`` prefix -> ``(V,)`` scores (``x`` is not used and may be None)."""
+        scores, _ = self.batch_score(y.unsqueeze(0), [state], None)
         return scores[0], None
 
     def batch_score(
-        self, ys: torch.Tensor, states: List[Any], xs: torch.Tensor
+        self, ys: torch.Tensor, states: List[Any], xs: Optional[torch.Tensor]
     ) -> Tuple[torch.Tensor, List[Optional[Any]]]:
-        """``ys``: ``(n_batch, L)`` prefixes -> ``(n_batch, V)`` scores (0 or ``-inf``)."""
-        scores = torch.zeros(ys.size(0), self.vocab_size, device=xs.device, dtype=torch.float32)
+        """``ys``: ``(n_batch, L)`` prefixes -> ``(n_batch, V)`` scores (0 or ``-inf``), on
+        ``ys``' device (``xs`` is not used and may be None)."""
+        scores = torch.zeros(ys.size(0), self.vocab_size, device=ys.device, dtype=torch.float32)
         for b, row in enumerate(ys[:, self.skip_first:].tolist()):
             banned = self.banned_tokens(row)
             if banned:

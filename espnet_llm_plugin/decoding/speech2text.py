@@ -15,7 +15,12 @@ recipe), the decoded text is mapped back with ``TextForm.to_recipe``.
 
 ``decoding_method: hf_generate`` decodes LLM-ASR models with Hugging Face ``generate``
 (:meth:`~espnet_llm_plugin.asr.llm_decoder.LlmDecoder.generate`) instead of ESPnet's beam search,
-for comparison; results have ESPnet's ``(text, token, token_int, hyp)`` form (1-best).
+for comparison; results have ESPnet's ``(text, token, token_int, hyp)`` form (1-best). As in ESPnet's
+beam search, a text that reaches the length limit gets an eos appended to its ``yseq`` but not
+scored: the score holds ``p(eos)`` only when ``generate`` stopped on eos.
+
+Scorers with weight 0 are left out of the beam search (:meth:`Speech2TextWithScorers.add_scorer`),
+as ESPnet leaves out its own: a scorer's ``-inf`` times 0 would make every score NaN.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class ExtraDecodingOptions:
     LM, ``knnlm_lm_path`` or else the datastore's key encoder, gives log-probs and queries;
     ``decoder``: the ASR model's own LlmDecoder is the base LM and its last hidden state the
     query, the paper's setting; the decoder's scores are then replaced by the kNN-LM's),
-    ``knnlm_weight`` (beam-search weight of the ``knnlm`` scorer, ``lm`` mode),
+    ``knnlm_weight`` (beam-search weight of the ``knnlm`` scorer, ``lm`` mode; 0: left out),
     ``knnlm_lambda``, ``knnlm_k``, ``knnlm_temperature`` (in units of the datastore's distance
     scale unless ``knnlm_temperature_unit: absolute``; unset: the key encoder's settings, see
     :mod:`espnet_llm_plugin.retrieval.knnlm_settings`), ``knnlm_backend`` (``faiss|torch``),
@@ -263,11 +268,19 @@ class Speech2TextWithScorers(Speech2Text):
             no_repeat_ngram_size=self.extra.no_repeat_ngram_size,
         )
         sos, eos = self.asr_model.sos, self.asr_model.eos
+        # generate drops the eos it stopped on; a text as long as the limit stopped without one
+        ended = len(token_int) < max_new
+        # as ESPnet's beam search at its length limit: the yseq ends with eos either way ...
         yseq = torch.tensor([sos] + token_int + [eos], device=enc.device)
-        # the hypothesis score: the decoder's log-probability of tokens + eos
-        logits, _ = decoder(enc.unsqueeze(0), torch.tensor([enc.size(0)], device=enc.device),
-                            yseq[None, :-1], torch.tensor([yseq.size(0) - 1], device=enc.device))
-        logp = torch.log_softmax(logits[0], dim=-1).gather(1, yseq[1:, None]).sum()
+        # ... but the score holds p(eos) only for an eos that was generated
+        scored = yseq[1:] if ended else yseq[1:-1]
+        if scored.numel() == 0:
+            logp = torch.zeros((), device=enc.device)
+        else:
+            n_in = scored.size(0)  # decoder inputs [sos, t1, ...] predict the scored tokens
+            logits, _ = decoder(enc.unsqueeze(0), torch.tensor([enc.size(0)], device=enc.device),
+                                yseq[None, :n_in], torch.tensor([n_in], device=enc.device))
+            logp = torch.log_softmax(logits[0], dim=-1).gather(1, scored[:, None]).sum()
         hyp = Hypothesis(yseq=yseq, score=logp.cpu(), scores={"decoder": logp.cpu()}, states={})
         token_int = [t for t in token_int if t != 0]  # as ESPnet: id 0 is blank
         token = self.converter.ids2tokens(token_int)
@@ -348,9 +361,14 @@ class Speech2TextWithScorers(Speech2Text):
             logger.info("decoder scores replaced by kNN-LM over %s", opts.knnlm_datastore)
 
     def add_scorer(self, name: str, scorer: Any, weight: float) -> None:
+        """Add ``scorer`` to the beam search with ``weight``; weight 0 leaves it out, as ESPnet's
+        ``BeamSearch`` leaves out its own zero-weight scorers (``0 * -inf`` would be NaN)."""
         bs = self.beam_search
         if name in bs.scorers:
             raise ValueError(f"a beam-search scorer named '{name}' exists already")
+        if weight == 0:
+            logger.info("beam-search scorer %s has weight 0: not used", name)
+            return
         bs.scorers[name] = scorer
         bs.full_scorers[name] = scorer
         bs.weights[name] = weight

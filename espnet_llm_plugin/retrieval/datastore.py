@@ -22,6 +22,21 @@ temperature fits LMs whose hidden states differ in magnitude by orders (SmolLM2'
 scale ~2,300; its layer 15: ~26,000; a tiny random test LM: ~10). It is computed at build time
 and stored in the manifest; a datastore from before then computes it when loaded.
 
+Ties: neighbours at equal distance (duplicate keys are common: every memory window starting
+with the same tokens gives the same key) are ordered by key id, and the ``k`` returned are the
+lowest ids among them, whatever the backend and however many queries share a search. Before,
+torch's ``topk`` picked among ties by its kernel's internals and a matmul's rounding differed
+with the number of queries, so a query searched alone and in a batch got different neighbours,
+and BeamSearch and BatchBeamSearch different hypotheses. Distances within a rounding tolerance
+(:data:`TIE_TOLERANCE`) count as tied. A search asks its backend for ``k + 1`` neighbours and,
+where a tie crosses the ``k``-th place, for more (up to :data:`MAX_TIE_FETCH`).
+
+Key-encoder fingerprint: the identity in the manifest holds ``weights_sha256``
+(:func:`~espnet_llm_plugin.retrieval.key_encoder.weights_fingerprint`, the hash of the key
+encoder's weight files); :meth:`FaissDatastore.load` refuses a query model with other weights
+(another checkpoint of the same config gives keys from another space). A datastore written
+before the fingerprint was recorded loads with a warning.
+
 Sharded builds: each shard is a complete datastore directory (any index); :func:`merge_datastores`
 concatenates their keys and values in shard order and builds the index once, so the merged
 datastore equals a single build over the same corpus.
@@ -32,11 +47,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from espnet_llm_plugin.retrieval.search_backend import SearchBackend, check_metric
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +63,14 @@ FORMAT = "espnet_llm_plugin.knnlm_datastore"
 VERSION = 1
 BACKENDS = ("faiss", "torch")
 # identity fields a datastore must match at load time, when the caller states them
-CHECKED_FIELDS = ("tokenizer_hash", "hidden_size", "config_hash", "layer", "vocab_size")
+CHECKED_FIELDS = ("tokenizer_hash", "hidden_size", "config_hash", "layer", "vocab_size", "weights_sha256")
+FINGERPRINT = "weights_sha256"  # the key encoder's weight files (key_encoder.weights_fingerprint)
+# at most this many neighbours are fetched to resolve a tie across the k-th place; beyond it
+# the backend's own choice among still-tied keys stands (faiss' exact search: the lowest ids)
+MAX_TIE_FETCH = 8192
+# distances this close (relative to |query|^2 + |distance|) are ties: float32 rounding of the
+# |q|^2 - 2 q.k + |k|^2 a search computes, and of half-precision keys on a GPU
+TIE_TOLERANCE, HALF_TIE_TOLERANCE = 1e-5, 1e-2
 
 
 class DatastoreError(ValueError):
@@ -195,6 +220,48 @@ def distance_scale(keys: np.ndarray, metric: str = "l2", pairs: int = SCALE_PAIR
     return scale if scale > 0 and np.isfinite(scale) else 1.0
 
 
+def _nearest_by_score_then_id(
+    search: Callable[[int], Tuple["torch.Tensor", "torch.Tensor"]], k: int, ntotal: int, metric: str,
+    q_sq: "torch.Tensor", rel_tol: float,
+) -> Tuple["torch.Tensor", "torch.Tensor"]:
+    """The ``k`` nearest neighbours ``(scores (N, k), ids (N, k))`` with ties resolved by id (see
+    the module docstring).
+
+    Scores within ``rel_tol * (|q|^2 + |score|)`` of their neighbour in the sorted list form one
+    tie block (a search's own rounding differs with the key's position in a matmul and with
+    the number of queries, so duplicate keys need not come out bit-equal); blocks keep their
+    order, ids order a block. A block crossing the ``k``-th place is fetched whole (up to
+    :data:`MAX_TIE_FETCH` neighbours), so the ``k`` kept are its lowest ids.
+
+    Args:
+        search: ``fetch -> (scores (N, fetch), ids (N, fetch))`` from a backend, best first.
+        ntotal: number of stored keys.
+        q_sq: ``(N,)`` squared query norms (the scale of a distance's rounding error).
+    """
+    import torch
+
+    fetch = k if ntotal <= k else k + 1  # one more: does a tie cross the k-th place?
+    while True:
+        scores, ids = search(fetch)
+        missing = ids < 0
+        key = (scores if metric == "l2" else -scores).float().masked_fill(missing, float("inf"))
+        tol = rel_tol * (q_sq.to(key.device).float().unsqueeze(1) + key[:, :1].abs().clamp_max(3e38))
+        gap = key[:, 1:] - key[:, :-1]
+        new_block = missing[:, 1:] | ~(gap <= tol)  # a missing neighbour is never tied
+        block = torch.cat([torch.zeros_like(new_block[:, :1]), new_block], dim=1).long().cumsum(1)
+        if fetch <= k or fetch >= min(ntotal, MAX_TIE_FETCH):
+            break
+        crossing = ~missing[:, -1] & (block[:, -1] == block[:, k - 1])
+        if not bool(crossing.any()):
+            break
+        fetch = min(2 * fetch, ntotal, max(MAX_TIE_FETCH, k + 1))
+    # order by (block, id): sort by id, then stably by block; missing neighbours last
+    id_key = ids.masked_fill(missing, torch.iinfo(torch.int64).max)
+    order = id_key.sort(dim=1, stable=True).indices
+    order = order.gather(1, block.gather(1, order).sort(dim=1, stable=True).indices)[:, :k]
+    return scores.gather(1, order), ids.gather(1, order)
+
+
 def _effective_index_string(index: str, fp16: bool) -> str:
     return "SQfp16" if fp16 and index.strip() == "Flat" else index
 
@@ -204,7 +271,7 @@ class FaissDatastore:
 
     Args:
         identity: key encoder identity (:func:`espnet_llm_plugin.retrieval.key_encoder.lm_identity`:
-            model_path, config_hash, tokenizer_hash, vocab_size, hidden_size, layer).
+            model_path, config_hash, tokenizer_hash, vocab_size, hidden_size, layer, weights_sha256).
         index: faiss ``index_factory`` string.
         metric: ``l2`` or ``ip``.
         fp16: store keys as float16 (keys.npy and, for ``Flat``, the faiss index).
@@ -332,9 +399,20 @@ class FaissDatastore:
 
         Scores are squared L2 distances (``l2``) or inner products (``ip``).
         """
+        import torch
+
         if self.count == 0:
             raise DatastoreError("search in an empty datastore")
-        scores, ids = self.backend.search(queries, k)
+
+        def fetch(n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+            scores, ids = self.backend.search(queries, n)
+            return torch.from_numpy(np.asarray(scores)), torch.from_numpy(np.asarray(ids, dtype=np.int64))
+
+        q_sq = torch.from_numpy(np.square(np.asarray(queries, dtype=np.float32)).sum(-1).reshape(-1))
+        scores_t, ids_t = _nearest_by_score_then_id(
+            fetch, k, self.backend.ntotal, self.metric, q_sq, self._tie_tolerance()
+        )
+        scores, ids = scores_t.numpy(), ids_t.numpy()
         vals = self.values
         out = np.where(ids >= 0, vals[np.clip(ids, 0, None)], -1)
         return scores, out
@@ -356,10 +434,21 @@ class FaissDatastore:
             raise ValueError(f"queries must have shape (N, {self.dim}), got {tuple(queries.shape)}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        scores, ids = search_tensor(queries.detach(), k)
+        q = queries.detach()
+        scores, ids = _nearest_by_score_then_id(
+            lambda n: search_tensor(q, n), k, self.backend.ntotal, self.metric, q.float().pow(2).sum(1),
+            self._tie_tolerance(),
+        )
         if self._values_tensor is None or self._values_tensor.device != ids.device:
             self._values_tensor = torch.from_numpy(self.values).to(ids.device)
         return scores, torch.where(ids >= 0, self._values_tensor[ids.clamp_min(0)], -1)
+
+    def _tie_tolerance(self) -> float:
+        """Relative width of a tie: float32 rounding, or a half-precision search's (torch on a GPU)."""
+        import torch
+
+        half = getattr(self.backend, "dtype", torch.float32) in (torch.float16, torch.bfloat16)
+        return HALF_TIE_TOLERANCE if half else TIE_TOLERANCE
 
     # ------------------------------------------------------------------ files
     def manifest(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -410,7 +499,9 @@ class FaissDatastore:
 
         Args:
             expect: identity fields the datastore must have (any of ``tokenizer_hash``,
-                ``hidden_size``, ``config_hash``, ``layer``, ``vocab_size``), e.g. the scorer LM's.
+                ``hidden_size``, ``config_hash``, ``layer``, ``vocab_size``, ``weights_sha256``),
+                e.g. the scorer LM's. A datastore without ``weights_sha256`` (built before it was
+                recorded) loads with a warning.
             backend: ``faiss`` (read ``index.faiss``) or ``torch`` (exact search over ``keys.npy``).
             search_params: faiss search-time parameters (``FaissSearch.set_search_params``),
                 e.g. ``"nprobe=16"`` for an IVF index; ignored by the exact torch backend.
@@ -426,6 +517,9 @@ class FaissDatastore:
             if name not in CHECKED_FIELDS or want is None:
                 continue
             have = ident.get(name, manifest.get(name))
+            if name == FINGERPRINT:
+                _check_fingerprint(p, ident, have, want)
+                continue
             if have != want:
                 what = {
                     "tokenizer_hash": "was built with another tokenizer (vocabulary hash differs)",
@@ -467,6 +561,24 @@ class FaissDatastore:
             ds._distance_scale = float(manifest["distance_scale"])
         return ds
 
+
+
+def _check_fingerprint(p: Path, ident: Dict[str, Any], have: Optional[str], want: str) -> None:
+    """Refuse a datastore whose key encoder had other weights than the query model (``want``)."""
+    if have is None:  # written before fingerprints were recorded: cannot tell, do not break it
+        logger.warning(
+            "datastore %s records no key-encoder weights fingerprint (built before they were "
+            "recorded): cannot check that its keys come from the query model's weights (sha256 %s); "
+            "rebuild it to have the check", p, want,
+        )
+        return
+    if have != want:
+        raise DatastoreError(
+            f"datastore {p} was built by a key encoder with weights sha256 {have} "
+            f"({ident.get('model_path')}), but the query model's weights have sha256 {want}: its "
+            f"keys live in another model's hidden space (same config, other weights); rebuild it "
+            f"with the decoding LM as key encoder"
+        )
 
 
 def _load_keys(p: Path, manifest: Dict[str, Any]) -> np.ndarray:

@@ -182,7 +182,7 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         return next(self.lm.parameters()).device
 
     # ------------------------------------------------------------------ ESPnet interface
-    def init_state(self, x: torch.Tensor) -> None:
+    def init_state(self, x: Optional[torch.Tensor]) -> None:
         self._live_caches.clear()  # new utterance
         return None
 
@@ -191,15 +191,17 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
             return state
         return state[i]
 
-    def score(self, y: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
-        """Next-token log-probs ``(n_vocab,)`` for one prefix ``y`` ``(L,)``."""
-        logp, states = self.batch_score(y.unsqueeze(0), [state], x.unsqueeze(0))
+    def score(self, y: torch.Tensor, state: Any, x: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Any]:
+        """Next-token log-probs ``(n_vocab,)`` for one prefix ``y`` ``(L,)`` (an LM: ``x`` is not
+        used and may be None, as for ESPnet's LMs)."""
+        logp, states = self.batch_score(y.unsqueeze(0), [state], None)
         return logp[0], states[0]
 
     def batch_score(
-        self, ys: torch.Tensor, states: Sequence[Any], xs: torch.Tensor
+        self, ys: torch.Tensor, states: Sequence[Any], xs: Optional[torch.Tensor]
     ) -> Tuple[torch.Tensor, List[HfLmState]]:
-        """``ys (n, L)`` prefixes -> ``(n, n_vocab)`` float32 log-probs and ``n`` states."""
+        """``ys (n, L)`` prefixes -> ``(n, n_vocab)`` float32 log-probs and ``n`` states (``xs``
+        is not used and may be None)."""
         logp, hidden, new_states = self.batch_score_with_hidden(ys, states, xs)
         self.last_hidden = hidden
         return logp, new_states

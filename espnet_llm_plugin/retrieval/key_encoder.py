@@ -4,8 +4,9 @@ Key at a window position = the LM's hidden state there (``output_hidden_states[l
 index 0 is the embedding output, ``-1`` the last layer after the final norm, as HF numbers
 them); value = the next token id. The query at decoding time is the same layer's state at
 the last prefix position (:class:`espnet_llm_plugin.retrieval.hf_lm_scorer.HfLmScorer`), so
-keys and queries live in one space only when the model, layer and tokenizer are the same:
-:meth:`KeyEncoder.identity` records them for the datastore manifest.
+keys and queries live in one space only when the model (its weights, not only its config),
+layer and tokenizer are the same: :meth:`KeyEncoder.identity` records them for the datastore
+manifest.
 
 The encoder also holds the model's text form and framing (explicit, else the model dir's
 ``llm_usage.json``, else the identity form and the legacy ``[bos] text [eos]``): memory text
@@ -63,8 +64,26 @@ def check_layer(model: torch.nn.Module, layer: int) -> int:
     return layer
 
 
+def weights_fingerprint(path: str) -> str:
+    """sha256 of the weight files of the model directory ``path`` (hex): the key encoder's weights.
+
+    Two checkpoints of one config (same config hash) give keys in different spaces; this tells
+    them apart. The hash of the files (:func:`~espnet_llm_plugin.core.base_weights.base_content_hash`,
+    once per process, from ``pretrained_manifest.json`` where it lists them), not of the loaded
+    tensors, so a model loaded in another dtype (a bfloat16 build on a GPU, float32 queries on a
+    CPU) has the same fingerprint.
+
+    Raises:
+        ValueError: ``path`` holds no weight files.
+    """
+    from espnet_llm_plugin.core.base_weights import base_content_hash
+
+    return base_content_hash(path)
+
+
 def lm_identity(path: str, model: torch.nn.Module, tokenizer: Any, layer: int) -> Dict[str, Any]:
-    """What keys depend on: model path, config hash, tokenizer hash, hidden size, layer."""
+    """What keys depend on: model path, config hash, tokenizer hash, hidden size, layer, and the
+    weights' fingerprint (:func:`weights_fingerprint` of ``path``, the dir ``model`` was loaded from)."""
     return {
         "model_path": str(path),
         "config_hash": config_hash(model),
@@ -72,6 +91,7 @@ def lm_identity(path: str, model: torch.nn.Module, tokenizer: Any, layer: int) -
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size(model),
         "layer": int(layer),
+        "weights_sha256": weights_fingerprint(path),
     }
 
 

@@ -253,18 +253,23 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
         self._context_set = True
 
     # ------------------------------------------------------------------ ESPnet interface
-    def init_state(self, x: torch.Tensor) -> Any:
+    def init_state(self, x: Optional[torch.Tensor]) -> Any:
         return self.base.init_state(x)
 
     def select_state(self, state: Any, i: int, new_id: Optional[int] = None) -> Any:
         return self.base.select_state(state, i, new_id)
 
-    def score(self, y: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
-        logp, states = self.batch_score(y.unsqueeze(0), [state], x.unsqueeze(0))
+    def score(self, y: torch.Tensor, state: Any, x: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Any]:
+        """``(n_vocab,)`` interpolated log-probs of one prefix ``y (L,)``; ``x (T, D)`` goes to the
+        base (None for an :class:`HfLmScorer` base, which reads no speech)."""
+        logp, states = self.batch_score(y.unsqueeze(0), [state], None if x is None else x.unsqueeze(0))
         return logp[0], states[0]
 
-    def batch_score(self, ys: torch.Tensor, states: Sequence[Any], xs: torch.Tensor) -> Tuple[torch.Tensor, List[Any]]:
-        """``(n, n_vocab)`` interpolated log-probs; all hypotheses' queries in one search."""
+    def batch_score(
+        self, ys: torch.Tensor, states: Sequence[Any], xs: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[Any]]:
+        """``(n, n_vocab)`` interpolated log-probs; all hypotheses' queries in one search.
+        ``xs (n, T, D)`` goes to the base (may be None for an :class:`HfLmScorer` base)."""
         if self.multimodal and not self._context_set:
             raise ValueError(
                 f"multi-modal kNN-LM: no units for this utterance (call set_query_context; {UNITS_OPTION})"

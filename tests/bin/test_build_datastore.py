@@ -135,3 +135,16 @@ def test_text_form_framing_and_defaults_recorded(lm_dir, memory, tmp_path):
     # a framing token the tokenizer lacks is an error naming the option
     with pytest.raises(SystemExit, match="key encoder framing.*'<nope>'"):
         main(args(lm_dir, memory, tmp_path / "bad", "--framing", '{"end": ["<nope>"]}'))
+
+
+def test_manifest_records_the_key_encoders_weights_fingerprint(lm_dir, memory, tmp_path):
+    """The datastore remembers which weights made its keys (decoding refuses other weights)."""
+    from espnet_llm_plugin.core.base_weights import base_content_hash
+    from espnet_llm_plugin.retrieval.datastore import DatastoreError
+
+    main(args(lm_dir, memory, tmp_path / "ds"))
+    m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert m["key_encoder"]["weights_sha256"] == base_content_hash(lm_dir)
+    FaissDatastore.load(tmp_path / "ds", expect={"weights_sha256": base_content_hash(lm_dir)})
+    with pytest.raises(DatastoreError, match="weights sha256"):
+        FaissDatastore.load(tmp_path / "ds", expect={"weights_sha256": "0" * 64})

@@ -153,10 +153,14 @@ def test_hf_generate_on_llm_asr(root):
     with torch.no_grad():
         enc, _ = s2t.asr_model.encode(speech[None], torch.tensor([speech.numel()]))
     decoder: LlmDecoder = s2t.asr_model.decoder
-    assert token_int == decoder.generate(enc[0], max_new_tokens=enc.size(1), num_beams=2, no_repeat_ngram_size=2)
+    generated = decoder.generate(enc[0], max_new_tokens=enc.size(1), num_beams=2, no_repeat_ngram_size=2)
+    assert token_int == [t for t in generated if t != 0]  # as ESPnet, id 0 (blank) is dropped
     ys = hyp.yseq
-    logits, _ = decoder(enc, torch.tensor([enc.size(1)]), ys[None, :-1], torch.tensor([len(ys) - 1]))
-    ref = torch.log_softmax(logits[0], -1).gather(1, ys[1:, None]).sum()
+    assert ys[1:-1].tolist() == generated and int(ys[-1]) == s2t.asr_model.eos
+    # the log-prob of the tokens, + p(eos) when generate stopped on eos (not at the limit)
+    n = len(ys) - 1 if len(generated) < enc.size(1) else len(ys) - 2
+    logits, _ = decoder(enc, torch.tensor([enc.size(1)]), ys[None, :n], torch.tensor([n]))
+    ref = torch.log_softmax(logits[0], -1).gather(1, ys[1:n + 1, None]).sum()
     assert float(hyp.score) == pytest.approx(float(ref), abs=1e-4)
     # through main: the n-best writer takes the result
     hyps = run_main(model, root / "wav.scp", root / "out_gen", (), ["--decoding_method", "hf_generate"])
@@ -169,3 +173,26 @@ def test_hf_generate_needs_an_llm_decoder(root):
         decode(model, ExtraDecodingOptions(decoding_method="hf_generate"))
     with pytest.raises(ValueError, match="decoding_method"):
         ExtraDecodingOptions(decoding_method="greedy")
+
+
+@pytest.mark.parametrize("generated, ended", [([5, 6], False), ([5], True)])
+def test_hf_generate_scores_eos_only_when_generated(root, monkeypatch, generated, ended):
+    """maxlenratio -2: at most 2 new tokens. Two tokens = the limit, no eos was generated: the
+    score is the tokens' log-prob alone (ESPnet's beam search appends eos at its limit without
+    scoring it); one token = generate stopped on eos: its log-prob is in the score."""
+    from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+
+    model = save_asr_model(_mkdir(root / "llm_eos"), root / "lm", "llm")
+    monkeypatch.setattr(LlmDecoder, "generate", lambda self, hs, **kw: list(generated))
+    s2t, res = decode(model, ExtraDecodingOptions(decoding_method="hf_generate"), maxlenratio=-2.0)
+    hyp = res[0][3]
+    eos = s2t.asr_model.eos
+    assert hyp.yseq.tolist() == [s2t.asr_model.sos] + generated + [eos]
+    speech = torch.tensor(np.random.default_rng(0).standard_normal(8000), dtype=torch.float32)
+    with torch.no_grad():
+        enc, _ = s2t.asr_model.encode(speech[None], torch.tensor([speech.numel()]))
+        ys = hyp.yseq
+        logits, _ = s2t.asr_model.decoder(enc, torch.tensor([enc.size(1)]), ys[None, :-1], torch.tensor([len(ys) - 1]))
+    logp = torch.log_softmax(logits[0], -1).gather(1, ys[1:, None])[:, 0]
+    ref = logp.sum() if ended else logp[:-1].sum()
+    assert float(hyp.score) == pytest.approx(float(ref), abs=1e-4)

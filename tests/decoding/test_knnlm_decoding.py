@@ -76,8 +76,9 @@ def setup(tmp_path_factory):
 
 def decode(model, extra, **kw):
     cls = speech2text_class(extra)
-    s2t = cls(asr_train_config=str(model[0]), asr_model_file=str(model[1]), device="cpu", beam_size=2,
-              ctc_weight=0.0, lm_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1, **kw)
+    opts = dict(device="cpu", beam_size=2, ctc_weight=0.0, lm_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
+    opts.update(kw)
+    s2t = cls(asr_train_config=str(model[0]), asr_model_file=str(model[1]), **opts)
     speech = torch.tensor(np.random.default_rng(0).standard_normal(8000), dtype=torch.float32)
     return s2t, s2t(speech)
 
@@ -223,3 +224,48 @@ def test_datastore_without_recorded_framing_is_queried_as_it_was_built(setup, tm
     (lm2 / "llm_usage.json").write_text(json.dumps({"framing": {"start": ["<eos>"], "end": ["<eos>"]}}))
     s2t, _ = decode(model, ExtraDecodingOptions(knnlm_datastore=str(ds), knnlm_lm_path=str(lm2)))
     assert s2t.knnlm.base.framing.start == ("<bos>",) and s2t.knnlm.base.framing.end == ("<eos>",)
+
+
+def test_zero_knnlm_weight_decodes_as_without_knnlm(setup):
+    """knnlm_weight 0 with lambda 1 (p_knn is -inf off the retrieved tokens): the scorer is left
+    out, as ESPnet leaves out its own zero-weight scorers; before, 0 * -inf made scores NaN."""
+    root, lm, model = setup
+    _, base = decode(model, ExtraDecodingOptions())
+    s2t, res = decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lambda=1.0,
+                                                  knnlm_weight=0.0))
+    assert torch.isfinite(torch.as_tensor(res[0][3].score)) and float(res[0][3].score) == float(base[0][3].score)
+    assert res[0][2] == base[0][2]
+    assert "knnlm" not in s2t.beam_search.full_scorers
+
+
+def test_datastore_of_another_checkpoint_of_the_same_config_is_refused(setup, tmp_path, caplog):
+    """Same config and tokenizer, other weights: refused, naming both fingerprints and the dir;
+    a datastore without a recorded fingerprint (built before) loads with a warning."""
+    import json
+    import shutil
+
+    from espnet_llm_plugin.retrieval.datastore import DatastoreError
+    from espnet_llm_plugin.retrieval.key_encoder import weights_fingerprint
+
+    root, lm, model = setup
+    other = save_lm(tmp_path / "other")
+    with torch.no_grad():  # another checkpoint of the same model: same config, other weights
+        from transformers import LlamaForCausalLM
+
+        m = LlamaForCausalLM.from_pretrained(other)
+        for p in m.parameters():
+            p.add_(0.01)
+        m.save_pretrained(other)
+    with pytest.raises(DatastoreError) as e:
+        decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lm_path=str(other)))
+    msg = str(e.value)
+    assert weights_fingerprint(str(lm)) in msg and weights_fingerprint(str(other)) in msg
+    assert str(root / "ds") in msg
+    # an old datastore: no fingerprint in its manifest
+    shutil.copytree(root / "ds", tmp_path / "old_ds")
+    manifest = json.loads((tmp_path / "old_ds" / "manifest.json").read_text())
+    del manifest["key_encoder"]["weights_sha256"]
+    (tmp_path / "old_ds" / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING"):
+        decode(model, ExtraDecodingOptions(knnlm_datastore=str(tmp_path / "old_ds"), knnlm_lm_path=str(other)))
+    assert "no key-encoder weights fingerprint" in caplog.text

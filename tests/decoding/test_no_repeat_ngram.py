@@ -69,3 +69,13 @@ def test_in_espnet_batch_beam_search_no_hypothesis_repeats_a_bigram():
 def test_bad_size():
     with pytest.raises(ValueError, match="no_repeat_ngram_size"):
         NoRepeatNgramScorer(0, 10)
+
+
+def test_x_none_as_for_espnet_lms():
+    """The scorer reads no speech: ESPnet's LM interface lets callers pass x=None."""
+    s = NoRepeatNgramScorer(2, 10)
+    ys = torch.tensor([[9, 5, 6, 5], [9, 9, 5, 9]])
+    batch, _ = s.batch_score(ys, [None, None], None)
+    assert torch.isinf(batch[0, 6]) and batch.device == ys.device
+    single, _ = s.score(ys[0], None, None)
+    assert torch.equal(single, batch[0])

@@ -256,3 +256,62 @@ def test_distance_scale_in_manifest_and_computed_for_old_datastores(tmp_path):
     # adding keys recomputes it
     old.add(10 * keys[:600], values[:600])
     assert old.distance_scale > 5 * ds.distance_scale
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_exact_ties_give_the_lowest_ids_on_every_backend_and_batch(metric):
+    """Duplicate keys tie exactly: the k returned are the lowest ids of the tie, in id order,
+    alike for faiss and torch and for a query searched alone or with 15 others (torch's topk
+    chose among ties by its kernel's internals)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    base = (rng.standard_normal((5, 32)) * 30).astype(np.float32)
+    keys = np.repeat(base, 100, axis=0)  # ids 100 g .. 100 g + 99 share key g
+    values = np.arange(len(keys)) % V
+    ident = dict(IDENT, hidden_size=32)
+    groups = rng.integers(0, 5, 16)
+    queries = base[groups] + rng.standard_normal((16, 32)).astype(np.float32)
+    results = {}
+    for backend in ("faiss", "torch"):
+        ds = FaissDatastore.build(keys, values, ident, metric=metric, backend=backend)
+        scores, vals = ds.search_tensor(torch.from_numpy(queries), 8)
+        for i in range(16):
+            _, alone = ds.search_tensor(torch.from_numpy(queries[i:i + 1]), 8)
+            assert alone[0].tolist() == vals[i].tolist(), (backend, i)
+        _, np_vals = ds.search(queries, 8)
+        assert np_vals.tolist() == vals.tolist()
+        results[backend] = vals.tolist()
+    assert results["faiss"] == results["torch"]
+    # each query's nearest group, its 8 lowest ids (metric ip: the largest inner product)
+    ref = FaissDatastore.build(base, np.arange(5), dict(IDENT, hidden_size=32), metric=metric)
+    nearest = ref.search(queries, 1)[1][:, 0]
+    for i, g in enumerate(nearest):
+        assert results["faiss"][i] == [int(v) for v in values[100 * g: 100 * g + 8]]
+
+
+def test_fewer_keys_than_k_pads_with_missing_neighbours():
+    keys, values = data(5)
+    for backend in ("faiss", "torch"):
+        ds = FaissDatastore.build(keys, values, IDENT, backend=backend)
+        scores, vals = ds.search(keys[:2], 8)
+        assert vals.shape == (2, 8) and (vals[:, 5:] == -1).all() and (vals[:, :5] >= 0).all()
+        assert vals[0, 0] == values[0]
+
+
+def test_key_encoder_fingerprint_mismatch_names_both_and_the_dir(tmp_path):
+    keys, values = data()
+    FaissDatastore.build(keys, values, dict(IDENT, weights_sha256="a" * 64)).save(tmp_path / "ds")
+    FaissDatastore.load(tmp_path / "ds", expect={"weights_sha256": "a" * 64, "hidden_size": D})
+    with pytest.raises(DatastoreError) as e:
+        FaissDatastore.load(tmp_path / "ds", expect={"weights_sha256": "b" * 64})
+    assert "a" * 64 in str(e.value) and "b" * 64 in str(e.value) and str(tmp_path / "ds") in str(e.value)
+
+
+def test_datastore_without_fingerprint_loads_with_a_warning(tmp_path, caplog):
+    keys, values = data()
+    FaissDatastore.build(keys, values, IDENT).save(tmp_path / "old")  # IDENT has no weights_sha256
+    with caplog.at_level("WARNING"):
+        ds = FaissDatastore.load(tmp_path / "old", expect={"weights_sha256": "b" * 64})
+    assert ds.count == len(values)
+    assert "no key-encoder weights fingerprint" in caplog.text and str(tmp_path / "old") in caplog.text

@@ -201,3 +201,14 @@ def test_smollm2_reads_hypotheses_in_its_framing(smollm2_dir, smollm2):
     with torch.no_grad():
         ref = torch.log_softmax(model(input_ids=torch.tensor([start + text])).logits[0, -1].float(), -1)
     assert float(logp[0, tok.eos_token_id]) == pytest.approx(float(ref[end[0]]), abs=1e-3)
+
+
+def test_x_none_as_for_espnet_lms(scorer):
+    """An LM reads no speech: score/batch_score/init_state take x=None (ESPnet's LMs do)."""
+    ys = torch.tensor([[SOS, 5, 6], [SOS, 7, 8]])
+    ref, _ = scorer.full_prefix_scores(ys)
+    state = scorer.init_state(None)
+    logp, states = scorer.batch_score(ys, [state, state], None)
+    torch.testing.assert_close(logp, ref, rtol=1e-4, atol=1e-4)
+    one, _ = scorer.score(ys[1], None, None)
+    torch.testing.assert_close(one, ref[1], rtol=1e-4, atol=1e-4)

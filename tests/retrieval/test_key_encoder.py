@@ -94,3 +94,19 @@ def test_smollm2_memory_in_recipe_form_is_read_in_its_text_form(smollm2_key_enco
     np.testing.assert_allclose(ku, kl, rtol=1e-4, atol=1e-4)
     k_raw, v_raw = keys(upper, TextForm())
     assert len(v_raw) > len(vl)  # upper case splits into more, rarer pieces
+
+
+def test_identity_fingerprints_the_weights(tiny_lm, tmp_path, make_lm):
+    """Same config and tokenizer, other weights: the same config hash but another fingerprint
+    (a datastore of one must not be queried with the other); a copy of the files: the same."""
+    import shutil
+
+    from espnet_llm_plugin.core.base_weights import base_content_hash
+
+    ident = KeyEncoder(str(tiny_lm), device="cpu").identity()
+    assert ident["weights_sha256"] == base_content_hash(tiny_lm)
+    other = KeyEncoder(str(make_lm(tmp_path / "seed1", seed=1)), device="cpu").identity()
+    assert other["config_hash"] == ident["config_hash"] and other["tokenizer_hash"] == ident["tokenizer_hash"]
+    assert other["weights_sha256"] != ident["weights_sha256"]
+    shutil.copytree(tiny_lm, tmp_path / "copy")
+    assert KeyEncoder(str(tmp_path / "copy"), device="cpu").identity()["weights_sha256"] == ident["weights_sha256"]

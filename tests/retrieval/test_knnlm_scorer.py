@@ -323,3 +323,36 @@ class _QueryOnly:
 
     def __init__(self, hidden_size):
         self.hidden_size, self.n_vocab = hidden_size, 49152
+
+
+def test_x_none_with_an_lm_base(base, datastore):
+    """With an HfLmScorer base nothing reads speech: x=None works as for ESPnet's LMs."""
+    knn = KnnLmScorer(base, datastore, lam=0.5, k=4, temperature=1.0)
+    ys = torch.tensor([[SOS, 4, 6], [SOS, 5, 7]])
+    x = torch.zeros(2, 1, 1)
+    ref, _ = knn.batch_score(ys, [None, None], x)
+    logp, _ = knn.batch_score(ys, [knn.init_state(None)] * 2, None)
+    torch.testing.assert_close(logp, ref)
+    one, _ = knn.score(ys[1], None, None)
+    torch.testing.assert_close(one, ref[1], rtol=1e-5, atol=1e-5)
+
+
+def test_tied_neighbours_do_not_depend_on_the_batch(base, datastore):
+    """Duplicate keys (the same context in several memory windows) tie exactly; which of them
+    are the k neighbours must not depend on the other hypotheses searched with a query
+    (BeamSearch scores one at a time, BatchBeamSearch all at once)."""
+    keys, values = datastore.keys.astype(np.float32), datastore.values
+    dup = np.repeat(keys[:3], 60, axis=0)  # 3 contexts, 60 copies each, different next tokens
+    dup_values = np.arange(len(dup)) % base.n_vocab
+    for backend in ("faiss", "torch"):
+        ds = FaissDatastore.build(dup, dup_values, datastore.identity, backend=backend)
+        knn = KnnLmScorer(base, ds, lam=0.5, k=8, temperature=1.0)
+        q = torch.tensor(keys[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0]])
+        q = q + 0.01 * torch.randn(q.shape, generator=torch.Generator().manual_seed(0))
+        _, batch_values = knn.search(q)
+        for i in range(q.size(0)):
+            _, v = knn.search(q[i:i + 1])
+            assert v[0].tolist() == batch_values[i].tolist(), (backend, i)
+        # the lowest ids among the tied keys, in id order
+        group = int(torch.argmin(((torch.tensor(keys[:3]) - q[0]) ** 2).sum(1)))
+        assert batch_values[0].tolist() == [int(x) for x in dup_values[group * 60: group * 60 + 8]]
