@@ -145,7 +145,7 @@ def train_step_worker(job: Dict[str, Any]) -> Dict[str, Any]:
     mmap_threshold_fixed = device.type == "cpu" and fix_malloc_mmap_threshold(job.get("malloc_mmap_threshold", 0))
     # libraries loaded before the baseline RSS is read: only the model's memory is counted
     from espnet_llm_plugin.asr.adapter import Conv1dMlpAdapter
-    from espnet_llm_plugin.asr.finetune import parameter_counts
+    from espnet_llm_plugin.core.finetune import parameter_counts
     from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
     from transformers import AutoTokenizer
 

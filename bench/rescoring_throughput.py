@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from espnet_llm_plugin.mmlm.unit_tokens import unit_token_list
+    from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     num_utts = 8 if args.quick else args.num_utts

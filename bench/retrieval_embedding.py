@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     common.setup_logging()
     import torch
 
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.mmlm.contrastive import (
         PoolingConfig, embed_sequences, speech_token_ids, text_token_ids,
     )

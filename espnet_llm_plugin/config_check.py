@@ -274,7 +274,7 @@ def check_llm_token_config(args: argparse.Namespace, config_path: Optional[str |
 
     from transformers import AutoTokenizer
 
-    from espnet_llm_plugin.asr.hf_causal_lm import check_llm_dir
+    from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
     from espnet_llm_plugin.asr.llm_decoder import text_frame
     from espnet_llm_plugin.core.text_form import resolve_text_form
 

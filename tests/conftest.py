@@ -80,6 +80,6 @@ def smollm2(smollm2_dir):
 
     Shared by every test of the session: do not modify the model (copy it first).
     """
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
     return load_causal_lm(smollm2_dir)

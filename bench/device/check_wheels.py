@@ -92,7 +92,7 @@ import espnet_llm_plugin
 BENCH_MODULES = [
     "faiss", "peft", "espnet.nets.batch_beam_search", "espnet.nets.scorer_interface",
     "espnet2.asr.decoder.hugging_face_transformers_decoder",
-    "espnet_llm_plugin.asr.adapter", "espnet_llm_plugin.asr.finetune", "espnet_llm_plugin.asr.llm_decoder",
+    "espnet_llm_plugin.asr.adapter", "espnet_llm_plugin.core.finetune", "espnet_llm_plugin.asr.llm_decoder",
     "espnet_llm_plugin.lm.causal_lm_pretraining", "espnet_llm_plugin.lm.tokenizer_training",
     "espnet_llm_plugin.fileio.atomic", "espnet_llm_plugin.retrieval.datastore",
     "espnet_llm_plugin.retrieval.torch_search", "espnet_llm_plugin.retrieval.knnlm_scorer",

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
-from espnet_llm_plugin.asr.finetune import (
+from espnet_llm_plugin.core.finetune import (
     LoraOptions,
     apply_finetune,
     enable_gradient_checkpointing,
@@ -85,7 +85,7 @@ class HfSpeechEncoder(AbsEncoder):
         final_layer_norm: apply the encoder's final LayerNorm to the selected layer (only
             "stable layer norm" models have one; ``last_hidden_state`` of such a model equals
             ``layer: -1, final_layer_norm: true``). Ignored for post-LN models.
-        finetune: ``frozen`` | ``lora`` | ``full`` (see :mod:`espnet_llm_plugin.asr.finetune`).
+        finetune: ``frozen`` | ``lora`` | ``full`` (see :mod:`espnet_llm_plugin.core.finetune`).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA options (paper: r=8,
             alpha=16); ``lora_target_modules: null`` puts adapters on every ``nn.Linear``.
         freeze_feature_extractor: keep the CNN feature encoder frozen (common practice). With
@@ -107,7 +107,7 @@ class HfSpeechEncoder(AbsEncoder):
             feature encoder is checkpointed too): less training memory for about one more
             encoder forward pass. Training mode only; no effect with ``finetune: frozen`` (no
             backward through the encoder). See
-            :func:`espnet_llm_plugin.asr.finetune.enable_gradient_checkpointing`.
+            :func:`espnet_llm_plugin.core.finetune.enable_gradient_checkpointing`.
     """
 
     def __init__(

@@ -51,7 +51,7 @@ def fill_llm_dependent_conf(args: argparse.Namespace) -> Dict[str, Any]:
             ``decoder_conf.llm_path``), naming the key.
         LlmLoadError: ``decoder_conf.llm_path`` is not a loadable model directory.
     """
-    from espnet_llm_plugin.asr.hf_causal_lm import llm_input_width
+    from espnet_llm_plugin.core.hf_causal_lm import llm_input_width
 
     filled = record_usage_defaults(args)
     post_conf = dict(getattr(args, "postencoder_conf", None) or {})

@@ -64,13 +64,13 @@ import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 
-from espnet_llm_plugin.asr.finetune import (
+from espnet_llm_plugin.core.finetune import (
     SCHEMES,
     LoraOptions,
     apply_finetune,
     enable_gradient_checkpointing,
 )
-from espnet_llm_plugin.asr.hf_causal_lm import (
+from espnet_llm_plugin.core.hf_causal_lm import (
     DTYPES,
     cache_kwarg,
     cpu_supports_bfloat16,
@@ -84,7 +84,7 @@ from espnet_llm_plugin.core.base_weights import track_frozen_base
 from espnet_llm_plugin.core.framing import chat_frame, resolve_framing
 from espnet_llm_plugin.core.llm_usage import usage_section
 from espnet_llm_plugin.core.text_form import resolve_text_form
-from espnet_llm_plugin.decoding.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
+from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def decoder_end_token(decoder_conf: Dict[str, Any]) -> str:
     required): what ESPnet's ``model_conf.sym_sos``/``sym_eos`` must be."""
     from transformers import AutoTokenizer
 
-    from espnet_llm_plugin.asr.hf_causal_lm import check_llm_dir
+    from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
 
     llm_path = str(decoder_conf["llm_path"])
     tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(llm_path)), local_files_only=True)
@@ -183,7 +183,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA options (``lora`` only);
             ``lora_target_modules=None`` adapts every ``nn.Linear`` except ``lm_head``.
         dtype: ``float32`` | ``bfloat16`` | ``float16`` (half types need CUDA, see
-            :func:`espnet_llm_plugin.asr.hf_causal_lm.resolve_dtype`).
+            :func:`espnet_llm_plugin.core.hf_causal_lm.resolve_dtype`).
         max_context: longest input (prompt + speech + suffix + text) in tokens; defaults to the
             LLM's ``max_position_embeddings``.
         gradient_checkpointing: recompute the LLM layers' activations in backward instead of
@@ -192,7 +192,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             not weights, dominate training memory; this trades about one more LLM forward pass
             per step for them. Acts in training mode only: evaluation and beam search (KV cache,
             ``torch.no_grad``) are unchanged. See
-            :func:`espnet_llm_plugin.asr.finetune.enable_gradient_checkpointing`.
+            :func:`espnet_llm_plugin.core.finetune.enable_gradient_checkpointing`.
         text_start: token strings before the text (``"<bos>"``/``"<eos>"``: the tokenizer's
             own); default from ``llm_usage.json`` beside the LLM, else ``["<bos>"]``.
         text_end: the one token ending the text (ESPnet's sos/eos); default likewise, else

@@ -138,7 +138,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_llm_plugin.cli_args import cli_errors
     from espnet_llm_plugin.config_check import ConfigError
     from espnet_llm_plugin.decoding.speech2text import speech2text_class
-    from espnet_llm_plugin.asr.hf_causal_lm import LlmLoadError
+    from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.quiet import quiet_espnet_import
     from espnet_llm_plugin.retrieval.datastore import DatastoreError

@@ -72,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 def train(args: argparse.Namespace) -> None:
     import torch
 
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.mmlm.contrastive import (
         CONTRASTIVE_FILE, ContrastiveConfig, PoolingConfig, contrastive_settings,
         read_translation_pairs, train_contrastive,

@@ -102,7 +102,7 @@ def read_eval_text(path: Path, has_ids: bool) -> List[str]:
 
 
 def evaluate_only(args: argparse.Namespace) -> None:
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.mmlm.perplexity import text_perplexity
 
@@ -123,7 +123,7 @@ def evaluate_only(args: argparse.Namespace) -> None:
 def train(args: argparse.Namespace) -> None:
     import torch
 
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.lm.causal_lm_pretraining import TrainConfig, remove_checkpoint
     from espnet_llm_plugin.mmlm.mixed_lm_training import train_mixed_lm

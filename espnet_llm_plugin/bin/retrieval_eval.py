@@ -51,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.mmlm.contrastive import CONTRASTIVE_FILE, PoolingConfig
     from espnet_llm_plugin.mmlm.mixed_sequences import load_pairs

@@ -99,12 +99,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         if args.scorer == "lm_embedding":
             if not args.embed_model:
                 raise pr.PassageError("--scorer lm_embedding needs --embed_model")
-            from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+            from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
             lm = load_causal_lm(args.embed_model, device=_device(args.device))
         tokenizer = None
         if args.llm_path:
-            from espnet_llm_plugin.asr.hf_causal_lm import check_llm_dir
+            from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(args.llm_path)), local_files_only=True)

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> list:
 
     import torch
 
-    from espnet_llm_plugin.asr.finetune import LoraOptions, apply_finetune
+    from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune
     from espnet_llm_plugin.lm.causal_lm_pretraining import save_pretrained_dir
     from espnet_llm_plugin.core.llm_usage import USAGE_FILE, read_llm_usage
     from espnet_llm_plugin.rescoring.cli_options import load_lm_scorer, lm_usage_of

@@ -289,7 +289,7 @@ class Speech2TextWithScorers(Speech2Text):
 
     def _add_knnlm(self, token_list, device: str) -> None:
         """Build the kNN-LM scorer from the options (see :class:`ExtraDecodingOptions`)."""
-        from espnet_llm_plugin.asr.hf_causal_lm import unwrap_peft
+        from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
         from espnet_llm_plugin.retrieval.datastore import FaissDatastore, read_manifest
         from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer, check_token_list
         from espnet_llm_plugin.retrieval.key_encoder import lm_identity

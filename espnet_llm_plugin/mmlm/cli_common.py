@@ -31,7 +31,7 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
 
 
 def lora_options(args: argparse.Namespace) -> Any:
-    from espnet_llm_plugin.asr.finetune import LoraOptions
+    from espnet_llm_plugin.core.finetune import LoraOptions
 
     return LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
 

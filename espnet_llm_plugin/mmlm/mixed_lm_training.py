@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from espnet_llm_plugin.asr.finetune import LoraOptions, apply_finetune, parameter_counts
+from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune, parameter_counts
 from espnet_llm_plugin.lm.causal_lm_pretraining import TrainConfig, train_causal_lm
 from espnet_llm_plugin.mmlm.unit_vocab import UnitVocabInfo
 
@@ -38,7 +38,7 @@ FINETUNE_SCHEMES = ("lora", "full")
 
 def embedding_weights(model: torch.nn.Module) -> List[torch.nn.Parameter]:
     """The input embedding weight and, when not tied to it, the output projection's."""
-    from espnet_llm_plugin.asr.hf_causal_lm import unwrap_peft
+    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     base = unwrap_peft(model)
     weights = [base.get_input_embeddings().weight]
@@ -94,7 +94,7 @@ def finish_model(
     model: torch.nn.Module, handles: List[Any], saved_rows: List[torch.Tensor]
 ) -> torch.nn.Module:
     """Remove hooks, restore text rows, merge LoRA: a plain HF model in eval mode."""
-    from espnet_llm_plugin.asr.hf_causal_lm import unwrap_peft
+    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     for h in handles:
         h.remove()

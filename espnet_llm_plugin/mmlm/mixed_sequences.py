@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp
 from espnet_llm_plugin.fileio.unit_file import read_units
-from espnet_llm_plugin.mmlm.unit_tokens import speech_span
+from espnet_llm_plugin.core.unit_tokens import speech_span
 
 KINDS = ("text", "unit_to_text", "text_to_unit")
 

@@ -1,6 +1,6 @@
 """Extend a Hugging Face causal LM's vocabulary with discrete speech-unit tokens.
 
-The tokens of :func:`~espnet_llm_plugin.mmlm.unit_tokens.unit_token_list` (``<speech>``,
+The tokens of :func:`~espnet_llm_plugin.core.unit_tokens.unit_token_list` (``<speech>``,
 ``</speech>``, ``<unit_0>`` ... ``<unit_{N-1}>``) are added to the tokenizer as special tokens,
 after every existing token, so:
 
@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Union
 import torch
 
 from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text, default_file_modes
-from espnet_llm_plugin.mmlm.unit_tokens import SPEECH_END, SPEECH_START, unit_token, unit_token_list
+from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, unit_token, unit_token_list
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def save_model_dir(
 
     The model keeps its dtype. A peft model must be merged first (it would save adapters only).
     """
-    from espnet_llm_plugin.asr.hf_causal_lm import unwrap_peft
+    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     if unwrap_peft(model) is not model:
         raise ValueError("save_model_dir needs a plain HF model: merge LoRA first "
@@ -208,7 +208,7 @@ def extend_model_dir(
     dtype: Optional[str] = None,
 ) -> UnitVocabInfo:
     """Load ``base_dir`` (``load_causal_lm``), extend it with units, save it to ``out_dir``."""
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
     model, tokenizer = load_causal_lm(base_dir, dtype=dtype, device="cpu")
     info = extend_with_units(model, tokenizer, num_units, seed=seed, noise_std=noise_std,

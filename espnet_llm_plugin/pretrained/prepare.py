@@ -174,7 +174,7 @@ def prepare(name: str, out_dir: Optional[Path] = None, force: bool = False) -> P
     import torch
     import transformers
 
-    from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
     spec = get_spec(name)
     out_dir = Path(out_dir) if out_dir is not None else default_dir(name)

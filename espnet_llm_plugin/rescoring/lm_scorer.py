@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest
-from espnet_llm_plugin.mmlm.unit_tokens import SPEECH_END, SPEECH_START, speech_span, unit_token
+from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span, unit_token
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class LmScorer:
         laid over the dir's ``llm_usage.json``; without either, the legacy framing and the
         hypotheses as they are.
         """
-        from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
         from espnet_llm_plugin.core.framing import resolve_framing
         from espnet_llm_plugin.core.text_form import resolve_text_form
 

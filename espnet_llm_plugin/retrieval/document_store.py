@@ -8,7 +8,7 @@ model's framing (:class:`~espnet_llm_plugin.core.framing.LmFraming`: ``start tex
 legacy ``[bos] text [eos]`` for a model without ``llm_usage.json``). Only the first end token
 is kept: it is the "text ends here" event a query can predict; further end tokens are no
 next-token events of the text. A multi-modal document puts ``<speech><unit_a>...</speech>``
-(:func:`espnet_llm_plugin.mmlm.unit_tokens.speech_span`) before it as a fixed *context
+(:func:`espnet_llm_plugin.core.unit_tokens.speech_span`) before it as a fixed *context
 prefix* that every window of the document starts with.
 
 A *window* holds at most ``window`` text tokens. The key encoder emits one (key, value) pair
@@ -210,7 +210,7 @@ def multimodal_documents(
             lacks the unit tokens (not a speech+text LM tokenizer).
     """
     from espnet_llm_plugin.fileio.unit_file import read_units
-    from espnet_llm_plugin.mmlm.unit_tokens import SPEECH_END, SPEECH_START, speech_span
+    from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span
 
     if not Path(units_path).is_file():
         raise MemoryCorpusError(f"memory units file {units_path} not found")

@@ -45,8 +45,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
-from espnet_llm_plugin.asr.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
-from espnet_llm_plugin.decoding.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
+from espnet_llm_plugin.core.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
+from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 from espnet_llm_plugin.retrieval.key_encoder import check_layer, hidden_size, lm_identity
 
 

@@ -120,7 +120,7 @@ class KeyEncoder:
         framing: Optional[Mapping[str, Any]] = None,
         text_form: Optional[Mapping[str, Any]] = None,
     ):
-        from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
         from espnet_llm_plugin.core.framing import resolve_framing
         from espnet_llm_plugin.core.text_form import resolve_text_form
 

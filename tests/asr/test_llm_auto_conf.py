@@ -5,7 +5,7 @@ import argparse
 import pytest
 import torch
 
-from espnet_llm_plugin.asr.hf_causal_lm import LlmLoadError
+from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
 from espnet_llm_plugin.asr.llm_auto_conf import fill_llm_dependent_conf
 
 

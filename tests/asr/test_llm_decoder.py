@@ -11,7 +11,7 @@ import pytest
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
-from espnet_llm_plugin.asr.finetune import parameter_counts
+from espnet_llm_plugin.core.finetune import parameter_counts
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
@@ -616,7 +616,7 @@ def test_gradient_checkpointing_leaves_cached_decoding_unchanged(llm_dir, mode):
 def test_gradient_checkpointing_is_logged_and_reported(llm_dir, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="espnet_llm_plugin.asr.finetune"):
+    with caplog.at_level(logging.INFO, logger="espnet_llm_plugin.core.finetune"):
         dec = make_decoder(llm_dir, gradient_checkpointing=True)
     assert dec.gradient_checkpointing
     assert any("gradient checkpointing on" in r.getMessage() for r in caplog.records)
@@ -767,7 +767,7 @@ def test_autocast_value_is_checked(llm_dir):
 
 
 def test_bf16_autocast_keeps_fp32_weights_and_grads_and_close_logits(llm_dir):
-    from espnet_llm_plugin.asr.hf_causal_lm import cpu_supports_bfloat16
+    from espnet_llm_plugin.core.hf_causal_lm import cpu_supports_bfloat16
 
     if not cpu_supports_bfloat16():  # falls back to float32: same logits as without autocast
         torch.manual_seed(0)

@@ -16,7 +16,7 @@ def save_unit_lm(base_dir, d, num_units=NUM_UNITS):
     """A speech+text LM: the text LM with ``<speech>``, ``</speech>``, ``<unit_i>`` added."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from espnet_llm_plugin.mmlm.unit_tokens import unit_token_list
+    from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
     tok = AutoTokenizer.from_pretrained(base_dir)
     tok.add_special_tokens({"additional_special_tokens": unit_token_list(num_units)})

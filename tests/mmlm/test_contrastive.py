@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 from espnet_llm_plugin.mmlm.contrastive import (
     ContrastiveConfig, PoolingConfig, Temperature, info_nce, pad_batch, pooled_embeddings,
     read_translation_pairs, speech_token_ids, text_token_ids, train_contrastive,
 )
 from espnet_llm_plugin.mmlm.mixed_lm_training import prepare_model
-from espnet_llm_plugin.mmlm.unit_tokens import speech_span
+from espnet_llm_plugin.core.unit_tokens import speech_span
 from espnet_llm_plugin.mmlm.unit_vocab import extend_with_units
 
 from mmlm_data import NUM_UNITS, SENTENCES, synthetic_units

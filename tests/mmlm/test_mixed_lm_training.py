@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm, unwrap_peft
-from espnet_llm_plugin.asr.finetune import LoraOptions
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm, unwrap_peft
+from espnet_llm_plugin.core.finetune import LoraOptions
 from espnet_llm_plugin.lm.causal_lm_pretraining import TrainConfig
 from espnet_llm_plugin.mmlm.mixed_lm_training import train_mixed_lm
 from espnet_llm_plugin.mmlm.mixed_sequences import MixRatios, PairedUtterance, build_mixed_sequences

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 from espnet_llm_plugin.mmlm.perplexity import text_perplexity
 from espnet_llm_plugin.mmlm.unit_vocab import extend_with_units
 

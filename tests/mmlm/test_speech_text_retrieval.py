@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 from espnet_llm_plugin.mmlm.contrastive import PoolingConfig
 from espnet_llm_plugin.mmlm.mixed_sequences import PairedUtterance
 from espnet_llm_plugin.mmlm.speech_text_retrieval import (

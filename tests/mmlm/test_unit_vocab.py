@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from espnet_llm_plugin.asr.hf_causal_lm import load_causal_lm
-from espnet_llm_plugin.mmlm.unit_tokens import speech_span, unit_token_list
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.core.unit_tokens import speech_span, unit_token_list
 from espnet_llm_plugin.mmlm.unit_vocab import (
     UNIT_VOCAB_FILE, UnitVocabError, check_unit_tokens, extend_model_dir, extend_with_units,
     read_unit_vocab,

@@ -17,7 +17,7 @@ def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from espnet_llm_plugin.mmlm.unit_tokens import unit_token_list
+    from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(SPECIALS + WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

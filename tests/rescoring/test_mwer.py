@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from espnet_llm_plugin.asr.finetune import LoraOptions, apply_finetune
+from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune
 from espnet_llm_plugin.rescoring.lm_scorer import LmScorer
 from espnet_llm_plugin.rescoring.mwer import MwerConfig, mwer_loss, nbest_posteriors, train_mwer, utterance_loss
 from espnet_llm_plugin.rescoring.nbest import Hypothesis

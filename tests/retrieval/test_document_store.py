@@ -82,7 +82,7 @@ def test_empty_or_bad_memory_errors(tiny_lm, tmp_path):
 def test_multimodal_memory(tmp_path, make_lm):
     from transformers import AutoTokenizer
 
-    from espnet_llm_plugin.mmlm.unit_tokens import unit_token_list
+    from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
     d = make_lm(tmp_path / "mm", extra_tokens=unit_token_list(5))
     tok = AutoTokenizer.from_pretrained(d)

@@ -173,7 +173,7 @@ def unit_lm(tiny_lm, tmp_path_factory):
     """The tiny LM turned speech+text LM: unit tokens added, embeddings resized."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from espnet_llm_plugin.mmlm.unit_tokens import unit_token_list
+    from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
     d = tmp_path_factory.mktemp("unit_lm")
     tok = AutoTokenizer.from_pretrained(tiny_lm)

@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
-from espnet_llm_plugin.asr import hf_causal_lm
-from espnet_llm_plugin.asr.finetune import LoraOptions, apply_finetune
-from espnet_llm_plugin.asr.hf_causal_lm import (
+from espnet_llm_plugin.core import hf_causal_lm
+from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune
+from espnet_llm_plugin.core.hf_causal_lm import (
     LlmLoadError,
     cache_kwarg,
     input_embedding,

@@ -142,7 +142,7 @@ def enable_gradient_checkpointing(
     Raises:
         ValueError: the model does not support gradient checkpointing.
     """
-    from espnet_llm_plugin.asr.hf_causal_lm import unwrap_peft
+    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     hf = unwrap_peft(model)
     if not getattr(hf, "supports_gradient_checkpointing", False):

@@ -1,6 +1,6 @@
 import pytest
 
-from espnet_llm_plugin.mmlm.unit_tokens import speech_span, unit_token, unit_token_list
+from espnet_llm_plugin.core.unit_tokens import speech_span, unit_token, unit_token_list
 
 
 def test_span_and_list():

@@ -2,7 +2,7 @@
 
 import gc
 
-from espnet_llm_plugin.decoding.beam_kv_cache import CacheState, LiveCaches
+from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches
 
 
 class FakeCache:  # any object: LiveCaches only keeps references
