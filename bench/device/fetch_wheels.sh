@@ -90,6 +90,10 @@ BINARY=(
   platformdirs==4.14.8
   pooch==1.9.0
   protobuf==7.36.2
+  pytest==9.2.0
+  pluggy==1.7.0
+  iniconfig==2.3.1
+  rapidfuzz==3.14.6
   pycparser==3.12
   pypinyin==0.44.0
   requests==2.34.2

@@ -22,7 +22,8 @@ wheel kit carried along (bench/device/fetch_wheels.sh builds it here first):
      wheel in bench/device/wheels (fallback: unzip them there); PYTHONPATH = repo root (so the
      working tree's espnet_llm_plugin is the one imported) + \$KIT_SITE + the machine's own packages
   2. smoke check (90 s cap): CUDA available, import espnet2.tasks.asr, espnet_llm_plugin, faiss
-  3. benchmarks on --device cuda, each with its own timeout, trimmed so that the whole script
+  3. the tests marked gpu (pytest -m gpu tests, 120 s cap; needs the kit's pytest wheel)
+  4. benchmarks on --device cuda, each with its own timeout, trimmed so that the whole script
      ends within --deadline seconds (default \$KIT_DEADLINE_S or 540; the device tool allows 600):
        llm_train_step@1b      --preset 1b (frozen/LoRA/full, checkpointing off+on, MFU)   200 s
        llm_decoding_rtf@1b    --preset 1b --utts 2                                        120 s
@@ -30,7 +31,7 @@ wheel kit carried along (bench/device/fetch_wheels.sh builds it here first):
        knnlm_decoding         --datastore_size 1000000 --indexes torch,flat                 90 s
        datastore_search@10M   --sizes 10000000 (torch exact search; bandwidth fraction)     80 s
      A benchmark that fails or times out is recorded and the next one runs.
-  4. \$OUT/summary.md (status, wall time and the results table of every step; also printed)
+  5. \$OUT/summary.md (status, wall time and the results table of every step; also printed)
 
 Outputs go to \$OUT (the device tool's output folder; default bench/results/device-<UTC date>):
   summary.md, run.log (this script's whole log), nvidia-smi.txt, pip-freeze.txt, smoke.txt,
@@ -171,7 +172,15 @@ rc=$?
 cat "$OUT/smoke.txt"
 record smoke "$([[ $rc -eq 0 ]] && echo ok || echo failed)" "$rc" $((SECONDS - t0)) 90
 
-# ---- 3. benchmarks
+# ---- 3. the GPU-marked tests (skipped on CPU-only machines), with the working tree's code
+t0=$SECONDS
+log "gpu tests: timeout 120s: $PY -m pytest -q -m gpu tests"
+timeout -k 10 120 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests >"$OUT/gpu-tests.txt" 2>&1 </dev/null
+rc=$?
+tail -n 5 "$OUT/gpu-tests.txt"
+record gpu_tests "$([[ $rc -eq 0 ]] && echo ok || echo failed)" "$rc" $((SECONDS - t0)) 120
+
+# ---- 4. benchmarks
 for s in "${STEPS[@]}"; do
   IFS='|' read -r key cap args <<<"$s"
   dir="$OUT/bench/$key"
@@ -196,7 +205,7 @@ for s in "${STEPS[@]}"; do
   [[ $rc -eq 0 ]] || tail -n 15 "$dir/run.log"
 done
 
-# ---- 4. environment and summary
+# ---- 5. environment and summary
 timeout 15 "$PY" -m pip freeze --disable-pip-version-check >"$OUT/pip-freeze.txt" 2>&1 || true
 {
   echo "# GPU benchmarks ($(date -u +%FT%TZ))"
