@@ -21,21 +21,40 @@ scored: the score holds ``p(eos)`` only when ``generate`` stopped on eos.
 
 Scorers with weight 0 are left out of the beam search (:meth:`Speech2TextWithScorers.add_scorer`),
 as ESPnet leaves out its own: a scorer's ``-inf`` times 0 would make every score NaN.
+
+:class:`Speech2Text` is the public Python API (``from espnet_llm_plugin import Speech2Text``):
+importing this module registers our components with ESPnet, so a fresh process needs no
+``register()`` call; ESPnet's decode options and ours (:class:`ExtraDecodingOptions`) are
+constructor keywords; a call takes a waveform (array or tensor) or an audio file path; and
+:meth:`Speech2Text.from_packed` decodes with a pack written by ``pack_model``. Each n-best entry
+is a :class:`NBestEntry` tuple ``(text, token, token_int, hyp)``, ESPnet's shape, with
+``.score`` (the total log score) besides.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import inspect
 import logging
+import tempfile
+import threading
 from dataclasses import dataclass, fields
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
 
+import numpy as np
 import torch
 
 from espnet_llm_plugin.quiet import quiet_espnet_import
 
 with quiet_espnet_import():
-    from espnet2.bin.asr_inference import Speech2Text
+    import espnet2.bin.asr_inference as espnet_asr_inference
+    from espnet2.bin.asr_inference import Speech2Text as EspnetSpeech2Text
 
+# registers our components with ESPnet (and applies our ESPnet fixes) in every process that
+# imports this module: models whose config.yaml names them build without a register() call
+from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 from espnet_llm_plugin.decoding.no_repeat_ngram import NoRepeatNgramScorer
 from espnet_llm_plugin.decoding.progress import ProgressLog
 
@@ -157,14 +176,78 @@ def _parse_bool(raw: str) -> bool:
 _TYPES = {"int": int, "float": float, "str": str, "bool": _parse_bool}
 
 
-class Speech2TextWithScorers(Speech2Text):
-    """``Speech2Text(**espnet_kwargs)`` with ``extra`` scorers added to its beam search."""
+class NBestEntry(NamedTuple):
+    """One n-best entry: ESPnet's ``(text, token, token_int, hyp)`` tuple, plus ``.score``."""
+
+    text: Optional[str]
+    token: List[str]
+    token_int: List[int]
+    hyp: Any  # espnet.nets.beam_search.Hypothesis (yseq, score, scores)
+
+    @property
+    def score(self) -> float:
+        """Total (weighted) log score of the hypothesis."""
+        return float(self.hyp.score)
+
+
+class _PluginASRTask(LlmASRTask):
+    """``LlmASRTask`` that also reads a pack's safetensors weights (strictly: every stored key
+    must be the model's, every model key stored or filled from its referenced frozen base)."""
+
+    @classmethod
+    def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
+        if model_file is None or not str(model_file).endswith(".safetensors"):
+            return super().build_model_from_file(config_file, model_file, device)
+        from espnet_llm_plugin.packing.layout import PackError, load_weights
+
+        model, args = super().build_model_from_file(config_file, None, device)
+        state = load_weights(model_file)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise PackError(f"{model_file} does not fit the model of {config_file}: {e}") from None
+        return model, args
+
+
+_TASK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _plugin_task() -> Iterator[None]:
+    """ESPnet's ``Speech2Text.__init__`` builds the model with the module-level ``ASRTask`` of
+    ``espnet2.bin.asr_inference``: ours while it runs (data names ``context``/``units``, the
+    LLM-dependent config values, safetensors weights)."""
+    with _TASK_LOCK:
+        old = espnet_asr_inference.ASRTask
+        espnet_asr_inference.ASRTask = _PluginASRTask
+        try:
+            yield
+        finally:
+            espnet_asr_inference.ASRTask = old
+
+
+def _espnet_option_names() -> set:
+    return set(inspect.signature(EspnetSpeech2Text.__init__).parameters) - {"self"}
+
+
+class Speech2TextWithScorers(EspnetSpeech2Text):
+    """``Speech2Text(**espnet_kwargs, **our_options)`` with ``extra`` scorers added to its beam
+    search. Our options (:class:`ExtraDecodingOptions` names) given as keywords override the
+    class's ``extra`` (which ``asr_inference`` binds with :func:`speech2text_class`)."""
 
     extra = ExtraDecodingOptions()
     progress: Optional[ProgressLog] = None  # set per job by speech2text_class
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in ExtraDecodingOptions.__dataclass_fields__}
+        if ours:  # validated as a whole, like the decode YAML's
+            self.extra = ExtraDecodingOptions(**{**dataclasses.asdict(type(self).extra), **ours})
+        unknown = sorted(set(kwargs) - _espnet_option_names())
+        if unknown:
+            raise TypeError(f"unknown decoding option(s) {', '.join(unknown)}: neither ESPnet's Speech2Text "
+                            f"options nor ours ({', '.join(ExtraDecodingOptions.__dataclass_fields__)})")
+        with _plugin_task():
+            super().__init__(*args, **kwargs)
         self.hf_num_beams = int(kwargs.get("beam_size", 20))  # ESPnet's default beam size
         self.knnlm: Optional[Any] = None  # the KnnLmScorer, when one is added
         self._warned_keys: set = set()
@@ -195,9 +278,17 @@ class Speech2TextWithScorers(Speech2Text):
     def __call__(self, speech: Any, context: Any = None, units: Any = None, **kwargs: Any):
         """Decode one utterance; ``context``/``units``: its data entries of those names (or None).
 
-        Returns what ESPnet's ``Speech2Text.__call__`` returns (n-best ``(text, token,
-        token_int, hyp)``).
+        Args:
+            speech: ``(T,)`` samples at the model's rate (numpy array or tensor), or the path
+                of an audio file (any rate: resampled; several channels: averaged).
+
+        Returns:
+            What ESPnet's ``Speech2Text.__call__`` returns, each n-best entry a
+            :class:`NBestEntry` ``(text, token, token_int, hyp)`` with ``.score``; text in the
+            recipe's form.
         """
+        if isinstance(speech, (str, Path)):
+            speech = self.read_audio(speech)
         for key in kwargs:
             if key not in self._warned_keys:  # e.g. a reference text given as data: not used
                 logger.warning("data entry '%s' is not used in decoding", key)
@@ -215,10 +306,27 @@ class Speech2TextWithScorers(Speech2Text):
                 "data entry 'units' was given, but no multi-modal kNN-LM uses it "
                 "(set knnlm_datastore and knnlm_units_from_data: true, or drop the units entry)"
             )
-        results = self.to_recipe_form(super().__call__(speech))
+        results = _as_hypotheses(self.to_recipe_form(super().__call__(speech)))
         if self.progress is not None:
             self.progress.tick()
         return results
+
+    @property
+    def sample_rate(self) -> int:
+        """The sample rate the model was trained at (``frontend_conf.fs``, ESPnet's default 16 kHz)."""
+        fs = (getattr(self.asr_train_args, "frontend_conf", None) or {}).get("fs", 16000)
+        if isinstance(fs, str):
+            import humanfriendly
+
+            fs = humanfriendly.parse_size(fs)
+        return int(fs)
+
+    def read_audio(self, path: Union[str, Path]) -> np.ndarray:
+        """``(T,)`` float32 samples of an audio file at :attr:`sample_rate`."""
+        from espnet_llm_plugin.fileio.audio import read_audio, resample
+
+        wav, sr = read_audio(str(path))
+        return resample(wav, sr, self.sample_rate) if sr != self.sample_rate else wav
 
     def to_recipe_form(self, results: List[Any]) -> List[Any]:
         """ESPnet's n-best with the text in the recipe's form (see :func:`recipe_form_results`)."""
@@ -375,6 +483,76 @@ class Speech2TextWithScorers(Speech2Text):
         logger.info("added beam-search scorer %s (weight %s)", name, weight)
 
 
+class Speech2Text(Speech2TextWithScorers):
+    """Decode speech with an ESPnet ASR model, ours or ESPnet's: the public Python API.
+
+    Keywords: ESPnet's ``Speech2Text`` options (``asr_train_config``, ``asr_model_file``,
+    ``beam_size``, ``ctc_weight``, ``lm_weight``, ``penalty``, ``nbest``, ``maxlenratio``,
+    ``device="cpu"|"cuda"``, ...) and ours (:class:`ExtraDecodingOptions`: ``hf_lm_path``,
+    ``hf_lm_weight``, ``knnlm_datastore``, ``knnlm_weight``, ``no_repeat_ngram_size``, ...).
+    ``asr_model_file`` may be an ESPnet ``.pth`` or a pack's ``.safetensors``.
+
+    Example::
+
+        from espnet_llm_plugin import Speech2Text
+        speech2text = Speech2Text.from_packed("asr_pack.zip", beam_size=5)
+        print(speech2text("utt.wav")[0].text)
+
+    Calling it returns the n-best list, best first, of :class:`NBestEntry`
+    ``(text, token, token_int, hyp)`` (ESPnet's tuple; ``.score`` is ``hyp.score``).
+    """
+
+    packed: Any = None  # the PackedModel of from_packed (keeps an extracted archive alive)
+
+    @classmethod
+    def from_pretrained(cls, model_tag: Optional[str] = None, **kwargs: Any) -> "Speech2Text":
+        """As ESPnet's: ``model_tag`` from the ESPnet model zoo (``espnet_model_zoo`` needed)."""
+        if model_tag is not None:
+            from espnet_model_zoo.downloader import ModelDownloader
+
+            kwargs.update(ModelDownloader().download_and_unpack(model_tag))
+        return cls(**kwargs)
+
+    @classmethod
+    def from_packed(cls, path: Union[str, Path], base_dir: Union[str, Path, None] = None,
+                    use_packed_decode_config: bool = True, **decode_options: Any) -> "Speech2Text":
+        """A ``Speech2Text`` from a pack (a directory from ``pack_model`` / ``unpack_model``, or
+        a ``.zip`` / ``.tar`` / ``.tar.gz`` archive, extracted to a temporary directory).
+
+        Args:
+            path: the pack.
+            base_dir: a directory holding the base models (``DIR/<name>`` or ``DIR``); without
+                it they are found as :func:`~espnet_llm_plugin.packing.unpack.find_base` says
+                (an unpacked pack's links, the ``prepare_pretrained`` cache).
+            use_packed_decode_config: start from the decode options that produced the pack's
+                results (``decode.yaml``); False: ESPnet's defaults.
+            decode_options: constructor keywords; they override the packed ones.
+
+        Raises:
+            PackError: not a pack, damaged, or a base model missing / with another hash.
+        """
+        from espnet_llm_plugin.packing.unpack import open_pack
+
+        import yaml
+
+        packed = open_pack(path, base_dirs=[base_dir] if base_dir else ())
+        options: Dict[str, Any] = {}
+        if use_packed_decode_config:
+            accepted = _espnet_option_names() | set(ExtraDecodingOptions.__dataclass_fields__)
+            for key, value in packed.decode_options().items():
+                if key in accepted:
+                    options[key] = value
+                else:  # e.g. ngpu or batch_size of the decoding CLI
+                    logger.info("%s: packed decode option %s is not a Speech2Text option: not used", path, key)
+        options.update(decode_options)
+        with tempfile.TemporaryDirectory(prefix="espnet_llm_pack_config_") as tmp:
+            config = Path(tmp) / "config.yaml"  # the pack's config with this machine's paths
+            config.write_text(yaml.safe_dump(packed.config(), sort_keys=False), encoding="utf-8")
+            self = cls(asr_train_config=config, asr_model_file=packed.weights, **options)
+        self.packed = packed
+        return self
+
+
 def recipe_form_results(results: List[Any], decoder: Any) -> List[Any]:
     """Decoded text back to the recipe's form (case, punctuation) when the LLM decoder reads
     and writes another one (``decoder.text_form``, e.g. sentence case for an upper-case
@@ -392,6 +570,14 @@ def recipe_form_results(results: List[Any], decoder: Any) -> List[Any]:
         (form.to_recipe(r[0]),) + tuple(r[1:]) if isinstance(r, tuple) and r and isinstance(r[0], str) else r
         for r in results
     ]
+
+
+def _as_hypotheses(results: Any) -> Any:
+    """ESPnet's n-best list with each ``(text, token, token_int, hyp)`` as a :class:`NBestEntry`
+    (other result shapes, e.g. with intermediate CTC outputs, unchanged)."""
+    if isinstance(results, list) and all(isinstance(r, tuple) and len(r) == 4 for r in results):
+        return [NBestEntry(*r) for r in results]
+    return results
 
 
 def _int_list(values: Any) -> List[int]:

@@ -19,6 +19,10 @@
 #  11  n-best rescoring (+MWER)    train_mwer, rescore_nbest -> exp/asr_<tag>/decode_<tag>_rescore_<lm>/
 #  12  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
 #  13  retrieval evaluation        retrieval_eval (Recall@k), text perplexity -> exp/RESULTS.md
+#  14  packing                     pack_model -> exp/asr_<tag>/asr_<tag>_<inference_tag>.<pack_format>
+#
+# Like ESPnet's asr.sh, --skip_data_prep skips stages 1-3, --skip_train 4-8 (units, LMs, ASR
+# statistics and training), --skip_eval 10-13 (decoding, rescoring, scoring), --skip_packing 14.
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
@@ -37,6 +41,10 @@ dumpdir=dump
 expdir=exp
 python=python3
 seed=0
+skip_data_prep=false    # skip the data preparation stages (1-3)
+skip_train=false        # skip the training stages (4-8)
+skip_eval=false         # skip decoding and evaluation (10-13)
+skip_packing=true       # skip packing the model (14); as in asr.sh, off unless asked for
 
 # Data
 local_data_opts=""      # passed to local/data.sh
@@ -114,15 +122,22 @@ rescore_args=""         # extra options for rescore_nbest
 mwer_train=false        # MWER fine-tuning of the rescoring LM on the valid set's n-best lists first
 mwer_args=""            # extra options for train_mwer
 
+# Packing (stage 14)
+pack_format=zip         # zip, tar, tar.gz, or dir (a directory)
+pack_datastore=false    # true: a kNN-LM datastore goes into the pack whole, not only its manifest
+
 help_message=$(cat << EOF
 Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." --asr_config <yaml> [options]
 
 Stages: 1 data prep, 2 audio formatting, 3 token list, 4 discrete units, 5 LLM + its token list,
         6 speech+text LM, 7 ASR stats, 8 ASR training, 9 retrieval memories, 10 decoding (n-best),
-        11 n-best rescoring (+MWER), 12 scoring + RESULTS.md, 13 retrieval Recall@k + perplexity
+        11 n-best rescoring (+MWER), 12 scoring + RESULTS.md, 13 retrieval Recall@k + perplexity,
+        14 packing (pack_model)
 
 Options (defaults in brackets):
   --stage, --stop_stage    [${stage}, ${stop_stage}]
+  --skip_data_prep, --skip_train, --skip_eval, --skip_packing   skip stages 1-3, 4-8, 10-13, 14
+                           [${skip_data_prep}, ${skip_train}, ${skip_eval}, ${skip_packing}]
   --nj, --inference_nj     parallel jobs [${nj}, ${inference_nj}]
   --ngpu                   GPUs for training [${ngpu}]; >1: DDP (ESPnet's multiprocessing_distributed)
   --cpu_procs              with --ngpu 0: DDP over N CPU processes (gloo) [${cpu_procs}]
@@ -148,6 +163,7 @@ Options (defaults in brackets):
   --context_exclude_query
                            cross-attention contexts (stage 9; train/valid use references as queries)
   --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 11)
+  --pack_format, --pack_datastore   stage 14: zip|tar|tar.gz|dir [${pack_format}], datastore whole [${pack_datastore}]
   --local_data_opts        options for local/data.sh
   --dumpdir, --expdir      [${dumpdir}, ${expdir}]
 Jobs run through \$train_cmd / \$decode_cmd from cmd.sh (local or slurm).
@@ -227,8 +243,18 @@ bin="${python} -m espnet_llm_plugin.bin"
 token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
             --non_linguistic_symbols none --cleaner none --g2p none)
 
-# run_stage N: is stage N in [stage, stop_stage]? (starts the stage's clock)
-run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && _stage_t0=${SECONDS}; }
+# stage_skipped N: is stage N switched off by a --skip_* flag? (says so once)
+stage_skipped() {
+    local flag
+    case $1 in
+        1|2|3) flag=skip_data_prep ;; 4|5|6|7|8) flag=skip_train ;; 10|11|12|13) flag=skip_eval ;;
+        14) flag=skip_packing ;; *) return 1 ;;
+    esac
+    [ "${!flag}" = true ] || return 1
+    log "Stage $1 skipped (--${flag} true)"
+}
+# run_stage N: is stage N in [stage, stop_stage] and not skipped? (starts the stage's clock)
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && ! stage_skipped "$1" && _stage_t0=${SECONDS}; }
 # stage_done N OUTPUTS: the one-line summary of a finished stage
 stage_done() { log "Stage $1 done in $((SECONDS - _stage_t0)) s -> $2"; }
 # Stage outputs are keyed on what made them: DIR/.stage_options holds the options and a checksum
@@ -680,6 +706,28 @@ if run_stage 13 && [ -n "${unit_feature_type}" ]; then
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
     stage_done 13 "${mmlm_dir}/RESULTS.md, ${expdir}/RESULTS.md"
+fi
+
+if run_stage 14; then
+    _pack=${asr_exp}/$(basename "${asr_exp}")_${inference_tag}
+    [ "${pack_format}" = dir ] || _pack+=.${pack_format}
+    log "Stage 14: packing ${asr_exp}/${inference_asr_model} -> ${_pack}"
+    [ -f "${asr_exp}/${inference_asr_model}" ] || { log "Error: ${asr_exp}/${inference_asr_model} not found: run stage 8 first"; exit 1; }
+    _cfg=(); [ -n "${inference_config}" ] && _cfg=(--decode_config "${inference_config}")
+    _tuned=${asr_exp}/decode_${inference_tag}/tuning_${tune_set:-${valid_set}}/best.yaml
+    [ -n "${tune_grid}" ] && _cfg=(--decode_config "${_tuned}")
+    _res=(); [ -f "${expdir}/RESULTS.md" ] && _res=(--results "${expdir}/RESULTS.md")
+    for dset in ${test_sets}; do  # stage 12's scores
+        _s=${asr_exp}/decode_${inference_tag}/${dset}/score
+        [ -d "${_s}" ] && _res+=(--results "${_s}")
+    done
+    ${bin}.pack_model --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_asr_model}" "${_cfg[@]}" \
+        --decode_args "--nbest ${nbest} ${inference_args}" "${_res[@]}" \
+        --include_datastore "${pack_datastore}" --out "${_pack}" \
+        --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD") $(basename "${asr_exp}") (${inference_tag})" \
+        --data_description "Training set: ${train_set}; validation set: ${valid_set}; test sets: ${test_sets}."
+    stage_done 14 "${_pack} (unpack: ${python} -m espnet_llm_plugin.bin.unpack_model ${_pack} <dir>)"
 fi
 
 log "Finished in ${SECONDS}s"
