@@ -7,14 +7,8 @@ import re
 import pytest
 import soundfile
 
-from espnet_llm_plugin.bin.synthesize_corpus import (
-    CorpusConfig,
-    get_parser,
-    is_complete,
-    main,
-    make_texts,
-    synthesize_corpus,
-)
+from espnet_llm_plugin.bin.synthesize_corpus import get_parser, main
+from espnet_llm_plugin.corpus.synthetic_corpus import CorpusConfig, is_complete, make_texts, synthesize_corpus
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 
 TINY = dict(
