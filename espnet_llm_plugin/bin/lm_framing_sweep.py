@@ -56,7 +56,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         sys.exit(f"{PROG}: error: --max_sentences must be >= 0 and --batch_size >= 1")
 
     from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError, load_causal_lm
-    from espnet_llm_plugin.bin.train_text_lm import TextFileError, read_text_lines
+    from espnet_llm_plugin.fileio.text_corpus import TextFileError, read_text_lines
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.lm.framing_sweep import format_table, recommend, sweep
 

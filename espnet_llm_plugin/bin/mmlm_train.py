@@ -96,7 +96,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def read_eval_text(path: Path, has_ids: bool) -> List[str]:
-    from espnet_llm_plugin.bin.train_text_lm import read_text_lines
+    from espnet_llm_plugin.fileio.text_corpus import read_text_lines
 
     return read_text_lines(path, has_ids, "--eval_text")
 
@@ -153,7 +153,7 @@ def train(args: argparse.Namespace) -> None:
     pairs = load_pairs(args.units, args.text, info.num_units) if args.units is not None else []
     extra = []
     for path in args.extra_text:
-        from espnet_llm_plugin.bin.train_text_lm import read_text_lines
+        from espnet_llm_plugin.fileio.text_corpus import read_text_lines
 
         extra += read_text_lines(path, False, "--extra_text")
     extra_units = []

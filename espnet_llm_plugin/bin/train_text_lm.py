@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
+from espnet_llm_plugin.fileio.text_corpus import read_text_lines
 
 PROG = "python -m espnet_llm_plugin.bin.train_text_lm"
 ARGS_FILE = "train_args.json"
@@ -31,10 +32,6 @@ OPERATIONAL = ("out_dir", "ckpt_dir", "keep_checkpoint", "log_every", "save_ever
                "eval_batch_size", "device", "num_threads")
 
 logger = logging.getLogger("train_text_lm")
-
-
-class TextFileError(ValueError):
-    """A text file that cannot be used for LM training."""
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -93,41 +90,6 @@ def get_parser() -> argparse.ArgumentParser:
                         "machine busy with other jobs, 1 is often much faster")
     add_debug_arg(p)
     return p
-
-
-def read_text_lines(path: Path, has_ids: bool, option: str = "--train_text") -> List[str]:
-    """Non-empty sentences of ``path`` (the utterance id removed when ``has_ids``)."""
-    if not path.is_file():
-        raise TextFileError(f"{option} {path}: file not found")
-    try:
-        raw = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise TextFileError(f"{option} {path}: not UTF-8 text ({e})") from e
-    rows = [line.strip() for line in raw if line.strip()]
-    first_words = [r.split(maxsplit=1)[0] for r in rows]
-    if has_ids:
-        texts = [r.split(maxsplit=1)[1] if " " in r or "\t" in r else "" for r in rows]
-        if len(set(first_words)) < len(first_words):
-            logger.warning("%s: first words repeat; if these are not utterance ids, "
-                           "pass %s false", path, _has_ids_option(option))
-    else:
-        texts = rows
-        # Kaldi ids are unique and usually carry digits; sentences seldom start that way
-        if len(rows) > 1 and len(set(first_words)) == len(rows) and all(
-            any(c.isdigit() for c in w) for w in first_words
-        ):
-            logger.warning("%s: every line starts with a unique word containing digits; "
-                           "if these are utterance ids, pass %s true", path,
-                           _has_ids_option(option))
-    texts = [t.strip() for t in texts if t.strip()]
-    if not texts:
-        raise TextFileError(f"{option} {path}: no non-empty line"
-                            + (" after the utterance ids" if has_ids and rows else ""))
-    return texts
-
-
-def _has_ids_option(option: str) -> str:
-    return "--dev_has_ids" if option == "--dev_text" else "--has_ids"
 
 
 def sha256(path: Path) -> str:
