@@ -8,10 +8,10 @@ import numpy as np
 import soundfile
 
 
-def _data_dir(root, name, utt, sr=16000):
+def _data_dir(root, name, utt, sr=16000, seconds=0.3):
     d = root / "data" / name
     d.mkdir(parents=True)
-    t = np.arange(int(0.3 * sr)) / sr
+    t = np.arange(int(seconds * sr)) / sr
     soundfile.write(root / f"{utt}.wav", (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), sr)
     (d / "wav.scp").write_text(f"{utt} {root / f'{utt}.wav'}\n")
     (d / "text").write_text(f"{utt} hello\n")
@@ -56,3 +56,17 @@ def test_stage2_output_is_keyed_on_fs_and_inputs(tmp_path, make_recipe, recipe_e
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert soundfile.info(r / "dump/raw/train/data/utt_a.wav").samplerate == 8000
     assert "fs=8000" in (r / "dump/raw/dev/.stage_options").read_text()
+
+
+def test_stage2_names_an_utterance_too_short_to_decode(tmp_path, make_recipe, recipe_env):
+    # 5 ms of audio leaves the encoder no frame: it used to pass stage 2 and crash decoding unnamed
+    r = make_recipe(tmp_path, {"asr.yaml": "encoder: transformer\n"})
+    _data_dir(r, "train", "utt_a")
+    _data_dir(r, "dev", "utt_tiny", seconds=0.005)
+    proc = _stage2(r, recipe_env, "--fs", "16000")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "utt_tiny" in out and "5 ms" in out
+    assert not (r / "dump/raw/dev/.stage_options").exists()  # not stamped: the rerun checks again
+    proc = _stage2(r, recipe_env, "--fs", "16000", "--validate_min_duration", "0")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

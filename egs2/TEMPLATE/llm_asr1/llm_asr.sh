@@ -53,6 +53,7 @@ valid_set=""
 test_sets=""
 fs=16000                # sample rate of dumped audio; other rates are resampled
 min_duration=0.0        # drop shorter training utterances (s)
+validate_min_duration=0.1  # stage 2 refuses (names) a formatted utterance shorter than this (s)
 speed_perturb_factors=""  # e.g. "0.9 1.0 1.1": speed-perturbed training copies (-> <train_set>_sp)
 noise_scp=""            # additive-noise augmentation in training: a wav.scp of noise recordings,
                         # or "nonspeech": the training set's own noise-only (empty-transcript) segments
@@ -316,6 +317,10 @@ if run_stage 2; then
         ${train_cmd} "${data_feats}/logs/format_${_out}.log" \
             ${bin}.format_audio "data/${dset}" "${data_feats}/${_out}" --fs "${fs}" \
                 --min_duration "${_min}" --speed_perturb_factors "${_sp}"
+        # every recording readable, complete, at fs and long enough to give the encoder a frame:
+        # a bad utterance is named here rather than crashing a decoding job later
+        ${bin}.validate_data "${data_feats}/${_out}" --check_audio true --fs "${fs}" \
+            --min_duration "${validate_min_duration}"
         write_stamp "${data_feats}/${_out}" "${_opts}"
     done
     stage_done 2 "${data_feats}/<set>"
