@@ -52,6 +52,13 @@ COMPONENTS: Dict[str, Tuple[Component, ...]] = {
             "chosen layer, frozen/lora/full",
         ),
         Component(
+            choice="encoder",
+            name="hf_whisper",
+            target="espnet_llm_plugin.asr.whisper_encoder:HfWhisperEncoder",
+            summary="encoder of a Hugging Face Whisper model (local path): log-mel in torch, "
+            "no 30 s padding, chosen layer, frozen/lora/full",
+        ),
+        Component(
             choice="model",
             name="llm_asr",
             target="espnet_llm_plugin.asr.llm_asr_model:LlmASRModel",

@@ -35,13 +35,13 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
+from espnet_llm_plugin.core.base_weights import track_frozen_base
 from espnet_llm_plugin.core.finetune import (
     LoraOptions,
     apply_finetune,
     enable_gradient_checkpointing,
     parameter_counts,
 )
-from espnet_llm_plugin.core.base_weights import track_frozen_base
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,69 @@ def _read_preprocessor_config(model_path: Optional[str]) -> Dict[str, Any]:
         return {}
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def check_waveform_batch(
+    xs_pad: torch.Tensor, ilens: torch.Tensor, who: str
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Check an ESPnet batch of raw waveforms; shared by the encoders that take samples.
+
+    Args:
+        xs_pad: ``(B, T)`` or ``(B, T, 1)`` padded samples.
+        ilens: ``(B,)`` valid samples per utterance.
+        who: the class name, for messages.
+
+    Returns:
+        ``(B, T)`` samples and ``(B,)`` lengths as int64 on the CPU (for Python-side checks).
+    """
+    if xs_pad.dim() == 3 and xs_pad.size(-1) == 1:
+        xs_pad = xs_pad.squeeze(-1)
+    if xs_pad.dim() != 2:
+        raise ValueError(
+            f"{who} expects raw mono waveforms (B, T) or (B, T, 1), got shape "
+            f"{tuple(xs_pad.shape)}; is an ESPnet frontend on (set 'input_size: 1') or is "
+            "the audio multi-channel?"
+        )
+    if ilens.dim() != 1 or ilens.size(0) != xs_pad.size(0):
+        raise ValueError(
+            f"{who}: ilens must be (B,) = ({xs_pad.size(0)},), got {tuple(ilens.shape)}"
+        )
+    lens_cpu = ilens.detach().to("cpu", torch.long)
+    if int(lens_cpu.max()) > xs_pad.size(1):
+        raise ValueError(
+            f"{who}: ilens.max()={int(lens_cpu.max())} exceeds the padded length {xs_pad.size(1)}"
+        )
+    return xs_pad, lens_cpu
+
+
+def restore_pretrained_state(
+    hf_model: torch.nn.Module,
+    pretrained: Dict[str, torch.Tensor],
+    lora_state: Dict[str, torch.Tensor],
+    where: str,
+) -> None:
+    """Copy pretrained weights (and the initial LoRA adapters) into ``hf_model`` in place.
+
+    ``hf_model`` is the Hugging Face model, LoRA layers injected or not: peft moves a wrapped
+    Linear's weight under ``.base_layer``, which is mapped back to the pretrained key. Raises
+    naming ``where`` when a parameter has no pretrained value (nothing is left re-initialised
+    silently).
+    """
+    missing = []
+    with torch.no_grad():
+        for key, tensor in hf_model.state_dict().items():
+            if ".lora_" in key:
+                source = lora_state.get(key)
+            else:
+                source = pretrained.get(key.replace(".base_layer", ""))
+            if source is None:
+                missing.append(key)
+                continue
+            tensor.copy_(source)
+    if missing:
+        raise RuntimeError(
+            f"{where}: no pretrained value for {len(missing)} parameters (e.g. {missing[:3]})"
+        )
 
 
 class HfSpeechEncoder(AbsEncoder):
@@ -323,20 +386,7 @@ class HfSpeechEncoder(AbsEncoder):
         Returns:
             ``(B, T', D)`` hidden states of ``layer``, ``(B,)`` frame counts, ``None``.
         """
-        if xs_pad.dim() == 3 and xs_pad.size(-1) == 1:
-            xs_pad = xs_pad.squeeze(-1)
-        if xs_pad.dim() != 2:
-            raise ValueError(
-                f"HfSpeechEncoder expects raw mono waveforms (B, T) or (B, T, 1), got shape "
-                f"{tuple(xs_pad.shape)}; is an ESPnet frontend on (set 'input_size: 1') or is "
-                "the audio multi-channel?"
-            )
-        if ilens.dim() != 1 or ilens.size(0) != xs_pad.size(0):
-            raise ValueError(
-                f"HfSpeechEncoder: ilens must be (B,) = ({xs_pad.size(0)},), "
-                f"got {tuple(ilens.shape)}"
-            )
-        lens_cpu = ilens.detach().to("cpu", torch.long)
+        xs_pad, lens_cpu = check_waveform_batch(xs_pad, ilens, "HfSpeechEncoder")
         shortest = int(lens_cpu.min())
         if shortest < self.min_samples:
             idx = int(lens_cpu.argmin())
@@ -346,10 +396,6 @@ class HfSpeechEncoder(AbsEncoder):
                 "(no output frame); filter out such short utterances"
             )
         t_max = int(lens_cpu.max())
-        if t_max > xs_pad.size(1):
-            raise ValueError(
-                f"HfSpeechEncoder: ilens.max()={t_max} exceeds the padded length {xs_pad.size(1)}"
-            )
         ilens = ilens.to(device=xs_pad.device, dtype=torch.long)
         # trim extra padding: ESPnet asserts encoder_out.size(1) <= encoder_out_lens.max()
         x = xs_pad[:, :t_max].to(next(self._hf.parameters()).dtype)
@@ -403,25 +449,10 @@ class HfSpeechEncoder(AbsEncoder):
             del fresh
         else:
             pretrained = self._init_state or {}
-        target = self._hf.state_dict()
-        missing = []
-        with torch.no_grad():
-            for key, tensor in target.items():
-                if ".lora_" in key:
-                    source = self._lora_state.get(key)
-                else:
-                    # peft moves a wrapped Linear's weights under ".base_layer"
-                    source = pretrained.get(key.replace(".base_layer", ""))
-                if source is None:
-                    missing.append(key)
-                    continue
-                tensor.copy_(source)
-        if missing:
-            raise RuntimeError(
-                f"HfSpeechEncoder.reload_pretrained_parameters: no pretrained value for "
-                f"{len(missing)} parameters (e.g. {missing[:3]}) in "
-                f"{self._model_path or 'the initial state'}"
-            )
+        restore_pretrained_state(
+            self._hf, pretrained, self._lora_state,
+            f"HfSpeechEncoder.reload_pretrained_parameters ({self._model_path or 'the initial state'})",
+        )
         logger.info(
             "HfSpeechEncoder: reloaded pretrained parameters from %s",
             self._model_path or "the initial state",

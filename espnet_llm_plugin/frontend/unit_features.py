@@ -3,8 +3,9 @@
 Discrete units (arXiv 2406.09618) are k-means cluster ids of frame features. Three sources:
 
 * ``fbank``: log-mel filterbanks (25 ms window, 10 or 20 ms hop); needs nothing else.
-* ``hf``: a Hugging Face SSL encoder (HuBERT / wav2vec2 / WavLM; the paper uses HuBERT) from a
-  local ``save_pretrained`` directory, hidden state of a chosen layer (20 ms frames).
+* ``hf``: a Hugging Face speech encoder from a local ``save_pretrained`` directory, hidden state
+  of a chosen layer (20 ms frames): an SSL model (HuBERT / wav2vec2 / WavLM; the paper uses
+  HuBERT), or Whisper's encoder (detected from the directory's ``config.json``).
 * ``espnet_asr``: a trained ESPnet ASR model (``config.yaml`` + ``.pth``): frontend,
   normalisation and encoder, output of a chosen encoder block or the final output.
 
@@ -197,16 +198,24 @@ class FbankExtractor(FeatureExtractor):
 
 # ---------------------------------------------------------------------------------- HF SSL
 class HfEncoderExtractor(FeatureExtractor):
-    """A Hugging Face HuBERT / wav2vec2 / WavLM model (local directory), hidden state of ``layer``.
+    """A Hugging Face speech encoder (local directory), hidden state of ``layer``.
 
-    Loads through :class:`espnet_llm_plugin.asr.hf_speech_encoder.HfSpeechEncoder` (frozen), so
-    layer numbering, waveform normalisation and padding masks are those of the LLM-ASR encoder:
-    ``layer`` 0 is the input of the first Transformer layer, ``i`` the output of layer ``i``,
-    ``-1`` the last. Layers above ``layer`` are not computed.
+    HuBERT / wav2vec2 / WavLM load through
+    :class:`espnet_llm_plugin.asr.hf_speech_encoder.HfSpeechEncoder`, Whisper (``model_type``
+    ``whisper`` in ``config.json``) through
+    :class:`espnet_llm_plugin.asr.whisper_encoder.HfWhisperEncoder`, both frozen, so layer
+    numbering, input normalisation and padding are those of the LLM-ASR encoders: ``layer`` 0 is
+    the input of the first Transformer layer, ``i`` the output of layer ``i``, ``-1`` the last.
+    Layers above ``layer`` are not computed.
+
+    ``final_layer_norm``: apply the encoder's final LayerNorm to the selected layer. ``None``:
+    no for SSL models; for Whisper only on its last layer (Whisper's encoder output). Whisper
+    sees at most 30 s at once: longer audio is encoded in consecutive 30 s pieces (1500 frames
+    each), so every frame stays on the 20 ms grid.
     """
 
-    def __init__(self, path: str, layer: int = -1, final_layer_norm: bool = False):
-        from espnet_llm_plugin.asr.hf_speech_encoder import HfSpeechEncoder
+    def __init__(self, path: str, layer: int = -1, final_layer_norm: Optional[bool] = None):
+        from espnet_llm_plugin.asr.whisper_encoder import is_whisper_dir
 
         p = Path(path)
         if not (p / "config.json").is_file():
@@ -215,15 +224,27 @@ class HfEncoderExtractor(FeatureExtractor):
                 "give a local save_pretrained directory (nothing is downloaded)"
             )
         self._path = str(p.absolute())
-        self.encoder = HfSpeechEncoder(
-            input_size=1, model_path=self._path, layer=int(layer), finetune="frozen",
-            final_layer_norm=final_layer_norm,
-        ).eval()
+        self._whisper = is_whisper_dir(self._path)
+        if self._whisper:
+            from espnet_llm_plugin.asr.whisper_encoder import HfWhisperEncoder
+
+            self.encoder = HfWhisperEncoder(
+                input_size=1, model_path=self._path, layer=int(layer), finetune="frozen",
+                final_layer_norm=final_layer_norm,
+            ).eval()
+            self._final_ln = self.encoder.final_layer_norm
+        else:
+            from espnet_llm_plugin.asr.hf_speech_encoder import HfSpeechEncoder
+
+            self.encoder = HfSpeechEncoder(
+                input_size=1, model_path=self._path, layer=int(layer), finetune="frozen",
+                final_layer_norm=bool(final_layer_norm),
+            ).eval()
+            self._final_ln = bool(final_layer_norm)
         sr = self.encoder.sampling_rate
         if sr is not None and int(sr) != SAMPLE_RATE:
             raise FeatureError(f"hf features: model '{path}' expects {sr} Hz audio, not {SAMPLE_RATE}")
         self._layer = int(layer)
-        self._final_ln = bool(final_layer_norm)
 
     def to(self, device: str) -> "HfEncoderExtractor":
         self.encoder.to(device)
@@ -244,8 +265,20 @@ class HfEncoderExtractor(FeatureExtractor):
                 "final_layer_norm": self._final_ln}
 
     def forward_batch(self, wavs, lengths):
-        feats, flens, _ = self.encoder(wavs, lengths)
-        return feats.float(), flens
+        limit = self.encoder.max_samples if self._whisper else None
+        if limit is None or int(lengths.max()) <= limit:
+            feats, flens, _ = self.encoder(wavs, lengths)
+            return feats.float(), flens
+        # Whisper: one utterance at a time, in consecutive 30 s pieces encoded as a batch
+        outs = []
+        for i in range(wavs.size(0)):
+            n = int(lengths[i])
+            pieces = [wavs[i, s : min(s + limit, n)] for s in range(0, n, limit)]
+            plens = torch.tensor([x.numel() for x in pieces], device=wavs.device)
+            feats, flens, _ = self.encoder(torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True), plens)
+            outs.append(torch.cat([feats[j, : int(flens[j])] for j in range(len(pieces))]))
+        flens = torch.tensor([o.size(0) for o in outs], device=wavs.device)
+        return torch.nn.utils.rnn.pad_sequence(outs, batch_first=True).float(), flens
 
 
 # ---------------------------------------------------------------------------------- ESPnet ASR
@@ -395,6 +428,7 @@ def build_feature_extractor(spec: Dict[str, Any], device: str = "cpu") -> Featur
 
         {"type": "fbank", "n_mels": 80, "hop_ms": 20}
         {"type": "hf", "path": "/models/hubert-base-ls960", "layer": 6}
+        {"type": "hf", "path": "/models/whisper-tiny.en", "layer": 2}   # Whisper: detected
         {"type": "espnet_asr", "config": "exp/asr/config.yaml",
          "model_file": "exp/asr/valid.acc.ave.pth", "layer": -1}
     """

@@ -121,3 +121,53 @@ def test_espnet_asr_model_file_that_would_run_code_is_refused(tiny_espnet_asr, t
     with pytest.raises(FeatureError, match=rf"{crafted}: refused to load.*GLOBAL \S*open"):
         build_feature_extractor({"type": "espnet_asr", "config": str(config), "model_file": str(crafted)})
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- Whisper layers as unit features
+@pytest.fixture(scope="module")
+def tiny_whisper_dir(tmp_path_factory):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.WhisperConfig(
+        vocab_size=64, num_mel_bins=16, d_model=16, encoder_layers=2, encoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32,
+        max_source_positions=1500, max_target_positions=32, pad_token_id=0, bos_token_id=1,
+        eos_token_id=2, decoder_start_token_id=3, suppress_tokens=[], begin_suppress_tokens=[],
+    )
+    path = tmp_path_factory.mktemp("whisper")
+    transformers.WhisperForConditionalGeneration(config).save_pretrained(path)
+    transformers.WhisperFeatureExtractor(feature_size=16).save_pretrained(path)
+    return path
+
+
+def test_hf_type_detects_whisper(tiny_whisper_dir):
+    import torch
+
+    from espnet_llm_plugin.asr.whisper_encoder import HfWhisperEncoder
+
+    ex = build_feature_extractor({"type": "hf", "path": str(tiny_whisper_dir), "layer": 1})
+    assert isinstance(ex.encoder, HfWhisperEncoder) and ex.dim == 16 and ex.min_samples == 1
+    wav = _wav(16000)
+    feats = ex.extract(wav)
+    assert feats.shape == (50, 16)  # 20 ms frames, not padded to 30 s
+    enc = HfWhisperEncoder(model_path=str(tiny_whisper_dir), layer=1, finetune="frozen").eval()
+    with torch.no_grad():
+        expected = enc(torch.from_numpy(wav)[None], torch.tensor([16000]))[0][0].numpy()
+    np.testing.assert_allclose(feats, expected, atol=1e-6)
+    assert ex.spec["final_layer_norm"] is False  # an intermediate layer: as HF's hidden_states
+    assert build_feature_extractor(ex.spec).spec == ex.spec
+    last = build_feature_extractor({"type": "hf", "path": str(tiny_whisper_dir)})
+    assert last.spec["final_layer_norm"] is True  # the encoder's output
+    assert not np.allclose(last.extract(wav), feats)
+    assert ex.extract(_wav(1)).shape == (1, 16)
+
+
+def test_whisper_features_of_audio_longer_than_30s(tiny_whisper_dir):
+    ex = build_feature_extractor({"type": "hf", "path": str(tiny_whisper_dir), "layer": 2})
+    wav = _wav(31 * 16000 + 500, seed=4)
+    feats = ex.extract(wav, "long_utt")
+    assert feats.shape == (1500 + 52, 16)  # 30 s piece + 1.03 s piece, on one 20 ms grid
+    np.testing.assert_allclose(feats[:1500], ex.extract(wav[: 30 * 16000]), atol=1e-5)
+    np.testing.assert_allclose(feats[1500:], ex.extract(wav[30 * 16000 :]), atol=1e-5)
