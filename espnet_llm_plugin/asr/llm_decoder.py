@@ -64,12 +64,15 @@ import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 
+from espnet_llm_plugin.core.base_weights import track_frozen_base
+from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 from espnet_llm_plugin.core.finetune import (
     SCHEMES,
     LoraOptions,
     apply_finetune,
     enable_gradient_checkpointing,
 )
+from espnet_llm_plugin.core.framing import chat_frame, resolve_framing
 from espnet_llm_plugin.core.hf_causal_lm import (
     DTYPES,
     cache_kwarg,
@@ -80,11 +83,8 @@ from espnet_llm_plugin.core.hf_causal_lm import (
     output_cache,
     unwrap_peft,
 )
-from espnet_llm_plugin.core.base_weights import track_frozen_base
-from espnet_llm_plugin.core.framing import chat_frame, resolve_framing
 from espnet_llm_plugin.core.llm_usage import usage_section
 from espnet_llm_plugin.core.text_form import resolve_text_form
-from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 
 logger = logging.getLogger(__name__)
 
@@ -560,13 +560,20 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         groups = self._live_caches.group(states)
         with torch.no_grad():
             for (_, n_tokens), (cache, idx) in groups.items():
-                index = torch.tensor(idx, device=ys.device)
+                # the usual case, one group of all hypotheses in order: no gather/scatter copies
+                whole = len(idx) == n and idx == list(range(n))
+                index = None if whole else torch.tensor(idx, device=ys.device)
+                group_ys = ys if index is None else ys[index]
                 if cache is None:
-                    group_logp, new_cache = self._score_uncached(ys[index], xs[index.to(xs.device)])
+                    group_xs = xs if index is None else xs[index.to(xs.device)]
+                    group_logp, new_cache = self._score_uncached(group_ys, group_xs)
                 else:
                     rows = [states[i].row for i in idx]
-                    group_logp, new_cache = self._score_cached(ys[index], n_tokens, cache, rows)
-                logp[index] = group_logp
+                    group_logp, new_cache = self._score_cached(group_ys, n_tokens, cache, rows)
+                if index is None:
+                    logp = group_logp
+                else:
+                    logp[index] = group_logp
                 ref = self._live_caches.remember(new_cache, ys.size(1))
                 for row, i in enumerate(idx):
                     new_states[i] = LlmScorerState(ref, row, ys.size(1))

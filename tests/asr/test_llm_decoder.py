@@ -11,8 +11,8 @@ import pytest
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
-from espnet_llm_plugin.core.finetune import parameter_counts
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+from espnet_llm_plugin.core.finetune import parameter_counts
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]

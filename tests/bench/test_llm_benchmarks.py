@@ -9,11 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
 from bench_loader import BENCH, load
-
-
-
 
 BENCHMARKS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in ("common", "run_all", "report"))
 
@@ -54,6 +50,63 @@ def test_decoding_quick_writes_results(tmp_path):
     assert data["config"]["tokens"] == bench.PRESETS["quick"]["tokens"]
     assert "espnet_batch_score" in data and "best_hyp_equal_cached_vs_uncached" in data
     assert "ours_cached" in (tmp_path / "llm_decoding_rtf.md").read_text()
+    # the beam-search target pair, timed once each under --quick; no real model under --quick
+    ratio = data["ours_cached_over_hf_generate"]["random"]
+    assert ratio["pairs"] == 1 and ratio["wall"] > 0 and ratio["cpu"] > 0
+    assert data["real_model"] is None and "--quick" in data["real_model_skipped"]
+    assert {r["model"] for r in data["rows"]} == {"random"}
+
+
+def test_decoding_pairs_are_interleaved_and_ratio_is_the_median():
+    bench = load("llm_decoding_rtf")
+    calls = []
+
+    def fake(name):
+        def decode(x, n):
+            calls.append(name)
+            return [0] * n
+        return decode
+
+    import torch
+
+    timings, outputs = bench.time_decoders(
+        {"ours_cached": fake("a"), "ours_uncached": fake("u"), "hf_generate": fake("b")},
+        [torch.zeros(2, 3)], tokens=4, repeats=3)
+    # warm-up, then round 0 in order, round 1 reversed (paired methods only), round 2 in order
+    assert calls == ["a", "u", "b"] + ["a", "u", "b"] + ["b", "a"] + ["a", "b"]
+    assert [len(timings[m][0]) for m in ("ours_cached", "ours_uncached", "hf_generate")] == [3, 1, 3]
+    assert outputs["ours_uncached"] == [0] * 4
+    ratio = bench.paired_ratio({"ours_cached": ([1.0, 3.0, 10.0], [1.0, 1.0, 1.0]),
+                                "hf_generate": ([1.0, 1.0, 2.0], [2.0, 2.0, 2.0])})
+    assert ratio == {"wall": 3.0, "cpu": 0.5, "pairs": 3, "wall_min": 1.0, "wall_max": 5.0}
+    assert bench.paired_ratio({"ours_cached": ([1.0], [1.0])}) is None
+
+
+def test_decoding_real_model_is_skipped_with_the_reason_when_not_prepared(tmp_path, monkeypatch):
+    monkeypatch.setenv("ESPNET_LLM_PLUGIN_CACHE", str(tmp_path / "empty_cache"))
+    bench = load("llm_decoding_rtf")
+    assert bench.prepared_real_model()[0] is None
+    bench.main(["--quick", "--device", "cpu", "--threads", "1", "--methods", "ours_cached,hf_generate",
+                "--real_model", "on", "--out_dir", str(tmp_path / "out")])
+    data = json.loads((tmp_path / "out" / "llm_decoding_rtf.json").read_text())
+    assert "prepare_pretrained smollm2-135m-instruct" in data["real_model_skipped"]
+    assert list(data["ours_cached_over_hf_generate"]) == ["random"]
+    assert not (tmp_path / "empty_cache").exists()  # nothing prepared or downloaded
+    assert "smollm2-135m-instruct rows skipped" in (tmp_path / "out" / "llm_decoding_rtf.md").read_text()
+
+
+@pytest.mark.real_model
+def test_decoding_real_model_rows(smollm2_dir, tmp_path):
+    bench = load("llm_decoding_rtf")
+    assert bench.prepared_real_model() == (smollm2_dir, None)
+    bench.main(["--quick", "--device", "cpu", "--threads", "1", "--methods", "ours_cached,hf_generate",
+                "--real_model", "on", "--real_tokens", "3", "--repeats", "2", "--out_dir", str(tmp_path)])
+    data = json.loads((tmp_path / "llm_decoding_rtf.json").read_text())
+    real = [r for r in data["rows"] if r["model"] == "smollm2-135m-instruct"]
+    assert [r["method"] for r in real] == ["ours_cached", "hf_generate"]
+    assert all(r["timings"] == 2 and r["tokens_per_s"] > 0 for r in real)
+    assert data["real_model"]["tokens"] == 3 and data["real_model_skipped"] is None
+    assert data["ours_cached_over_hf_generate"]["smollm2-135m-instruct"]["pairs"] == 2
 
 
 def test_train_step_quick_writes_results(tmp_path):
