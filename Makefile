@@ -13,12 +13,13 @@ help:
 	@echo "make demo   run egs2/synthetic/llm_asr1 end to end (prints the RESULTS table)"
 	@echo "make test   run the tests"
 	@echo "make bench  run every benchmark in bench/ (quick sizes; BENCH_ARGS=--full for default sizes)"
-	@echo "make install   create $(VENV) and install the project (pip install -e '.[dev,pretrained]')"
+	@echo "make install   create $(VENV) and install the project (pip install -c .ci/constraints.txt -e '.[dev,pretrained]')"
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py .ci/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# the venv's own pip: newer pips refuse a dependency's metadata (see README)
-	$(PY) -m pip install -e ".[dev,pretrained]"
+	# the venv's own pip: newer pips refuse a dependency's metadata (see README);
+	# -c: the exact versions CI tests (setup.py itself only states ranges)
+	$(PY) -m pip install -c .ci/constraints.txt -e ".[dev,pretrained]"
 	touch $@
 
 install: $(VENV)/.installed sysdeps

@@ -12,6 +12,9 @@ REAL_SPEECH = SHARED_DATA / "real_speech"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
+    config.addinivalue_line(
+        "markers", "network: asks the package index (skips where it is unreachable)"
+    )
     config.addinivalue_line("markers", "slow: end-to-end recipe runs (a minute or more)")
     config.addinivalue_line("markers", "espeak: needs the espeak-ng binary (skipped without it)")
     config.addinivalue_line(
