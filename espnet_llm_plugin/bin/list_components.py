@@ -2,6 +2,7 @@
 
 Without ``--check`` this reads our registry table only (fast, no espnet import). With
 ``--check`` it registers them and confirms ESPnet's ClassChoices now offer each name.
+Then the decode-time scorers (``core/decode_scorers.py``) a decode config can name.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
+from espnet_llm_plugin.core.decode_scorers import DECODE_SCORERS
 from espnet_llm_plugin.registry import components
 
 
@@ -48,6 +50,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     widths = [max(len(str(r[i])) for r in [header] + table) for i in range(len(header))]
     for row in [header] + table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print("\ndecode-time scorers (decode config: scorers: {NAME: {weight: W, conf: {...}}})")
+    for scorer in DECODE_SCORERS.values():
+        print(f"  {scorer.name:<16} {scorer.summary}")
     if args.check and "MISSING" in status.values():
         raise SystemExit(1)
 

@@ -12,6 +12,8 @@ from typing import Any, List, Optional, Tuple
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
+from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext
+
 
 class NoRepeatNgramScorer(BatchScorerInterface):
     """Scores ``-inf`` for every token that would complete an n-gram already in the prefix.
@@ -57,3 +59,8 @@ class NoRepeatNgramScorer(BatchScorerInterface):
             if banned:
                 scores[b, banned] = float("-inf")
         return scores, [None] * ys.size(0)
+
+
+def build_decode_scorer(ctx: DecodeScorerContext, size: int) -> NoRepeatNgramScorer:
+    """The ``no_repeat_ngram`` decode-time scorer (:mod:`espnet_llm_plugin.core.decode_scorers`)."""
+    return NoRepeatNgramScorer(int(size), ctx.beam_search.n_vocab)

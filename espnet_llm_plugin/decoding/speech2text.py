@@ -41,7 +41,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ with quiet_espnet_import():
 # registers our components with ESPnet (and applies our ESPnet fixes) in every process that
 # imports this module: models whose config.yaml names them build without a register() call
 from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
-from espnet_llm_plugin.decoding.no_repeat_ngram import NoRepeatNgramScorer
+from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext, get_decode_scorer, scorer_confs
 from espnet_llm_plugin.decoding.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,10 @@ class ExtraDecodingOptions:
     ``decoding_method``: ``beam_search`` (ESPnet's, with all scorers) or ``hf_generate``
     (LLM-ASR models only: HF ``generate`` with ``num_beams = beam_size`` and
     ``no_repeat_ngram_size``; ESPnet's scorers are not used).
+
+    ``scorers``: any decode-time scorer registered in :mod:`espnet_llm_plugin.core.decode_scorers`,
+    name -> ``{weight: w, conf: {...}}`` (the builder's keywords); the keys above are the
+    built-in scorers' shorthand.
     """
 
     no_repeat_ngram_size: int = 0  # 0: off
@@ -109,6 +113,8 @@ class ExtraDecodingOptions:
     knnlm_search_params: str = ""
     knnlm_units_from_data: bool = False
     decoding_method: str = "beam_search"
+    # any registered decode-time scorer: name -> {weight, conf} (core/decode_scorers.py)
+    scorers: Optional[Dict[str, Any]] = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -118,6 +124,10 @@ class ExtraDecodingOptions:
                 if value is None:
                     continue
                 kind = kind[len("Optional["):-1]
+            if kind.startswith("Dict["):
+                if not isinstance(value, dict):
+                    raise ValueError(f"decoding option {f.name} must be a mapping, got {value!r}")
+                continue
             if kind == "bool":
                 if not isinstance(value, bool):
                     raise ValueError(f"decoding option {f.name} must be true or false, got {value!r}")
@@ -135,6 +145,7 @@ class ExtraDecodingOptions:
             raise ValueError(f"knnlm_query must be one of {KNNLM_QUERIES}, got {self.knnlm_query!r}")
         if self.knnlm_backend not in KNNLM_BACKENDS:
             raise ValueError(f"knnlm_backend must be one of {KNNLM_BACKENDS}, got {self.knnlm_backend!r}")
+        scorer_confs(self)  # names registered, each {weight, conf}
         if self.decoding_method not in DECODING_METHODS:
             raise ValueError(f"decoding_method must be one of {DECODING_METHODS}, got {self.decoding_method!r}")
         if self.knnlm_lambda is not None and not 0.0 <= self.knnlm_lambda <= 1.0:
@@ -158,6 +169,13 @@ class ExtraDecodingOptions:
         kind = str(cls.__dataclass_fields__[key].type)
         if kind.startswith("Optional["):
             kind = kind[len("Optional["):-1]
+        if kind.startswith("Dict["):
+            import yaml
+
+            value = yaml.safe_load(raw)
+            if not isinstance(value, dict):
+                raise ValueError(f"--{key} must be a YAML mapping, got {raw!r}")
+            return value
         try:
             return _TYPES[kind](raw)
         except ValueError:
@@ -251,6 +269,8 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
         self.hf_num_beams = int(kwargs.get("beam_size", 20))  # ESPnet's default beam size
         self.knnlm: Optional[Any] = None  # the KnnLmScorer, when one is added
         self._warned_keys: set = set()
+        # data entry name -> per-utterance hooks of the added scorers (e.g. units -> kNN-LM)
+        self._entry_hooks: Dict[str, List[Callable[[Any], None]]] = {}
         bs = self.beam_search
         if self.extra.decoding_method == "hf_generate":
             self._check_hf_generate()
@@ -259,21 +279,14 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
             if self.extra.knnlm_units_from_data:
                 raise ValueError("knnlm_units_from_data is set, but this model decodes without beam search")
             return
-        if self.extra.no_repeat_ngram_size > 0:
-            scorer = NoRepeatNgramScorer(self.extra.no_repeat_ngram_size, bs.n_vocab)
-            self.add_scorer("no_repeat_ngram", scorer, 1.0)
-        token_list = list(self.asr_model.token_list)
-        device = str(getattr(self, "device", "cpu"))
-        if self.extra.hf_lm_path and self.extra.hf_lm_weight != 0:
-            from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer
-
-            lm = HfLmScorer(self.extra.hf_lm_path, token_list=token_list, device=device,
-                            eos_id=int(self.asr_model.eos))
-            self.add_scorer("hf_lm", lm, self.extra.hf_lm_weight)
-        if self.extra.knnlm_datastore:
-            self._add_knnlm(token_list, device)
-        elif self.extra.knnlm_units_from_data:
+        if self.extra.knnlm_units_from_data and not self.extra.knnlm_datastore:
             raise ValueError("knnlm_units_from_data is set, but knnlm_datastore is empty (no kNN-LM)")
+        ctx = DecodeScorerContext(
+            token_list=list(self.asr_model.token_list), device=str(getattr(self, "device", "cpu")),
+            asr_model=self.asr_model, beam_search=bs, options=self.extra,
+        )
+        for name, weight, conf in scorer_confs(self.extra):
+            self._add_decode_scorer(name, weight, conf, ctx)
 
     def __call__(self, speech: Any, context: Any = None, units: Any = None, **kwargs: Any):
         """Decode one utterance; ``context``/``units``: its data entries of those names (or None).
@@ -296,12 +309,10 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
         from espnet_llm_plugin.asr.llm_xattn_decoder import feed_context
 
         feed_context(self, context)
-        if self.knnlm is not None:
-            if self.extra.knnlm_units_from_data:
-                self.knnlm.set_query_context(None if units is None else _int_list(units))
-            else:
-                self.knnlm.set_query_context(None)
-        elif units is not None:
+        hooks = self._entry_hooks.get("units", [])
+        for hook in hooks:
+            hook(units)
+        if not hooks and units is not None:
             raise ValueError(
                 "data entry 'units' was given, but no multi-modal kNN-LM uses it "
                 "(set knnlm_datastore and knnlm_units_from_data: true, or drop the units entry)"
@@ -395,78 +406,22 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
         text = self.tokenizer.tokens2text(token) if self.tokenizer is not None else None
         return [(text, token, token_int, hyp)]
 
-    def _add_knnlm(self, token_list, device: str) -> None:
-        """Build the kNN-LM scorer from the options (see :class:`ExtraDecodingOptions`)."""
-        from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
-        from espnet_llm_plugin.retrieval.datastore import FaissDatastore, read_manifest
-        from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer, check_token_list
-        from espnet_llm_plugin.retrieval.key_encoder import lm_identity
-        from espnet_llm_plugin.retrieval.knnlm_scorer import DecoderQueryTap, KnnLmScorer, datastore_is_multimodal
-        from espnet_llm_plugin.retrieval.knnlm_settings import resolve_knnlm_settings
-
-        opts, bs = self.extra, self.beam_search
-        manifest = read_manifest(opts.knnlm_datastore)
-        ident = manifest["key_encoder"]
-        if opts.knnlm_query == "lm":
-            lm_path = opts.knnlm_lm_path or ident.get("model_path", "")
-            build = (manifest.get("info") or {}).get("build") or {}
-            # queries are framed like the keys; datastores that predate recorded framings
-            # were built as [bos] text [eos], whatever the key encoder's llm_usage.json says now
-            framing = build.get("framing") or {"start": ["<bos>"], "end": ["<eos>"]}
-            base: Any = HfLmScorer(lm_path, token_list=token_list, layer=int(ident.get("layer", -1)), device=device,
-                                   framing=framing, eos_id=int(self.asr_model.eos))
-            expect = base.identity()
+    def _add_decode_scorer(self, name: str, weight: float, conf: Dict[str, Any], ctx: DecodeScorerContext) -> None:
+        """Build the registered decode-time scorer ``name`` and add it to the beam search (or
+        put it in the place of the scorer it replaces, keeping that one's weight)."""
+        added = get_decode_scorer(name).build(ctx, conf)
+        bs = self.beam_search
+        if added.replaces is None:
+            self.add_scorer(name, added.scorer, weight)
+        elif added.replaces not in bs.scorers:
+            raise ValueError(f"decode scorer '{name}' replaces '{added.replaces}', which this beam search lacks")
         else:
-            decoder = bs.scorers.get("decoder")
-            if decoder is None or not hasattr(decoder, "llm") or not hasattr(decoder, "tokenizer"):
-                raise ValueError(
-                    "knnlm_query decoder needs an ASR model whose decoder is our LlmDecoder "
-                    f"(decoder: llm); this model's is {type(decoder).__name__}"
-                )
-            check_token_list(token_list, decoder.tokenizer, decoder.llm_path)
-            base = DecoderQueryTap(decoder)
-            expect = lm_identity(decoder.llm_path, unwrap_peft(decoder.llm), decoder.tokenizer, -1)
-            expect.pop("config_hash")  # the decoder's LLM may carry LoRA: same shape, other weights
-        expect.pop("model_path")
-        datastore = FaissDatastore.load(
-            opts.knnlm_datastore, expect=expect, backend=opts.knnlm_backend, device=device,
-            search_params=opts.knnlm_search_params or None,
-        )
-        multimodal = datastore_is_multimodal(manifest, base.tokenizer if opts.knnlm_query == "lm" else decoder.tokenizer)
-        if multimodal and opts.knnlm_query != "lm":
-            raise ValueError(
-                f"kNN-LM datastore {opts.knnlm_datastore} is multi-modal (speech-span keys): its queries "
-                "come from the speech+text key encoder; use knnlm_query lm"
-            )
-        if multimodal and not opts.knnlm_units_from_data:
-            raise ValueError(
-                f"kNN-LM datastore {opts.knnlm_datastore} is multi-modal (speech-span keys): set "
-                "knnlm_units_from_data: true and pass --data_path_and_name_and_type <units file>,units,text_int"
-            )
-        if opts.knnlm_units_from_data and not multimodal:
-            raise ValueError(
-                f"knnlm_units_from_data is set, but kNN-LM datastore {opts.knnlm_datastore} is text-only"
-            )
-        settings = resolve_knnlm_settings(
-            {"lambda": opts.knnlm_lambda, "k": opts.knnlm_k, "temperature": opts.knnlm_temperature,
-             "temperature_unit": opts.knnlm_temperature_unit or None},
-            ident.get("model_path"), "decode config knnlm_*",
-        )
-        if opts.knnlm_temperature is not None and not opts.knnlm_temperature_unit:
-            logger.warning(
-                "knnlm_temperature %g is in units of the datastore's distance scale (%g): raw squared "
-                "distance %g; set knnlm_temperature_unit: absolute for a raw temperature (the meaning "
-                "before 2026-12)", opts.knnlm_temperature, datastore.distance_scale,
-                opts.knnlm_temperature * datastore.distance_scale,
-            )
-        knn = KnnLmScorer.from_settings(base, datastore, settings, multimodal=multimodal)
-        self.knnlm = knn
-        if opts.knnlm_query == "lm":
-            self.add_scorer("knnlm", knn, opts.knnlm_weight)
-        else:  # the decoder's scores become the interpolated ones, with the decoder's weight
-            bs.scorers["decoder"] = knn
-            bs.full_scorers["decoder"] = knn
-            logger.info("decoder scores replaced by kNN-LM over %s", opts.knnlm_datastore)
+            bs.scorers[added.replaces] = added.scorer
+            bs.full_scorers[added.replaces] = added.scorer
+        for entry, hook in added.hooks.items():
+            self._entry_hooks.setdefault(entry, []).append(hook)
+        if name == "knnlm":
+            self.knnlm = added.scorer
 
     def add_scorer(self, name: str, scorer: Any, weight: float) -> None:
         """Add ``scorer`` to the beam search with ``weight``; weight 0 leaves it out, as ESPnet's
@@ -578,13 +533,6 @@ def _as_hypotheses(results: Any) -> Any:
     if isinstance(results, list) and all(isinstance(r, tuple) and len(r) == 4 for r in results):
         return [NBestEntry(*r) for r in results]
     return results
-
-
-def _int_list(values: Any) -> List[int]:
-    """ESPnet's padded ``text_int`` entry (tensor/array, -1 padding) -> list of ints."""
-    if isinstance(values, torch.Tensor):
-        values = values.reshape(-1).tolist()
-    return [int(v) for v in values if int(v) != -1]
 
 
 def speech2text_class(extra: ExtraDecodingOptions, num_utts: Optional[int] = None) -> type:

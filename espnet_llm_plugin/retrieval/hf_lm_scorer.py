@@ -47,6 +47,7 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet_llm_plugin.core.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
 from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
+from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext
 from espnet_llm_plugin.retrieval.key_encoder import check_layer, hidden_size, lm_identity
 
 
@@ -277,3 +278,9 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
             ids = torch.cat([prefix, ids], dim=1)
         logp, hidden, _ = self._forward(ids, None)
         return logp, hidden
+
+
+def build_decode_scorer(ctx: DecodeScorerContext, path: str) -> HfLmScorer:
+    """The ``hf_lm`` decode-time scorer (:mod:`espnet_llm_plugin.core.decode_scorers`): shallow
+    fusion with the HF causal LM at ``path``, whose tokenizer must be the ASR token list."""
+    return HfLmScorer(path, token_list=ctx.token_list, device=ctx.device, eos_id=int(ctx.asr_model.eos))

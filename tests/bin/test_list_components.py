@@ -15,5 +15,7 @@ def test_lists_every_component_and_check_passes_quietly():
     for _, comp in components():
         assert comp.name in proc.stdout
     assert "MISSING" not in proc.stdout and "registered" in proc.stdout
+    scorers = proc.stdout.split("decode-time scorers")[1]
+    assert all(name in scorers for name in ("no_repeat_ngram", "hf_lm", "knnlm"))
     # the offline import noise of espnet is silenced
     assert "nltk_data" not in proc.stderr and "Flash Attention" not in proc.stdout

@@ -85,3 +85,52 @@ def test_unknown_and_bad_options_are_refused_before_building(model):
         Speech2Text(asr_train_config=config, asr_model_file=pth, knnlm_wieght=0.3)
     with pytest.raises(ValueError, match="knnlm_lambda must be in"):
         Speech2Text(asr_train_config=config, asr_model_file=pth, knnlm_lambda=2.0)
+
+
+class BanTokenScorer:
+    """A decode-time scorer of the kind a user adds: ``-inf`` for one token id."""
+
+    def __init__(self, token: int, n_vocab: int):
+        self.token, self.n_vocab = token, n_vocab
+
+    def init_state(self, x):
+        return None
+
+    def select_state(self, state, i, new_id=None):
+        return state
+
+    def batch_init_state(self, x):
+        return None
+
+    def batch_score(self, ys, states, xs):
+        scores = torch.zeros(ys.shape[0], self.n_vocab, device=xs.device)
+        scores[:, self.token] = float("-inf")
+        return scores, states
+
+
+def build_ban_scorer(ctx, token):
+    return BanTokenScorer(int(token), ctx.beam_search.n_vocab)
+
+
+def test_a_registered_scorer_is_built_by_name_from_the_scorers_option(model, monkeypatch):
+    from espnet_llm_plugin import Speech2Text
+    from espnet_llm_plugin.core import decode_scorers
+
+    root, lm, config, pth = model
+    monkeypatch.setattr(decode_scorers, "DECODE_SCORERS", dict(decode_scorers.DECODE_SCORERS))
+    decode_scorers.register_decode_scorer("ban", "test_speech2text_api:build_ban_scorer")
+    wav = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
+    common = dict(asr_train_config=config, asr_model_file=pth, device="cpu", beam_size=3, ctc_weight=0.0,
+                  lm_weight=0.0, nbest=1)
+    free = Speech2Text(**common)(wav)[0].token_int
+    banned = free[0]
+    s2t = Speech2Text(**common, scorers={"ban": {"weight": 1.0, "conf": {"token": banned}}})
+    assert s2t.beam_search.weights["ban"] == 1.0
+    assert banned not in s2t(wav)[0].token_int
+    # the built-in scorers under scorers: the same beam search as their flat keys
+    via_table = Speech2Text(**common, scorers={"hf_lm": {"weight": 0.2, "conf": {"path": str(lm)}}})
+    flat = Speech2Text(**common, hf_lm_path=str(lm), hf_lm_weight=0.2)
+    assert via_table.beam_search.weights["hf_lm"] == flat.beam_search.weights["hf_lm"] == pytest.approx(0.2)
+    assert via_table(wav)[0].token_int == flat(wav)[0].token_int
+    with pytest.raises(ValueError, match="unknown decode scorer 'bann'"):
+        Speech2Text(**common, scorers={"bann": {"weight": 1.0}})
