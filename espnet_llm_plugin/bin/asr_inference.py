@@ -1,8 +1,8 @@
 """Decode with an ESPnet ASR model (ours or ESPnet's) with our components registered.
 
-Registers espnet-llm-plugin components, then runs ESPnet's own
-``espnet2.bin.asr_inference``: models whose config.yaml names our components load back,
-and the output layout (``1best_recog/text``, ``{n}best_recog/...``) is ESPnet's.
+Registers espnet-llm-plugin components and decodes with ESPnet's ``asr_inference`` options and
+output layout (``1best_recog/text``, ``{n}best_recog/...``): models whose config.yaml names
+our components load back (:mod:`espnet_llm_plugin.decoding.inference_loop`).
 Adds decoding options ESPnet lacks, as ESPnet beam-search scorers (so they combine with CTC,
 LM and every other scorer), set in the decode YAML or on the command line:
 ``no_repeat_ngram_size`` (forbid repeating any n-gram; against insertion loops),
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -137,28 +138,27 @@ def main(cmd: Optional[List[str]] = None) -> None:
     import espnet_llm_plugin.tasks.llm_asr  # noqa: F401  (registers our components)
     from espnet_llm_plugin.cli_args import cli_errors
     from espnet_llm_plugin.config_check import ConfigError
-    from espnet_llm_plugin.decoding.speech2text import speech2text_class
     from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
+    from espnet_llm_plugin.decoding.inference_loop import run_inference
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.quiet import quiet_espnet_import
     from espnet_llm_plugin.retrieval.datastore import DatastoreError
     from espnet_llm_plugin.retrieval.hf_lm_scorer import TokenListMismatch
-    from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
     with quiet_espnet_import():
         from espnet2.bin import asr_inference
+        from espnet.utils.cli_utils import get_commandline_args
 
+    print(get_commandline_args(), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
+        parser = asr_inference.get_parser()
         with cli_errors("asr_inference", debug, (ConfigError, ValueError)):
-            cmd, extra = split_extra_options(cmd, Path(tmp), asr_inference.get_parser())
-        # ESPnet's inference() builds the module-level Speech2Text by name
-        asr_inference.Speech2Text = speech2text_class(extra, num_utterances(cmd))
-        # ... and its data loader with ASRTask: ours accepts the data names context and units
-        asr_inference.ASRTask = LlmASRTask
+            cmd, extra = split_extra_options(cmd, Path(tmp), parser)
+        args = parser.parse_args(cmd)
         start = time.perf_counter()
         # our errors (bad options/data) are one line; ESPnet's own keep their traceback
         with cli_errors("asr_inference", debug, (DatastoreError, TokenListMismatch, LlmLoadError, ValueError)):
-            asr_inference.main(cmd)
+            run_inference(args, extra, num_utterances(cmd))
         elapsed = time.perf_counter() - start
     out_dirs = espnet_entry.option_values(cmd, "--output_dir")
     if out_dirs:
