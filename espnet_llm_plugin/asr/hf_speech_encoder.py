@@ -38,8 +38,8 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet_llm_plugin.core.base_weights import track_frozen_base
 from espnet_llm_plugin.core.finetune import (
     LoraOptions,
-    apply_finetune,
-    enable_gradient_checkpointing,
+    finetune_pretrained_encoder,
+    lora_initial_state,
     parameter_counts,
 )
 
@@ -243,8 +243,9 @@ class HfSpeechEncoder(AbsEncoder):
         opts = LoraOptions(
             r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules
         )
-        self.model = apply_finetune(model, finetune, lora=opts, name="encoder")
-
+        self.model, self.gradient_checkpointing = finetune_pretrained_encoder(
+            model, finetune, opts, gradient_checkpointing
+        )
         if freeze_feature_extractor or finetune != "full":
             # also clears HF's _requires_grad flag, which otherwise makes the CNN build a graph
             # (requires_grad on its output) even when no parameter of it needs a gradient
@@ -253,17 +254,7 @@ class HfSpeechEncoder(AbsEncoder):
         if masked_spec_embed is not None and not apply_spec_augment:
             # never used without masking: a trainable unused parameter breaks DDP
             masked_spec_embed.requires_grad_(False)
-
-        self.gradient_checkpointing = bool(gradient_checkpointing) and finetune != "frozen"
-        if self.gradient_checkpointing:
-            enable_gradient_checkpointing(self.model, name="encoder (encoder_conf)")
-        elif gradient_checkpointing:
-            logger.info("encoder: gradient_checkpointing ignored with finetune=frozen (no backward through it)")
-
-        # LoRA adapters are initialised by peft (B = 0); keep that state for reloading
-        self._lora_state = {
-            k: v.detach().clone() for k, v in self._hf.state_dict().items() if ".lora_" in k
-        }
+        self._lora_state = lora_initial_state(self._hf)  # peft's initial adapters, for reloading
 
         pre = _read_preprocessor_config(self._model_path)
         if normalize_waveform is None:

@@ -60,8 +60,8 @@ from espnet_llm_plugin.asr.hf_speech_encoder import check_waveform_batch, restor
 from espnet_llm_plugin.core.base_weights import track_frozen_base
 from espnet_llm_plugin.core.finetune import (
     LoraOptions,
-    apply_finetune,
-    enable_gradient_checkpointing,
+    finetune_pretrained_encoder,
+    lora_initial_state,
     parameter_counts,
 )
 from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
@@ -244,18 +244,12 @@ class HfWhisperEncoder(AbsEncoder):
         opts = LoraOptions(
             r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules
         )
-        self.model = apply_finetune(model, finetune, lora=opts, name="encoder")
+        self.model, self.gradient_checkpointing = finetune_pretrained_encoder(
+            model, finetune, opts, gradient_checkpointing
+        )
         # Whisper's positions are fixed sinusoids (HF keeps them frozen too)
         self._hf.embed_positions.weight.requires_grad_(False)
-
-        self.gradient_checkpointing = bool(gradient_checkpointing) and finetune != "frozen"
-        if self.gradient_checkpointing:
-            enable_gradient_checkpointing(self.model, name="encoder (encoder_conf)")
-        elif gradient_checkpointing:
-            logger.info("encoder: gradient_checkpointing ignored with finetune=frozen (no backward through it)")
-        self._lora_state = {
-            k: v.detach().clone() for k, v in self._hf.state_dict().items() if ".lora_" in k
-        }
+        self._lora_state = lora_initial_state(self._hf)
 
         self._init_front_end(path, int(config.num_mel_bins))
         self.max_positions = int(config.max_source_positions)

@@ -160,3 +160,28 @@ def enable_gradient_checkpointing(
         "%s: gradient checkpointing on (non-reentrant, every layer): activations are recomputed "
         "in backward while training", name,
     )
+
+
+def finetune_pretrained_encoder(
+    model: torch.nn.Module, scheme: str, lora: LoraOptions, gradient_checkpointing: bool
+) -> Tuple[torch.nn.Module, bool]:
+    """A pretrained speech encoder prepared for training: :func:`apply_finetune` under ``scheme``,
+    then gradient checkpointing where asked for and useful (not when ``frozen``: no backward
+    runs through it).
+
+    Returns:
+        ``(module to use, whether checkpointing is on)``.
+    """
+    model = apply_finetune(model, scheme, lora=lora, name="encoder")
+    checkpointing = bool(gradient_checkpointing) and scheme != "frozen"
+    if checkpointing:
+        enable_gradient_checkpointing(model, name="encoder (encoder_conf)")
+    elif gradient_checkpointing:
+        logger.info("encoder: gradient_checkpointing ignored with finetune=frozen (no backward through it)")
+    return model, checkpointing
+
+
+def lora_initial_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """A copy of ``module``'s LoRA adapter tensors as peft initialised them (B = 0), for
+    restoring them when the pretrained weights are reloaded."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if ".lora_" in k}

@@ -407,7 +407,7 @@ def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(model_dirs,
 def test_gradient_checkpointing_is_ignored_for_a_frozen_encoder(model_dirs, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="espnet_llm_plugin.asr.hf_speech_encoder"):
+    with caplog.at_level(logging.INFO, logger="espnet_llm_plugin"):
         enc = make_encoder(model_dirs["hubert"], finetune="frozen", gradient_checkpointing=True)
     assert not enc.gradient_checkpointing
     assert not any(getattr(m, "gradient_checkpointing", False) for m in enc._hf.modules())
