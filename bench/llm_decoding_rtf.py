@@ -64,12 +64,45 @@ REAL_MODEL = "smollm2-135m-instruct"  # prepared by espnet_llm_plugin.bin.prepar
 
 # model and workload sizes; frames are adapter outputs (the LLM's speech positions)
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "quick": dict(vocab=300, hidden=64, layers=2, heads=4, kv_heads=None, intermediate=None,
-                  frames=16, tokens=12, beam=10, utts=1, dtype="float32"),
-    "cpu": dict(vocab=8000, hidden=384, layers=8, heads=6, kv_heads=None, intermediate=None,
-                frames=60, tokens=100, beam=10, utts=1, dtype="float32"),
-    "1b": dict(vocab=32000, hidden=2048, layers=16, heads=32, kv_heads=8, intermediate=8192,
-               frames=125, tokens=100, beam=10, utts=3, dtype="bfloat16"),
+    "quick": dict(
+        vocab=300,
+        hidden=64,
+        layers=2,
+        heads=4,
+        kv_heads=None,
+        intermediate=None,
+        frames=16,
+        tokens=12,
+        beam=10,
+        utts=1,
+        dtype="float32",
+    ),
+    "cpu": dict(
+        vocab=8000,
+        hidden=384,
+        layers=8,
+        heads=6,
+        kv_heads=None,
+        intermediate=None,
+        frames=60,
+        tokens=100,
+        beam=10,
+        utts=1,
+        dtype="float32",
+    ),
+    "1b": dict(
+        vocab=32000,
+        hidden=2048,
+        layers=16,
+        heads=32,
+        kv_heads=8,
+        intermediate=8192,
+        frames=125,
+        tokens=100,
+        beam=10,
+        utts=3,
+        dtype="bfloat16",
+    ),
 }
 PROMPT, SUFFIX = "w1 w2 w3", "w4"
 
@@ -77,27 +110,43 @@ PROMPT, SUFFIX = "w1 w2 w3", "w4"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(p)
-    p.add_argument("--preset", default="cpu", choices=["cpu", "1b"],
-                   help="model/workload size (--quick overrides it with tiny sizes)")
+    p.add_argument(
+        "--preset",
+        default="cpu",
+        choices=["cpu", "1b"],
+        help="model/workload size (--quick overrides it with tiny sizes)",
+    )
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {METHODS}")
     p.add_argument("--beam", type=int, help="beam size (preset: 10)")
     p.add_argument("--tokens", type=int, help="output tokens per utterance (preset: 100)")
     p.add_argument("--frames", type=int, help="speech frames T per utterance (after the adapter)")
     p.add_argument("--utts", type=int, help="timed utterances per method (median reported)")
-    p.add_argument("--frame_ms", type=float, default=80.0,
-                   help="audio per adapter frame, for the real-time factor (40 ms encoder x stride 2)")
+    p.add_argument(
+        "--frame_ms",
+        type=float,
+        default=80.0,
+        help="audio per adapter frame, for the real-time factor (40 ms encoder x stride 2)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--llm_dir", type=Path,
-                   help="use this HF model dir instead of building a random Llama (its tokenizer "
-                        "must contain the prompt words w1..w4 or the prompt is mapped to <unk>)")
-    p.add_argument("--repeats", type=int,
-                   help=f"timings of each of {', '.join(PAIRED)} per utterance, interleaved "
-                        "(default 3; 1 with --quick)")
-    p.add_argument("--real_model", default="auto", choices=["auto", "on", "off"],
-                   help=f"also time {' vs '.join(PAIRED)} with the prepared {REAL_MODEL} "
-                        "(auto: on except with --quick; skipped with the reason when not prepared)")
-    p.add_argument("--real_tokens", type=int, default=50,
-                   help="output tokens per utterance for the real model")
+    p.add_argument(
+        "--llm_dir",
+        type=Path,
+        help="use this HF model dir instead of building a random Llama (its tokenizer "
+        "must contain the prompt words w1..w4 or the prompt is mapped to <unk>)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        help=f"timings of each of {', '.join(PAIRED)} per utterance, interleaved (default 3; 1 with --quick)",
+    )
+    p.add_argument(
+        "--real_model",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help=f"also time {' vs '.join(PAIRED)} with the prepared {REAL_MODEL} "
+        "(auto: on except with --quick; skipped with the reason when not prepared)",
+    )
+    p.add_argument("--real_tokens", type=int, default=50, help="output tokens per utterance for the real model")
     return p
 
 
@@ -148,8 +197,10 @@ def scorer_classes() -> Dict[str, type]:
             n = ys.size(0)
             with torch.no_grad():
                 logits, _ = self.decoder(
-                    xs, torch.full((n,), xs.size(1), dtype=torch.long, device=xs.device),
-                    ys, torch.full((n,), ys.size(1), dtype=torch.long, device=ys.device),
+                    xs,
+                    torch.full((n,), xs.size(1), dtype=torch.long, device=xs.device),
+                    ys,
+                    torch.full((n,), ys.size(1), dtype=torch.long, device=ys.device),
                 )
             return torch.log_softmax(logits[:, -1].float(), dim=-1), None
 
@@ -168,7 +219,11 @@ def make_beam_search(scorer: Any, vocab_size: int, eos: int, beam: int, device: 
     search = BatchBeamSearch(
         scorers={"decoder": scorer, "no_eos": scorer_classes()["no_eos"](vocab_size, eos)},
         weights={"decoder": 1.0, "no_eos": 1.0},
-        beam_size=beam, vocab_size=vocab_size, sos=eos, eos=eos, token_list=None,
+        beam_size=beam,
+        vocab_size=vocab_size,
+        sos=eos,
+        eos=eos,
+        token_list=None,
         pre_beam_score_key="full",
     )
     return search.to(device).eval()
@@ -204,7 +259,9 @@ class EspnetGenerate:
         dev = enc.device
         with torch.no_grad():
             args, _ = self.decoder.add_prefix_postfix(
-                enc, torch.tensor([enc.size(1)], device=dev), torch.ones([1, 1], dtype=torch.long, device=dev),
+                enc,
+                torch.tensor([enc.size(1)], device=dev),
+                torch.ones([1, 1], dtype=torch.long, device=dev),
                 torch.ones([1], dtype=torch.long, device=dev),
             )
             input_ids = torch.ones([1, args["inputs_embeds"].size(1)], dtype=torch.long, device=dev)
@@ -212,10 +269,14 @@ class EspnetGenerate:
                 input_ids.repeat(self.beam, 1),
                 inputs_embeds=args["inputs_embeds"].repeat(self.beam, 1, 1),
                 attention_mask=input_ids.repeat(self.beam, 1),
-                num_beams=self.beam, max_new_tokens=tokens, min_new_tokens=tokens,
-                pad_token_id=self.eos, eos_token_id=self.eos, do_sample=False,
+                num_beams=self.beam,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                pad_token_id=self.eos,
+                eos_token_id=self.eos,
+                do_sample=False,
             )
-        return [int(t) for t in out[0, input_ids.size(1):] if int(t) != self.eos]
+        return [int(t) for t in out[0, input_ids.size(1) :] if int(t) != self.eos]
 
 
 def probe_espnet_batch_score(espnet_decoder: Any, x: Any, sos: int) -> str:
@@ -257,8 +318,10 @@ def prepared_real_model() -> Tuple[Optional[Path], Optional[str]]:
     try:
         check_manifest(out_dir, get_spec(REAL_MODEL))
     except PreparedModelError as e:
-        return None, (f"{REAL_MODEL} is not prepared ({e}); run `python -m "
-                      f"espnet_llm_plugin.bin.prepare_pretrained {REAL_MODEL}` first")
+        return None, (
+            f"{REAL_MODEL} is not prepared ({e}); run `python -m "
+            f"espnet_llm_plugin.bin.prepare_pretrained {REAL_MODEL}` first"
+        )
     return out_dir, None
 
 
@@ -278,8 +341,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = resolve_config(args, device)
     with tempfile.TemporaryDirectory(prefix="bench_llm_") as tmp:
         llm_dir = args.llm_dir or common.random_llama_dir(
-            Path(tmp) / "llm", cfg["vocab"], cfg["hidden"], cfg["layers"], cfg["heads"],
-            cfg["kv_heads"], cfg["intermediate"], seed=args.seed,
+            Path(tmp) / "llm",
+            cfg["vocab"],
+            cfg["hidden"],
+            cfg["layers"],
+            cfg["heads"],
+            cfg["kv_heads"],
+            cfg["intermediate"],
+            seed=args.seed,
         )
         result = run(args, cfg, methods, Path(llm_dir), device)
     return result
@@ -289,8 +358,7 @@ def run(args, cfg, methods, llm_dir: Path, device) -> Dict[str, Any]:
     audio_s = cfg["frames"] * args.frame_ms / 1000.0
     logging.getLogger("espnet.nets.beam_search").setLevel(logging.WARNING)  # per-step logs
     logging.getLogger("espnet.nets.batch_beam_search").setLevel(logging.WARNING)
-    main_model = decode_model(RANDOM_MODEL if args.llm_dir is None else "llm_dir", llm_dir, cfg,
-                              methods, args, device)
+    main_model = decode_model(RANDOM_MODEL if args.llm_dir is None else "llm_dir", llm_dir, cfg, methods, args, device)
     rows, outputs = main_model["rows"], main_model["outputs"]
     pair_ratios = {main_model["name"]: main_model["vs_hf_generate"]}
 
@@ -316,17 +384,24 @@ def run(args, cfg, methods, llm_dir: Path, device) -> Dict[str, Any]:
     speedup = by["espnet_beam"]["ours_cached_speedup"] if both else None
     speedup_cpu = by["espnet_beam"]["ours_cached_speedup_cpu"] if both else None
     measured = {k: v for k, v in pair_ratios.items() if v is not None}
-    hf_met = (all(v["wall"] <= TARGET_VS_HF_GENERATE for v in measured.values())
-              if measured else None)
+    hf_met = all(v["wall"] <= TARGET_VS_HF_GENERATE for v in measured.values()) if measured else None
 
     payload: Dict[str, Any] = {
         "benchmark": NAME,
-        "config": {**cfg, "preset": "quick" if args.quick else args.preset, "seed": args.seed,
-                   "params": main_model["params"], "vocab": main_model["vocab"],
-                   "hidden": main_model["hidden"], "frame_ms": args.frame_ms,
-                   "audio_seconds_per_utt": audio_s, "prompt": PROMPT, "suffix": SUFFIX,
-                   "threads": args.threads or None,
-                   "attn_implementation": main_model["attn_implementation"]},
+        "config": {
+            **cfg,
+            "preset": "quick" if args.quick else args.preset,
+            "seed": args.seed,
+            "params": main_model["params"],
+            "vocab": main_model["vocab"],
+            "hidden": main_model["hidden"],
+            "frame_ms": args.frame_ms,
+            "audio_seconds_per_utt": audio_s,
+            "prompt": PROMPT,
+            "suffix": SUFFIX,
+            "threads": args.threads or None,
+            "attn_implementation": main_model["attn_implementation"],
+        },
         "machine": common.machine_info(device),
         "speedup_ours_cached_vs_espnet_beam": speedup,
         "speedup_ours_cached_vs_espnet_beam_cpu_time": speedup_cpu,
@@ -335,14 +410,22 @@ def run(args, cfg, methods, llm_dir: Path, device) -> Dict[str, Any]:
         "ours_cached_over_hf_generate": pair_ratios,
         "target_vs_hf_generate": TARGET_VS_HF_GENERATE,
         "target_vs_hf_generate_met": hf_met,
-        "real_model": None if real is None else {
-            "name": REAL_MODEL, "params": real["params"], "vocab": real["vocab"],
-            "hidden": real["hidden"], "tokens": args.real_tokens,
-            "attn_implementation": real["attn_implementation"]},
+        "real_model": None
+        if real is None
+        else {
+            "name": REAL_MODEL,
+            "params": real["params"],
+            "vocab": real["vocab"],
+            "hidden": real["hidden"],
+            "tokens": args.real_tokens,
+            "attn_implementation": real["attn_implementation"],
+        },
         "real_model_skipped": real_skipped,
         "best_hyp_equal_cached_vs_uncached": (
             outputs["ours_cached"] == outputs["ours_uncached"]
-            if {"ours_cached", "ours_uncached"} <= outputs.keys() else None),
+            if {"ours_cached", "ours_uncached"} <= outputs.keys()
+            else None
+        ),
     }
     if main_model["espnet_batch_score"] is not None:
         payload["espnet_batch_score"] = main_model["espnet_batch_score"]
@@ -355,12 +438,13 @@ def run(args, cfg, methods, llm_dir: Path, device) -> Dict[str, Any]:
         "_score_uncached every step; espnet_beam: ESPnet hugging_face_transformers decoder "
         "(causal_lm) in BatchBeamSearch via its forward (no cache); espnet_generate: ESPnet "
         "asr_inference's HF generate path (beam x beam rows); hf_generate: LlmDecoder.generate",
-        f"{' and '.join(PAIRED)} timed {cfg['repeats']}x per utterance, interleaved; the other "
-        "methods once",
+        f"{' and '.join(PAIRED)} timed {cfg['repeats']}x per utterance, interleaved; the other methods once",
     ]
     if real is not None:
-        notes.append(f"{REAL_MODEL}: {real['params'] / 1e6:.1f}M params, {args.real_tokens} output "
-                     f"tokens, same beam, frames and utterances")
+        notes.append(
+            f"{REAL_MODEL}: {real['params'] / 1e6:.1f}M params, {args.real_tokens} output "
+            f"tokens, same beam, frames and utterances"
+        )
     else:
         notes.append(f"{REAL_MODEL} rows skipped: {real_skipped}")
     for model, ratio in pair_ratios.items():
@@ -368,23 +452,39 @@ def run(args, cfg, methods, llm_dir: Path, device) -> Dict[str, Any]:
             notes.append(
                 f"{model}: ours_cached / hf_generate = {ratio['wall']:.2f}x wall, {ratio['cpu']:.2f}x "
                 f"CPU time (median of {ratio['pairs']} pairs; target <= {TARGET_VS_HF_GENERATE:g}x "
-                f"wall: {'met' if ratio['wall'] <= TARGET_VS_HF_GENERATE else 'NOT met'})")
+                f"wall: {'met' if ratio['wall'] <= TARGET_VS_HF_GENERATE else 'NOT met'})"
+            )
     if speedup is not None:
-        notes.append(f"ours_cached vs espnet_beam: {speedup:.1f}x wall, {speedup_cpu:.1f}x CPU time "
-                     f"(target >= {TARGET_SPEEDUP:g}x: {'met' if speedup >= TARGET_SPEEDUP else 'NOT met'})")
+        notes.append(
+            f"ours_cached vs espnet_beam: {speedup:.1f}x wall, {speedup_cpu:.1f}x CPU time "
+            f"(target >= {TARGET_SPEEDUP:g}x: {'met' if speedup >= TARGET_SPEEDUP else 'NOT met'})"
+        )
     if "espnet_batch_score" in payload:
         notes.append(f"ESPnet's own batch_score for causal_lm: {payload['espnet_batch_score']}")
-    columns = ["model", "method", "sec_per_utt", "tokens_per_s", "rtf", "ours_cached_speedup",
-               "cpu_s_per_utt", "ours_cached_speedup_cpu", "min_s", "max_s", "timings"]
-    md = common.write_results(NAME, payload, rows, columns, args.out_dir,
-                              title="LLM-ASR decoding speed (beam search)", notes=notes)
+    columns = [
+        "model",
+        "method",
+        "sec_per_utt",
+        "tokens_per_s",
+        "rtf",
+        "ours_cached_speedup",
+        "cpu_s_per_utt",
+        "ours_cached_speedup_cpu",
+        "min_s",
+        "max_s",
+        "timings",
+    ]
+    md = common.write_results(
+        NAME, payload, rows, columns, args.out_dir, title="LLM-ASR decoding speed (beam search)", notes=notes
+    )
     print(md)
     payload["rows"] = rows
     return payload
 
 
-def decode_model(name: str, llm_dir: Path, cfg: Dict[str, Any], methods: Sequence[str],
-                 args: argparse.Namespace, device: Any) -> Dict[str, Any]:
+def decode_model(
+    name: str, llm_dir: Path, cfg: Dict[str, Any], methods: Sequence[str], args: argparse.Namespace, device: Any
+) -> Dict[str, Any]:
     """Time ``methods`` decoding with the LLM at ``llm_dir``; rows carry ``model: name``.
 
     Returns ``rows``, the first utterance's ``outputs`` per method, ``vs_hf_generate`` (the
@@ -401,23 +501,28 @@ def decode_model(name: str, llm_dir: Path, cfg: Dict[str, Any], methods: Sequenc
     tokenizer = AutoTokenizer.from_pretrained(str(llm_dir), local_files_only=True)
     V = len(tokenizer)
     hidden = AutoConfig.from_pretrained(str(llm_dir), local_files_only=True).hidden_size
-    ours = LlmDecoder(V, hidden, llm_path=str(llm_dir), prompt=PROMPT, prompt_suffix=SUFFIX,
-                      finetune="frozen", dtype=cfg["dtype"]).to(device).eval()
+    ours = (
+        LlmDecoder(
+            V, hidden, llm_path=str(llm_dir), prompt=PROMPT, prompt_suffix=SUFFIX, finetune="frozen", dtype=cfg["dtype"]
+        )
+        .to(device)
+        .eval()
+    )
     D, eos = ours.hidden_size, ours.end_id  # the text ends with end_id (ESPnet's sos/eos)
     n_params = num_parameters(ours._causal_lm())
     attn = ours._causal_lm().config._attn_implementation
-    logger.info("%s LLM: %.1fM parameters, vocab %d, hidden %d, attention %s", name, n_params / 1e6,
-                V, D, attn)
+    logger.info("%s LLM: %.1fM parameters, vocab %d, hidden %d, attention %s", name, n_params / 1e6, V, D, attn)
 
     gen = torch.Generator().manual_seed(args.seed)
-    xs = [torch.randn(cfg["frames"], D, generator=gen).to(device=device, dtype=torch_dtype)
-          for _ in range(cfg["utts"])]
+    xs = [torch.randn(cfg["frames"], D, generator=gen).to(device=device, dtype=torch_dtype) for _ in range(cfg["utts"])]
 
     espnet_dec = None
     if any(m.startswith("espnet") for m in methods):
-        espnet_dec = HuggingFaceTransformersDecoder(
-            V, D, str(llm_dir), causal_lm=True, prefix=PROMPT, postfix=SUFFIX
-        ).to(device=device, dtype=torch_dtype).eval()
+        espnet_dec = (
+            HuggingFaceTransformersDecoder(V, D, str(llm_dir), causal_lm=True, prefix=PROMPT, postfix=SUFFIX)
+            .to(device=device, dtype=torch_dtype)
+            .eval()
+        )
         # prefix/postfix embeddings are plain float32 tensors (not buffers): .to() skips them and
         # torch.cat would promote a bf16 input back to float32
         espnet_dec.prefix = espnet_dec.prefix.to(device=device, dtype=torch_dtype)
@@ -446,12 +551,19 @@ def decode_model(name: str, llm_dir: Path, cfg: Dict[str, Any], methods: Sequenc
     rows: List[Dict[str, Any]] = []
     for m, (times, cpu_times) in timings.items():
         s = common.summarize(times)
-        rows.append({
-            "model": name, "method": m, "sec_per_utt": s["median"],
-            "tokens_per_s": cfg["tokens"] / s["median"],
-            "cpu_s_per_utt": common.summarize(cpu_times)["median"],
-            "rtf": s["median"] / audio_s, "min_s": s["min"], "max_s": s["max"], "timings": s["repeats"],
-        })
+        rows.append(
+            {
+                "model": name,
+                "method": m,
+                "sec_per_utt": s["median"],
+                "tokens_per_s": cfg["tokens"] / s["median"],
+                "cpu_s_per_utt": common.summarize(cpu_times)["median"],
+                "rtf": s["median"] / audio_s,
+                "min_s": s["min"],
+                "max_s": s["max"],
+                "timings": s["repeats"],
+            }
+        )
         logger.info("%s %s: %.3f s/utt (%.1f tokens/s)", name, m, s["median"], cfg["tokens"] / s["median"])
     by = {r["method"]: r for r in rows}
     if "ours_cached" in by:
@@ -459,14 +571,21 @@ def decode_model(name: str, llm_dir: Path, cfg: Dict[str, Any], methods: Sequenc
             r["ours_cached_speedup"] = r["sec_per_utt"] / by["ours_cached"]["sec_per_utt"]
             r["ours_cached_speedup_cpu"] = r["cpu_s_per_utt"] / by["ours_cached"]["cpu_s_per_utt"]
     return {
-        "name": name, "rows": rows, "outputs": outputs, "params": n_params, "vocab": V, "hidden": D,
-        "attn_implementation": attn, "vs_hf_generate": paired_ratio(timings),
+        "name": name,
+        "rows": rows,
+        "outputs": outputs,
+        "params": n_params,
+        "vocab": V,
+        "hidden": D,
+        "attn_implementation": attn,
+        "vs_hf_generate": paired_ratio(timings),
         "espnet_batch_score": None if espnet_dec is None else probe_espnet_batch_score(espnet_dec, xs[0], eos),
     }
 
 
-def time_decoders(decoders: Dict[str, Any], xs: Sequence[Any], tokens: int, repeats: int
-                  ) -> Tuple[Dict[str, Tuple[List[float], List[float]]], Dict[str, List[int]]]:
+def time_decoders(
+    decoders: Dict[str, Any], xs: Sequence[Any], tokens: int, repeats: int
+) -> Tuple[Dict[str, Tuple[List[float], List[float]]], Dict[str, List[int]]]:
     """``({method: (wall seconds, CPU seconds)}, {method: first utterance's tokens})``.
 
     Every method decodes every utterance once; the :data:`PAIRED` methods ``repeats`` times,
@@ -502,8 +621,13 @@ def paired_ratio(timings: Dict[str, Tuple[List[float], List[float]]]) -> Optiona
     (a_wall, a_cpu), (b_wall, b_cpu) = timings[PAIRED[0]], timings[PAIRED[1]]
     wall = [a / b for a, b in zip(a_wall, b_wall)]
     cpu = [a / b for a, b in zip(a_cpu, b_cpu)]
-    return {"wall": common.summarize(wall)["median"], "cpu": common.summarize(cpu)["median"],
-            "pairs": len(wall), "wall_min": min(wall), "wall_max": max(wall)}
+    return {
+        "wall": common.summarize(wall)["median"],
+        "cpu": common.summarize(cpu)["median"],
+        "pairs": len(wall),
+        "wall_min": min(wall),
+        "wall_max": max(wall),
+    }
 
 
 def _hf_generate(decoder: Any, x: Any, tokens: int, beam: int) -> List[int]:

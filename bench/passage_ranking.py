@@ -50,7 +50,7 @@ def zipf_texts(rng: np.random.Generator, n: int, vocab: int, mean_words: int) ->
     ranks = rng.zipf(1.1, size=int(lengths.sum())) % vocab
     out, pos = [], 0
     for length in lengths:
-        out.append(" ".join(f"w{r}" for r in ranks[pos:pos + length]))
+        out.append(" ".join(f"w{r}" for r in ranks[pos : pos + length]))
         pos += length
     return out
 
@@ -85,21 +85,31 @@ def main(argv=None) -> Dict[str, Any]:
                 index.scores(q)
                 times.append((time.perf_counter() - t0) * 1e3)
             times.sort()
-            row = {"passages": size, "scorer": scorer, "build_s": round(build_s, 3),
-                   "index_mib": common.mib(index_bytes(index)),
-                   "ms_per_query": round(statistics.median(times), 3),
-                   "p90_ms_per_query": round(times[int(0.9 * (len(times) - 1))], 3),
-                   "peak_rss_mib": common.mib(common.peak_rss_bytes())}
+            row = {
+                "passages": size,
+                "scorer": scorer,
+                "build_s": round(build_s, 3),
+                "index_mib": common.mib(index_bytes(index)),
+                "ms_per_query": round(statistics.median(times), 3),
+                "p90_ms_per_query": round(times[int(0.9 * (len(times) - 1))], 3),
+                "peak_rss_mib": common.mib(common.peak_rss_bytes()),
+            }
             logger.info("%s", row)
             rows.append(row)
             del index
     payload = {"machine": common.machine_info(common.resolve_device("cpu")), "args": vars(args) | {"queries": queries}}
     md = common.write_results(
-        NAME, payload, rows,
+        NAME,
+        payload,
+        rows,
         ["passages", "scorer", "build_s", "index_mib", "ms_per_query", "p90_ms_per_query", "peak_rss_mib"],
-        out_dir=args.out_dir, title="Passage ranking: index memory and ms/query (CPU, sparse)",
-        notes=[f"random Zipf text, vocabulary {args.vocab}, {args.passage_words} words/passage, "
-               f"{args.query_words} words/query, {queries} queries per row"])
+        out_dir=args.out_dir,
+        title="Passage ranking: index memory and ms/query (CPU, sparse)",
+        notes=[
+            f"random Zipf text, vocabulary {args.vocab}, {args.passage_words} words/passage, "
+            f"{args.query_words} words/query, {queries} queries per row"
+        ],
+    )
     print(md)
     return payload | {"rows": rows}
 

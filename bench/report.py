@@ -32,8 +32,9 @@ from common import markdown_table  # noqa: E402  (bench/common.py, light to impo
 WER_GLOB = "egs2/*/llm_asr1/exp/**/score/result.json"
 
 Record = Dict[str, Any]
-_QUICK_NOTE = ("quick sizes (a tiny model): a smoke run, not the measurement the target is about; "
-               "run with --full for that")
+_QUICK_NOTE = (
+    "quick sizes (a tiny model): a smoke run, not the measurement the target is about; run with --full for that"
+)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -52,8 +53,11 @@ def not_run_reason(records: Sequence[Record], benchmark: str) -> str:
             reasons.append(f"{r['key']}: skipped, {r.get('reason', 'no reason given')}")
         else:
             first = (r.get("error") or "").strip().splitlines()
-            reasons.append(f"{r['key']}: {r.get('status')}" + (f" ({first[0]})" if first else "")
-                           + (f", log {r['log']}" if r.get("log") else ""))
+            reasons.append(
+                f"{r['key']}: {r.get('status')}"
+                + (f" ({first[0]})" if first else "")
+                + (f", log {r['log']}" if r.get("log") else "")
+            )
     return "; ".join(reasons)
 
 
@@ -69,35 +73,59 @@ def _device_of(result: Dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- sections
 def render_decoding_rtf(result: Dict[str, Any]) -> str:
     cfg = result.get("config") or {}
-    md = markdown_table(_rows(result), ["method", "sec_per_utt", "rtf", "tokens_per_s",
-                                        "cpu_s_per_utt", "ours_cached_speedup"])
-    notes = [f"LLM {cfg.get('params', '?')} params ({cfg.get('dtype', '?')}), beam "
-             f"{cfg.get('beam', '?')}, {cfg.get('tokens', '?')} tokens/utt, preset "
-             f"{cfg.get('preset', '?')}, device {_device_of(result)}"]
+    md = markdown_table(
+        _rows(result), ["method", "sec_per_utt", "rtf", "tokens_per_s", "cpu_s_per_utt", "ours_cached_speedup"]
+    )
+    notes = [
+        f"LLM {cfg.get('params', '?')} params ({cfg.get('dtype', '?')}), beam "
+        f"{cfg.get('beam', '?')}, {cfg.get('tokens', '?')} tokens/utt, preset "
+        f"{cfg.get('preset', '?')}, device {_device_of(result)}"
+    ]
     if cfg.get("preset") == "quick":
         notes.append(_QUICK_NOTE)
     if "speedup_ours_cached_vs_espnet_beam" in result:
-        notes.append(f"ours_cached vs espnet_beam: {result['speedup_ours_cached_vs_espnet_beam']:.1f}x "
-                     f"(target >= {result.get('target_speedup', '?')}x: "
-                     f"{'met' if result.get('target_met') else 'NOT met'})")
+        notes.append(
+            f"ours_cached vs espnet_beam: {result['speedup_ours_cached_vs_espnet_beam']:.1f}x "
+            f"(target >= {result.get('target_speedup', '?')}x: "
+            f"{'met' if result.get('target_met') else 'NOT met'})"
+        )
     return md + "\n" + "".join(f"- {n}\n" for n in notes)
 
 
 def render_knnlm(result: Dict[str, Any]) -> str:
-    md = markdown_table(_rows(result), ["scorer", "ms_per_step", "overhead", "s_per_utt", "tokens",
-                                        "build_s", "base_ms_per_step", "overhead_pct", "overhead_cpu_pct",
-                                        "recall_at_k", "heldout_recall_at_k", "search_ms", "dist_ms",
-                                        "meets_target"])
+    md = markdown_table(
+        _rows(result),
+        [
+            "scorer",
+            "ms_per_step",
+            "overhead",
+            "s_per_utt",
+            "tokens",
+            "build_s",
+            "base_ms_per_step",
+            "overhead_pct",
+            "overhead_cpu_pct",
+            "recall_at_k",
+            "heldout_recall_at_k",
+            "search_ms",
+            "dist_ms",
+            "meets_target",
+        ],
+    )
     notes = []
     target = result.get("target") or {}
     if target.get("summary"):  # the issue-6 target: <= +30% at 100k entries on the CPU (IVF/HNSW)
         notes.append(target["summary"])
-    notes.append("overhead = ms per decoding step with kNN-LM / base LM only - 1 (median over "
-                 "back-to-back pairs); recall_at_k vs exact search")
+    notes.append(
+        "overhead = ms per decoding step with kNN-LM / base LM only - 1 (median over "
+        "back-to-back pairs); recall_at_k vs exact search"
+    )
     cfg = result.get("config") or {}
     if cfg.get("params"):
-        notes.append(f"base LM {cfg['params'] / 1e6:.1f}M params (width {cfg.get('hidden', '?')}), beam "
-                     f"{cfg.get('beam', '?')}, k {cfg.get('k', '?')}, threads {cfg.get('threads') or 'default'}")
+        notes.append(
+            f"base LM {cfg['params'] / 1e6:.1f}M params (width {cfg.get('hidden', '?')}), beam "
+            f"{cfg.get('beam', '?')}, k {cfg.get('k', '?')}, threads {cfg.get('threads') or 'default'}"
+        )
     if cfg.get("preset") == "quick":
         notes.append(_QUICK_NOTE)
     if result.get("datastore_entries") is not None:
@@ -120,22 +148,39 @@ def render_datastore(result: Dict[str, Any]) -> str:
             row[label] = dict(points).get(size)
         pivot.append(row)
     md = "Queries/s:\n\n" + markdown_table(pivot, ["size", *series])
-    md += "\nAll rows:\n\n" + markdown_table(rows, ["size", "method", "device", "build_s", "qps",
-                                                     "recall_at_1", "fraction_of_bound"])
+    md += "\nAll rows:\n\n" + markdown_table(
+        rows, ["size", "method", "device", "build_s", "qps", "recall_at_1", "fraction_of_bound"]
+    )
     args = result.get("args") or {}
-    return md + f"\n- dim {args.get('dim', '?')}, {args.get('nq', '?')} queries per batch, k " \
-                f"{args.get('k', '?')}; recall_at_1 vs exact search\n"
+    return (
+        md + f"\n- dim {args.get('dim', '?')}, {args.get('nq', '?')} queries per batch, k "
+        f"{args.get('k', '?')}; recall_at_1 vs exact search\n"
+    )
 
 
 def render_rescoring(result: Dict[str, Any]) -> str:
-    return markdown_table(_rows(result), ["device", "mode", "batch_size", "hyps", "hyps_per_s",
-                                          "speedup_vs_one_by_one", "max_abs_diff_vs_bs1"])
+    return markdown_table(
+        _rows(result),
+        ["device", "mode", "batch_size", "hyps", "hyps_per_s", "speedup_vs_one_by_one", "max_abs_diff_vs_bs1"],
+    )
 
 
 def render_train_step(result: Dict[str, Any]) -> str:
     rows = _rows(result)
-    columns = ["scheme", "gradient_checkpointing", "hidden", "llm_params_M", "trainable_M", "step_s",
-               "tokens_per_s", "peak_mib", "train_mem_mib", "mem_vs_no_ckpt", "time_vs_no_ckpt", "sweep_only"]
+    columns = [
+        "scheme",
+        "gradient_checkpointing",
+        "hidden",
+        "llm_params_M",
+        "trainable_M",
+        "step_s",
+        "tokens_per_s",
+        "peak_mib",
+        "train_mem_mib",
+        "mem_vs_no_ckpt",
+        "time_vs_no_ckpt",
+        "sweep_only",
+    ]
     if not any("gradient_checkpointing" in r for r in rows):  # results from before the option
         columns = [c for c in columns if c not in ("gradient_checkpointing", "mem_vs_no_ckpt", "time_vs_no_ckpt")]
     md = markdown_table(rows, columns)
@@ -146,29 +191,34 @@ def render_train_step(result: Dict[str, Any]) -> str:
         setting = ""
         if "gradient_checkpointing" in s:
             setting = f", gradient checkpointing {'on' if s['gradient_checkpointing'] else 'off'}"
-        line = (f"LLM {s.get('llm_params_M')}M params{setting}: LoRA/full memory "
-                f"{s.get('lora_over_full_memory', float('nan')):.2f}")
+        line = (
+            f"LLM {s.get('llm_params_M')}M params{setting}: LoRA/full memory "
+            f"{s.get('lora_over_full_memory', float('nan')):.2f}"
+        )
         if s.get("lora_ckpt_over_full_no_ckpt") is not None:
             line += f" (LoRA with / full without checkpointing: {s['lora_ckpt_over_full_no_ckpt']:.2f})"
         notes.append(line)
     if any(r.get("gradient_checkpointing") for r in rows):
-        notes.append("mem_vs_no_ckpt, time_vs_no_ckpt: memory and step time with gradient checkpointing / "
-                     "without, same size and scheme")
+        notes.append(
+            "mem_vs_no_ckpt, time_vs_no_ckpt: memory and step time with gradient checkpointing / "
+            "without, same size and scheme"
+        )
     return md + "\n" + "".join(f"- {n}\n" for n in notes)
 
 
 def render_unit_extraction(result: Dict[str, Any]) -> str:
-    md = markdown_table(_rows(result), ["features", "model", "audio_s_per_s", "wall_s", "audio_s",
-                                        "features_share"])
+    md = markdown_table(_rows(result), ["features", "model", "audio_s_per_s", "wall_s", "audio_s", "features_share"])
     if result.get("kmeans"):
         md += "\nk-means training (faiss):\n\n" + markdown_table(
-            result["kmeans"], ["frames", "num_units", "dim", "train_s", "frames_per_s"])
+            result["kmeans"], ["frames", "num_units", "dim", "train_s", "frames_per_s"]
+        )
     return md
 
 
 def render_embedding(result: Dict[str, Any]) -> str:
-    md = markdown_table(_rows(result), ["side", "sequences", "batch", "mean_tokens",
-                                        "sequences_per_s", "tokens_per_s", "dim"])
+    md = markdown_table(
+        _rows(result), ["side", "sequences", "batch", "mean_tokens", "sequences_per_s", "tokens_per_s", "dim"]
+    )
     if result.get("parameters"):
         md += f"\n- LM {result['parameters']} params, preset {result.get('preset', '?')}\n"
     return md
@@ -189,8 +239,7 @@ SECTIONS: List[Tuple[str, str, Callable[[Dict[str, Any]], str]]] = [
     ("kNN-LM decoding overhead", "knnlm_decoding", render_knnlm),
     ("Datastore QPS vs size", "datastore_search", render_datastore),
     ("Rescoring throughput", "rescoring_throughput", render_rescoring),
-    ("Training step time and peak memory per fine-tuning scheme", "llm_train_step",
-     render_train_step),
+    ("Training step time and peak memory per fine-tuning scheme", "llm_train_step", render_train_step),
     ("Unit extraction", "unit_extraction", render_unit_extraction),
     ("Embedding throughput (retrieval)", "retrieval_embedding", render_embedding),
 ]
@@ -250,16 +299,18 @@ def collect_wer_results(repo_root: Path) -> List[Dict[str, Any]]:
             exp = exp.parent
         parts = path.relative_to(exp).parts[:-2]
         recipe = exp.parent.parent.name
-        out.append({
-            "recipe": recipe,
-            "model": "/".join(parts[:-2]) or "-",
-            "decoding": parts[-2] if len(parts) > 1 else "-",
-            "test_set": parts[-1] if parts else "-",
-            "wer": wer,
-            "cer": (res.get("cer") or {}).get("error_rate"),
-            "rtf": res.get("rtf"),
-            "path": str(path),
-        })
+        out.append(
+            {
+                "recipe": recipe,
+                "model": "/".join(parts[:-2]) or "-",
+                "decoding": parts[-2] if len(parts) > 1 else "-",
+                "test_set": parts[-1] if parts else "-",
+                "wer": wer,
+                "cer": (res.get("cer") or {}).get("error_rate"),
+                "rtf": res.get("rtf"),
+                "path": str(path),
+            }
+        )
     return out
 
 
@@ -282,8 +333,7 @@ def plot_wer(results: List[Dict[str, Any]], path: Path) -> Path:
         ys = [wer[(g, method)] for g in groups if (g, method) in wer]
         ax.bar(xs, ys, width, label=method)
     ax.set_xticks([i + width * (len(methods) - 1) / 2 for i in range(len(groups))])
-    ax.set_xticklabels([f"{rec}\n{ts}" if len({g[0] for g in groups}) > 1 else ts
-                        for rec, ts in groups])
+    ax.set_xticklabels([f"{rec}\n{ts}" if len({g[0] for g in groups}) > 1 else ts for rec, ts in groups])
     ax.set_ylabel("WER %")
     ax.set_title("WER per model / decoding")
     ax.legend(fontsize=7)
@@ -299,25 +349,37 @@ def run_table(combined: Dict[str, Any]) -> str:
     rows = []
     for r in combined.get("benchmarks", []):
         note = r.get("reason") or (r.get("error") or "").strip().splitlines()[:1]
-        rows.append({"benchmark": r.get("key"), "status": r.get("status"),
-                     "wall_s": r.get("wall_s"),
-                     "note": (note if isinstance(note, str) else (note[0] if note else "")) or "-"})
+        rows.append(
+            {
+                "benchmark": r.get("key"),
+                "status": r.get("status"),
+                "wall_s": r.get("wall_s"),
+                "note": (note if isinstance(note, str) else (note[0] if note else "")) or "-",
+            }
+        )
     return markdown_table(rows, ["benchmark", "status", "wall_s", "note"])
 
 
-def render_markdown(combined: Dict[str, Any], wer_results: List[Dict[str, Any]],
-                    plots: Dict[str, Optional[str]], plot_notes: Dict[str, str]) -> str:
+def render_markdown(
+    combined: Dict[str, Any],
+    wer_results: List[Dict[str, Any]],
+    plots: Dict[str, Optional[str]],
+    plot_notes: Dict[str, str],
+) -> str:
     """The whole summary. ``plots``: plot name -> file name (relative to the md) or None."""
     env = combined.get("environment") or {}
     hw = env.get("gpus") or [env.get("cpu_model", "?")]
-    md = [f"# Benchmarks {combined.get('date', '')} on {combined.get('machine_name', '?')}\n",
-          f"Mode {combined.get('mode', '?')}, device {combined.get('device', '?')}; "
-          f"{', '.join(map(str, hw))}, {env.get('cpu_count', '?')} CPU cores, torch "
-          f"{env.get('torch', '?')}, transformers {env.get('transformers', '?')}, faiss "
-          f"{env.get('faiss', '?')}, commit {str(env.get('git_commit') or '?')[:10]}"
-          f"{' (dirty tree)' if env.get('git_dirty') else ''}; 1-min load average at the end "
-          f"{env.get('load_average_1min', '?')}.\n",
-          "## Runs\n", run_table(combined)]
+    md = [
+        f"# Benchmarks {combined.get('date', '')} on {combined.get('machine_name', '?')}\n",
+        f"Mode {combined.get('mode', '?')}, device {combined.get('device', '?')}; "
+        f"{', '.join(map(str, hw))}, {env.get('cpu_count', '?')} CPU cores, torch "
+        f"{env.get('torch', '?')}, transformers {env.get('transformers', '?')}, faiss "
+        f"{env.get('faiss', '?')}, commit {str(env.get('git_commit') or '?')[:10]}"
+        f"{' (dirty tree)' if env.get('git_dirty') else ''}; 1-min load average at the end "
+        f"{env.get('load_average_1min', '?')}.\n",
+        "## Runs\n",
+        run_table(combined),
+    ]
     known = {name for _, name, _ in SECTIONS}
     for title, name, render in SECTIONS:
         md.append(f"## {title}\n")
@@ -333,9 +395,12 @@ def render_markdown(combined: Dict[str, Any], wer_results: List[Dict[str, Any]],
             md.append(_plot_line("qps_vs_size", plots, plot_notes))
     md.append("## WER per method (recipe results)\n")
     if wer_results:
-        md.append(markdown_table(
-            [dict(r, wer_pct=r["wer"], cer_pct=r["cer"]) for r in wer_results],
-            ["recipe", "model", "decoding", "test_set", "wer_pct", "cer_pct", "rtf"]))
+        md.append(
+            markdown_table(
+                [dict(r, wer_pct=r["wer"], cer_pct=r["cer"]) for r in wer_results],
+                ["recipe", "model", "decoding", "test_set", "wer_pct", "cer_pct", "rtf"],
+            )
+        )
     md.append(_plot_line("wer", plots, plot_notes))
     others = sorted({r["benchmark"] for r in combined.get("benchmarks", [])} - known)
     if others:
@@ -356,8 +421,9 @@ def _plot_line(name: str, plots: Dict[str, Optional[str]], notes: Dict[str, str]
     return f"\nNo {name} plot: {notes.get(name, 'no data')}.\n"
 
 
-def write_report(combined: Dict[str, Any], out_dir: Path, stem: str,
-                 repo_root: Optional[Path] = None) -> Dict[str, Optional[Path]]:
+def write_report(
+    combined: Dict[str, Any], out_dir: Path, stem: str, repo_root: Optional[Path] = None
+) -> Dict[str, Optional[Path]]:
     """Write ``<stem>.md`` and the plots into ``out_dir``; returns their paths (None: no plot)."""
     out_dir = Path(out_dir)
     repo_root = Path(repo_root) if repo_root is not None else BENCH_DIR.parent
@@ -369,8 +435,11 @@ def write_report(combined: Dict[str, Any], out_dir: Path, stem: str,
     series = qps_series(ok[0]["result"]) if ok else {}
     if series:
         args = ok[0]["result"].get("args") or {}
-        path = plot_qps_vs_size(series, out_dir / f"{stem}_qps_vs_size.png",
-                                f"datastore search, dim {args.get('dim', '?')}, nq {args.get('nq', '?')}")
+        path = plot_qps_vs_size(
+            series,
+            out_dir / f"{stem}_qps_vs_size.png",
+            f"datastore search, dim {args.get('dim', '?')}, nq {args.get('nq', '?')}",
+        )
         plots["qps_vs_size"], paths["qps_vs_size_png"] = path.name, path
     else:
         notes["qps_vs_size"] = "datastore_search has no results in this run"
@@ -391,11 +460,14 @@ def write_report(combined: Dict[str, Any], out_dir: Path, stem: str,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Optional[Path]]:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("combined_json", type=Path, help="OUT_DIR/<date>-<machine>.json from run_all.py")
-    p.add_argument("--repo_root", type=Path, default=BENCH_DIR.parent,
-                   help="where egs2/*/llm_asr1/exp/**/score/result.json are looked for")
+    p.add_argument(
+        "--repo_root",
+        type=Path,
+        default=BENCH_DIR.parent,
+        help="where egs2/*/llm_asr1/exp/**/score/result.json are looked for",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:

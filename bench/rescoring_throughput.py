@@ -37,12 +37,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 def synthetic_lists(vocab: List[str], num_utts: int, seed: int) -> List[List[str]]:
     rng = random.Random(seed)
-    return [[" ".join(rng.choice(vocab) for _ in range(rng.randint(5, 25))) for _ in range(10)]
-            for _ in range(num_utts)]
+    return [
+        [" ".join(rng.choice(vocab) for _ in range(rng.randint(5, 25))) for _ in range(10)] for _ in range(num_utts)
+    ]
 
 
-def bench_device(device: Any, lm_dir: Path, texts: List[str], units: List[List[int]] | None,
-                 batch_sizes: List[int], repeats: int) -> List[Dict[str, Any]]:
+def bench_device(
+    device: Any, lm_dir: Path, texts: List[str], units: List[List[int]] | None, batch_sizes: List[int], repeats: int
+) -> List[Dict[str, Any]]:
     from espnet_llm_plugin.rescoring.lm_scorer import LmScorer
 
     scorer = LmScorer.from_pretrained(str(lm_dir), device=str(device))
@@ -60,9 +62,17 @@ def bench_device(device: Any, lm_dir: Path, texts: List[str], units: List[List[i
             ref = scores
         max_diff = max(abs(a - b) for a, b in zip(scores, ref))
         s = common.summarize(times)
-        rows.append({"device": device.type, "mode": "speech+text" if units else "text",
-                     "batch_size": bs, "hyps": len(texts), "seconds": s["median"],
-                     "hyps_per_s": len(texts) / s["median"], "max_abs_diff_vs_bs1": max_diff})
+        rows.append(
+            {
+                "device": device.type,
+                "mode": "speech+text" if units else "text",
+                "batch_size": bs,
+                "hyps": len(texts),
+                "seconds": s["median"],
+                "hyps_per_s": len(texts) / s["median"],
+                "max_abs_diff_vs_bs1": max_diff,
+            }
+        )
         logger.info("%s", rows[-1])
     base = rows[0]["hyps_per_s"]
     for r in rows:
@@ -94,8 +104,9 @@ def main(argv=None) -> None:
             vocab = [w.lstrip("Ġ▁") for w in tok.get_vocab() if w.isascii() and w.lstrip("Ġ▁").isalpha()][:2000]
         else:
             hidden, layers = (64, 2) if args.quick else (256, 4)
-            d = common.random_llama_dir(Path(tmp) / "lm", vocab_size=1000, hidden_size=hidden, num_layers=layers,
-                                        num_heads=4, seed=args.seed)
+            d = common.random_llama_dir(
+                Path(tmp) / "lm", vocab_size=1000, hidden_size=hidden, num_layers=layers, num_heads=4, seed=args.seed
+            )
             from transformers import AutoModelForCausalLM
 
             tok = AutoTokenizer.from_pretrained(str(d), local_files_only=True)
@@ -116,15 +127,34 @@ def main(argv=None) -> None:
         for dev in devices:
             for kind, d in dirs.items():
                 rows += bench_device(dev, d, texts, units if kind == "speech_text" else None, batch_sizes, repeats)
-    payload = {"name": "rescoring_throughput", "quick": args.quick, "machine": common.machine_info(main_dev),
-               "lm": str(args.lm_path) if args.lm_path else "random Llama (see README of bench)",
-               "num_utts": num_utts, "nbest": 10}
+    payload = {
+        "name": "rescoring_throughput",
+        "quick": args.quick,
+        "machine": common.machine_info(main_dev),
+        "lm": str(args.lm_path) if args.lm_path else "random Llama (see README of bench)",
+        "num_utts": num_utts,
+        "nbest": 10,
+    }
     md = common.write_results(
-        "rescoring_throughput", payload, rows,
-        ["device", "mode", "batch_size", "hyps", "seconds", "hyps_per_s", "speedup_vs_one_by_one", "max_abs_diff_vs_bs1"],
-        out_dir=args.out_dir, title="N-best rescoring throughput (LM scoring)",
-        notes=["batch_size 1 is one-by-one scoring; hyps_per_s is the median over repeats",
-               "max_abs_diff_vs_bs1: largest |score difference| against one-by-one (float rounding only)"],
+        "rescoring_throughput",
+        payload,
+        rows,
+        [
+            "device",
+            "mode",
+            "batch_size",
+            "hyps",
+            "seconds",
+            "hyps_per_s",
+            "speedup_vs_one_by_one",
+            "max_abs_diff_vs_bs1",
+        ],
+        out_dir=args.out_dir,
+        title="N-best rescoring throughput (LM scoring)",
+        notes=[
+            "batch_size 1 is one-by-one scoring; hyps_per_s is the median over repeats",
+            "max_abs_diff_vs_bs1: largest |score difference| against one-by-one (float rounding only)",
+        ],
     )
     print(md)
 

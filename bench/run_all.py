@@ -70,8 +70,11 @@ class BenchRun:
 # ---------------------------------------------------------------------------- discovery
 def discover_benchmarks(bench_dir: Path) -> List[Path]:
     """Every ``bench_dir/*.py`` that is a benchmark (not a helper, not private), sorted."""
-    return sorted(p for p in Path(bench_dir).glob("*.py")
-                  if p.stem not in HELPER_MODULES and not p.stem.startswith(("_", "test_")))
+    return sorted(
+        p
+        for p in Path(bench_dir).glob("*.py")
+        if p.stem not in HELPER_MODULES and not p.stem.startswith(("_", "test_"))
+    )
 
 
 def gpu_only_presets(script: Path) -> List[str]:
@@ -83,8 +86,9 @@ def gpu_only_presets(script: Path) -> List[str]:
     return sorted(set(_GPU_PRESET_RE.findall(doc)))
 
 
-def plan_runs(scripts: Sequence[Path], quick: bool, cuda: bool,
-              extra_args: Optional[Dict[str, List[str]]] = None) -> List[BenchRun]:
+def plan_runs(
+    scripts: Sequence[Path], quick: bool, cuda: bool, extra_args: Optional[Dict[str, List[str]]] = None
+) -> List[BenchRun]:
     """The runs for ``scripts``: each at quick or default size, then its GPU-only presets
     (run only with ``--full`` on a CUDA machine, else recorded as skipped with the reason)."""
     extra_args = extra_args or {}
@@ -94,8 +98,13 @@ def plan_runs(scripts: Sequence[Path], quick: bool, cuda: bool,
         base = (["--quick"] if quick else []) + extra_args.get(name, [])
         runs.append(BenchRun(key=name, benchmark=name, script=script, args=base))
         for preset in gpu_only_presets(script):
-            run = BenchRun(key=f"{name}@{preset}", benchmark=name, script=script,
-                           args=["--preset", preset] + extra_args.get(name, []), variant=preset)
+            run = BenchRun(
+                key=f"{name}@{preset}",
+                benchmark=name,
+                script=script,
+                args=["--preset", preset] + extra_args.get(name, []),
+                variant=preset,
+            )
             if not cuda:
                 run.skip_reason = f"preset {preset} is CUDA only and no CUDA device is in use"
             elif quick:
@@ -155,11 +164,13 @@ def environment(device: str) -> Dict[str, Any]:
     import common  # bench/common.py: the helpers every benchmark uses
 
     env = common.machine_info(common.resolve_device(device))
-    env.update({
-        "hostname": socket.gethostname(),
-        "cpu_model": cpu_model(),
-        "python_executable": sys.executable,
-    })
+    env.update(
+        {
+            "hostname": socket.gethostname(),
+            "cpu_model": cpu_model(),
+            "python_executable": sys.executable,
+        }
+    )
     try:
         import torch
 
@@ -171,8 +182,12 @@ def environment(device: str) -> Dict[str, Any]:
         env["cuda_available"] = False
     from importlib import metadata
 
-    for lib, dists in (("faiss", ("faiss-cpu", "faiss-gpu", "faiss")), ("numpy", ("numpy",)),
-                       ("peft", ("peft",)), ("espnet", ("espnet",))):
+    for lib, dists in (
+        ("faiss", ("faiss-cpu", "faiss-gpu", "faiss")),
+        ("numpy", ("numpy",)),
+        ("peft", ("peft",)),
+        ("espnet", ("espnet",)),
+    ):
         for dist in dists:  # installed versions, read without importing the libraries
             try:
                 env[lib] = metadata.version(dist)
@@ -180,8 +195,9 @@ def environment(device: str) -> Dict[str, Any]:
             except metadata.PackageNotFoundError:
                 continue
     try:
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=BENCH_DIR, capture_output=True,
-                               text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
         env["git_dirty"] = bool(dirty)
     except (OSError, subprocess.SubprocessError):
         pass
@@ -225,14 +241,19 @@ def run_benchmark(run: BenchRun, run_dir: Path, device: str, timeout_s: float) -
     log_path = run_dir / "run.log"
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
     record: Dict[str, Any] = {
-        "key": run.key, "benchmark": run.benchmark, "variant": run.variant,
-        "command": shlex.join(cmd), "log": str(log_path), "timeout_s": timeout_s,
+        "key": run.key,
+        "benchmark": run.benchmark,
+        "variant": run.variant,
+        "command": shlex.join(cmd),
+        "log": str(log_path),
+        "timeout_s": timeout_s,
     }
     start = time.perf_counter()
     with open(log_path, "w") as log:
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=BENCH_DIR.parent,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, cwd=BENCH_DIR.parent, env=env, start_new_session=True
+            )
         except OSError as e:
             record.update(status="failed", wall_s=0.0, returncode=None, error=f"could not start: {e}")
             return record
@@ -253,11 +274,11 @@ def run_benchmark(run: BenchRun, run_dir: Path, device: str, timeout_s: float) -
         record.update(status="timeout", error=f"killed after {timeout_s:g} s\n{tail}")
     elif proc.returncode != 0:
         # first line: the exit code and the log's last line (usually the exception)
-        record.update(status="failed",
-                      error=f"exit code {proc.returncode}: {_last_line(tail)}\n{tail}")
+        record.update(status="failed", error=f"exit code {proc.returncode}: {_last_line(tail)}\n{tail}")
     elif not result_path.is_file():
-        record.update(status="failed", error=f"exit code 0 but no {result_path.name} was written\n"
-                                             f"{_log_tail(log_path)}")
+        record.update(
+            status="failed", error=f"exit code 0 but no {result_path.name} was written\n{_log_tail(log_path)}"
+        )
     else:
         try:
             record["result"] = json.loads(result_path.read_text())
@@ -269,25 +290,46 @@ def run_benchmark(run: BenchRun, run_dir: Path, device: str, timeout_s: float) -
 
 # ---------------------------------------------------------------------------- main
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", dest="quick", action="store_true", default=True,
-                      help="pass --quick to every benchmark (the default)")
-    size.add_argument("--full", dest="quick", action="store_false",
-                      help="the benchmarks' default sizes, plus GPU-only presets when CUDA is used")
+    size.add_argument(
+        "--quick", dest="quick", action="store_true", default=True, help="pass --quick to every benchmark (the default)"
+    )
+    size.add_argument(
+        "--full",
+        dest="quick",
+        action="store_false",
+        help="the benchmarks' default sizes, plus GPU-only presets when CUDA is used",
+    )
     p.add_argument("--only", default="", help="comma list of benchmarks (or name@preset) to run")
     p.add_argument("--skip", default="", help="comma list of benchmarks not to run")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="passed to every benchmark (auto: cuda when available)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="passed to every benchmark (auto: cuda when available)",
+    )
     p.add_argument("--out_dir", type=Path, default=BENCH_DIR / "results")
-    p.add_argument("--timeout", type=float, default=None,
-                   help=f"seconds per benchmark (default {QUICK_TIMEOUT_S} quick, {FULL_TIMEOUT_S} full)")
-    p.add_argument("--bench_args", action="append", default=[], metavar="NAME=ARGS",
-                   help="extra arguments for one benchmark, e.g. 'datastore_search=--sizes 1000 10000'")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help=f"seconds per benchmark (default {QUICK_TIMEOUT_S} quick, {FULL_TIMEOUT_S} full)",
+    )
+    p.add_argument(
+        "--bench_args",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="extra arguments for one benchmark, e.g. 'datastore_search=--sizes 1000 10000'",
+    )
     p.add_argument("--bench_dir", type=Path, default=BENCH_DIR, help="where the benchmark scripts are")
-    p.add_argument("--repo_root", type=Path, default=BENCH_DIR.parent,
-                   help="where egs2/*/llm_asr1/exp/**/score/result.json are looked for (WER plot)")
+    p.add_argument(
+        "--repo_root",
+        type=Path,
+        default=BENCH_DIR.parent,
+        help="where egs2/*/llm_asr1/exp/**/score/result.json are looked for (WER plot)",
+    )
     p.add_argument("--date", default=None, help="YYYY-MM-DD in the output names (default: today, UTC)")
     return p
 
@@ -325,26 +367,53 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     stem = f"{date}-{machine_name(gpu_model)}"
     raw_dir = Path(args.out_dir) / stem
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    logging.info("%d benchmark run(s) (%s, device %s, timeout %g s); results under %s",
-                 len(runs), "quick" if args.quick else "full", args.device, timeout_s, raw_dir)
+    logging.info(
+        "%d benchmark run(s) (%s, device %s, timeout %g s); results under %s",
+        len(runs),
+        "quick" if args.quick else "full",
+        args.device,
+        timeout_s,
+        raw_dir,
+    )
 
     records: List[Dict[str, Any]] = []
     chosen = {r.key for r in runs}
     total, i, interrupted = len(runs), 0, False
     for run in all_runs:
         if run.key not in chosen:  # listed too, so the report can say why it has no numbers
-            records.append({"key": run.key, "benchmark": run.benchmark, "variant": run.variant,
-                            "status": "skipped", "reason": "not selected (--only/--skip)"})
+            records.append(
+                {
+                    "key": run.key,
+                    "benchmark": run.benchmark,
+                    "variant": run.variant,
+                    "status": "skipped",
+                    "reason": "not selected (--only/--skip)",
+                }
+            )
             continue
         i += 1
         if run.skip_reason:
             logging.info("[%d/%d] %s: skipped (%s)", i, total, run.key, run.skip_reason)
-            records.append({"key": run.key, "benchmark": run.benchmark, "variant": run.variant,
-                            "status": "skipped", "reason": run.skip_reason})
+            records.append(
+                {
+                    "key": run.key,
+                    "benchmark": run.benchmark,
+                    "variant": run.variant,
+                    "status": "skipped",
+                    "reason": run.skip_reason,
+                }
+            )
             continue
         if interrupted:
-            records.append({"key": run.key, "benchmark": run.benchmark, "variant": run.variant,
-                            "status": "skipped", "reason": "run_all was interrupted (Ctrl-C)"})
+            records.append(
+                {
+                    "key": run.key,
+                    "benchmark": run.benchmark,
+                    "variant": run.variant,
+                    "status": "skipped",
+                    "reason": "run_all was interrupted (Ctrl-C)",
+                }
+            )
             continue
         logging.info("[%d/%d] %s: running", i, total, run.key)
         try:
@@ -352,18 +421,32 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         except KeyboardInterrupt:  # keep what ran so far: write the report, then stop
             logging.warning("interrupted: writing the results of the benchmarks that finished")
             interrupted = True
-            records.append({"key": run.key, "benchmark": run.benchmark, "variant": run.variant,
-                            "status": "skipped", "reason": "interrupted (Ctrl-C) while running"})
+            records.append(
+                {
+                    "key": run.key,
+                    "benchmark": run.benchmark,
+                    "variant": run.variant,
+                    "status": "skipped",
+                    "reason": "interrupted (Ctrl-C) while running",
+                }
+            )
             continue
         records.append(record)
         first_error = (record.get("error") or "").splitlines()[:1]
-        logging.info("[%d/%d] %s: %s in %.1f s%s", i, total, run.key, record["status"],
-                     record["wall_s"], f" ({first_error[0]})" if first_error else "")
+        logging.info(
+            "[%d/%d] %s: %s in %.1f s%s",
+            i,
+            total,
+            run.key,
+            record["status"],
+            record["wall_s"],
+            f" ({first_error[0]})" if first_error else "",
+        )
 
     combined = {
         "schema": "espnet_llm_plugin.bench.run_all/1",
         "date": date,
-        "machine_name": stem[len(date) + 1:],
+        "machine_name": stem[len(date) + 1 :],
         "mode": "quick" if args.quick else "full",
         "device": args.device,
         "started": started,
@@ -382,8 +465,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     counts: Dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    logging.info("done: %s; wrote %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-                 ", ".join(str(p) for p in paths.values() if p))
+    logging.info(
+        "done: %s; wrote %s",
+        ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        ", ".join(str(p) for p in paths.values() if p),
+    )
     if interrupted:
         raise KeyboardInterrupt
     return combined

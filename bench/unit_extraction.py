@@ -43,8 +43,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--hf_layer", type=int, default=-1)
     p.add_argument("--asr_config", type=str, default=None)
     p.add_argument("--asr_model_file", type=str, default=None)
-    p.add_argument("--kmeans_frames", type=int, nargs="*", default=None,
-                   help="frame counts for the k-means timing")
+    p.add_argument("--kmeans_frames", type=int, nargs="*", default=None, help="frame counts for the k-means timing")
     p.add_argument("--kmeans_units", type=int, default=None)
     p.add_argument("--kmeans_dim", type=int, default=256)
     return p
@@ -56,7 +55,10 @@ def random_hubert_dir(path: Path, seed: int) -> Path:
 
     torch.manual_seed(seed)
     cfg = transformers.HubertConfig(
-        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
         conv_dim=(128,) * 7,
     )
     transformers.AutoModel.from_config(cfg).save_pretrained(path)
@@ -75,8 +77,7 @@ def make_audio(n: int, seed: int) -> List[Any]:
     return out
 
 
-def bench_extractor(spec: Dict[str, Any], audio: List[Any], num_units: int, device: str,
-                    seed: int) -> Dict[str, Any]:
+def bench_extractor(spec: Dict[str, Any], audio: List[Any], num_units: int, device: str, seed: int) -> Dict[str, Any]:
     import numpy as np
 
     from espnet_llm_plugin.frontend.kmeans import KMeansModel
@@ -97,8 +98,12 @@ def bench_extractor(spec: Dict[str, Any], audio: List[Any], num_units: int, devi
             km.predict(f)
     audio_s = sum(len(a) for a in audio) / 16000
     return {
-        "features": spec["type"], "dim": ex.dim, "num_units": k, "utterances": len(audio),
-        "audio_s": round(audio_s, 1), "wall_s": round(t_all["seconds"], 3),
+        "features": spec["type"],
+        "dim": ex.dim,
+        "num_units": k,
+        "utterances": len(audio),
+        "audio_s": round(audio_s, 1),
+        "wall_s": round(t_all["seconds"], 3),
         "audio_s_per_s": audio_s / t_all["seconds"],
         "features_share": feat_s / t_all["seconds"],
     }
@@ -117,8 +122,16 @@ def bench_kmeans(frame_counts: List[int], k: int, dim: int, seed: int) -> List[D
         start = time.perf_counter()
         km = KMeansModel.fit(x, k, n_iter=20, seed=seed, max_points_per_centroid=max(1, n // k))
         secs = time.perf_counter() - start
-        rows.append({"frames": n, "num_units": k, "dim": dim, "frames_used": km.meta["frames_used"],
-                     "train_s": round(secs, 3), "frames_per_s": n / secs})
+        rows.append(
+            {
+                "frames": n,
+                "num_units": k,
+                "dim": dim,
+                "frames_used": km.meta["frames_used"],
+                "train_s": round(secs, 3),
+                "frames_per_s": n / secs,
+            }
+        )
         log.info("k-means K=%d D=%d N=%d: %.2f s", k, dim, n, secs)
     return rows
 
@@ -137,19 +150,21 @@ def main(argv: Optional[List[str]] = None) -> None:
         specs: List[Dict[str, Any]] = [{"type": "fbank", "n_mels": 80, "hop_ms": 20.0}]
         hf_path = args.hf_path or str(random_hubert_dir(Path(tmp) / "hubert", args.seed))
         specs.append({"type": "hf", "path": hf_path, "layer": args.hf_layer})
-        asr_config = args.asr_config or (str(DEMO_ASR / "config.yaml")
-                                         if (DEMO_ASR / "valid.acc.ave.pth").exists() else None)
+        asr_config = args.asr_config or (
+            str(DEMO_ASR / "config.yaml") if (DEMO_ASR / "valid.acc.ave.pth").exists() else None
+        )
         asr_model = args.asr_model_file or (str(DEMO_ASR / "valid.acc.ave.pth") if asr_config else None)
         if asr_config and asr_model:
-            specs.append({"type": "espnet_asr", "config": asr_config, "model_file": asr_model,
-                          "layer": -1})
+            specs.append({"type": "espnet_asr", "config": asr_config, "model_file": asr_model, "layer": -1})
         else:
             log.warning("no ESPnet ASR model (--asr_config/--asr_model_file): espnet_asr skipped")
         for spec in specs:
-            row = bench_extractor(spec, audio, 100 if args.quick else args.num_units, device,
-                                  args.seed)
-            row["model"] = ("random small HuBERT" if spec["type"] == "hf" and not args.hf_path
-                            else Path(spec.get("path") or spec.get("model_file") or "").name or "-")
+            row = bench_extractor(spec, audio, 100 if args.quick else args.num_units, device, args.seed)
+            row["model"] = (
+                "random small HuBERT"
+                if spec["type"] == "hf" and not args.hf_path
+                else Path(spec.get("path") or spec.get("model_file") or "").name or "-"
+            )
             log.info("%s: %.1f s of audio per second", spec["type"], row["audio_s_per_s"])
             rows.append(row)
     frame_counts = args.kmeans_frames or ([5_000, 20_000] if args.quick else [20_000, 100_000, 400_000])
@@ -159,15 +174,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     dev = common.resolve_device(device)
     payload = {"machine": common.machine_info(dev), "quick": args.quick, "kmeans": km_rows}
     md = common.write_results(
-        NAME, payload, rows,
-        ["features", "model", "dim", "num_units", "utterances", "audio_s", "wall_s",
-         "audio_s_per_s", "features_share"],
-        out_dir=args.out_dir, title="Unit extraction: seconds of audio per second",
-        notes=["audio_s_per_s: audio seconds turned into unit ids per wall second (one "
-               "utterance at a time); features_share: fraction of time in feature extraction"],
+        NAME,
+        payload,
+        rows,
+        ["features", "model", "dim", "num_units", "utterances", "audio_s", "wall_s", "audio_s_per_s", "features_share"],
+        out_dir=args.out_dir,
+        title="Unit extraction: seconds of audio per second",
+        notes=[
+            "audio_s_per_s: audio seconds turned into unit ids per wall second (one "
+            "utterance at a time); features_share: fraction of time in feature extraction"
+        ],
     )
     km_md = "\n## k-means training time (faiss, 20 iterations)\n\n" + common.markdown_table(
-        km_rows, ["frames", "num_units", "dim", "frames_used", "train_s", "frames_per_s"])
+        km_rows, ["frames", "num_units", "dim", "frames_used", "train_s", "frames_per_s"]
+    )
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
 
     atomic_write_text(Path(args.out_dir) / f"{NAME}.md", md + km_md)

@@ -56,12 +56,20 @@ def add_text_form_args(p: argparse.ArgumentParser, what: str, default: str) -> N
     """``--text_form`` and ``--framing`` (JSON objects, see ``core/text_form.py`` and
     ``core/framing.py``): how ``what`` is shown to the LLM; ``default`` says where they come
     from when not given."""
-    p.add_argument("--text_form", type=json_object, default=None,
-                   help=f'how {what} is shown to the LLM, e.g. \'{{"case": "sentence", "punctuation": '
-                   f'"final_period"}}\' (default: {default})')
-    p.add_argument("--framing", type=json_object, default=None,
-                   help=f'start/end tokens around each of {what}, e.g. \'{{"start": ["<|endoftext|>"], '
-                   f'"end": ["<|im_end|>"]}}\' (default: {default})')
+    p.add_argument(
+        "--text_form",
+        type=json_object,
+        default=None,
+        help=f'how {what} is shown to the LLM, e.g. \'{{"case": "sentence", "punctuation": '
+        f'"final_period"}}\' (default: {default})',
+    )
+    p.add_argument(
+        "--framing",
+        type=json_object,
+        default=None,
+        help=f'start/end tokens around each of {what}, e.g. \'{{"start": ["<|endoftext|>"], '
+        f'"end": ["<|im_end|>"]}}\' (default: {default})',
+    )
 
 
 DEBUG_ENV = "ESPNET_LLM_PLUGIN_DEBUG"  # set to 1: every CLI shows tracebacks (as --debug true)
@@ -70,8 +78,14 @@ DEBUG_ENV = "ESPNET_LLM_PLUGIN_DEBUG"  # set to 1: every CLI shows tracebacks (a
 def add_debug_arg(p: argparse.ArgumentParser) -> None:
     """``--debug`` (or ``--debug true``): show the traceback of an input error too, and log
     at DEBUG level."""
-    p.add_argument("--debug", type=str2bool, nargs="?", const=True, default=False,
-                   help=f"show tracebacks of input errors and log at DEBUG level (also: {DEBUG_ENV}=1)")
+    p.add_argument(
+        "--debug",
+        type=str2bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help=f"show tracebacks of input errors and log at DEBUG level (also: {DEBUG_ENV}=1)",
+    )
 
 
 def debug_wanted(flag: bool = False) -> bool:
@@ -125,8 +139,9 @@ class cli_errors:
     :func:`is_expected_error`) into ``sys.exit('<prog>: error: ...')``: one line, or the
     traceback first with ``debug``. Any other exception propagates unchanged."""
 
-    def __init__(self, prog: str, debug: bool = False,
-                 errors: Sequence[Type[BaseException]] = (ValueError, OSError)) -> None:
+    def __init__(
+        self, prog: str, debug: bool = False, errors: Sequence[Type[BaseException]] = (ValueError, OSError)
+    ) -> None:
         self.prog, self.debug, self.errors = prog, debug_wanted(debug), tuple(errors)
 
     def __enter__(self) -> "cli_errors":
@@ -143,12 +158,14 @@ class cli_errors:
 
 
 def setup_logging(debug: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug_wanted(debug) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug_wanted(debug) else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
 
 
-def run_cli(prog: str, fn: Callable[[], Any],
-            errors: Sequence[Type[BaseException]] = (ValueError, OSError), debug: bool = False) -> Any:
+def run_cli(
+    prog: str, fn: Callable[[], Any], errors: Sequence[Type[BaseException]] = (ValueError, OSError), debug: bool = False
+) -> Any:
     """Set up logging and run ``fn``; an input error (``errors`` raised by our code, see
     :func:`is_expected_error`) exits with '<prog>: error: ...' and no traceback unless
     ``debug`` (``--debug``, :func:`add_debug_arg`); other exceptions propagate."""

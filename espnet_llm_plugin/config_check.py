@@ -58,9 +58,7 @@ def _accepted_kwargs(cls: type) -> Optional[List[str]]:
     return [n for n in params if n != "self"]
 
 
-def check_task_config(
-    config_path: str | Path, parser: argparse.ArgumentParser, class_choices_list: list
-) -> None:
+def check_task_config(config_path: str | Path, parser: argparse.ArgumentParser, class_choices_list: list) -> None:
     """Validate ``config_path`` against a task parser and its ``ClassChoices``.
 
     Raises:
@@ -70,9 +68,7 @@ def check_task_config(
     dests = {a.dest for a in parser._actions}
     for key in config:
         if key not in dests:
-            raise ConfigError(
-                f"{config_path}: unknown config key '{key}'{_suggest(key, dests)}"
-            )
+            raise ConfigError(f"{config_path}: unknown config key '{key}'{_suggest(key, dests)}")
     for choices in class_choices_list:
         name = config.get(choices.name, choices.default)
         conf = config.get(f"{choices.name}_conf") or {}
@@ -125,16 +121,14 @@ def _type_error(config_path: Any, key: str, expected: str, value: Any) -> Config
             hint = " (YAML 1.1 reads 1e-3 and 1.0e6 as strings: write 1.0e-3, 1.0e+6)"
         except ValueError:
             pass
-    return ConfigError(f"{config_path}: {key}: expected {expected}, got {value!r} "
-                       f"({type(value).__name__}){hint}")
+    return ConfigError(f"{config_path}: {key}: expected {expected}, got {value!r} ({type(value).__name__}){hint}")
 
 
 def _hint_kinds(hint: Any) -> Optional[Tuple[tuple, str, bool]]:
     """A constructor's type hint as (Python types, name, None allowed), or None when we do not
     check it (``Any``, classes, callables, ...)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    simple = {int: ((int,), "int"), float: ((int, float), "float"), bool: ((bool,), "bool"),
-              str: ((str,), "str")}
+    simple = {int: ((int,), "int"), float: ((int, float), "float"), bool: ((bool,), "bool"), str: ((str,), "str")}
     if hint in simple:
         return (*simple[hint], False)
     if origin in (list, tuple, typing.List, typing.Tuple) or hint in (list, tuple):
@@ -175,7 +169,9 @@ def _constructor_hints(cls: type) -> Dict[str, Any]:
 
 
 def check_value_types(
-    config: dict, parser: argparse.ArgumentParser, class_choices_list: list = (),
+    config: dict,
+    parser: argparse.ArgumentParser,
+    class_choices_list: list = (),
     config_path: Any = "config",
 ) -> None:
     """Check the value types of a config mapping before ESPnet uses them unconverted.
@@ -257,7 +253,8 @@ def check_llm_token_config(args: argparse.Namespace, config_path: Optional[str |
 
     model_conf = dict(getattr(args, "model_conf", None) or {})
     symbols = {
-        k: model_conf[k] for k in SYMBOL_KEYS
+        k: model_conf[k]
+        for k in SYMBOL_KEYS
         if isinstance(model_conf.get(k), str) and model_conf[k].strip().lower() != "auto"
     }
     tokens, token_list_name = _read_token_list(getattr(args, "token_list", None))
@@ -274,8 +271,8 @@ def check_llm_token_config(args: argparse.Namespace, config_path: Optional[str |
 
     from transformers import AutoTokenizer
 
-    from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
     from espnet_llm_plugin.asr.llm_decoder import text_frame
+    from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
     from espnet_llm_plugin.core.text_form import resolve_text_form
 
     llm_path = str(decoder_conf["llm_path"])
@@ -292,8 +289,13 @@ def check_llm_token_config(args: argparse.Namespace, config_path: Optional[str |
             )
     try:
         frame = text_frame(
-            tokenizer, llm_path, decoder_conf.get("prompt") or "", decoder_conf.get("prompt_suffix") or "",
-            decoder_conf.get("text_start"), decoder_conf.get("text_end"), decoder_conf.get("chat_template"),
+            tokenizer,
+            llm_path,
+            decoder_conf.get("prompt") or "",
+            decoder_conf.get("prompt_suffix") or "",
+            decoder_conf.get("text_start"),
+            decoder_conf.get("text_end"),
+            decoder_conf.get("chat_template"),
         )
         resolve_text_form(decoder_conf.get("text_form"), llm_path, "decoder_conf.text_form")
     except ValueError as e:

@@ -81,8 +81,22 @@ def checkpoint_safe_globals() -> List[Any]:
     allowed: List[Any] = [core.multiarray.scalar, np.dtype, datetime.timedelta]
     dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes by class
     if dtypes is not None:
-        for kind in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-                     np.uint64, np.float16, np.float32, np.float64, np.complex64, np.complex128):
+        for kind in (
+            np.bool_,
+            np.int8,
+            np.int16,
+            np.int32,
+            np.int64,
+            np.uint8,
+            np.uint16,
+            np.uint32,
+            np.uint64,
+            np.float16,
+            np.float32,
+            np.float64,
+            np.complex64,
+            np.complex128,
+        ):
             allowed.append(type(np.dtype(kind)))
     return allowed
 
@@ -105,8 +119,10 @@ def _damage(f: Any) -> Optional[str]:
     if size == 0:
         return "truncated checkpoint (an empty file): its writing was cut short (a full disk, or a killed process)"
     if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
-        return (f"truncated or corrupt checkpoint ({size} bytes, not a complete PyTorch archive): its "
-                f"writing was cut short (a full disk, or a killed process)")
+        return (
+            f"truncated or corrupt checkpoint ({size} bytes, not a complete PyTorch archive): its "
+            f"writing was cut short (a full disk, or a killed process)"
+        )
     if head[:1] not in (b"P", b"\x80"):
         return f"not a PyTorch checkpoint (a {size}-byte file that is neither a zip archive nor a pickle)"
     return None
@@ -116,8 +132,10 @@ def _damage_error(f: Any, damage: str) -> CheckpointLoadError:
     path = Path(f)
     msg = f"{path}: {damage}"
     if path.name == "checkpoint.pth":
-        msg += (f". --resume cannot continue from it: remove it to train again from the start "
-                f"(--init_param {path.parent}/<N>epoch.pth starts from a complete epoch's weights)")
+        msg += (
+            f". --resume cannot continue from it: remove it to train again from the start "
+            f"(--init_param {path.parent}/<N>epoch.pth starts from a complete epoch's weights)"
+        )
     return CheckpointLoadError(msg)
 
 

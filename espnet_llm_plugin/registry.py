@@ -48,8 +48,7 @@ COMPONENTS: Dict[str, Tuple[Component, ...]] = {
             choice="encoder",
             name="hf_speech",
             target="espnet_llm_plugin.asr.hf_speech_encoder:HfSpeechEncoder",
-            summary="Hugging Face HuBERT/wav2vec2/WavLM encoder (local path or config), "
-            "chosen layer, frozen/lora/full",
+            summary="Hugging Face HuBERT/wav2vec2/WavLM encoder (local path or config), chosen layer, frozen/lora/full",
         ),
         Component(
             choice="encoder",
@@ -62,8 +61,7 @@ COMPONENTS: Dict[str, Tuple[Component, ...]] = {
             choice="model",
             name="llm_asr",
             target="espnet_llm_plugin.asr.llm_asr_model:LlmASRModel",
-            summary="ESPnetASRModel + matching loss aligning adapter outputs with LLM "
-            "text embeddings",
+            summary="ESPnetASRModel + matching loss aligning adapter outputs with LLM text embeddings",
         ),
         Component(
             choice="decoder",
@@ -76,8 +74,7 @@ COMPONENTS: Dict[str, Tuple[Component, ...]] = {
             choice="frontend",
             name="discrete_units",
             target="espnet_llm_plugin.frontend.discrete_units:DiscreteUnitsFrontend",
-            summary="waveform -> k-means units of fbank/HuBERT/ESPnet-encoder features -> "
-            "unit embeddings (or ids)",
+            summary="waveform -> k-means units of fbank/HuBERT/ESPnet-encoder features -> unit embeddings (or ids)",
         ),
         Component(
             choice="decoder",
@@ -121,9 +118,7 @@ def _choices_object(task: object, comp: Component, task_module: str):
     return choices
 
 
-def register_components(
-    task_module: str, comps: Iterable[Component]
-) -> List[Tuple[str, str]]:
+def register_components(task_module: str, comps: Iterable[Component]) -> List[Tuple[str, str]]:
     """Add ``comps`` to the ``ClassChoices`` of ``task_module``.
 
     Idempotent: a name already bound to the same class is left alone. A name bound to a
@@ -153,10 +148,7 @@ def register_components(
                 f"with {comp.target}"
             )
         if choices.base_type is not None and not issubclass(cls, choices.base_type):
-            raise TypeError(
-                f"{comp.target} must subclass {choices.base_type.__name__} "
-                f"to be an ESPnet {comp.choice}"
-            )
+            raise TypeError(f"{comp.target} must subclass {choices.base_type.__name__} to be an ESPnet {comp.choice}")
         plan.append((choices, comp, cls))
     # second pass: all checks passed, now mutate
     for choices, comp, cls in plan:

@@ -82,10 +82,22 @@ def test_espnet_checkpoint_contents_still_load(tmp_path):
     # what ESPnet's checkpoint.pth holds besides tensors: numpy statistics, time deltas
     state = {
         "model": {"w": torch.arange(4.0)},
-        "reporter": {"epoch": 2, "stats": {1: {"valid": {"acc": np.float64(0.5), "n": np.int64(3),
-                                                         "f": np.float32(1.5), "time": datetime.timedelta(seconds=3)}}}},
+        "reporter": {
+            "epoch": 2,
+            "stats": {
+                1: {
+                    "valid": {
+                        "acc": np.float64(0.5),
+                        "n": np.int64(3),
+                        "f": np.float32(1.5),
+                        "time": datetime.timedelta(seconds=3),
+                    }
+                }
+            },
+        },
         "optimizers": [torch.optim.Adam([torch.nn.Parameter(torch.ones(2))]).state_dict()],
-        "schedulers": [None], "scaler": None,
+        "schedulers": [None],
+        "scaler": None,
     }
     torch.save(state, tmp_path / "checkpoint.pth")
     loaded = load_checkpoint(tmp_path / "checkpoint.pth", map_location="cpu")
@@ -127,9 +139,9 @@ def test_save_is_atomic_when_the_write_fails(tmp_path):
 
 def test_espnet_checkpoint_readers_refuse_crafted_files(fixes, crafted):
     import torch
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
     from espnet2.train.reporter import Reporter
     from espnet2.train.trainer import Trainer
-    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
 
     from espnet_llm_plugin.espnet_fixes import UnsafeCheckpointError
 
@@ -138,8 +150,7 @@ def test_espnet_checkpoint_readers_refuse_crafted_files(fixes, crafted):
     with pytest.raises(UnsafeCheckpointError, match=str(path)):  # --init_param
         load_pretrained_model(init_param=str(path), model=model, ignore_init_mismatch=False)
     with pytest.raises(UnsafeCheckpointError, match=str(path)):  # --resume
-        Trainer.resume(checkpoint=path, model=model, reporter=Reporter(), optimizers=[], schedulers=[],
-                       scaler=None)
+        Trainer.resume(checkpoint=path, model=model, reporter=Reporter(), optimizers=[], schedulers=[], scaler=None)
     assert not marker.exists()
 
 

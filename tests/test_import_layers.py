@@ -92,15 +92,23 @@ def test_no_import_cycle_between_subpackages():
 def test_foundation_depends_on_no_method_package():
     graph = import_graph()
     allowed = FOUNDATION | {"__init__", "__version__", "quiet"}
-    bad = [f"{unit} -> {dep}: {', '.join(where[:3])}"
-           for unit in FOUNDATION for dep, where in graph.get(unit, {}).items() if dep not in allowed]
+    bad = [
+        f"{unit} -> {dep}: {', '.join(where[:3])}"
+        for unit in FOUNDATION
+        for dep, where in graph.get(unit, {}).items()
+        if dep not in allowed
+    ]
     assert not bad, "core/fileio import method packages:\n" + "\n".join(bad)
 
 
 def test_the_checker_sees_a_function_local_cycle(tmp_path, monkeypatch):
     pkg = tmp_path / "espnet_llm_plugin"
-    for name, body in {"a/__init__.py": "", "a/x.py": "def f():\n    from espnet_llm_plugin.b import y\n",
-                       "b/__init__.py": "", "b/y.py": "import espnet_llm_plugin.a.x\n"}.items():
+    for name, body in {
+        "a/__init__.py": "",
+        "a/x.py": "def f():\n    from espnet_llm_plugin.b import y\n",
+        "b/__init__.py": "",
+        "b/y.py": "import espnet_llm_plugin.a.x\n",
+    }.items():
         (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         (pkg / name).write_text(body)
     monkeypatch.setattr(__import__(__name__), "PACKAGE", pkg)

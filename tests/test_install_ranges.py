@@ -1,5 +1,6 @@
 """setup.py declares ranges (so a user's in-range torch is kept) and .ci/constraints.txt pins
 the exact set CI tests; these checks keep the two consistent and ask pip what it would do."""
+
 import ast
 import json
 import subprocess
@@ -61,8 +62,19 @@ def _pip_dry_run(tmp_path: Path, *extra: str) -> list[tuple[str, str]]:
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("\n".join(str(r) for r in _install_requires()) + "\n")
     report = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report),
-           "-r", str(reqs), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--report",
+        str(report),
+        "-r",
+        str(reqs),
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     offline = ("Could not fetch", "NewConnectionError", "No matching distribution", "Could not find a version")
     if proc.returncode != 0 and extra and any(s in proc.stderr for s in offline):
@@ -83,6 +95,7 @@ def test_an_older_in_range_torch_resolves_without_other_changes(tmp_path: Path) 
     changes = _pip_dry_run(tmp_path, "torch==2.10.0", "torchaudio==2.10.0")
     names = {_norm(n) for n, _ in changes}
     assert ("torch", "2.10.0") in changes and ("torchaudio", "2.10.0") in changes
-    others = {n for n in names if n not in {"torch", "torchaudio", "triton", "cuda-bindings"}
-              and not n.startswith("nvidia-")}
+    others = {
+        n for n in names if n not in {"torch", "torchaudio", "triton", "cuda-bindings"} and not n.startswith("nvidia-")
+    }
     assert not others, f"a torch 2.10 stack would also change {sorted(others)}"

@@ -21,6 +21,7 @@ def test_register_adds_to_espnet_class_choices_and_is_idempotent(asr_task):
         choices = getattr(asr_task, f"{comp.choice}_choices")
         assert choices.classes[comp.name] is comp.load()
         assert comp.name in choices.choices()
+
     def snapshot():
         return {
             k: dict(getattr(asr_task, k).classes)

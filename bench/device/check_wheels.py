@@ -43,40 +43,108 @@ ROOTS = ["espnet", "espnet-llm-plugin"]
 # What the GPU machine has (STACK.md: torch 2.11+cu130, torchaudio, transformers 5.17, peft,
 # sentencepiece, accelerate, scipy, numba) and, as a proxy for their dependencies, the
 # dependency closure of these packages in this project's venv (torch 2.11, transformers 5.24).
-PREINSTALLED_ROOTS = ["torch", "torchaudio", "transformers", "peft", "sentencepiece", "accelerate",
-                      "scipy", "numba"]
-PREINSTALLED = set(PREINSTALLED_ROOTS) | {
-    "annotated-doc", "annotated-types", "anyio", "click", "cuda-bindings", "cuda-pathfinder",
-    "cuda-toolkit", "filelock", "fsspec", "h11", "hf-xet", "httpcore2", "httpx2", "huggingface-hub",
-    "idna", "jinja2", "llvmlite", "markdown-it-py", "markupsafe", "mdurl", "mpmath", "networkx",
-    "numpy", "packaging", "psutil", "pydantic", "pydantic-core", "pygments", "pyyaml", "regex", "rich",
-    "safetensors", "setuptools", "shellingham", "sympy", "tokenizers", "tqdm", "triton", "truststore",
-    "typer", "typing-extensions", "typing-inspection",
-    # transformers 5.17 (the GPU machine's) uses httpx/httpcore rather than httpx2/httpcore2
-    "httpx", "httpcore", "typer-slim",
-} | {f"nvidia-{n}" for n in (
-    "cublas", "cuda-cupti", "cuda-nvrtc", "cuda-runtime", "cudnn-cu13", "cufft", "cufile", "curand",
-    "cusolver", "cusparse", "cusparselt-cu13", "nccl-cu13", "nvjitlink", "nvshmem-cu13", "nvtx")}
+PREINSTALLED_ROOTS = ["torch", "torchaudio", "transformers", "peft", "sentencepiece", "accelerate", "scipy", "numba"]
+PREINSTALLED = (
+    set(PREINSTALLED_ROOTS)
+    | {
+        "annotated-doc",
+        "annotated-types",
+        "anyio",
+        "click",
+        "cuda-bindings",
+        "cuda-pathfinder",
+        "cuda-toolkit",
+        "filelock",
+        "fsspec",
+        "h11",
+        "hf-xet",
+        "httpcore2",
+        "httpx2",
+        "huggingface-hub",
+        "idna",
+        "jinja2",
+        "llvmlite",
+        "markdown-it-py",
+        "markupsafe",
+        "mdurl",
+        "mpmath",
+        "networkx",
+        "numpy",
+        "packaging",
+        "psutil",
+        "pydantic",
+        "pydantic-core",
+        "pygments",
+        "pyyaml",
+        "regex",
+        "rich",
+        "safetensors",
+        "setuptools",
+        "shellingham",
+        "sympy",
+        "tokenizers",
+        "tqdm",
+        "triton",
+        "truststore",
+        "typer",
+        "typing-extensions",
+        "typing-inspection",
+        # transformers 5.17 (the GPU machine's) uses httpx/httpcore rather than httpx2/httpcore2
+        "httpx",
+        "httpcore",
+        "typer-slim",
+    }
+    | {
+        f"nvidia-{n}"
+        for n in (
+            "cublas",
+            "cuda-cupti",
+            "cuda-nvrtc",
+            "cuda-runtime",
+            "cudnn-cu13",
+            "cufft",
+            "cufile",
+            "curand",
+            "cusolver",
+            "cusparse",
+            "cusparselt-cu13",
+            "nccl-cu13",
+            "nvjitlink",
+            "nvshmem-cu13",
+            "nvtx",
+        )
+    }
+)
 
 # Declared dependencies that the kit leaves out on purpose (64 MiB per device call): none of
 # them is imported by `import espnet2.tasks.asr, espnet_llm_plugin` or by the GPU benchmarks
 # (checked with --import-test, which runs without them).
 LEFT_OUT: Dict[str, str] = {
     "matplotlib": "ESPnet trainer attention plots / bench/report.py only (9.4 MiB + 7 MiB of deps)",
-    "contourpy": "matplotlib dependency", "cycler": "matplotlib dependency",
-    "fonttools": "matplotlib dependency", "kiwisolver": "matplotlib dependency",
-    "pyparsing": "matplotlib dependency", "python-dateutil": "matplotlib dependency",
+    "contourpy": "matplotlib dependency",
+    "cycler": "matplotlib dependency",
+    "fonttools": "matplotlib dependency",
+    "kiwisolver": "matplotlib dependency",
+    "pyparsing": "matplotlib dependency",
+    "python-dateutil": "matplotlib dependency",
     "pillow": "matplotlib dependency; optional for transformers (images only), 6.8 MiB",
     "tensorboard": "ESPnet trainer logs only (5.3 MiB + grpcio 7 MiB)",
-    "tensorboard-data-server": "tensorboard dependency", "grpcio": "tensorboard dependency",
-    "absl-py": "tensorboard dependency", "markdown": "tensorboard dependency",
+    "tensorboard-data-server": "tensorboard dependency",
+    "grpcio": "tensorboard dependency",
+    "absl-py": "tensorboard dependency",
+    "markdown": "tensorboard dependency",
     "werkzeug": "tensorboard dependency",
     "lightning": "not imported by espnet2.tasks.asr (ESPnet's lightning trainer only)",
-    "pytorch-lightning": "lightning dependency", "torchmetrics": "lightning dependency",
+    "pytorch-lightning": "lightning dependency",
+    "torchmetrics": "lightning dependency",
     "lightning-utilities": "lightning dependency",
-    "aiohttp": "fsspec[http] extra, pulled by lightning only", "aiohappyeyeballs": "aiohttp dependency",
-    "aiosignal": "aiohttp dependency", "frozenlist": "aiohttp dependency",
-    "multidict": "aiohttp dependency", "propcache": "aiohttp dependency", "yarl": "aiohttp dependency",
+    "aiohttp": "fsspec[http] extra, pulled by lightning only",
+    "aiohappyeyeballs": "aiohttp dependency",
+    "aiosignal": "aiohttp dependency",
+    "frozenlist": "aiohttp dependency",
+    "multidict": "aiohttp dependency",
+    "propcache": "aiohttp dependency",
+    "yarl": "aiohttp dependency",
     "pyworld": "TTS pitch features only; source-only C extension (no cp312 wheel can be built here)",
 }
 
@@ -90,22 +158,41 @@ with quiet_espnet_import():
 import espnet_llm_plugin
 """
 BENCH_MODULES = [
-    "faiss", "peft", "espnet.nets.batch_beam_search", "espnet.nets.scorer_interface",
+    "faiss",
+    "peft",
+    "espnet.nets.batch_beam_search",
+    "espnet.nets.scorer_interface",
     "espnet2.asr.decoder.hugging_face_transformers_decoder",
-    "espnet_llm_plugin.asr.adapter", "espnet_llm_plugin.core.finetune", "espnet_llm_plugin.asr.llm_decoder",
-    "espnet_llm_plugin.lm.causal_lm_pretraining", "espnet_llm_plugin.lm.tokenizer_training",
-    "espnet_llm_plugin.fileio.atomic", "espnet_llm_plugin.retrieval.datastore",
-    "espnet_llm_plugin.retrieval.torch_search", "espnet_llm_plugin.retrieval.knnlm_scorer",
-    "espnet_llm_plugin.retrieval.document_store", "espnet_llm_plugin.retrieval.hf_lm_scorer",
-    "espnet_llm_plugin.retrieval.key_encoder", "tokenizers", "safetensors",
+    "espnet_llm_plugin.asr.adapter",
+    "espnet_llm_plugin.core.finetune",
+    "espnet_llm_plugin.asr.llm_decoder",
+    "espnet_llm_plugin.lm.causal_lm_pretraining",
+    "espnet_llm_plugin.lm.tokenizer_training",
+    "espnet_llm_plugin.fileio.atomic",
+    "espnet_llm_plugin.retrieval.datastore",
+    "espnet_llm_plugin.retrieval.torch_search",
+    "espnet_llm_plugin.retrieval.knnlm_scorer",
+    "espnet_llm_plugin.retrieval.document_store",
+    "espnet_llm_plugin.retrieval.hf_lm_scorer",
+    "espnet_llm_plugin.retrieval.key_encoder",
+    "tokenizers",
+    "safetensors",
 ]
-BENCH_SCRIPTS = ["common.py", "llm_train_step.py", "llm_decoding_rtf.py", "datastore_search.py",
-                 "knnlm_decoding.py"]
+BENCH_SCRIPTS = ["common.py", "llm_train_step.py", "llm_decoding_rtf.py", "datastore_search.py", "knnlm_decoding.py"]
 
-MARKER_ENV = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
-              "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
-              "platform_python_implementation": "CPython", "os_name": "posix", "platform_release": "",
-              "platform_version": "", "implementation_version": "3.12.3"}
+MARKER_ENV = {
+    "python_version": "3.12",
+    "python_full_version": "3.12.3",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+    "platform_release": "",
+    "platform_version": "",
+    "implementation_version": "3.12.3",
+}
 
 
 def target_tags() -> Set[Tuple[str, str, str]]:
@@ -130,9 +217,13 @@ def read_wheels(wheel_dir: Path) -> Dict[str, dict]:
         with zipfile.ZipFile(whl) as z:
             meta_name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
             meta = email.parser.Parser().parsestr(z.read(meta_name).decode("utf-8", "replace"))
-        kit[canonicalize_name(name)] = {"file": whl.name, "version": str(version), "size": whl.stat().st_size,
-                                        "tags": {(t.interpreter, t.abi, t.platform) for t in tagset},
-                                        "requires": meta.get_all("Requires-Dist") or []}
+        kit[canonicalize_name(name)] = {
+            "file": whl.name,
+            "version": str(version),
+            "size": whl.stat().st_size,
+            "tags": {(t.interpreter, t.abi, t.platform) for t in tagset},
+            "requires": meta.get_all("Requires-Dist") or [],
+        }
     return kit
 
 
@@ -158,7 +249,8 @@ def check_requirements(kit: Dict[str, dict]) -> Tuple[List[str], List[str], Set[
         for line in info["requires"]:
             req = Requirement(line)
             if req.marker is not None and not any(
-                    req.marker.evaluate(dict(MARKER_ENV, extra=e)) for e in ("", *extras)):
+                req.marker.evaluate(dict(MARKER_ENV, extra=e)) for e in ("", *extras)
+            ):
                 continue
             dep = canonicalize_name(req.name)
             where = f"{name} requires {line.split(';')[0].strip()}"
@@ -169,8 +261,10 @@ def check_requirements(kit: Dict[str, dict]) -> Tuple[List[str], List[str], Set[
                 stack.append((dep, frozenset(canonicalize_name(e) for e in req.extras)))
             elif dep in PREINSTALLED:
                 if dep in ("torch", "torchaudio", "transformers", "sentencepiece", "peft") and req.specifier:
-                    notes.append(f"preinstalled pin: {where} (GPU machine: torch/torchaudio 2.11.0, "
-                                 "transformers 5.17, its own peft/sentencepiece; installed with --no-deps)")
+                    notes.append(
+                        f"preinstalled pin: {where} (GPU machine: torch/torchaudio 2.11.0, "
+                        "transformers 5.17, its own peft/sentencepiece; installed with --no-deps)"
+                    )
             elif dep in LEFT_OUT:
                 notes.append(f"left out: {where} -- {LEFT_OUT[dep]}")
             else:
@@ -229,26 +323,31 @@ def import_test(kit: Dict[str, dict]) -> List[str]:
             print(f"  note: not installed in this venv, so not emulated: {absent}")
         imports = third_party_imports()
         bench_files = {f"bench/{s}" for s in BENCH_SCRIPTS}
-        code = (f"import site, sys, importlib, importlib.util\nsite.addsitedir({str(site_dir)!r})\n"
-                + SMOKE
-                + f"for m in {BENCH_MODULES!r}:\n    importlib.import_module(m)\n"
-                "from transformers import LlamaForCausalLM, AutoModelForCausalLM, AutoTokenizer\n"
-                f"tops = {sorted(imports)!r}\n"
-                "print('UNRESOLVED', [t for t in tops if importlib.util.find_spec(t) is None])\n"
-                "print('LOADED', sorted({m.split('.')[0] for m in sys.modules}))\n")
+        code = (
+            f"import site, sys, importlib, importlib.util\nsite.addsitedir({str(site_dir)!r})\n"
+            + SMOKE
+            + f"for m in {BENCH_MODULES!r}:\n    importlib.import_module(m)\n"
+            "from transformers import LlamaForCausalLM, AutoModelForCausalLM, AutoTokenizer\n"
+            f"tops = {sorted(imports)!r}\n"
+            "print('UNRESOLVED', [t for t in tops if importlib.util.find_spec(t) is None])\n"
+            "print('LOADED', sorted({m.split('.')[0] for m in sys.modules}))\n"
+        )
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONNOUSERSITE="1")
         env.pop("PYTHONPATH", None)
-        proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
-                              env=env, cwd=tmp, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, env=env, cwd=tmp, timeout=600
+        )
         if proc.returncode:
             errors.append("IMPORT FAILED in the emulated GPU package set:\n" + proc.stderr[-3000:])
             return errors
         unresolved: List[str] = []
         for line in proc.stdout.splitlines():
             if line.startswith("UNRESOLVED"):
-                unresolved = ast.literal_eval(line[len("UNRESOLVED "):])
-        print("  imports OK: espnet2.tasks.asr, espnet_llm_plugin, faiss, peft, transformers Llama, "
-              f"{len(BENCH_MODULES)} benchmark modules")
+                unresolved = ast.literal_eval(line[len("UNRESOLVED ") :])
+        print(
+            "  imports OK: espnet2.tasks.asr, espnet_llm_plugin, faiss, peft, transformers Llama, "
+            f"{len(BENCH_MODULES)} benchmark modules"
+        )
         for top in unresolved:
             users = sorted(imports[top])
             on_path = sorted(set(users) & bench_files)
@@ -263,8 +362,11 @@ def import_test(kit: Dict[str, dict]) -> List[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wheels", type=Path, default=HERE / "wheels", help="wheel directory (default: %(default)s)")
-    p.add_argument("--import-test", action="store_true",
-                   help="also import everything the GPU run needs from an emulated package set (~20 s)")
+    p.add_argument(
+        "--import-test",
+        action="store_true",
+        help="also import everything the GPU run needs from an emulated package set (~20 s)",
+    )
     args = p.parse_args(argv)
     kit = read_wheels(args.wheels)
     if not kit:

@@ -94,9 +94,7 @@ class Conv1dMlpAdapter(AbsPostEncoder):
             frames = max(1, (frames - 1) * s + d * (k - 1) + 1 - 2 * pad)
         return frames
 
-    def forward(
-        self, input: torch.Tensor, input_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Adapt encoder output.
 
         Args:

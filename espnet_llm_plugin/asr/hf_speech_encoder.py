@@ -70,9 +70,7 @@ def _read_preprocessor_config(model_path: Optional[str]) -> Dict[str, Any]:
         return json.load(f)
 
 
-def check_waveform_batch(
-    xs_pad: torch.Tensor, ilens: torch.Tensor, who: str
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def check_waveform_batch(xs_pad: torch.Tensor, ilens: torch.Tensor, who: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """Check an ESPnet batch of raw waveforms; shared by the encoders that take samples.
 
     Args:
@@ -92,14 +90,10 @@ def check_waveform_batch(
             "the audio multi-channel?"
         )
     if ilens.dim() != 1 or ilens.size(0) != xs_pad.size(0):
-        raise ValueError(
-            f"{who}: ilens must be (B,) = ({xs_pad.size(0)},), got {tuple(ilens.shape)}"
-        )
+        raise ValueError(f"{who}: ilens must be (B,) = ({xs_pad.size(0)},), got {tuple(ilens.shape)}")
     lens_cpu = ilens.detach().to("cpu", torch.long)
     if int(lens_cpu.max()) > xs_pad.size(1):
-        raise ValueError(
-            f"{who}: ilens.max()={int(lens_cpu.max())} exceeds the padded length {xs_pad.size(1)}"
-        )
+        raise ValueError(f"{who}: ilens.max()={int(lens_cpu.max())} exceeds the padded length {xs_pad.size(1)}")
     return xs_pad, lens_cpu
 
 
@@ -128,9 +122,7 @@ def restore_pretrained_state(
                 continue
             tensor.copy_(source)
     if missing:
-        raise RuntimeError(
-            f"{where}: no pretrained value for {len(missing)} parameters (e.g. {missing[:3]})"
-        )
+        raise RuntimeError(f"{where}: no pretrained value for {len(missing)} parameters (e.g. {missing[:3]})")
 
 
 class HfSpeechEncoder(AbsEncoder):
@@ -217,8 +209,7 @@ class HfSpeechEncoder(AbsEncoder):
         for key, value in overrides.items():
             if not hasattr(hf_config, key):
                 raise ValueError(
-                    f"encoder_conf.hf_config_overrides.{key}: not a field of the "
-                    f"{hf_config.model_type} config"
+                    f"encoder_conf.hf_config_overrides.{key}: not a field of the {hf_config.model_type} config"
                 )
             setattr(hf_config, key, value)
 
@@ -240,9 +231,7 @@ class HfSpeechEncoder(AbsEncoder):
         if self._model_path is None:
             self._init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-        opts = LoraOptions(
-            r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules
-        )
+        opts = LoraOptions(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules)
         self.model, self.gradient_checkpointing = finetune_pretrained_encoder(
             model, finetune, opts, gradient_checkpointing
         )
@@ -272,8 +261,14 @@ class HfSpeechEncoder(AbsEncoder):
         logger.info(
             "HfSpeechEncoder: %s, layer %d of %d, finetune=%s, normalize_waveform=%s, "
             "attention_mask=%s, trainable %s / %s",
-            hf_config.model_type, self.layer, num_layers, finetune, normalize_waveform,
-            use_attention_mask, f"{trainable:,}", f"{total:,}",
+            hf_config.model_type,
+            self.layer,
+            num_layers,
+            finetune,
+            normalize_waveform,
+            use_attention_mask,
+            f"{trainable:,}",
+            f"{total:,}",
         )
         if self._model_path is not None:
             # checkpoints keep the trained parameters + a reference to the frozen base model
@@ -326,9 +321,7 @@ class HfSpeechEncoder(AbsEncoder):
         if model_path is None:
             return AutoModel.from_config(hf_config)
         # float32 whatever the checkpoint's dtype: ESPnet's autocast handles mixed precision
-        return AutoModel.from_pretrained(
-            str(model_path), config=hf_config, local_files_only=True, dtype=torch.float32
-        )
+        return AutoModel.from_pretrained(str(model_path), config=hf_config, local_files_only=True, dtype=torch.float32)
 
     @staticmethod
     def _truncate(model: torch.nn.Module, keep: int, final_layer_norm: bool) -> None:
@@ -441,7 +434,9 @@ class HfSpeechEncoder(AbsEncoder):
         else:
             pretrained = self._init_state or {}
         restore_pretrained_state(
-            self._hf, pretrained, self._lora_state,
+            self._hf,
+            pretrained,
+            self._lora_state,
             f"HfSpeechEncoder.reload_pretrained_parameters ({self._model_path or 'the initial state'})",
         )
         logger.info(

@@ -70,7 +70,9 @@ def fill_llm_dependent_conf(args: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError(f"postencoder_conf.output_size: '{AUTO}' is read from the LLM, but {why}; give a number")
     post_conf["output_size"] = llm_input_width(llm_path)
     args.postencoder_conf = post_conf
-    logger.info("postencoder_conf.output_size: %d (the input width of the LLM at %s)", post_conf["output_size"], llm_path)
+    logger.info(
+        "postencoder_conf.output_size: %d (the input width of the LLM at %s)", post_conf["output_size"], llm_path
+    )
     return {**filled, "postencoder_conf.output_size": post_conf["output_size"]}
 
 
@@ -92,8 +94,10 @@ def record_usage_defaults(args: argparse.Namespace) -> Dict[str, Any]:
     usage = read_llm_usage(llm_path)
     filled: Dict[str, Any] = {}
     chat = decoder_conf.get("chat_template")
-    if chat is None and "chat_template" in (usage.get("llm_asr") or {}) and not (
-        decoder_conf.get("text_start") or decoder_conf.get("text_end")
+    if (
+        chat is None
+        and "chat_template" in (usage.get("llm_asr") or {})
+        and not (decoder_conf.get("text_start") or decoder_conf.get("text_end"))
     ):
         chat = filled["decoder_conf.chat_template"] = bool(usage["llm_asr"]["chat_template"])
     framing = usage.get("framing") or {}

@@ -149,9 +149,7 @@ def text_frame(
     start = framing.start_ids(tokenizer)
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids if prompt else []
     after = tokenizer(prompt_suffix, add_special_tokens=False).input_ids if prompt_suffix else []
-    return TextFrame(
-        tuple(prompt_ids), tuple(after) + tuple(start[:-1]), start[-1] if start else None, end[0]
-    )
+    return TextFrame(tuple(prompt_ids), tuple(after) + tuple(start[:-1]), start[-1] if start else None, end[0])
 
 
 def decoder_end_token(decoder_conf: Dict[str, Any]) -> str:
@@ -164,8 +162,13 @@ def decoder_end_token(decoder_conf: Dict[str, Any]) -> str:
     llm_path = str(decoder_conf["llm_path"])
     tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(llm_path)), local_files_only=True)
     frame = text_frame(
-        tokenizer, llm_path, decoder_conf.get("prompt", "") or "", decoder_conf.get("prompt_suffix", "") or "",
-        decoder_conf.get("text_start"), decoder_conf.get("text_end"), decoder_conf.get("chat_template"),
+        tokenizer,
+        llm_path,
+        decoder_conf.get("prompt", "") or "",
+        decoder_conf.get("prompt_suffix", "") or "",
+        decoder_conf.get("text_start"),
+        decoder_conf.get("text_end"),
+        decoder_conf.get("chat_template"),
     )
     return str(tokenizer.convert_ids_to_tokens(frame.end_id))
 
@@ -290,9 +293,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             )
 
         if autocast not in (None, "bfloat16", "float16"):
-            raise ValueError(
-                f"LlmDecoder: decoder_conf.autocast must be bfloat16, float16 or null, got {autocast!r}"
-            )
+            raise ValueError(f"LlmDecoder: decoder_conf.autocast must be bfloat16, float16 or null, got {autocast!r}")
         self.autocast = autocast
 
         self.finetune = finetune
@@ -341,7 +342,8 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             if not getattr(self, "_warned_autocast", False):
                 logger.warning(
                     "LlmDecoder: decoder_conf.autocast %s is not supported on this CPU (bfloat16 "
-                    "needs AMX or AVX512-BF16); the LLM runs in float32", self.autocast,
+                    "needs AMX or AVX512-BF16); the LLM runs in float32",
+                    self.autocast,
                 )
                 self._warned_autocast = True
             return contextlib.nullcontext()
@@ -368,9 +370,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
             ys = torch.cat([first.masked_fill(first == self.end_id, self.text_lead_id), ys[:, 1:]], dim=1)
         return ys
 
-    def _speech_prefix(
-        self, hs: torch.Tensor, hlens: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _speech_prefix(self, hs: torch.Tensor, hlens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Build ``[prompt][hs[:hlen]][suffix]`` per utterance, padded at the end.
 
         Args:
@@ -403,9 +403,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         # move each row's suffix right behind its own speech frames; padding goes after it
         t = torch.arange(src.size(1), device=hs.device).unsqueeze(0)  # (1, Tp)
         end_speech = P + hlens.unsqueeze(1)  # (B, 1)
-        index = torch.where(
-            t < end_speech, t, torch.where(t < end_speech + S, t + hmax - hlens.unsqueeze(1), t)
-        )
+        index = torch.where(t < end_speech, t, torch.where(t < end_speech + S, t + hmax - hlens.unsqueeze(1), t))
         out = src.gather(1, index.unsqueeze(-1).expand(B, src.size(1), D))
         mask = t < end_speech + S
         return out, mask, P + hlens + S
@@ -448,9 +446,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
         mask = torch.cat([prefix_mask, text_mask.to(prefix_mask.device)], dim=1)
         # positions count valid tokens only: padded rows see the same positions as alone
         position_ids = (mask.long().cumsum(1) - 1).clamp(min=0)
-        logits, _ = self._run_llm(
-            inputs, L, attention_mask=mask.long(), position_ids=position_ids, use_cache=False
-        )
+        logits, _ = self._run_llm(inputs, L, attention_mask=mask.long(), position_ids=position_ids, use_cache=False)
         return logits[..., : self.vocab_size].float(), ys_in_lens
 
     def reload_pretrained_parameters(self) -> None:
@@ -579,9 +575,7 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
                     new_states[i] = LlmScorerState(ref, row, ys.size(1))
         return logp, new_states  # type: ignore[return-value]
 
-    def _score_cached(
-        self, ys: torch.Tensor, n_tokens: int, cache: Any, rows: List[int]
-    ) -> Tuple[torch.Tensor, Any]:
+    def _score_cached(self, ys: torch.Tensor, n_tokens: int, cache: Any, rows: List[int]) -> Tuple[torch.Tensor, Any]:
         new = ys[:, n_tokens:]
         if new.size(1) == 0:
             raise ValueError(

@@ -152,18 +152,29 @@ class LlmXattnDecoder(LlmDecoder):
     ):
         # spelled out (not **kwargs) so that config checks catch misspelled decoder_conf keys
         super().__init__(
-            vocab_size, encoder_output_size, llm_path=llm_path, prompt=prompt, prompt_suffix=prompt_suffix,
-            finetune=finetune, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-            lora_target_modules=lora_target_modules, dtype=dtype, max_context=max_context,
-            gradient_checkpointing=gradient_checkpointing, text_start=text_start, text_end=text_end,
-            chat_template=chat_template, text_form=text_form, autocast=autocast,
+            vocab_size,
+            encoder_output_size,
+            llm_path=llm_path,
+            prompt=prompt,
+            prompt_suffix=prompt_suffix,
+            finetune=finetune,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            lora_target_modules=lora_target_modules,
+            dtype=dtype,
+            max_context=max_context,
+            gradient_checkpointing=gradient_checkpointing,
+            text_start=text_start,
+            text_end=text_end,
+            chat_template=chat_template,
+            text_form=text_form,
+            autocast=autocast,
         )
         if num_passages < 1:
             raise ValueError(f"LlmXattnDecoder: decoder_conf.num_passages must be >= 1, got {num_passages}")
         if passage_max_tokens < 1:
-            raise ValueError(
-                f"LlmXattnDecoder: decoder_conf.passage_max_tokens must be >= 1, got {passage_max_tokens}"
-            )
+            raise ValueError(f"LlmXattnDecoder: decoder_conf.passage_max_tokens must be >= 1, got {passage_max_tokens}")
         layers = decoder_layers(self._causal_lm())
         if not 1 <= xattn_every <= len(layers):
             raise ValueError(
@@ -178,15 +189,19 @@ class LlmXattnDecoder(LlmDecoder):
         memory_dim = default_memory_dim(self.hidden_size, value_encoder_dim)
         if memory_dim % xattn_heads != 0:
             raise ValueError(
-                f"LlmXattnDecoder: decoder_conf.xattn_heads {xattn_heads} must divide "
-                f"value_encoder_dim {memory_dim}"
+                f"LlmXattnDecoder: decoder_conf.xattn_heads {xattn_heads} must divide value_encoder_dim {memory_dim}"
             )
         self.num_passages = num_passages
         self.passage_max_tokens = passage_max_tokens
         self.xattn_layer_ids = [i for i in range(len(layers)) if (i + 1) % xattn_every == 0]
         self.value_encoder = ValueEncoder(
-            self.hidden_size, memory_dim, value_encoder_layers, xattn_heads, passage_max_tokens,
-            ffn_dim=xattn_ffn_dim or None, dropout=xattn_dropout,
+            self.hidden_size,
+            memory_dim,
+            value_encoder_layers,
+            xattn_heads,
+            passage_max_tokens,
+            ffn_dim=xattn_ffn_dim or None,
+            dropout=xattn_dropout,
         )
         self.xattn_blocks = nn.ModuleList(
             GatedCrossAttentionBlock(self.hidden_size, memory_dim, xattn_heads, xattn_ffn_dim or None, xattn_dropout)
@@ -196,8 +211,13 @@ class LlmXattnDecoder(LlmDecoder):
             layers[i].register_forward_hook(functools.partial(LlmXattnDecoder._xattn_hook, self, j))
         logger.info(
             "LlmXattnDecoder: %d gated cross-attention blocks after LLM layers %s; value encoder %d layers, "
-            "width %d; up to %d passages x %d tokens", len(self.xattn_blocks), self.xattn_layer_ids,
-            value_encoder_layers, memory_dim, num_passages, passage_max_tokens,
+            "width %d; up to %d passages x %d tokens",
+            len(self.xattn_blocks),
+            self.xattn_layer_ids,
+            value_encoder_layers,
+            memory_dim,
+            num_passages,
+            passage_max_tokens,
         )
         self._memory: Optional[Memory] = None  # what the hooks read during one LLM call
         self._batch_context: Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]] = None
@@ -299,9 +319,7 @@ class LlmXattnDecoder(LlmDecoder):
             self._warned_no_context = True
         if context is not None:
             if context.size(0) != hs_pad.size(0):
-                raise ValueError(
-                    f"LlmXattnDecoder: context batch {context.size(0)} != speech batch {hs_pad.size(0)}"
-                )
+                raise ValueError(f"LlmXattnDecoder: context batch {context.size(0)} != speech batch {hs_pad.size(0)}")
             memory = self.encode_context(context, context_lengths)
         with self._reading(memory):
             return super().forward(hs_pad, hlens, ys_in_pad, ys_in_lens)

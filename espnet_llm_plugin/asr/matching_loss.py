@@ -25,9 +25,7 @@ class CrossAttentionMatchingLoss(torch.nn.Module):
         if distance not in ("mse", "cosine"):
             raise ValueError(f"model_conf.matching_distance must be 'mse' or 'cosine', got {distance!r}")
         if dim % num_heads != 0:
-            raise ValueError(
-                f"model_conf.matching_num_heads={num_heads} must divide the LLM hidden size {dim}"
-            )
+            raise ValueError(f"model_conf.matching_num_heads={num_heads} must divide the LLM hidden size {dim}")
         self.attention = torch.nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.distance = distance
 

@@ -118,7 +118,7 @@ def read_encoder_state(path: Path, num_layers: Optional[int] = None) -> Dict[str
                 prefix = next((p for p in ENCODER_PREFIXES if key.startswith(p)), None)
                 if prefix is None:
                     continue
-                name = key[len(prefix):]
+                name = key[len(prefix) :]
                 if num_layers is not None and name.startswith("layers."):
                     if int(name.split(".")[1]) >= num_layers:
                         continue
@@ -183,8 +183,7 @@ class HfWhisperEncoder(AbsEncoder):
             )
         if model_path is None:
             raise ValueError(
-                "HfWhisperEncoder: encoder_conf.model_path (a local Hugging Face Whisper "
-                "directory) is required"
+                "HfWhisperEncoder: encoder_conf.model_path (a local Hugging Face Whisper directory) is required"
             )
         path = Path(model_path)
         if not (path / "config.json").is_file():
@@ -203,9 +202,7 @@ class HfWhisperEncoder(AbsEncoder):
             )
         for key, value in (hf_config_overrides or {}).items():
             if not hasattr(config, key):
-                raise ValueError(
-                    f"encoder_conf.hf_config_overrides.{key}: not a field of the whisper config"
-                )
+                raise ValueError(f"encoder_conf.hf_config_overrides.{key}: not a field of the whisper config")
             setattr(config, key, value)
         num_layers = int(config.encoder_layers)
         if not -(num_layers + 1) <= layer <= num_layers:
@@ -241,9 +238,7 @@ class HfWhisperEncoder(AbsEncoder):
             )
         model.eval()
 
-        opts = LoraOptions(
-            r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules
-        )
+        opts = LoraOptions(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules)
         self.model, self.gradient_checkpointing = finetune_pretrained_encoder(
             model, finetune, opts, gradient_checkpointing
         )
@@ -258,9 +253,14 @@ class HfWhisperEncoder(AbsEncoder):
 
         trainable, total = parameter_counts(self)
         logger.info(
-            "HfWhisperEncoder: layer %d of %d, final_layer_norm=%s, pad_to_30s=%s, finetune=%s, "
-            "trainable %s / %s", keep, num_layers, self.final_layer_norm, self.pad_to_30s,
-            finetune, f"{trainable:,}", f"{total:,}",
+            "HfWhisperEncoder: layer %d of %d, final_layer_norm=%s, pad_to_30s=%s, finetune=%s, trainable %s / %s",
+            keep,
+            num_layers,
+            self.final_layer_norm,
+            self.pad_to_30s,
+            finetune,
+            f"{trainable:,}",
+            f"{total:,}",
         )
         # checkpoints keep the trained parameters + a reference to the frozen base model
         track_frozen_base(self, self.model, self._model_path, where="encoder_conf.model_path")
@@ -273,8 +273,7 @@ class HfWhisperEncoder(AbsEncoder):
             fe = WhisperFeatureExtractor.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError):
             # a bare model directory: Whisper's standard settings for its mel count
-            logger.info("%s has no feature extractor settings: Whisper's defaults with %d mel bins",
-                        path, num_mel_bins)
+            logger.info("%s has no feature extractor settings: Whisper's defaults with %d mel bins", path, num_mel_bins)
             fe = WhisperFeatureExtractor(feature_size=num_mel_bins)
         if int(fe.feature_size) != num_mel_bins:
             raise ValueError(
@@ -339,8 +338,9 @@ class HfWhisperEncoder(AbsEncoder):
             # whose window touches the signal exists (the per-utterance maximum needs them)
             extra = self.max_samples - x.size(1) if self.pad_to_30s else self.n_fft
             x = torch.nn.functional.pad(x, (0, extra))
-            spec = torch.stft(x, self.n_fft, self.hop_length, window=self.window,
-                              center=True, pad_mode="reflect", return_complex=True)
+            spec = torch.stft(
+                x, self.n_fft, self.hop_length, window=self.window, center=True, pad_mode="reflect", return_complex=True
+            )
             power = spec.abs().pow(2)[..., : self.max_mel_frames]  # Whisper drops the last frame
             mel = torch.matmul(self.mel_filters, power)  # (B, n_mels, frames)
             log_spec = torch.clamp(mel, min=1e-10).log10()
@@ -412,9 +412,7 @@ class HfWhisperEncoder(AbsEncoder):
         keep = keep[:, None, None, :]
         if self._hf.config._attn_implementation == "sdpa":
             return keep
-        return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
-            ~keep, torch.finfo(dtype).min
-        )
+        return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
 
     # ------------------------------------------------------------------ pretrained weights
     def reload_pretrained_parameters(self) -> None:
@@ -422,7 +420,9 @@ class HfWhisperEncoder(AbsEncoder):
         re-read from ``model_path`` (encoder tensors only)."""
         pretrained = read_encoder_state(Path(self._model_path), self.layer)
         restore_pretrained_state(
-            self._hf, pretrained, self._lora_state,
+            self._hf,
+            pretrained,
+            self._lora_state,
             f"HfWhisperEncoder.reload_pretrained_parameters ({self._model_path})",
         )
         logger.info("HfWhisperEncoder: reloaded pretrained parameters from %s", self._model_path)

@@ -45,9 +45,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
         for mode in ("train", "valid"):
             shape = tmp / mode / "text_shape"
             if shape.is_file():
-                lines = [l for l in shape.read_text().splitlines() if l.strip()]
+                lines = [line for line in shape.read_text().splitlines() if line.strip()]
                 (tmp / mode / f"text_shape.{args.token_type}").write_text(
-                    "".join(f"{l},{vocab}\n" for l in lines)
+                    "".join(f"{line},{vocab}\n" for line in lines)
                 )
 
 

@@ -71,10 +71,7 @@ def split_extra_options(cmd: List[str], tmp_dir: Path, parser: Optional[argparse
         if len(mapping) < n_keys:  # ESPnet would reject our keys: give it a filtered copy
             filtered = (tmp_dir / "decode_config.yaml").as_posix()
             atomic_write_text(filtered, yaml.safe_dump(mapping))
-            cmd = [
-                filtered if a == config else f"--config={filtered}" if a == f"--config={config}" else a
-                for a in cmd
-            ]
+            cmd = [filtered if a == config else f"--config={filtered}" if a == f"--config={config}" else a for a in cmd]
     out, i = [], 0
     while i < len(cmd):
         name = cmd[i].split("=", 1)[0]
@@ -105,7 +102,7 @@ def audio_seconds(cmd: List[str]) -> Optional[float]:
         durs = dict(line.split() for line in utt2dur.read_text().splitlines() if line.strip())
         keys = espnet_entry.option_values(cmd, "--key_file")
         if keys:
-            wanted = [l.split(maxsplit=1)[0] for l in Path(keys[0]).read_text().splitlines() if l.strip()]
+            wanted = [line.split(maxsplit=1)[0] for line in Path(keys[0]).read_text().splitlines() if line.strip()]
             return sum(float(durs[k]) for k in wanted if k in durs)
         return sum(float(v) for v in durs.values())
     return None
@@ -114,7 +111,8 @@ def audio_seconds(cmd: List[str]) -> Optional[float]:
 def num_utterances(cmd: List[str]) -> Optional[int]:
     """Utterances this job decodes: lines of ``--key_file``, else of the speech scp."""
     files = espnet_entry.option_values(cmd, "--key_file") or [
-        spec.split(",")[0] for spec in espnet_entry.option_values(cmd, "--data_path_and_name_and_type")
+        spec.split(",")[0]
+        for spec in espnet_entry.option_values(cmd, "--data_path_and_name_and_type")
         if spec.count(",") >= 2 and spec.split(",")[1] == "speech"
     ]
     if not files or not Path(files[0]).is_file():
@@ -126,9 +124,7 @@ def num_utterances(cmd: List[str]) -> Optional[int]:
 def main(cmd: Optional[List[str]] = None) -> None:
     cmd = espnet_entry.argv(cmd)
     if espnet_entry.wants_help(cmd):
-        espnet_entry.print_help(
-            __spec__.name if __spec__ else __name__, __doc__, "espnet2.bin.asr_inference"
-        )
+        espnet_entry.print_help(__spec__.name if __spec__ else __name__, __doc__, "espnet2.bin.asr_inference")
         return
     cmd, _ = espnet_entry.split_espnet_help(cmd)
     cmd, debug = espnet_entry.pop_debug(cmd)
@@ -146,8 +142,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_llm_plugin.retrieval.hf_lm_scorer import TokenListMismatch
 
     with quiet_espnet_import():
-        from espnet2.bin import asr_inference
         from espnet.utils.cli_utils import get_commandline_args
+        from espnet2.bin import asr_inference
 
     print(get_commandline_args(), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from typing import Any, ContextManager, List, Optional
 
 from espnet_llm_plugin.bin import espnet_entry

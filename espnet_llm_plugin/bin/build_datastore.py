@@ -46,17 +46,27 @@ def get_parser() -> argparse.ArgumentParser:
     mem = p.add_argument_group("memory corpus")
     mem.add_argument("--memory_text", help="text file (one sentence/passage per line) or passages .jsonl")
     mem.add_argument("--memory_units", help="units file 'utt_id u1 u2 ...' (multi-modal memory)")
-    mem.add_argument("--memory_text_file",
-                     help="Kaldi text 'utt_id transcript': with --memory_units the multi-modal memory's "
-                     "transcripts, alone a text-only memory of them")
+    mem.add_argument(
+        "--memory_text_file",
+        help="Kaldi text 'utt_id transcript': with --memory_units the multi-modal memory's "
+        "transcripts, alone a text-only memory of them",
+    )
     mem.add_argument("--num_units", type=int, default=None, help="check unit ids are below this")
     p.add_argument("--key_encoder", required=True, help="local HF causal LM dir (with tokenizer)")
     p.add_argument("--layer", type=int, default=-1, help="hidden-state index (0: embeddings, -1: last)")
-    p.add_argument("--window", type=int_list, default=None,
-                   help="tokens per window; several (e.g. 8,64) give each event one key per window scale "
-                   "(default: llm_usage.json 'knnlm', else the library's)")
-    p.add_argument("--stride", type=int_list, default=None,
-                   help="step between windows, one per --window (default: half of each window)")
+    p.add_argument(
+        "--window",
+        type=int_list,
+        default=None,
+        help="tokens per window; several (e.g. 8,64) give each event one key per window scale "
+        "(default: llm_usage.json 'knnlm', else the library's)",
+    )
+    p.add_argument(
+        "--stride",
+        type=int_list,
+        default=None,
+        help="step between windows, one per --window (default: half of each window)",
+    )
     add_text_form_args(p, "the memory text", "the key encoder's llm_usage.json, else as it is in [bos] text [eos]")
     p.add_argument("--index", default="Flat", help="faiss index_factory string: Flat, IVF1024,PQ16, HNSW32, ...")
     p.add_argument("--metric", choices=["l2", "ip"], default="l2")
@@ -85,10 +95,16 @@ def build_info(args: argparse.Namespace, shard: Optional[int], enc: Any = None) 
     files = [args.memory_text, args.memory_units, args.memory_text_file]
     stats = {f: Path(f).stat().st_size for f in files if f}
     info = {
-        "memory_text": args.memory_text, "memory_units": args.memory_units,
-        "memory_text_file": args.memory_text_file, "memory_sizes": stats,
-        "window": args.window, "stride": args.stride, "fp16": args.fp16,
-        "metric": args.metric, "nj": args.nj, "shard": shard,
+        "memory_text": args.memory_text,
+        "memory_units": args.memory_units,
+        "memory_text_file": args.memory_text_file,
+        "memory_sizes": stats,
+        "window": args.window,
+        "stride": args.stride,
+        "fp16": args.fp16,
+        "metric": args.metric,
+        "nj": args.nj,
+        "shard": shard,
     }
     if enc is not None:
         info["text_form"] = enc.text_form.to_dict()
@@ -100,8 +116,9 @@ def resolve_windows(args: argparse.Namespace) -> None:
     """Fill ``args.window``/``args.stride`` from the key encoder's usage file or the defaults."""
     from espnet_llm_plugin.retrieval.knnlm_settings import resolve_knnlm_settings
 
-    s = resolve_knnlm_settings({"window": args.window, "stride": args.stride}, args.key_encoder,
-                               "build_datastore --window/--stride")
+    s = resolve_knnlm_settings(
+        {"window": args.window, "stride": args.stride}, args.key_encoder, "build_datastore --window/--stride"
+    )
     args.window, args.stride = list(s.window), list(s.stride)
 
 
@@ -150,20 +167,45 @@ def run(args: argparse.Namespace) -> None:
     if args.memory_text and (Path(args.memory_text).parent / "wav.scp").is_file():
         log.warning(
             "--memory_text %s sits in a data directory: if it is a Kaldi text, its utterance ids "
-            "become memory text; give it as --memory_text_file instead", args.memory_text
+            "become memory text; give it as --memory_text_file instead",
+            args.memory_text,
         )
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     check_memory_args(args.memory_text, args.memory_text_file, args.memory_units)  # before the model load
-    enc = KeyEncoder(args.key_encoder, layer=args.layer, device=args.device, dtype=args.dtype,
-                     batch_size=args.batch_size, framing=args.framing, text_form=args.text_form)
-    docs = memory_documents(enc.tokenizer, args.memory_text, args.memory_text_file, args.memory_units,
-                            args.num_units, enc.framing, enc.text_form)
+    enc = KeyEncoder(
+        args.key_encoder,
+        layer=args.layer,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        framing=args.framing,
+        text_form=args.text_form,
+    )
+    docs = memory_documents(
+        enc.tokenizer,
+        args.memory_text,
+        args.memory_text_file,
+        args.memory_units,
+        args.num_units,
+        enc.framing,
+        enc.text_form,
+    )
     windows = list(iter_scaled_windows(docs, args.window, args.stride))
-    log.info("memory: %d documents, %d windows of <= %s tokens every %s (key encoder %s, layer %d, %s; "
-             "text form %s, framing %s)", len(docs), len(windows), args.window, args.stride, args.key_encoder,
-             args.layer, enc.device, enc.text_form.to_dict(), enc.framing.to_dict())
+    log.info(
+        "memory: %d documents, %d windows of <= %s tokens every %s (key encoder %s, layer %d, %s; "
+        "text form %s, framing %s)",
+        len(docs),
+        len(windows),
+        args.window,
+        args.stride,
+        args.key_encoder,
+        args.layer,
+        enc.device,
+        enc.text_form.to_dict(),
+        enc.framing.to_dict(),
+    )
     if len(windows) < args.nj:
         raise ValueError(f"--nj {args.nj} is more than the {len(windows)} windows of the memory corpus")
     identity = enc.identity()
@@ -178,8 +220,9 @@ def run(args: argparse.Namespace) -> None:
             lo, hi = (shard - 1) * len(windows) // args.nj, shard * len(windows) // args.nj
             part = windows[lo:hi]
         keys, values = enc.encode(part, progress=True)
-        ds = FaissDatastore.build(keys, values, identity, index=index, metric=args.metric, fp16=args.fp16,
-                                 max_train=args.max_train)
+        ds = FaissDatastore.build(
+            keys, values, identity, index=index, metric=args.metric, fp16=args.fp16, max_train=args.max_train
+        )
         ds.save(dest, extra={"build": info, "documents": len(docs), "windows": len(part)})
         log.info("wrote %s: %d keys of width %d", dest, ds.count, ds.dim)
 
@@ -189,8 +232,11 @@ def run(args: argparse.Namespace) -> None:
         for i in range(1, args.nj + 1):
             build(i, shard_dir(out_dir, i), "Flat")
         ds = merge_datastores(
-            [shard_dir(out_dir, i) for i in range(1, args.nj + 1)], out_dir, index=args.index,
-            extra={"build": build_info(args, None, enc)}, max_train=args.max_train,
+            [shard_dir(out_dir, i) for i in range(1, args.nj + 1)],
+            out_dir,
+            index=args.index,
+            extra={"build": build_info(args, None, enc)},
+            max_train=args.max_train,
         )
         log.info("merged into %s: %d entries, index %s", out_dir, ds.count, ds.index_string)
     else:

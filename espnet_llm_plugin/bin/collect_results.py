@@ -119,9 +119,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
     text = f"# {args.title}\n\n## Environment\n{environment_lines()}\n## Error rates\n{notes}\n{table}"
     espnet = espnet_format_tables(args.exp_dir)
     if espnet:
-        text += ("\n## ESPnet format\n\nCorr/Sub/Del/Ins/Err in % of reference words (characters "
-                 "for CER), S.Err in % of sentences; per-utterance alignments are in each "
-                 "`score/result.txt`.\n\n" + espnet)
+        text += (
+            "\n## ESPnet format\n\nCorr/Sub/Del/Ins/Err in % of reference words (characters "
+            "for CER), S.Err in % of sentences; per-utterance alignments are in each "
+            "`score/result.txt`.\n\n" + espnet
+        )
     ppl = perplexity_table(args.exp_dir)
     if ppl:
         text += f"\n## Text perplexity\n\n{ppl}"

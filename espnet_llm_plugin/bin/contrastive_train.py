@@ -17,10 +17,15 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
-from espnet_llm_plugin.cli_args import add_debug_arg
+from espnet_llm_plugin.cli_args import add_debug_arg, str2bool
 from espnet_llm_plugin.mmlm.cli_common import (
-    add_device_args, add_finetune_args, jsonable_args, lora_options, run_cli, setup_torch, sha256,
+    add_device_args,
+    add_finetune_args,
+    jsonable_args,
+    lora_options,
+    run_cli,
+    setup_torch,
+    sha256,
 )
 
 PROG = "python -m espnet_llm_plugin.bin.contrastive_train"
@@ -28,19 +33,18 @@ logger = logging.getLogger("contrastive_train")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--llm_dir", type=Path, required=True, help="unit-extended HF LM")
     g.add_argument("--units", type=Path, required=True, help="training units file")
     g.add_argument("--text", type=Path, required=True, help="Kaldi text of the same utterances")
-    g.add_argument("--translation_pairs", type=Path, default=None,
-                   help="optional TSV of translation pairs (text_a<TAB>text_b)")
+    g.add_argument(
+        "--translation_pairs", type=Path, default=None, help="optional TSV of translation pairs (text_a<TAB>text_b)"
+    )
     g.add_argument("--out_dir", type=Path, required=True, help="output HF model directory")
 
     g = p.add_argument_group("embedding")
-    g.add_argument("--layer", type=int, default=-1,
-                   help="hidden-state index to pool (0: embeddings, -1: last layer)")
+    g.add_argument("--layer", type=int, default=-1, help="hidden-state index to pool (0: embeddings, -1: last layer)")
     g.add_argument("--pooling", choices=["mean", "last"], default="mean")
 
     add_finetune_args(p)
@@ -65,8 +69,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    run_cli("contrastive_train", lambda: train(args), (ValueError, OSError, FloatingPointError),
-            debug=args.debug)
+    run_cli("contrastive_train", lambda: train(args), (ValueError, OSError, FloatingPointError), debug=args.debug)
 
 
 def train(args: argparse.Namespace) -> None:
@@ -74,19 +77,31 @@ def train(args: argparse.Namespace) -> None:
 
     from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.mmlm.contrastive import (
-        CONTRASTIVE_FILE, ContrastiveConfig, PoolingConfig, contrastive_settings,
-        read_translation_pairs, train_contrastive,
+        CONTRASTIVE_FILE,
+        ContrastiveConfig,
+        PoolingConfig,
+        contrastive_settings,
+        read_translation_pairs,
+        train_contrastive,
     )
     from espnet_llm_plugin.mmlm.mixed_lm_training import finish_model, prepare_model
     from espnet_llm_plugin.mmlm.mixed_sequences import load_pairs
     from espnet_llm_plugin.mmlm.unit_vocab import check_unit_tokens, read_unit_vocab, save_model_dir
 
     cfg = ContrastiveConfig(
-        max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        temperature=args.temperature, learn_temperature=args.learn_temperature,
-        min_temperature=args.min_temperature, max_temperature=args.max_temperature,
-        translation_weight=args.translation_weight, log_every=args.log_every, seed=args.seed,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        temperature=args.temperature,
+        learn_temperature=args.learn_temperature,
+        min_temperature=args.min_temperature,
+        max_temperature=args.max_temperature,
+        translation_weight=args.translation_weight,
+        log_every=args.log_every,
+        seed=args.seed,
     )
     cfg.validate()
     pooling = PoolingConfig(args.layer, args.pooling)
@@ -100,23 +115,35 @@ def train(args: argparse.Namespace) -> None:
     model, tokenizer = load_causal_lm(args.llm_dir, device="cpu")
     check_unit_tokens(tokenizer, info, str(args.llm_dir))
     pooling.validate(model.config.get_text_config(decoder=True).num_hidden_layers + 1)
-    model, handles, saved = prepare_model(model, args.finetune, info, lora_options(args),
-                                          args.train_unit_embeddings)
+    model, handles, saved = prepare_model(model, args.finetune, info, lora_options(args), args.train_unit_embeddings)
     t0 = time.time()
     torch.manual_seed(args.seed)  # LoRA dropout
     temperature, log = train_contrastive(
-        model, tokenizer, info, [(p.units, p.text) for p in pairs], pooling, cfg,
-        translations, device,
+        model,
+        tokenizer,
+        info,
+        [(p.units, p.text) for p in pairs],
+        pooling,
+        cfg,
+        translations,
+        device,
     )
     model = finish_model(model, handles, saved).to("cpu")
-    log.update(elapsed_s=round(time.time() - t0, 1), args=jsonable_args(args),
-               sha256={str(p): sha256(p) for p in (args.units, args.text)})
+    log.update(
+        elapsed_s=round(time.time() - t0, 1),
+        args=jsonable_args(args),
+        sha256={str(p): sha256(p) for p in (args.units, args.text)},
+    )
     settings = contrastive_settings(info, pooling, float(temperature().detach()), cfg)
-    save_model_dir(args.out_dir, model, tokenizer, info,
-                   {CONTRASTIVE_FILE: settings, "train_log.json": log})
-    logger.info("wrote %s (loss %s -> %s, tau %.4f) in %.1f s", args.out_dir,
-                log["train"][0]["loss"], log["train"][-1]["loss"], settings["temperature"],
-                time.time() - t0)
+    save_model_dir(args.out_dir, model, tokenizer, info, {CONTRASTIVE_FILE: settings, "train_log.json": log})
+    logger.info(
+        "wrote %s (loss %s -> %s, tau %.4f) in %.1f s",
+        args.out_dir,
+        log["train"][0]["loss"],
+        log["train"][-1]["loss"],
+        settings["temperature"],
+        time.time() - t0,
+    )
 
 
 if __name__ == "__main__":

@@ -51,17 +51,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_dir", type=Path, help="Kaldi data dir (wav.scp [+ segments])")
     p.add_argument("--kmeans_dir", type=Path, help="directory written by train_kmeans")
     p.add_argument("--out", type=Path, required=True, help="units file to write")
-    p.add_argument("--dedup", type=str2bool, default=False,
-                   help="run-length de-duplicate units (3 3 5 -> 3 5)")
+    p.add_argument("--dedup", type=str2bool, default=False, help="run-length de-duplicate units (3 3 5 -> 3 5)")
     p.add_argument("--nj", type=int, default=1, help="worker processes")
     p.add_argument("--job", type=parse_job, default=None, help="i/N: only part i of N")
     p.add_argument("--key_file", type=Path, default=None, help="only these utterances")
-    p.add_argument("--merge", type=Path, nargs="+", default=None,
-                   help="merge these part files into --out (needs --data_dir to check coverage)")
-    p.add_argument("--short_audio", choices=["error", "empty"], default="error",
-                   help="utterance shorter than one frame: fail naming it, or write no units")
-    p.add_argument("--overwrite", type=str2bool, default=False,
-                   help="recompute even when --out is already complete")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="merge these part files into --out (needs --data_dir to check coverage)",
+    )
+    p.add_argument(
+        "--short_audio",
+        choices=["error", "empty"],
+        default="error",
+        help="utterance shorter than one frame: fail naming it, or write no units",
+    )
+    p.add_argument("--overwrite", type=str2bool, default=False, help="recompute even when --out is already complete")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_debug_arg(p)
     return p
@@ -86,9 +93,17 @@ def is_complete(path: Path, utts: Sequence[str], num_units: Optional[int] = None
         return False
 
 
-def dump_part(data_dir: Path, kmeans_dir: Path, utts: List[str], out: Path, dedup: bool,
-              short_audio: str, device: str, threads: Optional[int] = None,
-              position: int = 0) -> Dict[str, float]:
+def dump_part(
+    data_dir: Path,
+    kmeans_dir: Path,
+    utts: List[str],
+    out: Path,
+    dedup: bool,
+    short_audio: str,
+    device: str,
+    threads: Optional[int] = None,
+    position: int = 0,
+) -> Dict[str, float]:
     """Compute and write the units of ``utts`` to ``out`` (one process)."""
     import torch
     from tqdm import tqdm
@@ -114,8 +129,7 @@ def dump_part(data_dir: Path, kmeans_dir: Path, utts: List[str], out: Path, dedu
             units, empty = [], empty + 1
         rows.append((utt, units))
     write_units(out, rows)
-    return {"utterances": len(rows), "audio_s": seconds_audio, "empty": empty,
-            "compute_s": time.perf_counter() - start}
+    return {"utterances": len(rows), "audio_s": seconds_audio, "empty": empty, "compute_s": time.perf_counter() - start}
 
 
 def _dump_part_star(kwargs: dict) -> Dict[str, float]:
@@ -172,8 +186,13 @@ def dump_units(args: argparse.Namespace) -> Path:
         logging.info("%s is complete (%d utterances): skipped", args.out, len(utts))
         return args.out
     device = resolve_device(args.device)
-    common = dict(data_dir=args.data_dir, kmeans_dir=args.kmeans_dir, dedup=args.dedup,
-                  short_audio=args.short_audio, device=device)
+    common = dict(
+        data_dir=args.data_dir,
+        kmeans_dir=args.kmeans_dir,
+        dedup=args.dedup,
+        short_audio=args.short_audio,
+        device=device,
+    )
     nj = max(1, min(args.nj, len(utts)))
     start = time.perf_counter()
     if nj == 1:
@@ -186,8 +205,9 @@ def dump_units(args: argparse.Namespace) -> Path:
             if not args.overwrite and is_complete(part, part_utts, num_units):
                 logging.info("%s is complete: skipped", part)
                 continue
-            jobs.append(dict(utts=part_utts, out=part, threads=max(1, (os.cpu_count() or 1) // nj),
-                             position=j - 1, **common))
+            jobs.append(
+                dict(utts=part_utts, out=part, threads=max(1, (os.cpu_count() or 1) // nj), position=j - 1, **common)
+            )
         stats = []
         if jobs:
             import multiprocessing as mp
@@ -199,10 +219,15 @@ def dump_units(args: argparse.Namespace) -> Path:
         shutil.rmtree(work, ignore_errors=True)
     audio_s = sum(s["audio_s"] for s in stats)
     wall = time.perf_counter() - start
-    logging.info("wrote %s: %d utterances, %.1f s of audio in %.1f s (%.1f x real time)%s",
-                 args.out, len(utts), audio_s, wall, audio_s / max(wall, 1e-9),
-                 f", {sum(s['empty'] for s in stats)} empty (short audio)"
-                 if any(s["empty"] for s in stats) else "")
+    logging.info(
+        "wrote %s: %d utterances, %.1f s of audio in %.1f s (%.1f x real time)%s",
+        args.out,
+        len(utts),
+        audio_s,
+        wall,
+        audio_s / max(wall, 1e-9),
+        f", {sum(s['empty'] for s in stats)} empty (short audio)" if any(s["empty"] for s in stats) else "",
+    )
     return args.out
 
 

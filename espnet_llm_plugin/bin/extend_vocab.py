@@ -24,16 +24,19 @@ PROG = "python -m espnet_llm_plugin.bin.extend_vocab"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--base_dir", type=Path, required=True,
-                   help="local HF causal LM directory (model + tokenizer)")
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--base_dir", type=Path, required=True, help="local HF causal LM directory (model + tokenizer)")
     p.add_argument("--out_dir", type=Path, required=True, help="the extended model directory")
     p.add_argument("--num_units", type=int, required=True, help="number of discrete units")
-    p.add_argument("--noise_std", type=float, default=0.01,
-                   help="noise on new rows, relative to the std of the existing rows")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="dtype to load and save the model in")
+    p.add_argument(
+        "--noise_std", type=float, default=0.01, help="noise on new rows, relative to the std of the existing rows"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="dtype to load and save the model in",
+    )
     p.add_argument("--seed", type=int, default=0)
     add_debug_arg(p)
     return p
@@ -45,11 +48,20 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit("extend_vocab: error: --noise_std must be >= 0")
     from espnet_llm_plugin.mmlm.unit_vocab import extend_model_dir
 
-    info = run_cli("extend_vocab", lambda: extend_model_dir(
-        args.base_dir, args.out_dir, args.num_units, seed=args.seed, noise_std=args.noise_std,
-        dtype=args.dtype), debug=args.debug)
-    logging.info("wrote %s: %d units, text vocabulary %d, unit ids from %d", args.out_dir,
-                 info.num_units, info.base_vocab_size, info.first_unit_id)
+    info = run_cli(
+        "extend_vocab",
+        lambda: extend_model_dir(
+            args.base_dir, args.out_dir, args.num_units, seed=args.seed, noise_std=args.noise_std, dtype=args.dtype
+        ),
+        debug=args.debug,
+    )
+    logging.info(
+        "wrote %s: %d units, text vocabulary %d, unit ids from %d",
+        args.out_dir,
+        info.num_units,
+        info.base_vocab_size,
+        info.first_unit_id,
+    )
 
 
 if __name__ == "__main__":

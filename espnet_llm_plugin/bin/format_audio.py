@@ -20,10 +20,10 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
+from espnet_llm_plugin.cli_args import str2bool
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.fileio.audio import AudioError, check_sample_rate, read_audio, resample
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir, write_scp
-from espnet_llm_plugin.cli_args import str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -38,8 +38,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", type=str2bool, default=True, help="resample other rates")
     p.add_argument("--require_text", type=str2bool, default=True)
     p.add_argument("--min_duration", type=float, default=0.0, help="drop shorter utterances (s)")
-    p.add_argument("--speed_perturb_factors", type=parse_factors, default=(1.0,),
-                   help='speeds to write, e.g. "0.9 1.0 1.1" (1.0: the original)')
+    p.add_argument(
+        "--speed_perturb_factors",
+        type=parse_factors,
+        default=(1.0,),
+        help='speeds to write, e.g. "0.9 1.0 1.1" (1.0: the original)',
+    )
     return p
 
 
@@ -115,8 +119,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         n = format_data_dir(
-            args.data_dir, args.out_dir, args.fs, args.resample, args.require_text,
-            args.min_duration, args.speed_perturb_factors,
+            args.data_dir,
+            args.out_dir,
+            args.fs,
+            args.resample,
+            args.require_text,
+            args.min_duration,
+            args.speed_perturb_factors,
         )
     except (AudioError, DataDirError) as e:
         sys.exit(f"format_audio: error: {e}")

@@ -15,12 +15,8 @@ from espnet_llm_plugin.registry import components
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.list_components", description=__doc__
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="register and verify against the installed espnet"
-    )
+    parser = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.list_components", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="register and verify against the installed espnet")
     parser.add_argument("--task", default=None, help="only this ESPnet task module")
     return parser
 

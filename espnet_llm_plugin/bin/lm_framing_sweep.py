@@ -30,17 +30,18 @@ PROG = "python -m espnet_llm_plugin.bin.lm_framing_sweep"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--llm_path", type=Path, required=True, help="local Hugging Face causal LM dir")
-    p.add_argument("--text", type=Path, required=True,
-                   help="sentences: plain lines, or a Kaldi text file with --has_ids true")
-    p.add_argument("--has_ids", type=str2bool, default=False,
-                   help="lines start with an utterance id (Kaldi text)")
+    p.add_argument(
+        "--text", type=Path, required=True, help="sentences: plain lines, or a Kaldi text file with --has_ids true"
+    )
+    p.add_argument("--has_ids", type=str2bool, default=False, help="lines start with an utterance id (Kaldi text)")
     p.add_argument("--max_sentences", type=int, default=0, help="use the first N (0: all)")
-    p.add_argument("--chat_prompt", default="Transcribe the speech.",
-                   help="user turn of the chat-template row ('' for an empty turn)")
+    p.add_argument(
+        "--chat_prompt",
+        default="Transcribe the speech.",
+        help="user turn of the chat-template row ('' for an empty turn)",
+    )
     p.add_argument("--no_chat", action="store_true", help="skip the chat-template row")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
@@ -56,8 +57,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         sys.exit(f"{PROG}: error: --max_sentences must be >= 0 and --batch_size >= 1")
 
     from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError, load_causal_lm
-    from espnet_llm_plugin.fileio.text_corpus import TextFileError, read_text_lines
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
+    from espnet_llm_plugin.fileio.text_corpus import TextFileError, read_text_lines
     from espnet_llm_plugin.lm.framing_sweep import format_table, recommend, sweep
 
     with cli_errors(PROG, args.debug, (TextFileError, LlmLoadError, ValueError)):
@@ -67,7 +68,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
         texts = texts[: args.max_sentences]
     model = model.to(args.device).eval()
     rows, notes = sweep(
-        model, tokenizer, texts, chat_prompt=None if args.no_chat else args.chat_prompt,
+        model,
+        tokenizer,
+        texts,
+        chat_prompt=None if args.no_chat else args.chat_prompt,
         batch_size=args.batch_size,
     )
     for note in notes:
@@ -79,8 +83,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
     print(json.dumps(usage, indent=2))
     if args.out is not None:
         record = {
-            "llm_path": str(args.llm_path), "text": str(args.text), "sentences": len(texts),
-            "rows": [r.to_dict() for r in rows], "notes": notes, "recommended": usage,
+            "llm_path": str(args.llm_path),
+            "text": str(args.text),
+            "sentences": len(texts),
+            "rows": [r.to_dict() for r in rows],
+            "notes": notes,
+            "recommended": usage,
         }
         atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
 

@@ -32,8 +32,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--has_ids", type=str2bool, default=True, help="lines start with an utt id")
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--token_type", choices=["bpe", "char", "hugging_face"], default="bpe")
-    p.add_argument("--tokenizer", type=Path, default=None,
-                   help="Hugging Face model/tokenizer dir (--token_type hugging_face)")
+    p.add_argument(
+        "--tokenizer", type=Path, default=None, help="Hugging Face model/tokenizer dir (--token_type hugging_face)"
+    )
     p.add_argument("--vocab_size", type=int, default=100, help="sentencepiece vocabulary size")
     p.add_argument("--model_type", default="unigram", choices=["unigram", "bpe", "char", "word"])
     p.add_argument("--character_coverage", type=float, default=1.0)
@@ -46,15 +47,19 @@ def read_sentences(path: Path, has_ids: bool) -> List[str]:
     else:
         if not path.is_file():
             raise DataDirError(f"{path}: file not found")
-        sentences = [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not sentences:
         raise DataDirError(f"{path}: no non-empty transcript to build a token list from")
     return sentences
 
 
 def build_token_list(
-    sentences: List[str], out_dir: Path, token_type: str, vocab_size: int,
-    model_type: str = "unigram", character_coverage: float = 1.0,
+    sentences: List[str],
+    out_dir: Path,
+    token_type: str,
+    vocab_size: int,
+    model_type: str = "unigram",
+    character_coverage: float = 1.0,
 ) -> List[str]:
     """Write ``out_dir`` (atomically) and return the token list."""
     with atomic_dir(out_dir) as tmp:
@@ -83,9 +88,7 @@ def build_token_list(
             Path(corpus).unlink()
             sp = spm.SentencePieceProcessor(model_file=str(tmp / "bpe.model"))
             tokens = [
-                sp.id_to_piece(i)
-                for i in range(sp.get_piece_size())
-                if not (sp.is_control(i) or sp.is_unknown(i))
+                sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not (sp.is_control(i) or sp.is_unknown(i))
             ]
         token_list = SPECIAL_HEAD + tokens + SPECIAL_TAIL
         (tmp / "tokens.txt").write_text("\n".join(token_list) + "\n")
@@ -133,7 +136,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
     try:
         sentences = read_sentences(args.text, args.has_ids)
         tokens = build_token_list(
-            sentences, args.out_dir, args.token_type, args.vocab_size, args.model_type,
+            sentences,
+            args.out_dir,
+            args.token_type,
+            args.vocab_size,
+            args.model_type,
             args.character_coverage,
         )
     except (DataDirError, RuntimeError, OSError) as e:  # sentencepiece raises the latter two

@@ -25,10 +25,15 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
-from espnet_llm_plugin.cli_args import add_debug_arg
+from espnet_llm_plugin.cli_args import add_debug_arg, str2bool
 from espnet_llm_plugin.mmlm.cli_common import (
-    add_device_args, add_finetune_args, jsonable_args, lora_options, run_cli, setup_torch, sha256,
+    add_device_args,
+    add_finetune_args,
+    jsonable_args,
+    lora_options,
+    run_cli,
+    setup_torch,
+    sha256,
 )
 
 PROG = "python -m espnet_llm_plugin.bin.mmlm_train"
@@ -37,33 +42,53 @@ logger = logging.getLogger("mmlm_train")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--llm_dir", type=Path, required=True,
-                   help="unit-extended HF LM (extend_vocab output); any HF LM with --eval_only")
+    g.add_argument(
+        "--llm_dir",
+        type=Path,
+        required=True,
+        help="unit-extended HF LM (extend_vocab output); any HF LM with --eval_only",
+    )
     g.add_argument("--units", type=Path, help="training units file")
     g.add_argument("--text", type=Path, help="Kaldi text of the same utterances")
     g.add_argument("--dev_units", type=Path, help="dev units file (for dev perplexity)")
     g.add_argument("--dev_text", type=Path, help="dev Kaldi text")
-    g.add_argument("--extra_text", type=Path, action="append", default=[],
-                   help="plain sentences (one a line) added as text-only sequences; repeatable")
-    g.add_argument("--extra_units", type=Path, action="append", default=[],
-                   help="units files without transcripts, added as speech-only sequences "
-                        "(speech-only adaptation; alone, without --units/--text, too); repeatable")
-    g.add_argument("--mix", default="text=1,unit_to_text=1,text_to_unit=1",
-                   help="relative weights of the sequence kinds")
+    g.add_argument(
+        "--extra_text",
+        type=Path,
+        action="append",
+        default=[],
+        help="plain sentences (one a line) added as text-only sequences; repeatable",
+    )
+    g.add_argument(
+        "--extra_units",
+        type=Path,
+        action="append",
+        default=[],
+        help="units files without transcripts, added as speech-only sequences "
+        "(speech-only adaptation; alone, without --units/--text, too); repeatable",
+    )
+    g.add_argument(
+        "--mix", default="text=1,unit_to_text=1,text_to_unit=1", help="relative weights of the sequence kinds"
+    )
     g.add_argument("--out_dir", type=Path, help="output HF model directory")
-    g.add_argument("--ckpt_dir", type=Path, default=None,
-                   help="resumable checkpoint (default: OUT_DIR.ckpt, removed when done)")
+    g.add_argument(
+        "--ckpt_dir", type=Path, default=None, help="resumable checkpoint (default: OUT_DIR.ckpt, removed when done)"
+    )
     g.add_argument("--keep_checkpoint", type=str2bool, default=False)
 
     g = p.add_argument_group("text perplexity")
-    g.add_argument("--eval_text", type=Path, default=None,
-                   help="held-out sentences: perplexity of the result (or of LLM_DIR with "
-                        "--eval_only) is logged and written to --eval_json")
-    g.add_argument("--eval_has_ids", type=str2bool, default=False,
-                   help="--eval_text lines start with an utterance id (Kaldi text)")
+    g.add_argument(
+        "--eval_text",
+        type=Path,
+        default=None,
+        help="held-out sentences: perplexity of the result (or of LLM_DIR with "
+        "--eval_only) is logged and written to --eval_json",
+    )
+    g.add_argument(
+        "--eval_has_ids", type=str2bool, default=False, help="--eval_text lines start with an utterance id (Kaldi text)"
+    )
     g.add_argument("--eval_only", type=str2bool, default=False, help="no training")
     g.add_argument("--eval_json", type=Path, default=None, help="where to write the perplexity")
 
@@ -91,8 +116,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    run_cli("mmlm_train", lambda: evaluate_only(args) if args.eval_only else train(args),
-            (ValueError, OSError, FloatingPointError), debug=args.debug)
+    run_cli(
+        "mmlm_train",
+        lambda: evaluate_only(args) if args.eval_only else train(args),
+        (ValueError, OSError, FloatingPointError),
+        debug=args.debug,
+    )
 
 
 def read_eval_text(path: Path, has_ids: bool) -> List[str]:
@@ -112,12 +141,16 @@ def evaluate_only(args: argparse.Namespace) -> None:
     texts = read_eval_text(args.eval_text, args.eval_has_ids)
     model, tokenizer = load_causal_lm(args.llm_dir, device=device)
     result = text_perplexity(model, tokenizer, texts, args.eval_batch_size, device)
-    result.update(model=str(args.llm_dir), eval_text=str(args.eval_text),
-                  vocab_size=len(tokenizer))
+    result.update(model=str(args.llm_dir), eval_text=str(args.eval_text), vocab_size=len(tokenizer))
     atomic_write_text(args.eval_json, json.dumps(result, indent=1) + "\n")
-    logger.info("%s on %s: perplexity %.3f per token, %.3f per word (%d sentences)",
-                args.llm_dir, args.eval_text, result["ppl"], result["word_ppl"],
-                result["sentences"])
+    logger.info(
+        "%s on %s: perplexity %.3f per token, %.3f per word (%d sentences)",
+        args.llm_dir,
+        args.eval_text,
+        result["ppl"],
+        result["word_ppl"],
+        result["sentences"],
+    )
 
 
 def train(args: argparse.Namespace) -> None:
@@ -140,11 +173,20 @@ def train(args: argparse.Namespace) -> None:
     if (args.dev_units is None) != (args.dev_text is None):
         raise ValueError("give both --dev_units and --dev_text, or neither")
     cfg = TrainConfig(
-        max_steps=args.max_steps, batch_size=args.batch_size, seq_len=args.seq_len,
-        packing=args.packing, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
-        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        eval_every=args.eval_every, eval_batch_size=args.eval_batch_size,
-        save_every=args.save_every, log_every=args.log_every, seed=args.seed,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        packing=args.packing,
+        lr=args.lr,
+        min_lr_ratio=args.min_lr_ratio,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        eval_every=args.eval_every,
+        eval_batch_size=args.eval_batch_size,
+        save_every=args.save_every,
+        log_every=args.log_every,
+        seed=args.seed,
         keep_best=args.keep_best,
     )
     cfg.validate()
@@ -167,40 +209,52 @@ def train(args: argparse.Namespace) -> None:
     dev_seqs = None
     if args.dev_units is not None:
         dev_pairs = load_pairs(args.dev_units, args.dev_text, info.num_units)
-        dev_seqs = [s for _, s in build_mixed_sequences(dev_pairs, ratios, args.seed + 1,
-                                                        info.num_units)]
-    counts = {k: sum(1 for kind, _ in train_seqs if kind == k)
-              for k in ("text", "unit_to_text", "text_to_unit", "units")}
+        dev_seqs = [s for _, s in build_mixed_sequences(dev_pairs, ratios, args.seed + 1, info.num_units)]
+    counts = {
+        k: sum(1 for kind, _ in train_seqs if kind == k) for k in ("text", "unit_to_text", "text_to_unit", "units")
+    }
     logger.info("training sequences: %s", counts)
     eval_texts = read_eval_text(args.eval_text, args.eval_has_ids) if args.eval_text else None
 
     device = setup_torch(args)
     model, tokenizer = load_causal_lm(args.llm_dir, device="cpu")
     check_unit_tokens(tokenizer, info, str(args.llm_dir))
-    record = {"args": {k: v for k, v in jsonable_args(args).items()
-                       if k not in ("out_dir", "ckpt_dir", "keep_checkpoint", "device",
-                                    "num_threads", "log_every", "save_every")},
-              "sha256": {str(p): sha256(p) for p in [args.units, args.text, *args.extra_text, *args.extra_units]
-                         if p is not None}}
+    record = {
+        "args": {
+            k: v
+            for k, v in jsonable_args(args).items()
+            if k not in ("out_dir", "ckpt_dir", "keep_checkpoint", "device", "num_threads", "log_every", "save_every")
+        },
+        "sha256": {
+            str(p): sha256(p) for p in [args.units, args.text, *args.extra_text, *args.extra_units] if p is not None
+        },
+    }
     ckpt_dir = args.ckpt_dir or args.out_dir.with_name(args.out_dir.name + ".ckpt")
     t0 = time.time()
     model, log = train_mixed_lm(
-        model, tokenizer, info, [s for _, s in train_seqs], dev_seqs, cfg,
-        finetune=args.finetune, lora=lora_options(args),
-        train_unit_embeddings=args.train_unit_embeddings, ckpt_dir=ckpt_dir,
-        fingerprint=record, device=device,
+        model,
+        tokenizer,
+        info,
+        [s for _, s in train_seqs],
+        dev_seqs,
+        cfg,
+        finetune=args.finetune,
+        lora=lora_options(args),
+        train_unit_embeddings=args.train_unit_embeddings,
+        ckpt_dir=ckpt_dir,
+        fingerprint=record,
+        device=device,
     )
-    log.update(sequences=counts, elapsed_s=round(time.time() - t0, 1),
-               torch=torch.__version__)
+    log.update(sequences=counts, elapsed_s=round(time.time() - t0, 1), torch=torch.__version__)
     if eval_texts:
         result = text_perplexity(model, tokenizer, eval_texts, args.eval_batch_size, device)
         log["eval_text"] = {"path": str(args.eval_text), **result}
-        logger.info("text perplexity on %s: %.3f per token, %.3f per word", args.eval_text,
-                    result["ppl"], result["word_ppl"])
+        logger.info(
+            "text perplexity on %s: %.3f per token, %.3f per word", args.eval_text, result["ppl"], result["word_ppl"]
+        )
         if args.eval_json:
             atomic_write_text(args.eval_json, json.dumps(log["eval_text"], indent=1) + "\n")
-    save_model_dir(args.out_dir, model.to("cpu"), tokenizer, info,
-                   {"train_log.json": log, ARGS_FILE: record})
+    save_model_dir(args.out_dir, model.to("cpu"), tokenizer, info, {"train_log.json": log, ARGS_FILE: record})
     if not args.keep_checkpoint:
         remove_checkpoint(ckpt_dir)
     logger.info("wrote %s in %.1f s", args.out_dir, time.time() - t0)

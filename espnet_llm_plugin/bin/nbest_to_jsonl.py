@@ -17,8 +17,11 @@ from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.nbest_to_jsonl", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_llm_plugin.bin.nbest_to_jsonl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--nbest_dir", type=Path, help="ESPnet decode dir -> JSONL (--out)")
     src.add_argument("--nbest_jsonl", type=Path, help="JSONL -> ESPnet decode dir (--out_dir)")
@@ -32,7 +35,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     setup_logging(args.debug)
     from espnet_llm_plugin.rescoring.nbest import (
-        read_espnet_nbest, read_nbest_jsonl, write_espnet_nbest, write_nbest_jsonl,
+        read_espnet_nbest,
+        read_nbest_jsonl,
+        write_espnet_nbest,
+        write_nbest_jsonl,
     )
 
     with cli_errors("nbest_to_jsonl", args.debug, (ValueError,)):

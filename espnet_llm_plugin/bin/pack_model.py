@@ -27,19 +27,35 @@ from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging,
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.pack_model", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_llm_plugin.bin.pack_model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--asr_train_config", type=Path, required=True, help="the experiment's config.yaml")
-    p.add_argument("--asr_model_file", type=Path, required=True,
-                   help="checkpoint to pack (an epoch or averaged file, e.g. valid.acc.ave.pth)")
+    p.add_argument(
+        "--asr_model_file",
+        type=Path,
+        required=True,
+        help="checkpoint to pack (an epoch or averaged file, e.g. valid.acc.ave.pth)",
+    )
     p.add_argument("--out", type=Path, required=True, help="pack to write: a directory, or .zip/.tar/.tar.gz")
     p.add_argument("--decode_config", type=Path, default=None, help="decode YAML that produced the results")
-    p.add_argument("--decode_args", default="",
-                   help='decode options given besides it, as on the command line ("--nbest 10 --beam_size 5")')
-    p.add_argument("--results", type=Path, action="append", default=[],
-                   help="RESULTS.md or a score directory/file to include (repeatable)")
-    p.add_argument("--include_datastore", type=str2bool, default=False,
-                   help="copy a kNN-LM datastore whole, not only its manifest")
+    p.add_argument(
+        "--decode_args",
+        default="",
+        help='decode options given besides it, as on the command line ("--nbest 10 --beam_size 5")',
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        default=[],
+        help="RESULTS.md or a score directory/file to include (repeatable)",
+    )
+    p.add_argument(
+        "--include_datastore", type=str2bool, default=False, help="copy a kNN-LM datastore whole, not only its manifest"
+    )
     p.add_argument("--title", default="", help="model card title")
     p.add_argument("--data_description", default="", help="model card: what the model was trained on")
     add_debug_arg(p)
@@ -53,10 +69,17 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_llm_plugin.packing.pack import pack_model, parse_decode_args
 
     with cli_errors("pack_model", args.debug, (PackError, ValueError)):
-        out = pack_model(args.asr_train_config, args.asr_model_file, args.out, decode_config=args.decode_config,
-                         decode_options=parse_decode_args(args.decode_args), results=args.results,
-                         include_datastore=args.include_datastore, title=args.title,
-                         data_description=args.data_description)
+        out = pack_model(
+            args.asr_train_config,
+            args.asr_model_file,
+            args.out,
+            decode_config=args.decode_config,
+            decode_options=parse_decode_args(args.decode_args),
+            results=args.results,
+            include_datastore=args.include_datastore,
+            title=args.title,
+            data_description=args.data_description,
+        )
     print(out)
 
 

@@ -21,16 +21,28 @@ from espnet_llm_plugin.corpus.release import release_parser, run_prepare
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = release_parser("prepare_an4", __doc__, "--an4_root", "an4/ or the directory containing it",
-                       "an4_sphere.tar.gz and an4/", "open every audio header")
+    p = release_parser(
+        "prepare_an4",
+        __doc__,
+        "--an4_root",
+        "an4/ or the directory containing it",
+        "an4_sphere.tar.gz and an4/",
+        "open every audio header",
+    )
     p.add_argument("--url", default=AN4_URL, help="corpus archive URL (default: %(default)s)")
-    p.add_argument("--dev_ratio", type=float, default=0.1,
-                   help="fraction of training speakers held out as dev (default: %(default)s)")
-    p.add_argument("--dev_speakers", default="",
-                   help="comma-separated dev speakers (overrides --dev_ratio)")
-    p.add_argument("--sph2pipe", default="",
-                   help="write '<sph2pipe> -f wav -p -c 1 x.sph |' to wav.scp instead of the "
-                        ".sph path (only for compressed SPHERE files)")
+    p.add_argument(
+        "--dev_ratio",
+        type=float,
+        default=0.1,
+        help="fraction of training speakers held out as dev (default: %(default)s)",
+    )
+    p.add_argument("--dev_speakers", default="", help="comma-separated dev speakers (overrides --dev_ratio)")
+    p.add_argument(
+        "--sph2pipe",
+        default="",
+        help="write '<sph2pipe> -f wav -p -c 1 x.sph |' to wav.scp instead of the "
+        ".sph path (only for compressed SPHERE files)",
+    )
     return p
 
 
@@ -40,9 +52,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
     def prepare() -> Dict[str, int]:
         root = ensure_an4(args.an4_root, args.download, args.download_dir, url=args.url)
         dev_speakers = [s for s in args.dev_speakers.replace(",", " ").split() if s]
-        return prepare_an4(root, args.data_dir, dev_ratio=args.dev_ratio,
-                           dev_speakers=dev_speakers or None, sph2pipe=args.sph2pipe or None,
-                           check_audio=args.check_audio)
+        return prepare_an4(
+            root,
+            args.data_dir,
+            dev_ratio=args.dev_ratio,
+            dev_speakers=dev_speakers or None,
+            sph2pipe=args.sph2pipe or None,
+            check_audio=args.check_audio,
+        )
 
     run_prepare("prepare_an4", prepare, (AN4Error,))
 

@@ -29,10 +29,20 @@ from espnet_llm_plugin.corpus.release import release_parser, run_prepare
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = release_parser("prepare_librispeech", __doc__, "--librispeech_root", "LibriSpeech/ or the directory containing it",
-                       "<subset>.tar.gz and LibriSpeech/", "open one audio file per subset")
-    p.add_argument("--train_hours", choices=("100", "960"), default="100",
-                   help="training set: 100 = train-clean-100, 960 = all three training subsets")
+    p = release_parser(
+        "prepare_librispeech",
+        __doc__,
+        "--librispeech_root",
+        "LibriSpeech/ or the directory containing it",
+        "<subset>.tar.gz and LibriSpeech/",
+        "open one audio file per subset",
+    )
+    p.add_argument(
+        "--train_hours",
+        choices=("100", "960"),
+        default="100",
+        help="training set: 100 = train-clean-100, 960 = all three training subsets",
+    )
     p.add_argument("--base_url", default=BASE_URL, help="archive URL prefix (default: %(default)s)")
     return p
 
@@ -41,10 +51,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
 
     def prepare() -> Dict[str, int]:
-        root = ensure_librispeech(args.librispeech_root, subsets_for(args.train_hours),
-                                  args.download, args.download_dir, base_url=args.base_url)
-        return prepare_librispeech(root, args.data_dir, train_hours=args.train_hours,
-                                   check_audio=args.check_audio)
+        root = ensure_librispeech(
+            args.librispeech_root,
+            subsets_for(args.train_hours),
+            args.download,
+            args.download_dir,
+            base_url=args.base_url,
+        )
+        return prepare_librispeech(root, args.data_dir, train_hours=args.train_hours, check_audio=args.check_audio)
 
     run_prepare("prepare_librispeech", prepare, (LibriSpeechError,))
 

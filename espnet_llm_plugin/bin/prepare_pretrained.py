@@ -27,15 +27,19 @@ PROG = "python -m espnet_llm_plugin.bin.prepare_pretrained"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", nargs="?", choices=sorted(CATALOG), help="the model to prepare")
-    p.add_argument("--out_dir", type=Path, default=None,
-                   help="output directory (default: $ESPNET_LLM_PLUGIN_CACHE/pretrained/<name>, "
-                        "the cache defaulting to ~/.cache/espnet_llm_plugin)")
+    p.add_argument(
+        "--out_dir",
+        type=Path,
+        default=None,
+        help="output directory (default: $ESPNET_LLM_PLUGIN_CACHE/pretrained/<name>, "
+        "the cache defaulting to ~/.cache/espnet_llm_plugin)",
+    )
     p.add_argument("--force", action="store_true", help="convert again even if already prepared")
-    p.add_argument("--verify", action="store_true",
-                   help="only check an already prepared directory (sha256 of every file)")
+    p.add_argument(
+        "--verify", action="store_true", help="only check an already prepared directory (sha256 of every file)"
+    )
     p.add_argument("--list", action="store_true", help="list the known models and exit")
     return p
 

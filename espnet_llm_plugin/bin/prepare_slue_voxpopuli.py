@@ -28,10 +28,20 @@ from espnet_llm_plugin.corpus.slue_voxpopuli import (
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = release_parser("prepare_slue_voxpopuli", __doc__, "--slue_root", "slue-voxpopuli/ or the directory containing it",
-                       "the archive and slue-voxpopuli/", "open one audio file per set")
-    p.add_argument("--valid_ratio", type=float, default=0.05,
-                   help="fraction of fine-tune speakers held out as data/valid (default: %(default)s)")
+    p = release_parser(
+        "prepare_slue_voxpopuli",
+        __doc__,
+        "--slue_root",
+        "slue-voxpopuli/ or the directory containing it",
+        "the archive and slue-voxpopuli/",
+        "open one audio file per set",
+    )
+    p.add_argument(
+        "--valid_ratio",
+        type=float,
+        default=0.05,
+        help="fraction of fine-tune speakers held out as data/valid (default: %(default)s)",
+    )
     p.add_argument("--url", default=SLUE_VOXPOPULI_URL, help="archive URL (default: %(default)s)")
     return p
 
@@ -41,8 +51,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
     def prepare() -> Dict[str, int]:
         root = ensure_slue_voxpopuli(args.slue_root, args.download, args.download_dir, url=args.url)
-        return prepare_slue_voxpopuli(root, args.data_dir, valid_ratio=args.valid_ratio,
-                                      check_audio=args.check_audio)
+        return prepare_slue_voxpopuli(root, args.data_dir, valid_ratio=args.valid_ratio, check_audio=args.check_audio)
 
     run_prepare("prepare_slue_voxpopuli", prepare, (SlueVoxPopuliError,))
 

@@ -32,14 +32,28 @@ from espnet_llm_plugin.corpus.spoken_squad import (
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = release_parser("prepare_spoken_squad", __doc__, "--spoken_squad_root", "directory holding the corpus",
-                       "the corpus", "open one audio file per set")
-    p.add_argument("--valid_ratio", type=float, default=0.05,
-                   help="fraction of training articles held out as data/valid (default: %(default)s)")
-    p.add_argument("--json_url", default=SPOKEN_SQUAD_JSON_URL,
-                   help="URL prefix of spoken_{train,test}-v1.1.json (default: %(default)s)")
-    p.add_argument("--squad_url", default=SQUAD_URL,
-                   help="URL prefix of SQuAD {train,dev}-v1.1.json (default: %(default)s)")
+    p = release_parser(
+        "prepare_spoken_squad",
+        __doc__,
+        "--spoken_squad_root",
+        "directory holding the corpus",
+        "the corpus",
+        "open one audio file per set",
+    )
+    p.add_argument(
+        "--valid_ratio",
+        type=float,
+        default=0.05,
+        help="fraction of training articles held out as data/valid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--json_url",
+        default=SPOKEN_SQUAD_JSON_URL,
+        help="URL prefix of spoken_{train,test}-v1.1.json (default: %(default)s)",
+    )
+    p.add_argument(
+        "--squad_url", default=SQUAD_URL, help="URL prefix of SQuAD {train,dev}-v1.1.json (default: %(default)s)"
+    )
     p.add_argument("--audio_url", default=AUDIO_URL, help="audio zip URL (default: %(default)s)")
     return p
 
@@ -48,11 +62,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
 
     def prepare() -> Dict[str, int]:
-        root = ensure_spoken_squad(args.spoken_squad_root, args.download, args.download_dir,
-                                   json_url=args.json_url, squad_url=args.squad_url,
-                                   audio_url=args.audio_url)
-        return prepare_spoken_squad(root, args.data_dir, valid_ratio=args.valid_ratio,
-                                    check_audio=args.check_audio)
+        root = ensure_spoken_squad(
+            args.spoken_squad_root,
+            args.download,
+            args.download_dir,
+            json_url=args.json_url,
+            squad_url=args.squad_url,
+            audio_url=args.audio_url,
+        )
+        return prepare_spoken_squad(root, args.data_dir, valid_ratio=args.valid_ratio, check_audio=args.check_audio)
 
     run_prepare("prepare_spoken_squad", prepare, (SpokenSquadError,))
 

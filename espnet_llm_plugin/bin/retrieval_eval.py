@@ -25,20 +25,18 @@ logger = logging.getLogger("retrieval_eval")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model_dir", type=Path, required=True, help="unit-extended HF LM")
     p.add_argument("--units", type=Path, required=True, help="held-out units file")
     p.add_argument("--text", type=Path, required=True, help="held-out Kaldi text")
     p.add_argument("--out_json", type=Path, required=True, help="Recall@k as JSON")
-    p.add_argument("--results_md", type=Path, default=None,
-                   help="markdown file to add a table row to (e.g. exp/RESULTS.md)")
+    p.add_argument(
+        "--results_md", type=Path, default=None, help="markdown file to add a table row to (e.g. exp/RESULTS.md)"
+    )
     p.add_argument("--name", default=None, help="model name in the table (default: MODEL_DIR)")
-    p.add_argument("--set_name", default=None,
-                   help="evaluation set name in the table (default: TEXT's directory name)")
+    p.add_argument("--set_name", default=None, help="evaluation set name in the table (default: TEXT's directory name)")
     p.add_argument("--layer", type=int, default=None, help="default: contrastive.json or -1")
-    p.add_argument("--pooling", choices=["mean", "last"], default=None,
-                   help="default: contrastive.json or mean")
+    p.add_argument("--pooling", choices=["mean", "last"], default=None, help="default: contrastive.json or mean")
     p.add_argument("--batch_size", type=int, default=32)
     add_device_args(p)
     add_debug_arg(p)
@@ -56,7 +54,9 @@ def run(args: argparse.Namespace) -> None:
     from espnet_llm_plugin.mmlm.contrastive import CONTRASTIVE_FILE, PoolingConfig
     from espnet_llm_plugin.mmlm.mixed_sequences import load_pairs
     from espnet_llm_plugin.mmlm.speech_text_retrieval import (
-        evaluate_retrieval, markdown_row, update_markdown,
+        evaluate_retrieval,
+        markdown_row,
+        update_markdown,
     )
     from espnet_llm_plugin.mmlm.unit_vocab import check_unit_tokens, read_unit_vocab
 
@@ -77,15 +77,20 @@ def run(args: argparse.Namespace) -> None:
     model, tokenizer = load_causal_lm(args.model_dir, device=device)
     check_unit_tokens(tokenizer, info, str(args.model_dir))
     ks = (1, 5, 10)
-    result = evaluate_retrieval(model, tokenizer, info, pairs, pooling, ks, args.batch_size,
-                                device)
-    result.update(model=str(args.model_dir), units=str(args.units), text=str(args.text),
-                  layer=pooling.layer, pooling=pooling.pooling)
+    result = evaluate_retrieval(model, tokenizer, info, pairs, pooling, ks, args.batch_size, device)
+    result.update(
+        model=str(args.model_dir),
+        units=str(args.units),
+        text=str(args.text),
+        layer=pooling.layer,
+        pooling=pooling.pooling,
+    )
     atomic_write_text(args.out_json, json.dumps(result, indent=1) + "\n")
     for side in ("speech_to_text", "text_to_speech"):
         r = result[side]
-        logger.info("%s: R@1 %.3f, R@5 %.3f, R@10 %.3f, mean rank %.2f", side, r["R@1"],
-                    r["R@5"], r["R@10"], r["mean_rank"])
+        logger.info(
+            "%s: R@1 %.3f, R@5 %.3f, R@10 %.3f, mean rank %.2f", side, r["R@1"], r["R@5"], r["R@10"], r["mean_rank"]
+        )
     if args.results_md is not None:
         existing = args.results_md.read_text() if args.results_md.is_file() else ""
         name = args.name or args.model_dir.name

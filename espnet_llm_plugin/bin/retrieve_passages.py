@@ -92,7 +92,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         if Path(args.queries).name == "text" and (Path(args.queries).parent / "wav.scp").is_file():
             logging.warning(
                 "queries %s look like reference transcripts: fine for training contexts, but the "
-                "gold passage is then retrieved more often than at test time (leakage)", args.queries
+                "gold passage is then retrieved more often than at test time (leakage)",
+                args.queries,
             )
         memory = pr.read_passages(args.passages) if args.passages else pr.read_utterance_documents(args.documents)
         lm = None
@@ -104,14 +105,20 @@ def main(argv: Optional[List[str]] = None) -> None:
             lm = load_causal_lm(args.embed_model, device=_device(args.device))
         tokenizer = None
         if args.llm_path:
-            from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
             from transformers import AutoTokenizer
+
+            from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
 
             tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(args.llm_path)), local_files_only=True)
         gold = pr.read_gold(args.gold) if args.gold else None
 
         ranked = pr.rank_passages(
-            queries, memory, args.num_passages, args.scorer, lm, progress=True,
+            queries,
+            memory,
+            args.num_passages,
+            args.scorer,
+            lm,
+            progress=True,
             exclude_query=args.exclude_query,
         )
         contexts = {u: pr.join_passages([p.text for p in ps]) for u, ps in ranked.items()}

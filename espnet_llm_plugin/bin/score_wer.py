@@ -29,12 +29,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyp", type=Path, required=True, help="hypothesis Kaldi text file")
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--name", default="", help="label stored in result.json (e.g. test set)")
-    p.add_argument("--timing", type=Path, default=None,
-                   help="timing.json of the decoding (elapsed_s, audio_s) for the real-time factor")
-    p.add_argument("--case", choices=["as_is", "lower", "upper"], default="as_is",
-                   help="case both sides are mapped to before scoring")
-    p.add_argument("--punctuation", choices=["keep", "strip"], default="keep",
-                   help="strip: drop punctuation on both sides (apostrophes/hyphens inside words stay)")
+    p.add_argument(
+        "--timing",
+        type=Path,
+        default=None,
+        help="timing.json of the decoding (elapsed_s, audio_s) for the real-time factor",
+    )
+    p.add_argument(
+        "--case",
+        choices=["as_is", "lower", "upper"],
+        default="as_is",
+        help="case both sides are mapped to before scoring",
+    )
+    p.add_argument(
+        "--punctuation",
+        choices=["keep", "strip"],
+        default="keep",
+        help="strip: drop punctuation on both sides (apostrophes/hyphens inside words stay)",
+    )
     add_debug_arg(p)
     return p
 
@@ -54,8 +66,9 @@ def _score(args: argparse.Namespace) -> None:
             result["rtf"] = timing["elapsed_s"] / timing["audio_s"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out_dir / "result.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out_dir / "result.txt",
-                      format_result(result) + "\n" + alignment_text(args.ref, args.hyp, normaliser))
+    atomic_write_text(
+        args.out_dir / "result.txt", format_result(result) + "\n" + alignment_text(args.ref, args.hyp, normaliser)
+    )
     sys.stdout.write(format_result(result))
 
 

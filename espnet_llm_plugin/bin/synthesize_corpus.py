@@ -60,7 +60,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args.debug)

@@ -42,14 +42,23 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, required=True, help="base decode YAML")
-    p.add_argument("--grid", action="append", default=[], required=True,
-                   help="KEY=V1,V2,... (repeatable); values are parsed as YAML scalars")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        required=True,
+        help="KEY=V1,V2,... (repeatable); values are parsed as YAML scalars",
+    )
     p.add_argument("--asr_train_config", type=Path, required=True)
     p.add_argument("--asr_model_file", type=Path, required=True)
     p.add_argument("--wav_scp", type=Path, required=True, help="dev set audio (Kaldi wav.scp)")
     p.add_argument("--ref", type=Path, required=True, help="dev set references (Kaldi text)")
-    p.add_argument("--extra_data", action="append", default=[],
-                   help="more --data_path_and_name_and_type entries (e.g. units,units,text_int)")
+    p.add_argument(
+        "--extra_data",
+        action="append",
+        default=[],
+        help="more --data_path_and_name_and_type entries (e.g. units,units,text_int)",
+    )
     p.add_argument("--work_dir", type=Path, required=True, help="one decode dir per combination")
     p.add_argument("--out_config", type=Path, required=True, help="the best decode YAML")
     p.add_argument("--ngpu", type=int, default=0)
@@ -99,11 +108,23 @@ def _decode(args: argparse.Namespace, config: Path, out_dir: Path) -> Path:
     if text.is_file():
         return text
     cmd = [
-        sys.executable, "-m", "espnet_llm_plugin.bin.asr_inference", "--ngpu", str(args.ngpu),
-        "--nbest", "1", "--config", str(config),
-        "--data_path_and_name_and_type", f"{args.wav_scp},speech,sound",
-        "--asr_train_config", str(args.asr_train_config),
-        "--asr_model_file", str(args.asr_model_file), "--output_dir", str(out_dir),
+        sys.executable,
+        "-m",
+        "espnet_llm_plugin.bin.asr_inference",
+        "--ngpu",
+        str(args.ngpu),
+        "--nbest",
+        "1",
+        "--config",
+        str(config),
+        "--data_path_and_name_and_type",
+        f"{args.wav_scp},speech,sound",
+        "--asr_train_config",
+        str(args.asr_train_config),
+        "--asr_model_file",
+        str(args.asr_model_file),
+        "--output_dir",
+        str(out_dir),
     ]
     for spec in args.extra_data:
         cmd += ["--data_path_and_name_and_type", spec]
@@ -143,26 +164,43 @@ def main(cmd: Optional[List[str]] = None) -> None:
             hyp = _decode(args, config, args.work_dir / name)
             result = score_files(args.ref, hyp)
         wer = result["wer"]
-        rows.append({**combo, "wer": wer["error_rate"], "substitutions": wer["substitutions"],
-                     "deletions": wer["deletions"], "insertions": wer["insertions"]})
+        rows.append(
+            {
+                **combo,
+                "wer": wer["error_rate"],
+                "substitutions": wer["substitutions"],
+                "deletions": wer["deletions"],
+                "insertions": wer["insertions"],
+            }
+        )
         logger.info("[%d/%d] %s: WER %.2f%%", i, len(combos), name, wer["error_rate"])
 
     best = pick_best(rows)
     chosen = {k: best[k] for k, _ in grid}
-    header = (f"# tuned by tune_decode on {args.ref} (WER {best['wer']:.2f}%): "
-              + ", ".join(f"{k}={v}" for k, v in chosen.items()) + "\n")
+    header = (
+        f"# tuned by tune_decode on {args.ref} (WER {best['wer']:.2f}%): "
+        + ", ".join(f"{k}={v}" for k, v in chosen.items())
+        + "\n"
+    )
     atomic_write_text(args.out_config, header + yaml.safe_dump({**base, **chosen}, sort_keys=False))
     stem = args.out_config.with_suffix("")
-    atomic_write_text(f"{stem}.tuning.json", json.dumps(
-        {"base_config": str(args.config), "ref": str(args.ref), "grid": dict(grid),
-         "rows": rows, "chosen": chosen}, indent=2) + "\n")
+    atomic_write_text(
+        f"{stem}.tuning.json",
+        json.dumps(
+            {"base_config": str(args.config), "ref": str(args.ref), "grid": dict(grid), "rows": rows, "chosen": chosen},
+            indent=2,
+        )
+        + "\n",
+    )
     keys = [k for k, _ in grid]
-    md = ["| " + " | ".join(keys + ["WER %", "sub", "del", "ins"]) + " |",
-          "|" + "---|" * (len(keys) + 4)]
+    md = ["| " + " | ".join(keys + ["WER %", "sub", "del", "ins"]) + " |", "|" + "---|" * (len(keys) + 4)]
     for r in rows:
         mark = " (chosen)" if r is best else ""
-        md.append("| " + " | ".join(str(r[k]) for k in keys)
-                  + f" | {r['wer']:.2f}{mark} | {r['substitutions']} | {r['deletions']} | {r['insertions']} |")
+        md.append(
+            "| "
+            + " | ".join(str(r[k]) for k in keys)
+            + f" | {r['wer']:.2f}{mark} | {r['substitutions']} | {r['deletions']} | {r['insertions']} |"
+        )
     atomic_write_text(f"{stem}.tuning.md", "\n".join(md) + "\n")
     logger.info("best: %s (WER %.2f%%) -> %s", chosen, best["wer"], args.out_config)
 

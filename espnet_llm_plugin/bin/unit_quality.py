@@ -49,8 +49,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     with cli_errors("unit_quality", args.debug, (ValueError,)):
         data = load_data_dir(args.data_dir)
         units = read_units(args.units, args.num_units)
-        report = unit_quality(units, data.text or {}, data.utt2spk or None,
-                              num_units=args.num_units, num_pairs=args.num_pairs, seed=args.seed)
+        report = unit_quality(
+            units,
+            data.text or {},
+            data.utt2spk or None,
+            num_units=args.num_units,
+            num_pairs=args.num_pairs,
+            seed=args.seed,
+        )
     report["units_file"] = str(args.units)
     report["data_dir"] = str(args.data_dir)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")

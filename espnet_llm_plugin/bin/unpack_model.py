@@ -21,12 +21,20 @@ from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.unpack_model", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_llm_plugin.bin.unpack_model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("pack", type=Path, help="the pack: a directory, or a .zip/.tar/.tar.gz file")
     p.add_argument("out_dir", type=Path, help="new directory to unpack into")
-    p.add_argument("--base_dir", type=Path, action="append", default=[],
-                   help="directory holding base models, as DIR/<name> or DIR itself (repeatable)")
+    p.add_argument(
+        "--base_dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="directory holding base models, as DIR/<name> or DIR itself (repeatable)",
+    )
     add_debug_arg(p)
     return p
 

@@ -24,29 +24,51 @@ MAX_DURATION = 60.0  # s: longer utterances exhaust memory in training and atten
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.validate_data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m espnet_llm_plugin.bin.validate_data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("data_dir", type=Path)
     p.add_argument("--require_text", type=str2bool, default=True)
     p.add_argument("--check_audio", type=str2bool, default=True, help="read every recording")
     p.add_argument("--fs", type=int, default=None, help="required sample rate (Hz)")
-    p.add_argument("--min_duration", type=float, default=MIN_DURATION,
-                   help="shortest utterance allowed, in seconds (0: no minimum) [%(default)s]")
-    p.add_argument("--max_duration", type=float, default=MAX_DURATION,
-                   help="longest utterance, in seconds (0: no maximum) [%(default)s]")
-    p.add_argument("--too_long", choices=["warn", "error"], default="warn",
-                   help="what an utterance over --max_duration gets [%(default)s]")
+    p.add_argument(
+        "--min_duration",
+        type=float,
+        default=MIN_DURATION,
+        help="shortest utterance allowed, in seconds (0: no minimum) [%(default)s]",
+    )
+    p.add_argument(
+        "--max_duration",
+        type=float,
+        default=MAX_DURATION,
+        help="longest utterance, in seconds (0: no maximum) [%(default)s]",
+    )
+    p.add_argument(
+        "--too_long",
+        choices=["warn", "error"],
+        default="warn",
+        help="what an utterance over --max_duration gets [%(default)s]",
+    )
     add_debug_arg(p)
     return p
 
 
-def validate(data_dir: Path, require_text: bool = True, check_audio: bool = True, fs: Optional[int] = None,
-             min_duration: float = MIN_DURATION, max_duration: float = MAX_DURATION,
-             too_long: str = "warn") -> int:
+def validate(
+    data_dir: Path,
+    require_text: bool = True,
+    check_audio: bool = True,
+    fs: Optional[int] = None,
+    min_duration: float = MIN_DURATION,
+    max_duration: float = MAX_DURATION,
+    too_long: str = "warn",
+) -> int:
     """Returns the number of utterances; raises DataDirError / AudioError."""
     if min_duration < 0 or max_duration < 0 or (0 < max_duration < min_duration):
-        raise ValueError(f"need 0 <= min_duration <= max_duration (0: no maximum), got "
-                         f"{min_duration} and {max_duration}")
+        raise ValueError(
+            f"need 0 <= min_duration <= max_duration (0: no maximum), got {min_duration} and {max_duration}"
+        )
     data = load_data_dir(data_dir, require_text=require_text)
     if check_audio:
         for utt in data.utt_ids:
@@ -62,8 +84,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args.debug)
     with cli_errors("validate_data", args.debug, (DataDirError, AudioError, ValueError)):
-        n = validate(args.data_dir, args.require_text, args.check_audio, args.fs,
-                     args.min_duration, args.max_duration, args.too_long)
+        n = validate(
+            args.data_dir,
+            args.require_text,
+            args.check_audio,
+            args.fs,
+            args.min_duration,
+            args.max_duration,
+            args.too_long,
+        )
     print(f"{args.data_dir}: {n} utterances OK")
 
 

@@ -71,8 +71,11 @@ def weight_files(base_dir: Union[str, Path]) -> List[Path]:
         ValueError: the directory has none.
     """
     d = Path(base_dir)
-    files = sorted((p for p in d.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)),
-                   key=lambda p: p.name) if d.is_dir() else []
+    files = (
+        sorted((p for p in d.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)), key=lambda p: p.name)
+        if d.is_dir()
+        else []
+    )
     if not files:
         raise ValueError(
             f"{d}: no weight files ({', '.join('*' + s for s in WEIGHT_SUFFIXES)}) to hash; "
@@ -142,8 +145,10 @@ def _bytes_to_tensor(data: bytes) -> torch.Tensor:
 def _tensor_to_bytes(value: Any, key: str) -> bytes:
     """Inverse of :func:`_bytes_to_tensor`; refuses anything that is not a byte string."""
     if not isinstance(value, torch.Tensor) or value.dim() != 1:
-        raise ValueError(f"checkpoint entry {key}: expected a 1-D tensor of byte values, got "
-                         f"{type(value).__name__}{tuple(getattr(value, 'shape', ()))}")
+        raise ValueError(
+            f"checkpoint entry {key}: expected a 1-D tensor of byte values, got "
+            f"{type(value).__name__}{tuple(getattr(value, 'shape', ()))}"
+        )
     values = value.detach().to("cpu", torch.float64)
     if not bool(((values >= 0) & (values <= 255) & (values == values.round())).all()):
         raise ValueError(
@@ -181,12 +186,14 @@ class FrozenBase:
 
     def omitted_keys(self, module: torch.nn.Module) -> List[str]:
         """Names of the base parameters a ``state_dict()`` of ``module`` leaves out now."""
-        return [n for n, p in module.named_parameters(remove_duplicate=False)
-                if n in self.names and not p.requires_grad]
+        return [
+            n for n, p in module.named_parameters(remove_duplicate=False) if n in self.names and not p.requires_grad
+        ]
 
     # ------------------------------------------------------------------ hooks
-    def on_state_dict(self, module: torch.nn.Module, state_dict: Dict[str, Any], prefix: str,
-                      local_metadata: Dict[str, Any]) -> None:
+    def on_state_dict(
+        self, module: torch.nn.Module, state_dict: Dict[str, Any], prefix: str, local_metadata: Dict[str, Any]
+    ) -> None:
         """``state_dict`` post-hook: drop frozen base parameters, add the base reference."""
         omitted = [prefix + n for n in self.omitted_keys(module)]
         omitted = [k for k in omitted if k in state_dict]
@@ -197,9 +204,17 @@ class FrozenBase:
         state_dict[prefix + SHA256_KEY] = _bytes_to_tensor(bytes.fromhex(self.sha256))
         state_dict[prefix + PATH_KEY] = _bytes_to_tensor(self.base_dir.encode("utf-8"))
 
-    def on_load(self, module: torch.nn.Module, state_dict: Dict[str, Any], prefix: str,
-                local_metadata: Dict[str, Any], strict: bool, missing_keys: List[str],
-                unexpected_keys: List[str], error_msgs: List[str]) -> None:
+    def on_load(
+        self,
+        module: torch.nn.Module,
+        state_dict: Dict[str, Any],
+        prefix: str,
+        local_metadata: Dict[str, Any],
+        strict: bool,
+        missing_keys: List[str],
+        unexpected_keys: List[str],
+        error_msgs: List[str],
+    ) -> None:
         """``load_state_dict`` pre-hook: check the base reference, fill the omitted keys.
 
         Runs before this module and its children read ``state_dict`` (torch hands the
@@ -211,8 +226,7 @@ class FrozenBase:
             return  # a full checkpoint: every key is in it
         if sha_t is None or path_t is None:
             present, absent = (PATH_KEY, SHA256_KEY) if sha_t is None else (SHA256_KEY, PATH_KEY)
-            raise ValueError(f"checkpoint has {prefix}{present} but not {prefix}{absent}: an "
-                             f"incomplete base reference")
+            raise ValueError(f"checkpoint has {prefix}{present} but not {prefix}{absent}: an incomplete base reference")
         saved = _tensor_to_bytes(sha_t, prefix + SHA256_KEY).hex()
         saved_path = _tensor_to_bytes(path_t, prefix + PATH_KEY).decode("utf-8", errors="replace")
         current = self.sha256
@@ -261,13 +275,15 @@ def track_frozen_base(
     names = frozenset(n for n, p in module.named_parameters(remove_duplicate=False) if id(p) in frozen)
     tracker = FrozenBase(base_dir, names, where)
     # partials, not bound methods: torch marks the hook objects (a method takes no attributes)
-    tracker._handles.append(
-        module.register_state_dict_post_hook(functools.partial(FrozenBase.on_state_dict, tracker)))
-    tracker._handles.append(
-        module.register_load_state_dict_pre_hook(functools.partial(FrozenBase.on_load, tracker)))
+    tracker._handles.append(module.register_state_dict_post_hook(functools.partial(FrozenBase.on_state_dict, tracker)))
+    tracker._handles.append(module.register_load_state_dict_pre_hook(functools.partial(FrozenBase.on_load, tracker)))
     module._frozen_base = tracker
-    logger.info("%s: checkpoints store the trained parameters and a reference to %s (%d frozen "
-                "base parameters left out)", where, base_dir, len(names))
+    logger.info(
+        "%s: checkpoints store the trained parameters and a reference to %s (%d frozen base parameters left out)",
+        where,
+        base_dir,
+        len(names),
+    )
     return tracker
 
 
@@ -276,11 +292,20 @@ def checkpoint_base_reference(state_dict: Dict[str, Any], prefix: str = "") -> O
     sha_t, path_t = state_dict.get(prefix + SHA256_KEY), state_dict.get(prefix + PATH_KEY)
     if sha_t is None or path_t is None:
         return None
-    return (_tensor_to_bytes(sha_t, prefix + SHA256_KEY).hex(),
-            _tensor_to_bytes(path_t, prefix + PATH_KEY).decode("utf-8", errors="replace"))
+    return (
+        _tensor_to_bytes(sha_t, prefix + SHA256_KEY).hex(),
+        _tensor_to_bytes(path_t, prefix + PATH_KEY).decode("utf-8", errors="replace"),
+    )
 
 
 __all__ = [
-    "BaseMismatchError", "FrozenBase", "MANIFEST", "PATH_KEY", "SHA256_KEY", "base_content_hash",
-    "checkpoint_base_reference", "track_frozen_base", "weight_files",
+    "BaseMismatchError",
+    "FrozenBase",
+    "MANIFEST",
+    "PATH_KEY",
+    "SHA256_KEY",
+    "base_content_hash",
+    "checkpoint_base_reference",
+    "track_frozen_base",
+    "weight_files",
 ]

@@ -96,9 +96,7 @@ def apply_finetune(
             targets = [t for t in targets if t not in ("lm_head",)]
         if not targets:
             raise ValueError(f"{name}: no nn.Linear modules to put LoRA adapters on")
-        config = LoraConfig(
-            r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=targets
-        )
+        config = LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=targets)
         try:
             module = get_peft_model(module, config)
         except ValueError as e:
@@ -107,7 +105,11 @@ def apply_finetune(
     trainable, total = parameter_counts(module)
     logger.info(
         "%s: finetune=%s, trainable parameters %s / %s (%.2f%%)",
-        name, scheme, f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1),
+        name,
+        scheme,
+        f"{trainable:,}",
+        f"{total:,}",
+        100.0 * trainable / max(total, 1),
     )
     return module
 
@@ -158,7 +160,8 @@ def enable_gradient_checkpointing(
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     logger.info(
         "%s: gradient checkpointing on (non-reentrant, every layer): activations are recomputed "
-        "in backward while training", name,
+        "in backward while training",
+        name,
     )
 
 

@@ -77,9 +77,7 @@ def cpu_supports_bfloat16() -> bool:
     return bool(torch.allclose(out, a @ b, rtol=0.05, atol=0.1))
 
 
-def resolve_dtype(
-    dtype: Union[str, torch.dtype, None], device: Union[str, torch.device, None] = None
-) -> torch.dtype:
+def resolve_dtype(dtype: Union[str, torch.dtype, None], device: Union[str, torch.device, None] = None) -> torch.dtype:
     """Map a dtype name to a torch dtype, applying the CPU policy of the module docstring.
 
     Args:
@@ -131,8 +129,7 @@ def check_llm_dir(path: Union[str, Path]) -> Path:
         raise LlmLoadError(f"LLM path {p} is not a directory (expected a save_pretrained dir)")
     if not (p / "config.json").is_file():
         raise LlmLoadError(
-            f"{p} is not a Hugging Face model directory: no config.json "
-            f"(expected the output of save_pretrained)"
+            f"{p} is not a Hugging Face model directory: no config.json (expected the output of save_pretrained)"
         )
     if not any((p / f).is_file() for f in TOKENIZER_FILES) and not any(p.glob("*.tiktoken")):
         raise LlmLoadError(

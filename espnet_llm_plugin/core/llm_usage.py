@@ -43,9 +43,7 @@ def read_llm_usage(llm_dir: Optional[Union[str, Path]]) -> Dict[str, Any]:
     return usage
 
 
-def usage_section(
-    llm_dir: Optional[Union[str, Path]], key: str
-) -> Optional[Dict[str, Any]]:
+def usage_section(llm_dir: Optional[Union[str, Path]], key: str) -> Optional[Dict[str, Any]]:
     """One section (e.g. ``"framing"``) of the usage file, or ``None`` if absent.
 
     A section that is not an object is an error naming the file and key.
@@ -55,7 +53,5 @@ def usage_section(
         return None
     section = usage[key]
     if not isinstance(section, dict):
-        raise ValueError(
-            f"{llm_usage_path(llm_dir)}: {key!r} must be an object, got {type(section).__name__}"
-        )
+        raise ValueError(f"{llm_usage_path(llm_dir)}: {key!r} must be an object, got {type(section).__name__}")
     return section

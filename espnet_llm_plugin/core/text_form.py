@@ -132,10 +132,7 @@ class TextForm:
             raise ValueError(f"{where}: text_form must be a mapping, got {type(d).__name__}")
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(
-                f"{where}: unknown text_form key(s) {unknown}; "
-                f"known: {sorted(cls.__dataclass_fields__)}"
-            )
+            raise ValueError(f"{where}: unknown text_form key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
         try:
             return cls(**{k: str(v) for k, v in d.items()})
         except ValueError as e:

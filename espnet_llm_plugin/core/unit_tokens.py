@@ -40,7 +40,6 @@ def speech_span(units: Sequence[int], num_units: int | None = None) -> str:
     for u in units:
         if u < 0 or (num_units is not None and u >= num_units):
             raise ValueError(
-                f"unit id {u} out of range [0, {num_units})" if num_units is not None
-                else f"unit id {u} is negative"
+                f"unit id {u} out of range [0, {num_units})" if num_units is not None else f"unit id {u} is negative"
             )
     return SPEECH_START + "".join(unit_token(u) for u in units) + SPEECH_END

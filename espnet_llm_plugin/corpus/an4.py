@@ -76,15 +76,9 @@ def find_an4_root(path: str | Path) -> Path:
     root = path / "an4" if (path / "an4").is_dir() else path
     for transcription, wav_dir in SPLITS.values():
         if not (root / transcription).is_file():
-            raise AN4Error(
-                f"AN4 corpus not found or incomplete: {root / transcription} is missing; "
-                f"{HOW_TO_GET}"
-            )
+            raise AN4Error(f"AN4 corpus not found or incomplete: {root / transcription} is missing; {HOW_TO_GET}")
         if not (root / wav_dir).is_dir():
-            raise AN4Error(
-                f"AN4 corpus incomplete: audio directory {root / wav_dir} is missing; "
-                f"{HOW_TO_GET}"
-            )
+            raise AN4Error(f"AN4 corpus incomplete: audio directory {root / wav_dir} is missing; {HOW_TO_GET}")
     return root.resolve()
 
 
@@ -127,20 +121,14 @@ def parse_transcription(path: str | Path) -> List[Tuple[str, str, int]]:
             continue
         m = _LINE_RE.match(line)
         if m is None:
-            raise AN4Error(
-                f"{path}:{lineno}: expected '<s> WORDS </s> (<prefix>-<speaker>-<suffix>)', "
-                f"got {line!r}"
-            )
+            raise AN4Error(f"{path}:{lineno}: expected '<s> WORDS </s> (<prefix>-<speaker>-<suffix>)', got {line!r}")
         file_id = m.group("file_id")
         if len(file_id.split("-")) != 3 or not all(file_id.split("-")):
             raise AN4Error(
-                f"{path}:{lineno}: utterance id {file_id!r} is not "
-                f"'<prefix>-<speaker>-<suffix>' (e.g. an251-fash-b)"
+                f"{path}:{lineno}: utterance id {file_id!r} is not '<prefix>-<speaker>-<suffix>' (e.g. an251-fash-b)"
             )
         if file_id in seen:
-            raise AN4Error(
-                f"{path}:{lineno}: utterance id {file_id!r} already on line {seen[file_id]}"
-            )
+            raise AN4Error(f"{path}:{lineno}: utterance id {file_id!r} already on line {seen[file_id]}")
         seen[file_id] = lineno
         words = [w for w in m.group("words").split() if w not in ("<s>", "</s>")]
         out.append((file_id, " ".join(words), lineno))
@@ -170,8 +158,7 @@ def load_split(an4_root: str | Path, split: str) -> List[Utterance]:
             missing.append((utt_id, sph, lineno))
             continue
         if not words:
-            logger.warning("%s:%d: utterance %s has an empty transcript",
-                           root / transcription, lineno, utt_id)
+            logger.warning("%s:%d: utterance %s has an empty transcript", root / transcription, lineno, utt_id)
         utts.append(Utterance(utt_id, speaker, words, sph))
     if missing:
         utt_id, sph, lineno = missing[0]
@@ -191,13 +178,16 @@ def _cross_check_fileids(root: Path, split: str, utts: Sequence[Utterance]) -> N
     fileids = root / "etc" / f"an4_{split}.fileids"
     if not fileids.is_file():
         return
-    listed = {Path(line.strip()).name for line in fileids.read_text(errors="replace").splitlines()
-              if line.strip()}
+    listed = {Path(line.strip()).name for line in fileids.read_text(errors="replace").splitlines() if line.strip()}
     have = {u.sph.stem for u in utts}
     if listed != have:
         logger.warning(
             "%s lists %d files, %s has %d utterances (%d differ); using the transcription",
-            fileids, len(listed), root / SPLITS[split][0], len(have), len(listed ^ have),
+            fileids,
+            len(listed),
+            root / SPLITS[split][0],
+            len(have),
+            len(listed ^ have),
         )
 
 
@@ -257,8 +247,7 @@ def _check_audio(utts: Sequence[Utterance], expected_sr: int = 16000) -> None:
         if info.samplerate != expected_sr:
             other_sr[info.samplerate] = other_sr.get(info.samplerate, 0) + 1
     if other_sr:
-        logger.warning("AN4 audio is expected at %d Hz; found %s (utterances per rate)",
-                       expected_sr, other_sr)
+        logger.warning("AN4 audio is expected at %d Hz; found %s (utterances per rate)", expected_sr, other_sr)
 
 
 def prepare_an4(
@@ -311,9 +300,7 @@ def prepare_an4(
 # --------------------------------------------------------------------------- download
 
 
-def download_an4(
-    download_dir: str | Path, url: str = AN4_URL, timeout: float = 60.0
-) -> Path:
+def download_an4(download_dir: str | Path, url: str = AN4_URL, timeout: float = 60.0) -> Path:
     """Make sure ``<download_dir>/an4`` holds the corpus; returns that ``an4/`` root.
 
     Skips whatever is already done: an extracted ``an4/`` is used as is, an existing
@@ -343,10 +330,13 @@ def download_an4(
     return find_an4_root(target)
 
 
-def ensure_an4(
-    an4_root: Optional[str | Path], download: bool, download_dir: str | Path, url: str = AN4_URL
-) -> Path:
+def ensure_an4(an4_root: Optional[str | Path], download: bool, download_dir: str | Path, url: str = AN4_URL) -> Path:
     """The corpus root: found at ``an4_root``, else downloaded when ``download``."""
-    return find_or_download(an4_root, download, find_an4_root,
-                            lambda: download_an4(download_dir, url=url), AN4Error,
-                            f"no AN4 root given; {HOW_TO_GET}")
+    return find_or_download(
+        an4_root,
+        download,
+        find_an4_root,
+        lambda: download_an4(download_dir, url=url),
+        AN4Error,
+        f"no AN4 root given; {HOW_TO_GET}",
+    )

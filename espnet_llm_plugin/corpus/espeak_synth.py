@@ -26,9 +26,7 @@ import soundfile
 from espnet_llm_plugin.fileio.audio import resample
 
 ESPEAK = "espeak-ng"
-INSTALL_HINT = (
-    "install it with `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng`"
-)
+INSTALL_HINT = "install it with `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng`"
 # English accents of espeak-ng's own voices (``espeak-ng --voices=en``; no MBROLA needed).
 ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc")
 # Voice variants (espeak-ng-data/voices/!v); "" is the accent's default voice.
@@ -111,9 +109,7 @@ def sample_synth_params(rng: np.random.Generator) -> SynthParams:
     )
 
 
-def run_espeak(
-    text: str, voice: str, rate: int, pitch: int, utt_id: str = ""
-) -> Tuple[np.ndarray, int]:
+def run_espeak(text: str, voice: str, rate: int, pitch: int, utt_id: str = "") -> Tuple[np.ndarray, int]:
     """Speak ``text`` with ``espeak-ng``; returns float32 samples and the sample rate."""
     where = f"utterance '{utt_id}'" if utt_id else f"text {text[:60]!r}"
     if not text.strip():
@@ -132,9 +128,7 @@ def run_espeak(
         "--stdin",
     ]
     try:
-        proc = subprocess.run(
-            cmd, input=text.encode("utf-8"), capture_output=True, timeout=_TIMEOUT_S, check=False
-        )
+        proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, timeout=_TIMEOUT_S, check=False)
     except FileNotFoundError as e:
         raise SynthesisError(f"'{ESPEAK}' could not be run: {INSTALL_HINT}") from e
     except subprocess.TimeoutExpired as e:
@@ -190,15 +184,10 @@ def colored_noise(kind: str, n: int, rng: np.random.Generator, fs: int = 16000) 
     elif kind == "hum":
         t = np.arange(n_fft) / fs
         base = float(rng.choice([50.0, 60.0]))
-        noise = sum(
-            (0.6**k) * np.sin(2 * np.pi * base * (k + 1) * t + rng.uniform(0, 2 * np.pi))
-            for k in range(4)
-        )
+        noise = sum((0.6**k) * np.sin(2 * np.pi * base * (k + 1) * t + rng.uniform(0, 2 * np.pi)) for k in range(4))
         noise = noise + 0.03 * rng.standard_normal(n_fft)
     else:
-        raise ValueError(
-            f"unknown noise type {kind!r}; expected one of {', '.join(SEGMENT_NOISES)}"
-        )
+        raise ValueError(f"unknown noise type {kind!r}; expected one of {', '.join(SEGMENT_NOISES)}")
     noise = noise[:n]
     rms = np.sqrt(np.mean(noise**2))
     return (noise / rms if rms > 0 else noise).astype(np.float32)
@@ -243,9 +232,7 @@ def synthesize(text: str, params: SynthParams, fs: int = 16000, utt_id: str = ""
         ]
     )
     if params.snr_db is not None:
-        noise = colored_noise(
-            params.noise, len(speech), np.random.default_rng(params.noise_seed), fs
-        )
+        noise = colored_noise(params.noise, len(speech), np.random.default_rng(params.noise_seed), fs)
         speech = add_noise(speech, noise, params.snr_db, fs)
     peak = float(np.max(np.abs(speech)))
     if peak == 0:
@@ -254,17 +241,13 @@ def synthesize(text: str, params: SynthParams, fs: int = 16000, utt_id: str = ""
     return (speech * (params.peak / peak)).astype(np.float32)
 
 
-def synthesize_utterance(
-    text: str, seed: int, fs: int = 16000, utt_id: str = ""
-) -> Tuple[np.ndarray, SynthParams]:
+def synthesize_utterance(text: str, seed: int, fs: int = 16000, utt_id: str = "") -> Tuple[np.ndarray, SynthParams]:
     """Draw parameters from ``seed`` and synthesise ``text``; returns audio and parameters."""
     params = sample_synth_params(np.random.default_rng(seed))
     return synthesize(text, params, fs, utt_id), params
 
 
-def make_noise_segment(
-    duration: float, rng: np.random.Generator, fs: int = 16000
-) -> Tuple[np.ndarray, Dict]:
+def make_noise_segment(duration: float, rng: np.random.Generator, fs: int = 16000) -> Tuple[np.ndarray, Dict]:
     """A noise-only segment (no speech at all) of ``duration`` seconds.
 
     The noise type (white, pink, brown, babble, hum) and RMS level (-55 to -20 dBFS) are

@@ -56,9 +56,7 @@ THINGS: List[Tuple[str, str]] = [
     ("picture", "pictures"),
 ]
 FURNITURE = "table bed chair door window tree car sofa".split()
-PLACES = (
-    "park station market shop library hospital beach river office garden kitchen church"
-).split()
+PLACES = ("park station market shop library hospital beach river office garden kitchen church").split()
 VEHICLES = "car bus train bike boat".split()
 ADJ_THING = "big small old new red blue green white black nice clean".split()
 ADJ_FOOD = "fresh hot cold sweet good warm".split()

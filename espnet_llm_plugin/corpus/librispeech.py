@@ -98,8 +98,7 @@ def find_librispeech_root(path: str | Path, subsets: Sequence[str]) -> Path:
         d = root / subset
         if not d.is_dir():
             raise LibriSpeechError(
-                f"LibriSpeech incomplete: subset directory {d} is missing (from "
-                f"{subset_url(subset)}); {HOW_TO_GET}"
+                f"LibriSpeech incomplete: subset directory {d} is missing (from {subset_url(subset)}); {HOW_TO_GET}"
             )
         if not any(d.iterdir()):
             raise LibriSpeechError(f"LibriSpeech incomplete: {d} is empty; {HOW_TO_GET}")
@@ -139,9 +138,7 @@ def parse_trans(path: str | Path) -> List[Tuple[str, str, int]]:
         utt = parts[0]
         m = _ID_RE.match(utt)
         if m is None or f"{m.group(1)}-{m.group(2)}" != prefix:
-            raise LibriSpeechError(
-                f"{path}:{lineno}: expected '{prefix}-<n> WORDS', got {line[:80]!r}"
-            )
+            raise LibriSpeechError(f"{path}:{lineno}: expected '{prefix}-<n> WORDS', got {line[:80]!r}")
         if len(parts) < 2:
             raise LibriSpeechError(f"{path}:{lineno}: utterance '{utt}' has no transcript")
         if utt in seen:
@@ -162,17 +159,14 @@ def load_subset(root: str | Path, subset: str) -> List[Utterance]:
     trans_files = sorted(d.glob("*/*/*.trans.txt"))
     if not trans_files:
         raise LibriSpeechError(
-            f"LibriSpeech incomplete: no <speaker>/<chapter>/<speaker>-<chapter>.trans.txt "
-            f"under {d}; {HOW_TO_GET}"
+            f"LibriSpeech incomplete: no <speaker>/<chapter>/<speaker>-<chapter>.trans.txt under {d}; {HOW_TO_GET}"
         )
     utts: List[Utterance] = []
     missing: List[Tuple[str, Path]] = []
     for trans in trans_files:
         spk, chapter = trans.parent.parent.name, trans.parent.name
         if trans.name != f"{spk}-{chapter}.trans.txt":
-            raise LibriSpeechError(
-                f"{trans}: expected the name {spk}-{chapter}.trans.txt in {trans.parent}"
-            )
+            raise LibriSpeechError(f"{trans}: expected the name {spk}-{chapter}.trans.txt in {trans.parent}")
         for utt, words, _ in parse_trans(trans):
             flac = trans.parent / f"{utt}.flac"
             if not flac.is_file():
@@ -255,13 +249,10 @@ def download_librispeech(
         url = subset_url(subset, base_url)
         archive = download_dir / f"{subset}.tar.gz"
         db_hint = "extract it and set LIBRISPEECH=<the directory containing LibriSpeech/> in db.sh"
-        with extracted_release(url, archive, LibriSpeechError, LibriSpeechDownloadError,
-                               db_hint, timeout) as tmp:
+        with extracted_release(url, archive, LibriSpeechError, LibriSpeechDownloadError, db_hint, timeout) as tmp:
             extracted = tmp / "LibriSpeech" / subset
             if not extracted.is_dir():
-                raise LibriSpeechError(
-                    f"{archive}: does not contain LibriSpeech/{subset}/; is it {url}?"
-                )
+                raise LibriSpeechError(f"{archive}: does not contain LibriSpeech/{subset}/; is it {url}?")
             replace_dir(extracted, target)
             for extra in (tmp / "LibriSpeech").iterdir():  # README, SPEAKERS.TXT, ...
                 if extra.is_file() and not (target_root / extra.name).exists():
@@ -277,7 +268,11 @@ def ensure_librispeech(
     base_url: str = BASE_URL,
 ) -> Path:
     """The corpus root: found at ``librispeech_root``, else downloaded when ``download``."""
-    return find_or_download(librispeech_root, download,
-                            lambda root: find_librispeech_root(root, subsets),
-                            lambda: download_librispeech(download_dir, subsets, base_url=base_url),
-                            LibriSpeechError, f"no LibriSpeech root given; {HOW_TO_GET}")
+    return find_or_download(
+        librispeech_root,
+        download,
+        lambda root: find_librispeech_root(root, subsets),
+        lambda: download_librispeech(download_dir, subsets, base_url=base_url),
+        LibriSpeechError,
+        f"no LibriSpeech root given; {HOW_TO_GET}",
+    )

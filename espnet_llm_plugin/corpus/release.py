@@ -82,16 +82,13 @@ def download_file(url: str, dest: str | Path, timeout: float = 60.0) -> Path:
                         out.write(chunk)
                         got += len(chunk)
                         if total and got / total >= next_report:
-                            logger.info("downloading %s: %d%% of %.1f MB", url,
-                                        int(100 * got / total), total / 1e6)
+                            logger.info("downloading %s: %d%% of %.1f MB", url, int(100 * got / total), total / 1e6)
                             next_report += 0.1
             except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
                 reason = getattr(e, "reason", None) or e
                 raise ReleaseDownloadError(f"could not download {url}: {reason}") from e
             if total is not None and got != total:
-                raise ReleaseDownloadError(
-                    f"could not download {url}: connection closed after {got} of {total} bytes"
-                )
+                raise ReleaseDownloadError(f"could not download {url}: connection closed after {got} of {total} bytes")
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dest)
@@ -140,26 +137,21 @@ def _check_members(tar: tarfile.TarFile, dest: Path) -> List[tarfile.TarInfo]:
         target = (dest / m.name).resolve()
         if os.path.isabs(m.name) or ".." in Path(m.name).parts or not inside(target):
             raise UnsafeArchiveError(
-                f"{tar.name}: refusing to extract member {m.name!r}: it would be written "
-                f"outside {dest}"
+                f"{tar.name}: refusing to extract member {m.name!r}: it would be written outside {dest}"
             )
         if m.issym():
             link = (target.parent / m.linkname).resolve()
             if os.path.isabs(m.linkname) or not inside(link):
                 raise UnsafeArchiveError(
-                    f"{tar.name}: refusing symlink {m.name!r} -> {m.linkname!r}: it points "
-                    f"outside {dest}"
+                    f"{tar.name}: refusing symlink {m.name!r} -> {m.linkname!r}: it points outside {dest}"
                 )
         elif m.islnk():
             if os.path.isabs(m.linkname) or not inside((dest / m.linkname).resolve()):
                 raise UnsafeArchiveError(
-                    f"{tar.name}: refusing hard link {m.name!r} -> {m.linkname!r}: it points "
-                    f"outside {dest}"
+                    f"{tar.name}: refusing hard link {m.name!r} -> {m.linkname!r}: it points outside {dest}"
                 )
         elif not (m.isfile() or m.isdir()):
-            raise UnsafeArchiveError(
-                f"{tar.name}: refusing member {m.name!r}: not a regular file or directory"
-            )
+            raise UnsafeArchiveError(f"{tar.name}: refusing member {m.name!r}: not a regular file or directory")
     return members
 
 
@@ -168,8 +160,7 @@ _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else 
 
 def _damaged(archive: Path, e: BaseException) -> ReleaseError:
     return ReleaseError(
-        f"{archive}: cannot extract ({e}); the archive is damaged or incomplete - "
-        f"delete it and download it again"
+        f"{archive}: cannot extract ({e}); the archive is damaged or incomplete - delete it and download it again"
     )
 
 
@@ -194,8 +185,7 @@ def safe_extract(archive: str | Path, dest: str | Path) -> None:
                 tar.extractall(dest, members=members)
     except _FILTER_ERRORS as e:
         raise UnsafeArchiveError(f"{archive}: refusing to extract: {e}") from e
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error,
-            gzip.BadGzipFile) as e:
+    except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise _damaged(archive, e) from e
 
 
@@ -216,11 +206,14 @@ def safe_extract_zip(archive: str | Path, dest: str | Path) -> None:
             for info in infos:
                 name = info.filename
                 target = (root / name).resolve()
-                if (name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name)
-                        or ".." in Path(name).parts or not (target == root or root in target.parents)):
+                if (
+                    name.startswith(("/", "\\"))
+                    or re.match(r"^[A-Za-z]:", name)
+                    or ".." in Path(name).parts
+                    or not (target == root or root in target.parents)
+                ):
                     raise UnsafeArchiveError(
-                        f"{archive}: refusing to extract member {name!r}: it would be "
-                        f"written outside {dest}"
+                        f"{archive}: refusing to extract member {name!r}: it would be written outside {dest}"
                     )
             zf.extractall(dest, members=infos)
     except (zipfile.BadZipFile, EOFError) as e:
@@ -254,8 +247,7 @@ def extracted_release(
         logger.info("downloading %s to %s", url, archive)
         download_release(url, archive, download_error, db_hint, timeout=timeout)
         fresh = True
-    tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".extract",
-                                dir=archive.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".extract", dir=archive.parent))
     try:
         logger.info("extracting %s", archive)
         try:
@@ -353,8 +345,7 @@ def write_data_dirs(
                 utt2spk={u.utt_id: u.speaker for u in utts},
             ).write(tmp)
         counts[name] = len(utts)
-        logger.info("wrote %s: %d utterances, %d speakers", data_dir / name, len(utts),
-                    len({u.speaker for u in utts}))
+        logger.info("wrote %s: %d utterances, %d speakers", data_dir / name, len(utts), len({u.speaker for u in utts}))
     return counts
 
 
@@ -372,24 +363,27 @@ def release_parser(
     """The parser of ``espnet_llm_plugin.bin.<name>`` with the options every prepare CLI has:
     ``<root_option>``, --data_dir, --download, --download_dir (``download_holds``: what
     --download puts there) and --check_audio; the caller adds the corpus's own options."""
-    p = argparse.ArgumentParser(prog=f"python -m espnet_llm_plugin.bin.{name}", description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(root_option, type=Path, default=None,
-                   help=f"{root_help} (default: --download_dir)")
-    p.add_argument("--data_dir", type=Path, default=Path("data"),
-                   help="output parent directory (default: %(default)s)")
-    p.add_argument("--download", type=str2bool, default=False,
-                   help="download and extract what is not found (true/false)")
-    p.add_argument("--download_dir", type=Path, default=Path("downloads"),
-                   help=f"where --download puts {download_holds} (default: %(default)s)")
-    p.add_argument("--check_audio", type=str2bool, default=True,
-                   help=f"{check_audio_help} before writing (true/false)")
+    p = argparse.ArgumentParser(
+        prog=f"python -m espnet_llm_plugin.bin.{name}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(root_option, type=Path, default=None, help=f"{root_help} (default: --download_dir)")
+    p.add_argument("--data_dir", type=Path, default=Path("data"), help="output parent directory (default: %(default)s)")
+    p.add_argument(
+        "--download", type=str2bool, default=False, help="download and extract what is not found (true/false)"
+    )
+    p.add_argument(
+        "--download_dir",
+        type=Path,
+        default=Path("downloads"),
+        help=f"where --download puts {download_holds} (default: %(default)s)",
+    )
+    p.add_argument("--check_audio", type=str2bool, default=True, help=f"{check_audio_help} before writing (true/false)")
     return p
 
 
-def run_prepare(
-    prog: str, prepare: Callable[[], Dict[str, int]], errors: Sequence[Type[Exception]] = ()
-) -> None:
+def run_prepare(prog: str, prepare: Callable[[], Dict[str, int]], errors: Sequence[Type[Exception]] = ()) -> None:
     """Run ``prepare`` (returning utterances per data directory) with logging; a bad corpus
     (``errors``, ReleaseError, DataDirError, OSError) exits with '<prog>: error: ...' and no
     traceback."""

@@ -18,9 +18,9 @@ import random
 from typing import Callable, Collection, Dict, List, Set
 
 from espnet_llm_plugin.corpus import general_domain, target_domain
+from espnet_llm_plugin.corpus.target_domain import World, build_world
 from espnet_llm_plugin.corpus.template_grammar import TemplateGrammar
 from espnet_llm_plugin.corpus.text_normalization import normalize_text
-from espnet_llm_plugin.corpus.target_domain import World, build_world
 
 __all__ = [
     "DOMAINS",
@@ -83,9 +83,7 @@ def _length_limits(domain: str) -> tuple:
     return target_domain.MIN_WORDS, target_domain.MAX_WORDS
 
 
-def _unique_sentences(
-    domain: str, n: int, seed: int, stream: str, exclude: Collection[str]
-) -> List[str]:
+def _unique_sentences(domain: str, n: int, seed: int, stream: str, exclude: Collection[str]) -> List[str]:
     if n < 0:
         raise ValueError(f"cannot generate {n} sentences")
     draw = _sentence_source(domain, seed, stream)
@@ -145,9 +143,7 @@ def generate_passages(n: int, seed: int) -> List[Dict]:
     world = _world(seed)
     rng = random.Random(f"passages:{seed}")
     topics: List[object] = rng.sample(list(world.missions), len(world.missions))
-    topics += rng.sample(
-        list(world.scientists) + list(world.bodies), len(world.scientists) + len(world.bodies)
-    )
+    topics += rng.sample(list(world.scientists) + list(world.bodies), len(world.scientists) + len(world.bodies))
     passages: List[Dict] = []
     texts: Set[str] = set()
     first_round = True

@@ -139,8 +139,7 @@ def load_split(root: str | Path, manifest: str, audio_dir: str) -> List[Utteranc
             if not audio.is_file():
                 missing.append((rid, audio, lineno))
                 continue
-            utts.append(Utterance(utt_id, spk, normalize_transcript(row.get("normalized_text") or ""),
-                                  audio.resolve()))
+            utts.append(Utterance(utt_id, spk, normalize_transcript(row.get("normalized_text") or ""), audio.resolve()))
     if not seen:
         raise SlueVoxPopuliError(f"{path}: no utterances")
     if missing:
@@ -161,9 +160,7 @@ def select_valid_speakers(speakers: Sequence[str], valid_ratio: float) -> List[s
     k = min(len(spk), max(1, int(math.floor(len(spk) * valid_ratio + 0.5))))
     chosen = sorted({spk[int((i + 0.5) * len(spk) / k)] for i in range(k)})
     if len(chosen) >= len(spk):
-        raise SlueVoxPopuliError(
-            f"holding out {len(chosen)} of {len(spk)} fine-tune speakers leaves none for training"
-        )
+        raise SlueVoxPopuliError(f"holding out {len(chosen)} of {len(spk)} fine-tune speakers leaves none for training")
     return chosen
 
 
@@ -189,8 +186,7 @@ def prepare_slue_voxpopuli(
     if (root / LABELLED_TEST[0]).is_file():
         sets["test"] = load_split(root, *LABELLED_TEST)
     else:
-        logger.info("no labelled %s (the public test set is blind): no data/test",
-                    root / LABELLED_TEST[0])
+        logger.info("no labelled %s (the public test set is blind): no data/test", root / LABELLED_TEST[0])
     if check_audio:
         open_first_audio(sets, lambda u: u.audio, SlueVoxPopuliError)
     counts = write_data_dirs(data_dir, sets, lambda u: str(u.audio))
@@ -203,9 +199,7 @@ def prepare_slue_voxpopuli(
     return counts
 
 
-def download_slue_voxpopuli(
-    download_dir: str | Path, url: str = SLUE_VOXPOPULI_URL, timeout: float = 60.0
-) -> Path:
+def download_slue_voxpopuli(download_dir: str | Path, url: str = SLUE_VOXPOPULI_URL, timeout: float = 60.0) -> Path:
     """Make sure ``<download_dir>/slue-voxpopuli`` holds the corpus; returns it. Steps already
     done are skipped; the archive and the directory appear only when complete.
 
@@ -223,8 +217,7 @@ def download_slue_voxpopuli(
             logger.warning("%s exists but is incomplete; extracting again", target)
     archive = download_dir / ARCHIVE_NAME
     db_hint = "extract it and set SLUE_VOXPOPULI=<the directory containing slue-voxpopuli/> in db.sh"
-    with extracted_release(url, archive, SlueVoxPopuliError, SlueVoxPopuliDownloadError,
-                           db_hint, timeout) as tmp:
+    with extracted_release(url, archive, SlueVoxPopuliError, SlueVoxPopuliDownloadError, db_hint, timeout) as tmp:
         if not (tmp / "slue-voxpopuli").is_dir():
             raise SlueVoxPopuliError(f"{archive}: does not contain slue-voxpopuli/; is it {url}?")
         find_slue_root(tmp / "slue-voxpopuli")
@@ -233,10 +226,17 @@ def download_slue_voxpopuli(
 
 
 def ensure_slue_voxpopuli(
-    slue_root: Optional[str | Path], download: bool, download_dir: str | Path,
+    slue_root: Optional[str | Path],
+    download: bool,
+    download_dir: str | Path,
     url: str = SLUE_VOXPOPULI_URL,
 ) -> Path:
     """The corpus root: found at ``slue_root``, else downloaded when ``download``."""
-    return find_or_download(slue_root, download, find_slue_root,
-                            lambda: download_slue_voxpopuli(download_dir, url=url),
-                            SlueVoxPopuliError, f"no SLUE-VoxPopuli root given; {HOW_TO_GET}")
+    return find_or_download(
+        slue_root,
+        download,
+        find_slue_root,
+        lambda: download_slue_voxpopuli(download_dir, url=url),
+        SlueVoxPopuliError,
+        f"no SLUE-VoxPopuli root given; {HOW_TO_GET}",
+    )

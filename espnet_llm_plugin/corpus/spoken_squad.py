@@ -107,14 +107,11 @@ def find_spoken_squad_root(path: str | Path) -> Path:
     for spoken, squad, wav_dir, _ in SPLITS.values():
         for name in (spoken, squad):
             if not (path / name).is_file():
-                raise SpokenSquadError(
-                    f"Spoken-SQuAD not found or incomplete: {path / name} is missing; {HOW_TO_GET}"
-                )
+                raise SpokenSquadError(f"Spoken-SQuAD not found or incomplete: {path / name} is missing; {HOW_TO_GET}")
         d = audio_dir(path, wav_dir)
         if not d.is_dir():
             raise SpokenSquadError(
-                f"Spoken-SQuAD incomplete: audio directory {path / AUDIO_DIR / wav_dir} is "
-                f"missing; {HOW_TO_GET}"
+                f"Spoken-SQuAD incomplete: audio directory {path / AUDIO_DIR / wav_dir} is missing; {HOW_TO_GET}"
             )
     return path.resolve()
 
@@ -134,7 +131,7 @@ def split_sentences(text: str) -> List[str]:
         return []
     out, start = [], 0
     for m in _SENT_END.finditer(text):
-        out.append(text[start:m.start()].strip() + text[m.start():m.end()].strip())
+        out.append(text[start : m.start()].strip() + text[m.start() : m.end()].strip())
         start = m.end()
     out.append(text[start:].strip())
     return [s for s in out if s]
@@ -165,7 +162,7 @@ def read_squad_json(path: str | Path) -> List[List[Tuple[str, Set[str]]]]:
 
 @dataclass(frozen=True)
 class Utterance:
-    utt_id: str      # <prefix>-<topic>-<paragraph>-<sentence>
+    utt_id: str  # <prefix>-<topic>-<paragraph>-<sentence>
     passage_id: str  # <prefix>-<topic>-<paragraph> (also the speaker)
     topic: int
     words: str
@@ -175,7 +172,7 @@ class Utterance:
 @dataclass
 class SplitData:
     utts: List[Utterance]
-    passages: Dict[str, str]         # passage id -> context
+    passages: Dict[str, str]  # passage id -> context
     topic_passages: Dict[int, List[str]]
 
 
@@ -199,8 +196,7 @@ def load_split(root: str | Path, split: str) -> SplitData:
             wavs[(t, p)][s] = Path(entry.path).resolve()
     if not wavs:
         raise SpokenSquadError(
-            f"Spoken-SQuAD incomplete: no <topic>_<paragraph>_<sentence>.wav files in {wav_dir}; "
-            f"{HOW_TO_GET}"
+            f"Spoken-SQuAD incomplete: no <topic>_<paragraph>_<sentence>.wav files in {wav_dir}; {HOW_TO_GET}"
         )
     spoken_qids: Set[str] = set()
     for topic in read_squad_json(root / spoken_json):
@@ -231,8 +227,14 @@ def load_split(root: str | Path, split: str) -> SplitData:
             for s, sentence in enumerate(sentences):
                 utts.append(Utterance(f"{pid}-{s:03d}", pid, t, sentence, files[s]))
     n_par = sum(len(tp) for tp in original)
-    logger.info("%s: %d of %d paragraphs used (%d utterances); skipped: %s", split,
-                len(passages), n_par, len(utts), ", ".join(f"{k}: {v}" for k, v in skipped.items()))
+    logger.info(
+        "%s: %d of %d paragraphs used (%d utterances); skipped: %s",
+        split,
+        len(passages),
+        n_par,
+        len(utts),
+        ", ".join(f"{k}: {v}" for k, v in skipped.items()),
+    )
     if not utts:
         raise SpokenSquadError(
             f"{split}: no usable paragraph in {root / squad_json} with audio in {wav_dir} "
@@ -249,9 +251,7 @@ def select_valid_topics(topics: Sequence[int], valid_ratio: float) -> List[int]:
     k = min(len(topics), max(1, round(len(topics) * valid_ratio)))
     chosen = sorted({topics[int((i + 0.5) * len(topics) / k)] for i in range(k)})
     if len(chosen) >= len(topics):
-        raise SpokenSquadError(
-            f"holding out {len(chosen)} of {len(topics)} training articles leaves none for training"
-        )
+        raise SpokenSquadError(f"holding out {len(chosen)} of {len(topics)} training articles leaves none for training")
     return chosen
 
 
@@ -299,15 +299,15 @@ def prepare_spoken_squad(
         "test": (test.utts, test),
     }
     if check_audio:
-        open_first_audio({name: utts for name, (utts, _) in sets.items()}, lambda u: u.wav,
-                         SpokenSquadError)
+        open_first_audio({name: utts for name, (utts, _) in sets.items()}, lambda u: u.wav, SpokenSquadError)
     data_dir = Path(data_dir)
     counts: Dict[str, int] = {}
     for name, (utts, data) in sets.items():
         _write_set(data_dir / name, utts, data)
         counts[name] = len(utts)
-        logger.info("wrote %s: %d utterances, %d paragraphs", data_dir / name, len(utts),
-                    len({u.passage_id for u in utts}))
+        logger.info(
+            "wrote %s: %d utterances, %d paragraphs", data_dir / name, len(utts), len({u.passage_id for u in utts})
+        )
     (data_dir / "local").mkdir(parents=True, exist_ok=True)
     with atomic_file(data_dir / "local" / "passages.jsonl") as f:
         for data in (train, test):
@@ -362,24 +362,26 @@ def download_spoken_squad(
     archive = d / AUDIO_ZIP
     if not archive.is_file():
         logger.info("the audio archive is about 50 GB")
-    with extracted_release(audio_url, archive, SpokenSquadError, SpokenSquadDownloadError,
-                           _DB_HINT, extract=safe_extract_zip) as work:
+    with extracted_release(
+        audio_url, archive, SpokenSquadError, SpokenSquadDownloadError, _DB_HINT, extract=safe_extract_zip
+    ) as work:
         for w in wav_dirs:
             if audio_dir(d, w).is_dir():
                 continue
             inner = work / AUDIO_DIR / f"{w}.zip"
             if not inner.is_file():
-                raise SpokenSquadError(
-                    f"{archive}: does not contain {AUDIO_DIR}/{w}.zip; is it {audio_url}?"
-                )
+                raise SpokenSquadError(f"{archive}: does not contain {AUDIO_DIR}/{w}.zip; is it {audio_url}?")
             _extract_wav_zip(inner, d / AUDIO_DIR / w, work)
     return find_spoken_squad_root(d)
 
 
-def ensure_spoken_squad(
-    root: Optional[str | Path], download: bool, download_dir: str | Path, **urls: str
-) -> Path:
+def ensure_spoken_squad(root: Optional[str | Path], download: bool, download_dir: str | Path, **urls: str) -> Path:
     """The corpus root: found at ``root``, else downloaded when ``download``."""
-    return find_or_download(root, download, find_spoken_squad_root,
-                            lambda: download_spoken_squad(download_dir, **urls),
-                            SpokenSquadError, f"no Spoken-SQuAD root given; {HOW_TO_GET}")
+    return find_or_download(
+        root,
+        download,
+        find_spoken_squad_root,
+        lambda: download_spoken_squad(download_dir, **urls),
+        SpokenSquadError,
+        f"no Spoken-SQuAD root given; {HOW_TO_GET}",
+    )

@@ -136,9 +136,7 @@ def make_texts(cfg: CorpusConfig) -> CorpusTexts:
     )
     target_test = target_speech[: cfg.num_target_test]
     target_dev = target_speech[cfg.num_target_test :]
-    target_text = generate_target_corpus(
-        cfg.num_target_text, cfg.seed, exclude=set(target_speech)
-    )
+    target_text = generate_target_corpus(cfg.num_target_text, cfg.seed, exclude=set(target_speech))
     return CorpusTexts(
         by_set={
             "train": train,
@@ -154,15 +152,11 @@ def make_texts(cfg: CorpusConfig) -> CorpusTexts:
     )
 
 
-def check_entity_coverage(
-    cfg: CorpusConfig, target_test: List[str], passages: List[Dict]
-) -> List[str]:
+def check_entity_coverage(cfg: CorpusConfig, target_test: List[str], passages: List[Dict]) -> List[str]:
     """Rare entities named in ``test_target`` that no passage mentions (logged)."""
     covered = {e for p in passages for e in p["entities"]}
     used = {w for s in target_test for w in s.split()}
-    missing = sorted(
-        e for e in build_world(cfg.seed).rare_entities() if e in used and e not in covered
-    )
+    missing = sorted(e for e in build_world(cfg.seed).rare_entities() if e in used and e not in covered)
     if missing:
         logging.warning(
             "%d rare entities of test_target appear in no passage (e.g. %s); use --num_passages "
@@ -192,11 +186,7 @@ def plan_jobs(cfg: CorpusConfig, texts: CorpusTexts, audio_dir: Path) -> Dict[st
         for index, (text, is_speech) in enumerate(items):
             key = f"{set_name}-{index:05d}"
             seed = derive_seed(cfg.seed, key)
-            speaker = (
-                sample_synth_params(np.random.default_rng(seed)).speaker
-                if is_speech
-                else NOISE_SPEAKER
-            )
+            speaker = sample_synth_params(np.random.default_rng(seed)).speaker if is_speech else NOISE_SPEAKER
             utt_id = f"{speaker}-{key}"
             wav_path = str(audio_dir / set_name / f"{utt_id}.wav")
             jobs.append(Job(utt_id, text, is_speech, seed, wav_path, cfg.fs))
@@ -276,9 +266,7 @@ def write_data_dir(path: Path, jobs: List[Job], params: Dict[str, Dict]) -> None
         (tmp / "utt2synth.json").write_text(json.dumps(synth, indent=1, sort_keys=True) + "\n")
 
 
-def synthesize_corpus(
-    out_dir: Path, cfg: CorpusConfig, audio_dir: Optional[Path] = None, nj: int = 2
-) -> bool:
+def synthesize_corpus(out_dir: Path, cfg: CorpusConfig, audio_dir: Optional[Path] = None, nj: int = 2) -> bool:
     """Build the corpus in ``out_dir``; returns False when it was already complete."""
     cfg.check()
     if nj < 1:
@@ -308,11 +296,7 @@ def synthesize_corpus(
     with contextlib.ExitStack() as stack:
         # Audio goes to temporary folders that replace audio_dir/<set> only when complete.
         tmp_dirs = {s: stack.enter_context(atomic_dir(audio_dir / s)) for s in plan}
-        work = [
-            (job, str(tmp_dirs[s] / Path(job.wav_path).name))
-            for s, jobs in plan.items()
-            for job in jobs
-        ]
+        work = [(job, str(tmp_dirs[s] / Path(job.wav_path).name)) for s, jobs in plan.items() for job in jobs]
         params = synthesize_jobs(work, nj)
     synth_time = time.time() - start
 

@@ -91,9 +91,7 @@ BODIES: Tuple[Tuple[str, str], ...] = (
     ("psyche", "a metal rich asteroid"),
     ("eris", "a distant dwarf planet"),
 )
-SITES = (
-    "kourou baikonur tanegashima sriharikota vandenberg wallops jiuquan plesetsk wenchang mahia"
-).split()
+SITES = ("kourou baikonur tanegashima sriharikota vandenberg wallops jiuquan plesetsk wenchang mahia").split()
 INSTRUMENTS = (
     "mass spectrometer",
     "infrared spectrometer",
@@ -206,7 +204,7 @@ def build_world(seed: int) -> World:
     scientist leads exactly one, so passages about the missions mention every entity.
     """
     rng = random.Random(f"world:{seed}")
-    scientists = [Scientist(f, l, rng.choice(TITLES)) for f, l in SCIENTISTS]
+    scientists = [Scientist(first, last, rng.choice(TITLES)) for first, last in SCIENTISTS]
     bodies = [Body(n, d) for n, d in BODIES]
     names = list(MISSION_NAMES)
     rng.shuffle(names)
@@ -371,8 +369,7 @@ def _mission_facts(m: Mission, rng: random.Random) -> Tuple[List[str], List[str]
         f"its target is {m.target.name} {m.target.description}",
         f"the science team is led by {m.lead.title} {m.lead.full_name}",
         f"the {m.craft} carries a {m.instruments[0]} and a {m.instruments[1]}",
-        f"in {year_to_words(m.discovery_year)} the {rng.choice(m.instruments)} found "
-        f"{m.discovery} on {m.target.name}",
+        f"in {year_to_words(m.discovery_year)} the {rng.choice(m.instruments)} found {m.discovery} on {m.target.name}",
     ]
     optional = [
         f"the {m.craft} also measured {rng.choice(QUANTITIES)} of {m.target.name}",
@@ -395,9 +392,7 @@ def _scientist_facts(world: World, s: Scientist, rng: random.Random) -> Tuple[Li
         optional.append(f"{s.last} helped design the {m.instruments[0]} of {m.name}")
         optional.append(f"before {m.name} {s.last} worked at the launch site in {m.site}")
     optional.append(f"{s.last} studies {rng.choice(QUANTITIES)} of icy worlds")
-    optional.append(
-        f"{s.last} often works with {rng.choice([x for x in world.scientists if x != s]).short}"
-    )
+    optional.append(f"{s.last} often works with {rng.choice([x for x in world.scientists if x != s]).short}")
     return core, optional
 
 
@@ -405,9 +400,7 @@ def _body_facts(world: World, b: Body, rng: random.Random) -> Tuple[List[str], L
     core = [f"{b.name} is {b.description}"]
     optional = [f"scientists want to measure {rng.choice(QUANTITIES)} of {b.name}"]
     for m in world.missions_to(b):
-        core.append(
-            f"it was visited by the {m.name} {m.craft} in {year_to_words(m.discovery_year - 1)}"
-        )
+        core.append(f"it was visited by the {m.name} {m.craft} in {year_to_words(m.discovery_year - 1)}")
         optional.append(f"the {m.name} {m.craft} found {m.discovery} on {b.name}")
         optional.append(f"{m.lead.short} led the {m.name} study of {b.name}")
     return core, optional

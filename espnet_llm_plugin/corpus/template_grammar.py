@@ -48,13 +48,10 @@ class TemplateGrammar:
                 for slot in _SLOT.findall(alt):
                     if slot not in self.rules and slot not in self.binding_names:
                         raise GrammarError(
-                            f"grammar '{name}': rule '{rule}' alternative {alt!r} refers to "
-                            f"unknown slot '{slot}'"
+                            f"grammar '{name}': rule '{rule}' alternative {alt!r} refers to unknown slot '{slot}'"
                         )
 
-    def expand(
-        self, symbol: str, rng: random.Random, bindings: Optional[Mapping[str, str]] = None
-    ) -> str:
+    def expand(self, symbol: str, rng: random.Random, bindings: Optional[Mapping[str, str]] = None) -> str:
         """Expand rule ``symbol`` into a sentence (single-spaced, a/an fixed)."""
         if symbol not in self.rules:
             raise GrammarError(f"grammar '{self.name}': no rule named '{symbol}'")
@@ -67,9 +64,7 @@ class TemplateGrammar:
         if symbol in bindings:
             return bindings[symbol]
         if symbol not in self.rules:
-            raise GrammarError(
-                f"grammar '{self.name}': slot '{symbol}' is a binding but no value was given"
-            )
+            raise GrammarError(f"grammar '{self.name}': slot '{symbol}' is a binding but no value was given")
         template = rng.choice(self.rules[symbol])
         return _SLOT.sub(lambda m: self._expand(m.group(1), rng, bindings, depth + 1), template)
 

@@ -52,12 +52,7 @@ def number_to_words(n: int) -> str:
             if n >= 1000 * size and size == 10**9:
                 raise ValueError(f"number_to_words: {n} is too large")
             high, rest = divmod(n, size)
-            return (
-                number_to_words(high)
-                + " "
-                + name
-                + ("" if rest == 0 else " " + number_to_words(rest))
-            )
+            return number_to_words(high) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
     raise AssertionError("unreachable")
 
 
@@ -102,9 +97,7 @@ def normalize_text(text: str) -> str:
         s = s.replace(symbol, word)
     s = _ORDINAL.sub(lambda m: f" {ordinal_words(int(m.group(1)))} ", s)
     s = _DECIMAL.sub(
-        lambda m: f" {number_to_words(int(m.group(1)))} point "
-        + " ".join(_ONES[int(d)] for d in m.group(2))
-        + " ",
+        lambda m: f" {number_to_words(int(m.group(1)))} point " + " ".join(_ONES[int(d)] for d in m.group(2)) + " ",
         s,
     )
     s = _INTEGER.sub(lambda m: f" {number_to_words(int(m.group(0)))} ", s)

@@ -21,11 +21,11 @@ from espnet_llm_plugin.quiet import quiet_espnet_import
 from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
 with quiet_espnet_import():
+    from espnet.nets.beam_search import Hypothesis
+    from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
     from espnet2.bin.asr_inference import Speech2Text as EspnetSpeech2Text
     from espnet2.fileio.datadir_writer import DatadirWriter
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
-    from espnet.nets.beam_search import Hypothesis
-    from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 # ESPnet inference options this loop does not implement (ESPnet's own refuses the first three)
 _UNSUPPORTED = {
@@ -34,8 +34,11 @@ _UNSUPPORTED = {
     "ngpu": (lambda v: v > 1, "decoding uses one GPU at most (--ngpu 0 or 1)"),
     "enh_s2t_task": (lambda v: v, "joint enhancement + ASR models: use espnet2.bin.asr_inference"),
     "multi_asr": (lambda v: v, "multi-speaker ASR: use espnet2.bin.asr_inference"),
-    "model_tag": (lambda v: v is not None, "--model_tag (a download) is not supported: give "
-                  "--asr_train_config/--asr_model_file, or Speech2Text.from_packed in Python"),
+    "model_tag": (
+        lambda v: v is not None,
+        "--model_tag (a download) is not supported: give "
+        "--asr_train_config/--asr_model_file, or Speech2Text.from_packed in Python",
+    ),
 }
 
 

@@ -36,12 +36,8 @@ class NoRepeatNgramScorer(BatchScorerInterface):
         n = self.n
         if n == 1:
             return sorted(set(tokens))
-        prefix = tokens[len(tokens) - (n - 1):]
-        return sorted({
-            tokens[i + n - 1]
-            for i in range(len(tokens) - n + 1)
-            if tokens[i:i + n - 1] == prefix
-        })
+        prefix = tokens[len(tokens) - (n - 1) :]
+        return sorted({tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tokens[i : i + n - 1] == prefix})
 
     def score(self, y: torch.Tensor, state: Any, x: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Any]:
         """``y``: ``(L,)`` prefix -> ``(V,)`` scores (``x`` is not used and may be None)."""
@@ -54,7 +50,7 @@ class NoRepeatNgramScorer(BatchScorerInterface):
         """``ys``: ``(n_batch, L)`` prefixes -> ``(n_batch, V)`` scores (0 or ``-inf``), on
         ``ys``' device (``xs`` is not used and may be None)."""
         scores = torch.zeros(ys.size(0), self.vocab_size, device=ys.device, dtype=torch.float32)
-        for b, row in enumerate(ys[:, self.skip_first:].tolist()):
+        for b, row in enumerate(ys[:, self.skip_first :].tolist()):
             banned = self.banned_tokens(row)
             if banned:
                 scores[b, banned] = float("-inf")

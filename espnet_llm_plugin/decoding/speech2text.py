@@ -54,9 +54,9 @@ with quiet_espnet_import():
 
 # registers our components with ESPnet (and applies our ESPnet fixes) in every process that
 # imports this module: models whose config.yaml names them build without a register() call
-from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext, get_decode_scorer, scorer_confs
 from espnet_llm_plugin.decoding.progress import ProgressLog
+from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ class ExtraDecodingOptions:
     :mod:`espnet_llm_plugin.retrieval.knnlm_settings`), ``knnlm_backend`` (``faiss|torch``),
     ``knnlm_search_params`` (faiss search-time parameters of an approximate index, e.g.
     ``nprobe=16`` for IVF or ``efSearch=64`` for HNSW; faiss' defaults, nprobe 1 and efSearch
-    16, lose many neighbours), ``knnlm_units_from_data`` (multi-modal datastore: the utterance's units come from the data
+    16, lose many neighbours), ``knnlm_units_from_data``
+    (multi-modal datastore: the utterance's units come from the data
     entry ``units``, ``--data_path_and_name_and_type <units file>,units,text_int``).
 
     ``decoding_method``: ``beam_search`` (ESPnet's, with all scorers) or ``hf_generate``
@@ -123,7 +124,7 @@ class ExtraDecodingOptions:
             if kind.startswith("Optional["):
                 if value is None:
                     continue
-                kind = kind[len("Optional["):-1]
+                kind = kind[len("Optional[") : -1]
             if kind.startswith("Dict["):
                 if not isinstance(value, dict):
                     raise ValueError(f"decoding option {f.name} must be a mapping, got {value!r}")
@@ -168,7 +169,7 @@ class ExtraDecodingOptions:
         """A command-line string converted to the option's type (``--knnlm_k 8`` -> 8)."""
         kind = str(cls.__dataclass_fields__[key].type)
         if kind.startswith("Optional["):
-            kind = kind[len("Optional["):-1]
+            kind = kind[len("Optional[") : -1]
         if kind.startswith("Dict["):
             import yaml
 
@@ -262,8 +263,10 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
             self.extra = ExtraDecodingOptions(**{**dataclasses.asdict(type(self).extra), **ours})
         unknown = sorted(set(kwargs) - _espnet_option_names())
         if unknown:
-            raise TypeError(f"unknown decoding option(s) {', '.join(unknown)}: neither ESPnet's Speech2Text "
-                            f"options nor ours ({', '.join(ExtraDecodingOptions.__dataclass_fields__)})")
+            raise TypeError(
+                f"unknown decoding option(s) {', '.join(unknown)}: neither ESPnet's Speech2Text "
+                f"options nor ours ({', '.join(ExtraDecodingOptions.__dataclass_fields__)})"
+            )
         with _plugin_task():
             super().__init__(*args, **kwargs)
         self.hf_num_beams = int(kwargs.get("beam_size", 20))  # ESPnet's default beam size
@@ -282,8 +285,11 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
         if self.extra.knnlm_units_from_data and not self.extra.knnlm_datastore:
             raise ValueError("knnlm_units_from_data is set, but knnlm_datastore is empty (no kNN-LM)")
         ctx = DecodeScorerContext(
-            token_list=list(self.asr_model.token_list), device=str(getattr(self, "device", "cpu")),
-            asr_model=self.asr_model, beam_search=bs, options=self.extra,
+            token_list=list(self.asr_model.token_list),
+            device=str(getattr(self, "device", "cpu")),
+            asr_model=self.asr_model,
+            beam_search=bs,
+            options=self.extra,
         )
         for name, weight, conf in scorer_confs(self.extra):
             self._add_decode_scorer(name, weight, conf, ctx)
@@ -356,13 +362,12 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
         if self.nbest != 1:
             raise ValueError(f"decoding_method hf_generate gives the 1-best only; got nbest {self.nbest}")
         if self.extra.knnlm_datastore or self.extra.hf_lm_path or self.extra.knnlm_units_from_data:
-            raise ValueError(
-                "decoding_method hf_generate uses no ESPnet scorers: drop knnlm_*/hf_lm_* options"
-            )
+            raise ValueError("decoding_method hf_generate uses no ESPnet scorers: drop knnlm_*/hf_lm_* options")
         logger.info(
             "decoding_method hf_generate: Hugging Face generate with num_beams=%d, "
             "no_repeat_ngram_size=%d; ESPnet's scorers (ctc, lm, ngram, length bonus) are not used",
-            self.hf_num_beams, self.extra.no_repeat_ngram_size,
+            self.hf_num_beams,
+            self.extra.no_repeat_ngram_size,
         )
 
     def _decode_single_sample(self, enc: Any):
@@ -383,7 +388,9 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
         else:
             max_new = max(1, int(self.maxlenratio * enc.size(0)))
         token_int = decoder.generate(
-            enc, max_new_tokens=max_new, num_beams=self.hf_num_beams,
+            enc,
+            max_new_tokens=max_new,
+            num_beams=self.hf_num_beams,
             no_repeat_ngram_size=self.extra.no_repeat_ngram_size,
         )
         sos, eos = self.asr_model.sos, self.asr_model.eos
@@ -397,8 +404,12 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
             logp = torch.zeros((), device=enc.device)
         else:
             n_in = scored.size(0)  # decoder inputs [sos, t1, ...] predict the scored tokens
-            logits, _ = decoder(enc.unsqueeze(0), torch.tensor([enc.size(0)], device=enc.device),
-                                yseq[None, :n_in], torch.tensor([n_in], device=enc.device))
+            logits, _ = decoder(
+                enc.unsqueeze(0),
+                torch.tensor([enc.size(0)], device=enc.device),
+                yseq[None, :n_in],
+                torch.tensor([n_in], device=enc.device),
+            )
             logp = torch.log_softmax(logits[0], dim=-1).gather(1, scored[:, None]).sum()
         hyp = Hypothesis(yseq=yseq, score=logp.cpu(), scores={"decoder": logp.cpu()}, states={})
         token_int = [t for t in token_int if t != 0]  # as ESPnet: id 0 is blank
@@ -469,8 +480,13 @@ class Speech2Text(Speech2TextWithScorers):
         return cls(**kwargs)
 
     @classmethod
-    def from_packed(cls, path: Union[str, Path], base_dir: Union[str, Path, None] = None,
-                    use_packed_decode_config: bool = True, **decode_options: Any) -> "Speech2Text":
+    def from_packed(
+        cls,
+        path: Union[str, Path],
+        base_dir: Union[str, Path, None] = None,
+        use_packed_decode_config: bool = True,
+        **decode_options: Any,
+    ) -> "Speech2Text":
         """A ``Speech2Text`` from a pack (a directory from ``pack_model`` / ``unpack_model``, or
         a ``.zip`` / ``.tar`` / ``.tar.gz`` archive, extracted to a temporary directory).
 
@@ -486,9 +502,9 @@ class Speech2Text(Speech2TextWithScorers):
         Raises:
             PackError: not a pack, damaged, or a base model missing / with another hash.
         """
-        from espnet_llm_plugin.packing.unpack import open_pack
-
         import yaml
+
+        from espnet_llm_plugin.packing.unpack import open_pack
 
         packed = open_pack(path, base_dirs=[base_dir] if base_dir else ())
         options: Dict[str, Any] = {}
@@ -542,6 +558,4 @@ def speech2text_class(extra: ExtraDecodingOptions, num_utts: Optional[int] = Non
     ``num_utts``: utterances this job decodes, for progress lines with an ETA in its log.
     """
     progress = ProgressLog(num_utts, "decoded utterances")
-    return type(
-        "Speech2TextWithScorers", (Speech2TextWithScorers,), {"extra": extra, "progress": progress}
-    )
+    return type("Speech2TextWithScorers", (Speech2TextWithScorers,), {"extra": extra, "progress": progress})

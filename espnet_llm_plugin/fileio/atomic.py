@@ -62,7 +62,7 @@ def _process_start_time(pid: int) -> Optional[float]:
             boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
     except (OSError, StopIteration, ValueError, IndexError):
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": field 3 onwards
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 onwards
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime in ticks
 
 

@@ -18,7 +18,6 @@ from typing import Optional, Tuple
 import numpy as np
 import soundfile
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -49,7 +48,8 @@ def check_wav_complete(path: str | Path, where: str = "") -> None:
                 if chunk_size not in _STREAMED_SIZES and chunk_size > available:
                     raise AudioError(
                         f"{where}: truncated WAV: the header declares {chunk_size} bytes of samples, "
-                        f"the file holds {available} ({available / chunk_size:.0%}); copy it again")
+                        f"the file holds {available} ({available / chunk_size:.0%}); copy it again"
+                    )
                 return
             offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
     raise AudioError(f"{where}: truncated WAV: no complete 'data' chunk in {size} bytes")
@@ -105,17 +105,21 @@ def read_audio(
     return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
 
 
-def check_duration(seconds: float, where: str, min_duration: float = 0.0,
-                   max_duration: float = 0.0, too_long: str = "warn") -> None:
+def check_duration(
+    seconds: float, where: str, min_duration: float = 0.0, max_duration: float = 0.0, too_long: str = "warn"
+) -> None:
     """Refuse audio shorter than ``min_duration`` seconds (the encoder's subsampling leaves
     no frame: decoding crashes); longer than ``max_duration`` (0: no limit) is a warning, or an
     error with ``too_long="error"``. Messages name ``where`` (file, utterance id)."""
     if min_duration > 0 and seconds < min_duration:
-        raise AudioError(f"{where}: {seconds * 1000:.0f} ms of audio, shorter than the minimum "
-                         f"{min_duration:g} s (min_duration)")
+        raise AudioError(
+            f"{where}: {seconds * 1000:.0f} ms of audio, shorter than the minimum {min_duration:g} s (min_duration)"
+        )
     if max_duration > 0 and seconds > max_duration:
-        msg = (f"{where}: {seconds:.1f} s of audio, longer than the maximum {max_duration:g} s "
-               f"(max_duration): split it into segments")
+        msg = (
+            f"{where}: {seconds:.1f} s of audio, longer than the maximum {max_duration:g} s "
+            f"(max_duration): split it into segments"
+        )
         if too_long == "error":
             raise AudioError(msg)
         logger.warning("%s", msg)

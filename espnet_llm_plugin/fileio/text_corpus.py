@@ -29,21 +29,27 @@ def read_text_lines(path: Path, has_ids: bool, option: str = "--train_text") -> 
     if has_ids:
         texts = [r.split(maxsplit=1)[1] if " " in r or "\t" in r else "" for r in rows]
         if len(set(first_words)) < len(first_words):
-            logger.warning("%s: first words repeat; if these are not utterance ids, "
-                           "pass %s false", path, _has_ids_option(option))
+            logger.warning(
+                "%s: first words repeat; if these are not utterance ids, pass %s false", path, _has_ids_option(option)
+            )
     else:
         texts = rows
         # Kaldi ids are unique and usually carry digits; sentences seldom start that way
-        if len(rows) > 1 and len(set(first_words)) == len(rows) and all(
-            any(c.isdigit() for c in w) for w in first_words
+        if (
+            len(rows) > 1
+            and len(set(first_words)) == len(rows)
+            and all(any(c.isdigit() for c in w) for w in first_words)
         ):
-            logger.warning("%s: every line starts with a unique word containing digits; "
-                           "if these are utterance ids, pass %s true", path,
-                           _has_ids_option(option))
+            logger.warning(
+                "%s: every line starts with a unique word containing digits; if these are utterance ids, pass %s true",
+                path,
+                _has_ids_option(option),
+            )
     texts = [t.strip() for t in texts if t.strip()]
     if not texts:
-        raise TextFileError(f"{option} {path}: no non-empty line"
-                            + (" after the utterance ids" if has_ids and rows else ""))
+        raise TextFileError(
+            f"{option} {path}: no non-empty line" + (" after the utterance ids" if has_ids and rows else "")
+        )
     return texts
 
 

@@ -53,8 +53,7 @@ class UnitExtractor:
     def num_units(self) -> int:
         return self.kmeans.num_units
 
-    def units(self, wav: Union[np.ndarray, torch.Tensor], utt_id: str = "",
-              dedup: bool = False) -> List[int]:
+    def units(self, wav: Union[np.ndarray, torch.Tensor], utt_id: str = "", dedup: bool = False) -> List[int]:
         """``(L,)`` 16 kHz waveform -> unit ids (one per frame, or run-length de-duplicated)."""
         ids = self.kmeans.predict(self.extractor.extract(wav, utt_id)).tolist()
         return dedup_units(ids) if dedup else ids
@@ -105,9 +104,7 @@ class DiscreteUnitsFrontend(AbsFrontend):
     ):
         super().__init__()
         if _parse_fs(fs) != SAMPLE_RATE:
-            raise FeatureError(
-                f"frontend_conf.fs={fs}: discrete_units works on {SAMPLE_RATE} Hz audio"
-            )
+            raise FeatureError(f"frontend_conf.fs={fs}: discrete_units works on {SAMPLE_RATE} Hz audio")
         if output not in ("embedding", "ids"):
             raise FeatureError(f"frontend_conf.output={output!r}: use 'embedding' or 'ids'")
         self.kmeans_dir = str(kmeans_dir)
@@ -152,9 +149,7 @@ class DiscreteUnitsFrontend(AbsFrontend):
         if wavs.dim() == 3 and wavs.size(-1) == 1:
             wavs = wavs.squeeze(-1)
         if wavs.dim() != 2:
-            raise FeatureError(
-                f"discrete_units frontend expects mono waveforms (B, L), got {tuple(wavs.shape)}"
-            )
+            raise FeatureError(f"discrete_units frontend expects mono waveforms (B, L), got {tuple(wavs.shape)}")
         extractor = self.extractor
         if extractor.device != str(wavs.device):
             extractor.to(str(wavs.device))
@@ -172,9 +167,7 @@ class DiscreteUnitsFrontend(AbsFrontend):
             ids = ids.to(wavs.device)
         return ids, flens.to(torch.long)
 
-    def forward(
-        self, input: torch.Tensor, input_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(B, L)`` waveforms + ``(B,)`` lengths -> ``(B, T, output_size)`` float + ``(B,)``."""
         ids, lens = self.unit_ids(input, input_lengths)
         if self.embed is None:

@@ -103,8 +103,7 @@ class KMeansModel:
             raise KMeansError(f"num_units must be >= 1, got {num_units}")
         if x.shape[0] < num_units:
             raise KMeansError(
-                f"k-means: {x.shape[0]} frames are fewer than num_units={num_units}; use more "
-                "data or fewer units"
+                f"k-means: {x.shape[0]} frames are fewer than num_units={num_units}; use more data or fewer units"
             )
         if normalize:
             x = l2_normalize(x)
@@ -112,29 +111,44 @@ class KMeansModel:
         if x.shape[0] < 39 * num_units:
             logger.warning(
                 "k-means: %d frames for %d units (< 39 per centroid); clusters will be noisy",
-                x.shape[0], num_units,
+                x.shape[0],
+                num_units,
             )
         start = time.perf_counter()
         km = faiss.Kmeans(
-            x.shape[1], num_units, niter=n_iter, seed=seed, nredo=n_redo,
-            max_points_per_centroid=max_points_per_centroid, verbose=False,
+            x.shape[1],
+            num_units,
+            niter=n_iter,
+            seed=seed,
+            nredo=n_redo,
+            max_points_per_centroid=max_points_per_centroid,
+            verbose=False,
         )
         km.train(x)
         seconds = time.perf_counter() - start
         objective = float(km.obj[-1]) if len(km.obj) else float("nan")
         meta = {
-            "seed": int(seed), "n_iter": int(n_iter), "n_redo": int(n_redo),
+            "seed": int(seed),
+            "n_iter": int(n_iter),
+            "n_redo": int(n_redo),
             "max_points_per_centroid": int(max_points_per_centroid),
-            "frames_given": int(x.shape[0]), "frames_used": int(used),
-            "objective": objective, "mean_sq_distance": objective / max(used, 1),
-            "train_seconds": round(seconds, 3), "faiss_version": faiss.__version__,
+            "frames_given": int(x.shape[0]),
+            "frames_used": int(used),
+            "objective": objective,
+            "mean_sq_distance": objective / max(used, 1),
+            "train_seconds": round(seconds, 3),
+            "faiss_version": faiss.__version__,
         }
         logger.info(
             "k-means: K=%d D=%d on %d frames (%d used), objective %.4g, %.1f s",
-            num_units, x.shape[1], x.shape[0], used, objective, seconds,
+            num_units,
+            x.shape[1],
+            x.shape[0],
+            used,
+            objective,
+            seconds,
         )
-        return cls(centroids=km.centroids, feature_spec=dict(feature_spec or {}),
-                   normalize=normalize, meta=meta)
+        return cls(centroids=km.centroids, feature_spec=dict(feature_spec or {}), normalize=normalize, meta=meta)
 
     # -------------------------------------------------------------------------- assignment
     def _flat_index(self):
@@ -187,8 +201,7 @@ class KMeansModel:
         }
         with atomic_dir(directory) as tmp:
             save_file({"centroids": self.centroids}, str(tmp / CENTROIDS_FILE))
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
-                                         encoding="utf-8")
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return directory
 
     @classmethod
@@ -225,10 +238,7 @@ class KMeansModel:
         except Exception as e:  # safetensors raises SafetensorError / OSError on bad files
             raise KMeansError(f"{cent_path}: unreadable safetensors file ({e})") from e
         if centroids.dtype != np.float32 or centroids.ndim != 2:
-            raise KMeansError(
-                f"{cent_path}: centroids must be float32 (K, D), got {centroids.dtype} "
-                f"{centroids.shape}"
-            )
+            raise KMeansError(f"{cent_path}: centroids must be float32 (K, D), got {centroids.dtype} {centroids.shape}")
         k, d = centroids.shape
         if k < 1 or d < 1:
             raise KMeansError(f"{cent_path}: empty centroid matrix {centroids.shape}")
@@ -239,10 +249,15 @@ class KMeansModel:
             )
         if not np.isfinite(centroids).all():
             raise KMeansError(f"{cent_path}: centroids contain NaN or infinite values")
-        rest = {k_: v for k_, v in meta.items()
-                if k_ not in ("num_units", "dim", "feature", "normalize", "format_version")}
-        model = cls(centroids=centroids, feature_spec=dict(meta["feature"]),
-                    normalize=bool(meta.get("normalize", False)), meta=rest)
+        rest = {
+            k_: v for k_, v in meta.items() if k_ not in ("num_units", "dim", "feature", "normalize", "format_version")
+        }
+        model = cls(
+            centroids=centroids,
+            feature_spec=dict(meta["feature"]),
+            normalize=bool(meta.get("normalize", False)),
+            meta=rest,
+        )
         if expected_dim is not None:
             model.check_dim(expected_dim)
         return model

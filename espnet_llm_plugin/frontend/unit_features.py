@@ -77,9 +77,7 @@ class FeatureExtractor(ABC):
         """JSON-able description; ``build_feature_extractor(spec)`` rebuilds this extractor."""
 
     @abstractmethod
-    def forward_batch(
-        self, wavs: torch.Tensor, lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward_batch(self, wavs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(B, L)`` padded float waveforms + ``(B,)`` sample counts -> ``(B, T, D)`` float32
         features (padding frames arbitrary) + ``(B,)`` frame counts. Every length must be at
         least :attr:`min_samples` (checked by the caller)."""
@@ -154,8 +152,13 @@ class FbankExtractor(FeatureExtractor):
         import librosa
 
         self._conf = dict(
-            n_mels=int(n_mels), win_ms=float(win_ms), hop_ms=float(hop_ms), n_fft=int(n_fft),
-            fmin=float(fmin), fmax=None if fmax is None else float(fmax), cmn=bool(cmn),
+            n_mels=int(n_mels),
+            win_ms=float(win_ms),
+            hop_ms=float(hop_ms),
+            n_fft=int(n_fft),
+            fmin=float(fmin),
+            fmax=None if fmax is None else float(fmax),
+            cmn=bool(cmn),
         )
         self.n_fft = n_fft
         self.cmn = cmn
@@ -189,7 +192,7 @@ class FbankExtractor(FeatureExtractor):
         feats = torch.log(spec @ self._mel.to(wavs.device).T + 1e-6)  # (B, T, n_mels)
         flens = torch.clamp((lengths.to(wavs.device) - self.win) // self.hop + 1, min=0)
         if self.cmn:
-            valid = (torch.arange(feats.size(1), device=feats.device)[None] < flens[:, None])
+            valid = torch.arange(feats.size(1), device=feats.device)[None] < flens[:, None]
             valid = valid[..., None].to(feats.dtype)
             mean = (feats * valid).sum(1, keepdim=True) / flens.clamp(min=1)[:, None, None]
             feats = (feats - mean) * valid
@@ -229,7 +232,10 @@ class HfEncoderExtractor(FeatureExtractor):
             from espnet_llm_plugin.asr.whisper_encoder import HfWhisperEncoder
 
             self.encoder = HfWhisperEncoder(
-                input_size=1, model_path=self._path, layer=int(layer), finetune="frozen",
+                input_size=1,
+                model_path=self._path,
+                layer=int(layer),
+                finetune="frozen",
                 final_layer_norm=final_layer_norm,
             ).eval()
             self._final_ln = self.encoder.final_layer_norm
@@ -237,7 +243,10 @@ class HfEncoderExtractor(FeatureExtractor):
             from espnet_llm_plugin.asr.hf_speech_encoder import HfSpeechEncoder
 
             self.encoder = HfSpeechEncoder(
-                input_size=1, model_path=self._path, layer=int(layer), finetune="frozen",
+                input_size=1,
+                model_path=self._path,
+                layer=int(layer),
+                finetune="frozen",
                 final_layer_norm=bool(final_layer_norm),
             ).eval()
             self._final_ln = bool(final_layer_norm)
@@ -261,8 +270,7 @@ class HfEncoderExtractor(FeatureExtractor):
 
     @property
     def spec(self) -> Dict[str, Any]:
-        return {"type": "hf", "path": self._path, "layer": self._layer,
-                "final_layer_norm": self._final_ln}
+        return {"type": "hf", "path": self._path, "layer": self._layer, "final_layer_norm": self._final_ln}
 
     def forward_batch(self, wavs, lengths):
         limit = self.encoder.max_samples if self._whisper else None
@@ -361,8 +369,7 @@ class EspnetAsrEncoderExtractor(FeatureExtractor):
 
     @property
     def spec(self) -> Dict[str, Any]:
-        return {"type": "espnet_asr", "config": self._config, "model_file": self._model_file,
-                "layer": self._layer}
+        return {"type": "espnet_asr", "config": self._config, "model_file": self._model_file, "layer": self._layer}
 
     @property
     def dim(self) -> int:
@@ -402,6 +409,7 @@ class EspnetAsrEncoderExtractor(FeatureExtractor):
         captured: List[torch.Tensor] = []
         handle = None
         if self._layer != -1:
+
             def hook(_module, _inputs, output):
                 # ESPnet blocks return (x, mask) or ((x, pos_emb), mask)
                 x = output[0]
@@ -436,8 +444,7 @@ def build_feature_extractor(spec: Dict[str, Any], device: str = "cpu") -> Featur
         raise FeatureError(f"feature spec must be a dict with a 'type' ({FEATURE_TYPES}), got {spec!r}")
     kind = spec["type"]
     kwargs = {k: v for k, v in spec.items() if k != "type"}
-    classes = {"fbank": FbankExtractor, "hf": HfEncoderExtractor,
-               "espnet_asr": EspnetAsrEncoderExtractor}
+    classes = {"fbank": FbankExtractor, "hf": HfEncoderExtractor, "espnet_asr": EspnetAsrEncoderExtractor}
     if kind not in classes:
         raise FeatureError(f"feature spec: unknown type '{kind}', expected one of {FEATURE_TYPES}")
     try:
@@ -455,8 +462,7 @@ class UtteranceAudio:
     errors name the utterance.
     """
 
-    def __init__(self, data_dirs: Sequence[Union[str, Path]] = (),
-                 wav_scps: Sequence[Union[str, Path]] = ()):
+    def __init__(self, data_dirs: Sequence[Union[str, Path]] = (), wav_scps: Sequence[Union[str, Path]] = ()):
         from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir, read_scp
 
         self._sources: Dict[str, Tuple[str, float, float]] = {}
@@ -490,8 +496,7 @@ class UtteranceAudio:
         wav, sr = read_audio(spec, utt, begin, end)
         if sr != SAMPLE_RATE:
             if not self._warned_rate:
-                logger.warning("utterance '%s' is at %d Hz: resampling to %d Hz", utt, sr,
-                               SAMPLE_RATE)
+                logger.warning("utterance '%s' is at %d Hz: resampling to %d Hz", utt, sr, SAMPLE_RATE)
                 self._warned_rate = True
             wav = resample(wav, sr, SAMPLE_RATE)
         return wav

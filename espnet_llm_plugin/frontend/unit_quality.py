@@ -95,8 +95,7 @@ def unit_quality(
     by_text: Dict[str, List[str]] = defaultdict(list)
     for u in utts:
         by_text[tx[u]].append(u)
-    same_pairs = [(g[i], g[j]) for g in by_text.values() for i in range(len(g))
-                  for j in range(i + 1, len(g))]
+    same_pairs = [(g[i], g[j]) for g in by_text.values() for i in range(len(g)) for j in range(i + 1, len(g))]
     if same_pairs:
         if len(same_pairs) > num_pairs:
             same_pairs = [same_pairs[i] for i in rng.choice(len(same_pairs), num_pairs, replace=False)]
@@ -137,12 +136,14 @@ def unit_quality(
     for _ in range(num_pairs):
         i, j = rng.choice(len(utts), 2, replace=False)
         a, b = utts[int(i)], utts[int(j)]
-        rows.append((
-            normalized_edit_distance(tx[a], tx[b]),
-            normalized_edit_distance(units[a], units[b]),
-            _length_distance(units[a], units[b]),
-            spk[a] is not None and spk[a] == spk[b],
-        ))
+        rows.append(
+            (
+                normalized_edit_distance(tx[a], tx[b]),
+                normalized_edit_distance(units[a], units[b]),
+                _length_distance(units[a], units[b]),
+                spk[a] is not None and spk[a] == spk[b],
+            )
+        )
 
     def corr(sel: List[Tuple[float, float, float, bool]]) -> Dict[str, object]:
         t = [r[0] for r in sel]

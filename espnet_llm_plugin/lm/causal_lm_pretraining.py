@@ -62,13 +62,9 @@ class LmConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"--hidden_size {self.hidden_size} is not divisible by --num_heads {self.num_heads}"
-            )
+            raise ValueError(f"--hidden_size {self.hidden_size} is not divisible by --num_heads {self.num_heads}")
         if kv <= 0 or self.num_heads % kv:
-            raise ValueError(
-                f"--num_heads {self.num_heads} is not divisible by --num_kv_heads {kv}"
-            )
+            raise ValueError(f"--num_heads {self.num_heads} is not divisible by --num_kv_heads {kv}")
 
 
 @dataclass
@@ -93,15 +89,13 @@ class TrainConfig:
     keep_best: bool = True  # end with the weights of the best dev evaluation, not the last
 
     def validate(self) -> None:
-        for name in ("max_steps", "batch_size", "seq_len", "eval_every", "eval_batch_size",
-                     "save_every", "log_every"):
+        for name in ("max_steps", "batch_size", "seq_len", "eval_every", "eval_batch_size", "save_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.seq_len < 2:
             raise ValueError(f"--seq_len must be at least 2, got {self.seq_len}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"need --lr > 0 and 0 <= --min_lr_ratio <= 1 (got {self.lr}, "
-                             f"{self.min_lr_ratio})")
+            raise ValueError(f"need --lr > 0 and 0 <= --min_lr_ratio <= 1 (got {self.lr}, {self.min_lr_ratio})")
         if self.warmup_steps < 0:
             raise ValueError(f"--warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -109,9 +103,7 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------- model
 
 
-def build_llama(
-    tokenizer: PreTrainedTokenizerBase, cfg: LmConfig, seed: int = 0
-) -> LlamaForCausalLM:
+def build_llama(tokenizer: PreTrainedTokenizerBase, cfg: LmConfig, seed: int = 0) -> LlamaForCausalLM:
     """A freshly initialised ``LlamaForCausalLM`` sized for ``tokenizer`` (tied embeddings)."""
     cfg.validate()
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -151,9 +143,7 @@ def encode_lines(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> Li
     return [[tokenizer.bos_token_id, *x, tokenizer.eos_token_id] for x in ids]
 
 
-def padded_rows(
-    lines: List[List[int]], max_len: int, pad_id: int
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def padded_rows(lines: List[List[int]], max_len: int, pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """One line per row (truncated to ``max_len``), right-padded: ``(input_ids, mask)``."""
     lines = [x[:max_len] for x in lines]
     width = max(len(x) for x in lines)
@@ -212,7 +202,9 @@ def evaluate(
         # predict token t+1 from the prefix up to t; padding is not predicted
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         nll += F.cross_entropy(
-            logits[:, :-1].float().flatten(0, 1), target.flatten(), ignore_index=-100,
+            logits[:, :-1].float().flatten(0, 1),
+            target.flatten(),
+            ignore_index=-100,
             reduction="sum",
         ).item()
         count += int((target != -100).sum())
@@ -235,8 +227,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
         betas=tuple(cfg.betas),
     )
@@ -277,8 +268,7 @@ def save_checkpoint(
                 else:
                     scalars[f"{pid}.{key}"] = value
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        state = {"step": step, "fingerprint": fingerprint, "optimizer_scalars": scalars,
-                 "log": log}
+        state = {"step": step, "fingerprint": fingerprint, "optimizer_scalars": scalars, "log": log}
         atomic_write_text(tmp / CHECKPOINT_STATE, json.dumps(state, indent=1) + "\n")
 
 
@@ -295,8 +285,7 @@ def load_checkpoint(
         return None
     state = json.loads(state_file.read_text())
     if state.get("fingerprint") != _jsonable(fingerprint):
-        logger.warning("%s: checkpoint was written with other settings or data; starting over",
-                       ckpt_dir)
+        logger.warning("%s: checkpoint was written with other settings or data; starting over", ckpt_dir)
         return None
     load_model(model, str(ckpt_dir / "model.safetensors"), strict=True)  # raises on mismatch
     opt_state = optimizer.state_dict()  # param_groups as built now; state from the file
@@ -380,13 +369,18 @@ def train_causal_lm(
     n_tokens = sum(len(x) for x in train_lines)
     logger.info(
         "training data: %d lines, %d tokens -> %d rows of <= %d tokens (%s); dev: %d lines",
-        len(train_lines), n_tokens, len(train_rows[0]), train_rows[0].shape[1],
-        "packed" if cfg.packing else "padded", len(dev_lines),
+        len(train_lines),
+        n_tokens,
+        len(train_rows[0]),
+        train_rows[0].shape[1],
+        "packed" if cfg.packing else "padded",
+        len(dev_lines),
     )
 
     if cfg.warmup_steps >= cfg.max_steps:
-        logger.warning("--warmup_steps %d >= --max_steps %d: the peak --lr is never reached",
-                       cfg.warmup_steps, cfg.max_steps)
+        logger.warning(
+            "--warmup_steps %d >= --max_steps %d: the peak --lr is never reached", cfg.warmup_steps, cfg.max_steps
+        )
     model.to(device).train()
     optimizer = make_optimizer(model, cfg)
     log: Dict[str, Any] = {"train": [], "dev": []}
@@ -398,8 +392,12 @@ def train_causal_lm(
             step, log, best_state = resumed
             logger.info("resumed from %s at step %d", ckpt_dir, step)
     log.update(
-        num_parameters=num_parameters(model), vocab_size=len(tokenizer), device=str(device),
-        train_lines=len(train_lines), train_tokens=n_tokens, train_rows=len(train_rows[0]),
+        num_parameters=num_parameters(model),
+        vocab_size=len(tokenizer),
+        device=str(device),
+        train_lines=len(train_lines),
+        train_tokens=n_tokens,
+        train_rows=len(train_rows[0]),
         dev_lines=len(dev_lines),
     )
 
@@ -409,22 +407,27 @@ def train_causal_lm(
             return
         result = evaluate(model, dev_rows, cfg.eval_batch_size, device)
         word_ppl = math.exp(min(result["loss"] * result["tokens"] / dev_words, 50.0))
-        entry = {"step": at, "loss": round(result["loss"], 5), "ppl": round(result["ppl"], 3),
-                 "word_ppl": round(word_ppl, 3)}
+        entry = {
+            "step": at,
+            "loss": round(result["loss"], 5),
+            "ppl": round(result["ppl"], 3),
+            "word_ppl": round(word_ppl, 3),
+        }
         log["dev"].append(entry)
-        logger.info("step %d: dev loss %.4f, perplexity %.2f (per word %.2f)", at,
-                    result["loss"], result["ppl"], word_ppl)
+        logger.info(
+            "step %d: dev loss %.4f, perplexity %.2f (per word %.2f)", at, result["loss"], result["ppl"], word_ppl
+        )
         # a small corpus is soon over-fitted: remember the weights of the best dev loss
         if cfg.keep_best and ("best" not in log or entry["loss"] < log["best"]["loss"]):
             log["best"] = entry
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in
-                          model.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
     run_eval(step)  # step 0: untrained, about the vocabulary size
     last = min(cfg.max_steps, stop_at_step) if stop_at_step is not None else cfg.max_steps
     start_time, window = time.time(), []
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="LM pre-training", unit="step",
-               disable=None)  # no bar when stderr is not a terminal (logs)
+    bar = tqdm(
+        total=cfg.max_steps, initial=step, desc="LM pre-training", unit="step", disable=None
+    )  # no bar when stderr is not a terminal (logs)
     while step < last:
         idx = batch_indices(len(train_rows[0]), cfg.batch_size, step, cfg.seed)
         ids, mask = trim(train_rows[0][idx], train_rows[1][idx])
@@ -450,8 +453,14 @@ def train_causal_lm(
             mean = sum(window) / len(window)
             log["train"].append({"step": step, "loss": round(mean, 5), "lr": lr})
             bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.2e}")
-            logger.info("step %d/%d: train loss %.4f, lr %.2e, %.2f s/step", step,
-                        cfg.max_steps, mean, lr, (time.time() - start_time) / len(window))
+            logger.info(
+                "step %d/%d: train loss %.4f, lr %.2e, %.2f s/step",
+                step,
+                cfg.max_steps,
+                mean,
+                lr,
+                (time.time() - start_time) / len(window),
+            )
             window, start_time = [], time.time()
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             run_eval(step)
@@ -464,8 +473,12 @@ def train_causal_lm(
     if log["finished"] and best_state is not None and log["best"]["step"] != step:
         model.load_state_dict(best_state)
         log["selected_step"] = log["best"]["step"]
-        logger.info("keeping the weights of step %d (best dev perplexity %.2f; last %.2f)",
-                    log["best"]["step"], log["best"]["ppl"], log["dev"][-1]["ppl"])
+        logger.info(
+            "keeping the weights of step %d (best dev perplexity %.2f; last %.2f)",
+            log["best"]["step"],
+            log["best"]["ppl"],
+            log["dev"][-1]["ppl"],
+        )
     if log["dev"]:
         log["initial_dev_ppl"] = log["dev"][0]["ppl"]
         selected = [e for e in log["dev"] if e["step"] == log["selected_step"]]
@@ -491,8 +504,6 @@ def save_pretrained_dir(
         for name, obj in (json_files or {}).items():
             atomic_write_text(tmp / name, json.dumps(obj, indent=1) + "\n")
         default_file_modes(tmp)  # transformers writes the weights owner-only
-
-
 
 
 def remove_checkpoint(ckpt_dir: Optional[Path]) -> None:

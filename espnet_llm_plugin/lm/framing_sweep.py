@@ -228,21 +228,27 @@ def sweep(
             text_nll = 0.0
             for prefix, group in by_prefix.items():
                 seqs = [s_ids + body + list(prefix) for body in bodies]
-                tok_lp, last = _score(
-                    model, seqs, [first] * len(seqs), [g[2][-1] for g in group], batch_size
-                )
-                prefix_nll = -sum(sum(lp[len(lp) - len(prefix):]) for lp in tok_lp) if prefix else 0.0
+                tok_lp, last = _score(model, seqs, [first] * len(seqs), [g[2][-1] for g in group], batch_size)
+                prefix_nll = -sum(sum(lp[len(lp) - len(prefix) :]) for lp in tok_lp) if prefix else 0.0
                 if not prefix:
                     text_nll = -sum(sum(lp) for lp in tok_lp)
                 for j, (e_name, e_tokens, e_ids) in enumerate(group):
                     end_nll = prefix_nll - sum(row[j] for row in last)
                     rows.append(
                         SweepRow(
-                            start=s_name, end=e_name, text_form=form_name, sentences=len(texts),
-                            words=words, text_tokens=sum(len(b) - skip_first for b in bodies),
-                            end_tokens=len(e_ids) * len(texts), text_nll=text_nll, end_nll=end_nll,
-                            single_end_token=len(e_ids) == 1, start_tokens=s_tokens,
-                            end_tokens_list=e_tokens, form=form.to_dict(),
+                            start=s_name,
+                            end=e_name,
+                            text_form=form_name,
+                            sentences=len(texts),
+                            words=words,
+                            text_tokens=sum(len(b) - skip_first for b in bodies),
+                            end_tokens=len(e_ids) * len(texts),
+                            text_nll=text_nll,
+                            end_nll=end_nll,
+                            single_end_token=len(e_ids) == 1,
+                            start_tokens=s_tokens,
+                            end_tokens_list=e_tokens,
+                            form=form.to_dict(),
                         )
                     )
     return rows, notes

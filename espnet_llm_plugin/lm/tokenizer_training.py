@@ -80,7 +80,9 @@ def train_tokenizer(
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     logger.info(
         "trained a byte-level BPE tokenizer on %d sentences: %d tokens (asked for %d)",
-        len(texts), tok.get_vocab_size(), vocab_size,
+        len(texts),
+        tok.get_vocab_size(),
+        vocab_size,
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,

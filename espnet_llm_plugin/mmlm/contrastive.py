@@ -52,8 +52,10 @@ class PoolingConfig:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         n = num_hidden_states
         if n is not None and not -n <= self.layer < n:
-            raise ValueError(f"layer {self.layer} out of range: the model has "
-                             f"{num_hidden_states} hidden states (embeddings + layers)")
+            raise ValueError(
+                f"layer {self.layer} out of range: the model has "
+                f"{num_hidden_states} hidden states (embeddings + layers)"
+            )
 
 
 @dataclass
@@ -81,9 +83,11 @@ class ContrastiveConfig:
         if self.batch_size < 2:
             raise ValueError("--batch_size must be at least 2 (in-batch negatives)")
         if not 0 < self.min_temperature <= self.temperature <= self.max_temperature:
-            raise ValueError(f"need 0 < --min_temperature <= --temperature <= --max_temperature, "
-                             f"got {self.min_temperature}, {self.temperature}, "
-                             f"{self.max_temperature}")
+            raise ValueError(
+                f"need 0 < --min_temperature <= --temperature <= --max_temperature, "
+                f"got {self.min_temperature}, {self.temperature}, "
+                f"{self.max_temperature}"
+            )
         if self.lr <= 0 or self.warmup_steps < 0 or self.translation_weight < 0:
             raise ValueError("need --lr > 0, --warmup_steps >= 0, --translation_weight >= 0")
 
@@ -91,8 +95,7 @@ class ContrastiveConfig:
 class Temperature(torch.nn.Module):
     """``tau = exp(clamp(log_tau))``; a parameter when learnt, a buffer when fixed."""
 
-    def __init__(self, init: float = 0.07, learnable: bool = True,
-                 min_value: float = 0.01, max_value: float = 1.0):
+    def __init__(self, init: float = 0.07, learnable: bool = True, min_value: float = 0.01, max_value: float = 1.0):
         super().__init__()
         log_tau = torch.tensor(math.log(init), dtype=torch.float32)
         if learnable:
@@ -105,16 +108,13 @@ class Temperature(torch.nn.Module):
         return self.log_tau.clamp(self.log_min, self.log_max).exp()
 
 
-def info_nce(
-    a: torch.Tensor, b: torch.Tensor, temperature: Union[float, torch.Tensor]
-) -> torch.Tensor:
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: Union[float, torch.Tensor]) -> torch.Tensor:
     """Symmetric InfoNCE: row ``i`` of ``a`` (B, D) and row ``i`` of ``b`` (B, D) are the positives.
 
     Embeddings are L2-normalised, so the logits are cosine similarities / temperature.
     """
     if a.shape != b.shape or a.dim() != 2:
-        raise ValueError(f"need two (B, D) tensors of the same shape, got {tuple(a.shape)}, "
-                         f"{tuple(b.shape)}")
+        raise ValueError(f"need two (B, D) tensors of the same shape, got {tuple(a.shape)}, {tuple(b.shape)}")
     logits = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T / temperature
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
@@ -287,8 +287,9 @@ def train_contrastive(
     tr_b = text_token_ids(tokenizer, [b for _, b in translation_pairs or []])
     pad = _pad_id(tokenizer)
 
-    temperature = Temperature(cfg.temperature, cfg.learn_temperature, cfg.min_temperature,
-                              cfg.max_temperature).to(device)
+    temperature = Temperature(cfg.temperature, cfg.learn_temperature, cfg.min_temperature, cfg.max_temperature).to(
+        device
+    )
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": params, "weight_decay": cfg.weight_decay}]
@@ -301,8 +302,7 @@ def train_contrastive(
         with _autocast(device):
             return pooled_embeddings(model, ids.to(device), mask.to(device), pooling)
 
-    log: Dict[str, Any] = {"train": [], "pairs": len(pairs),
-                           "translation_pairs": len(translation_pairs or [])}
+    log: Dict[str, Any] = {"train": [], "pairs": len(pairs), "translation_pairs": len(translation_pairs or [])}
     window: List[float] = []
     start = time.time()
     for step in tqdm(range(cfg.max_steps), desc="contrastive", unit="step", disable=None):
@@ -313,14 +313,14 @@ def train_contrastive(
         tau = temperature()
         loss = torch.zeros((), device=device)
         if len(idx) > 1:  # a batch of one transcript has no negatives
-            loss = info_nce(embed([speech_ids[i] for i in idx]),
-                            embed([text_ids[i] for i in idx]), tau)
+            loss = info_nce(embed([speech_ids[i] for i in idx]), embed([text_ids[i] for i in idx]), tau)
         if tr_a and cfg.translation_weight > 0:
             keys = [a for a, _ in translation_pairs]
             jdx = _unique_by(keys, _batch(len(tr_a), cfg, step, 7919))
             if len(jdx) > 1:
                 loss = loss + cfg.translation_weight * info_nce(
-                    embed([tr_a[j] for j in jdx]), embed([tr_b[j] for j in jdx]), tau)
+                    embed([tr_a[j] for j in jdx]), embed([tr_b[j] for j in jdx]), tau
+                )
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {step}: loss is {loss.item()}; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -330,22 +330,28 @@ def train_contrastive(
         window.append(loss.item())
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
             mean = sum(window) / len(window)
-            log["train"].append({"step": step + 1, "loss": round(mean, 5),
-                                 "tau": round(float(temperature().detach()), 5)})
-            logger.info("step %d/%d: contrastive loss %.4f, tau %.4f, %.2f s/step", step + 1,
-                        cfg.max_steps, mean, float(temperature().detach()),
-                        (time.time() - start) / len(window))
+            log["train"].append(
+                {"step": step + 1, "loss": round(mean, 5), "tau": round(float(temperature().detach()), 5)}
+            )
+            logger.info(
+                "step %d/%d: contrastive loss %.4f, tau %.4f, %.2f s/step",
+                step + 1,
+                cfg.max_steps,
+                mean,
+                float(temperature().detach()),
+                (time.time() - start) / len(window),
+            )
             window, start = [], time.time()
     model.eval()
     log["temperature"] = float(temperature().detach())
     return temperature, log
 
 
-def contrastive_settings(info: UnitVocabInfo, pooling: PoolingConfig, temperature: float,
-                         cfg: Optional[ContrastiveConfig] = None) -> Dict[str, Any]:
+def contrastive_settings(
+    info: UnitVocabInfo, pooling: PoolingConfig, temperature: float, cfg: Optional[ContrastiveConfig] = None
+) -> Dict[str, Any]:
     """What ``contrastive.json`` holds: enough to embed with the saved model later."""
-    out = {"layer": pooling.layer, "pooling": pooling.pooling, "temperature": temperature,
-           "num_units": info.num_units}
+    out = {"layer": pooling.layer, "pooling": pooling.pooling, "temperature": temperature, "num_units": info.num_units}
     if cfg is not None:
         out["train"] = asdict(cfg)
     return out

@@ -85,14 +85,15 @@ def prepare_model(
         handles = train_only_rows_from(weights, info.base_vocab_size)
         trainable, total = parameter_counts(model)
         fixed = sum(rows.numel() for rows in saved)  # masked: requires_grad but zero gradient
-        logger.info("with the unit embedding rows: effectively trainable %s / %s "
-                    "(text embedding rows held fixed)", f"{trainable - fixed:,}", f"{total:,}")
+        logger.info(
+            "with the unit embedding rows: effectively trainable %s / %s (text embedding rows held fixed)",
+            f"{trainable - fixed:,}",
+            f"{total:,}",
+        )
     return model, handles, saved
 
 
-def finish_model(
-    model: torch.nn.Module, handles: List[Any], saved_rows: List[torch.Tensor]
-) -> torch.nn.Module:
+def finish_model(model: torch.nn.Module, handles: List[Any], saved_rows: List[torch.Tensor]) -> torch.nn.Module:
     """Remove hooks, restore text rows, merge LoRA: a plain HF model in eval mode."""
     from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
@@ -133,8 +134,13 @@ def train_mixed_lm(
         ckpt_dir, fingerprint, device: as in ``train_causal_lm``.
     """
     model, handles, saved = prepare_model(model, finetune, info, lora, train_unit_embeddings)
-    fp = {"finetune": finetune, "lora": vars(lora) if lora else None,
-          "train_unit_embeddings": train_unit_embeddings, **(fingerprint or {})}
-    log = train_causal_lm(model, tokenizer, train_sequences, dev_sequences, cfg,
-                          ckpt_dir=ckpt_dir, fingerprint=fp, device=device)
+    fp = {
+        "finetune": finetune,
+        "lora": vars(lora) if lora else None,
+        "train_unit_embeddings": train_unit_embeddings,
+        **(fingerprint or {}),
+    }
+    log = train_causal_lm(
+        model, tokenizer, train_sequences, dev_sequences, cfg, ckpt_dir=ckpt_dir, fingerprint=fp, device=device
+    )
     return finish_model(model, handles, saved), log

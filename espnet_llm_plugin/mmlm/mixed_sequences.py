@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from espnet_llm_plugin.core.unit_tokens import speech_span
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp
 from espnet_llm_plugin.fileio.unit_file import read_units
-from espnet_llm_plugin.core.unit_tokens import speech_span
 
 KINDS = ("text", "unit_to_text", "text_to_unit")
 
@@ -96,11 +96,9 @@ def pair_units_with_text(
     if only_units or only_text:
         parts = []
         if only_units:
-            parts.append(f"{len(only_units)} in {units_path} but not in {text_path} "
-                         f"(e.g. {', '.join(only_units[:5])})")
+            parts.append(f"{len(only_units)} in {units_path} but not in {text_path} (e.g. {', '.join(only_units[:5])})")
         if only_text:
-            parts.append(f"{len(only_text)} in {text_path} but not in {units_path} "
-                         f"(e.g. {', '.join(only_text[:5])})")
+            parts.append(f"{len(only_text)} in {text_path} but not in {units_path} (e.g. {', '.join(only_text[:5])})")
         raise UnitTextMismatchError("utterance ids differ: " + "; ".join(parts))
     out = []
     for utt, seq in units.items():
@@ -117,12 +115,12 @@ def load_pairs(
     units_path: Union[str, Path], text_path: Union[str, Path], num_units: Optional[int] = None
 ) -> List[PairedUtterance]:
     """:func:`read_units` + :func:`read_text` + :func:`pair_units_with_text`."""
-    return pair_units_with_text(read_units(units_path, num_units), read_text(text_path),
-                                str(units_path), str(text_path))
+    return pair_units_with_text(
+        read_units(units_path, num_units), read_text(text_path), str(units_path), str(text_path)
+    )
 
 
-def format_sequence(kind: str, units: Sequence[int], text: str,
-                    num_units: Optional[int] = None) -> str:
+def format_sequence(kind: str, units: Sequence[int], text: str, num_units: Optional[int] = None) -> str:
     """One sequence of ``kind`` (see the module docstring)."""
     if kind == "text":
         return text

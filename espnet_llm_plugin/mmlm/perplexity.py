@@ -42,5 +42,11 @@ def text_perplexity(
     result = evaluate(model, rows, batch_size, device)
     words = sum(len(t.split()) + 1 for t in texts)
     word_ppl = math.exp(min(result["loss"] * result["tokens"] / words, 50.0))
-    return {"loss": result["loss"], "ppl": result["ppl"], "word_ppl": word_ppl,
-            "tokens": result["tokens"], "words": words, "sentences": len(texts)}
+    return {
+        "loss": result["loss"],
+        "ppl": result["ppl"],
+        "word_ppl": word_ppl,
+        "tokens": result["tokens"],
+        "words": words,
+        "sentences": len(texts),
+    }

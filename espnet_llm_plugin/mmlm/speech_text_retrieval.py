@@ -9,12 +9,15 @@ spoken with it). Utterances sharing a transcript are therefore never counted as 
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
 from espnet_llm_plugin.mmlm.contrastive import (
-    PoolingConfig, embed_sequences, speech_token_ids, text_token_ids,
+    PoolingConfig,
+    embed_sequences,
+    speech_token_ids,
+    text_token_ids,
 )
 from espnet_llm_plugin.mmlm.mixed_sequences import PairedUtterance
 from espnet_llm_plugin.mmlm.recall import group_by_text, recall_at_k
@@ -35,11 +38,18 @@ def evaluate_retrieval(
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 utterances to evaluate retrieval, got {len(pairs)}")
     texts, text_index, items = group_by_text([p.text for p in pairs])
-    speech = embed_sequences(model, tokenizer, [speech_token_ids(tokenizer, info, p.units)
-                                                for p in pairs], pooling, batch_size, device,
-                             desc="embedding speech")
-    text = embed_sequences(model, tokenizer, text_token_ids(tokenizer, texts), pooling,
-                           batch_size, device, desc="embedding text")
+    speech = embed_sequences(
+        model,
+        tokenizer,
+        [speech_token_ids(tokenizer, info, p.units) for p in pairs],
+        pooling,
+        batch_size,
+        device,
+        desc="embedding speech",
+    )
+    text = embed_sequences(
+        model, tokenizer, text_token_ids(tokenizer, texts), pooling, batch_size, device, desc="embedding text"
+    )
     sim = speech @ text.T  # (N_utt, N_text), cosine: rows are L2-normalised
     return {
         "speech_to_text": recall_at_k(sim, text_index, ks),
@@ -49,8 +59,7 @@ def evaluate_retrieval(
     }
 
 
-MD_HEADER = ("| model | set | utts | texts | S->T R@1 | S->T R@5 | S->T R@10 | "
-             "T->S R@1 | T->S R@5 | T->S R@10 |")
+MD_HEADER = "| model | set | utts | texts | S->T R@1 | S->T R@5 | S->T R@10 | T->S R@1 | T->S R@5 | T->S R@10 |"
 
 
 def markdown_row(name: str, dataset: str, result: Dict[str, Any], ks: Sequence[int]) -> str:

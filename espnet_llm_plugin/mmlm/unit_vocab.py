@@ -30,8 +30,8 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
-from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text, default_file_modes
 from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, unit_token, unit_token_list
+from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text, default_file_modes
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +121,25 @@ def extend_with_units(
     if out is not None and not tied:
         _init_rows(out.weight, base_vocab, len(tokenizer), seed + 1, noise_std)
     info = UnitVocabInfo(
-        num_units=num_units, base_model=str(base_model), base_vocab_size=base_vocab,
-        base_embedding_rows=base_rows, speech_start_id=ids[0], speech_end_id=ids[1],
-        first_unit_id=ids[2], seed=seed, noise_std=noise_std,
+        num_units=num_units,
+        base_model=str(base_model),
+        base_vocab_size=base_vocab,
+        base_embedding_rows=base_rows,
+        speech_start_id=ids[0],
+        speech_end_id=ids[1],
+        first_unit_id=ids[2],
+        seed=seed,
+        noise_std=noise_std,
     )
-    logger.info("added %d unit tokens (ids %d..%d); embedding rows %d -> %d%s", len(tokens),
-                ids[0], ids[-1], base_rows, new_size, " (tied output)" if tied else "")
+    logger.info(
+        "added %d unit tokens (ids %d..%d); embedding rows %d -> %d%s",
+        len(tokens),
+        ids[0],
+        ids[-1],
+        base_rows,
+        new_size,
+        " (tied output)" if tied else "",
+    )
     return info
 
 
@@ -148,22 +161,20 @@ def _init_rows(weight: torch.Tensor, old: int, new: int, seed: int, noise_std: f
 def check_unit_tokens(tokenizer: Any, info: UnitVocabInfo, where: str = "") -> None:
     """Raise :class:`UnitVocabError` unless ``tokenizer`` has the unit tokens at ``info``'s ids."""
     tokens = unit_token_list(info.num_units)
-    expected = [info.speech_start_id, info.speech_end_id] + [
-        info.first_unit_id + i for i in range(info.num_units)
-    ]
+    expected = [info.speech_start_id, info.speech_end_id] + [info.first_unit_id + i for i in range(info.num_units)]
     got = _token_ids(tokenizer, tokens)
     bad = [t for t, g, e in zip(tokens, got, expected) if g != e]
     if bad:
-        raise UnitVocabError(f"{where}: the tokenizer's unit tokens do not match "
-                             f"{UNIT_VOCAB_FILE} (e.g. {bad[0]})")
+        raise UnitVocabError(f"{where}: the tokenizer's unit tokens do not match {UNIT_VOCAB_FILE} (e.g. {bad[0]})")
 
 
 def read_unit_vocab(model_dir: Union[str, Path]) -> UnitVocabInfo:
     """The :class:`UnitVocabInfo` saved in ``model_dir`` (written by :func:`save_model_dir`)."""
     path = Path(model_dir) / UNIT_VOCAB_FILE
     if not path.is_file():
-        raise UnitVocabError(f"{model_dir} has no {UNIT_VOCAB_FILE}: not a unit-extended LM "
-                             f"(make one with extend_vocab)")
+        raise UnitVocabError(
+            f"{model_dir} has no {UNIT_VOCAB_FILE}: not a unit-extended LM (make one with extend_vocab)"
+        )
     try:
         return UnitVocabInfo(**json.loads(path.read_text()))
     except (TypeError, json.JSONDecodeError) as e:
@@ -184,8 +195,7 @@ def save_model_dir(
     from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     if unwrap_peft(model) is not model:
-        raise ValueError("save_model_dir needs a plain HF model: merge LoRA first "
-                         "(merge_and_unload)")
+        raise ValueError("save_model_dir needs a plain HF model: merge LoRA first (merge_and_unload)")
     files = dict(json_files or {})
     if info is not None:
         files[UNIT_VOCAB_FILE] = asdict(info)
@@ -195,8 +205,6 @@ def save_model_dir(
         for name, obj in files.items():
             atomic_write_text(tmp / name, json.dumps(obj, indent=1) + "\n")
         default_file_modes(tmp)  # transformers writes the weights owner-only
-
-
 
 
 def extend_model_dir(
@@ -211,14 +219,23 @@ def extend_model_dir(
     from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
     model, tokenizer = load_causal_lm(base_dir, dtype=dtype, device="cpu")
-    info = extend_with_units(model, tokenizer, num_units, seed=seed, noise_std=noise_std,
-                             base_model=str(Path(base_dir).resolve()))
+    info = extend_with_units(
+        model, tokenizer, num_units, seed=seed, noise_std=noise_std, base_model=str(Path(base_dir).resolve())
+    )
     save_model_dir(out_dir, model, tokenizer, info)
     return info
 
 
 __all__ = [
-    "UNIT_VOCAB_FILE", "UnitVocabError", "UnitVocabInfo", "extend_with_units", "check_unit_tokens",
-    "read_unit_vocab", "save_model_dir", "extend_model_dir", "SPEECH_START", "SPEECH_END",
+    "UNIT_VOCAB_FILE",
+    "UnitVocabError",
+    "UnitVocabInfo",
+    "extend_with_units",
+    "check_unit_tokens",
+    "read_unit_vocab",
+    "save_model_dir",
+    "extend_model_dir",
+    "SPEECH_START",
+    "SPEECH_END",
     "unit_token",
 ]

@@ -73,8 +73,9 @@ def save_weights(state_dict: Dict[str, Any], path: Union[str, Path]) -> None:
     seen = set()
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
-            raise PackError(f"model state entry {key} is a {type(value).__name__}, not a tensor: cannot "
-                            f"store it as safetensors")
+            raise PackError(
+                f"model state entry {key} is a {type(value).__name__}, not a tensor: cannot store it as safetensors"
+            )
         t = value.detach().cpu()
         ptr = t.untyped_storage().data_ptr() if t.numel() else None
         if ptr is not None and ptr in seen:
@@ -136,8 +137,10 @@ def read_meta(root: Path) -> Dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise PackError(f"{path}: not an espnet-llm-plugin pack (format {FORMAT!r})")
     if int(meta.get("version", 0)) > VERSION:
-        raise PackError(f"{path}: pack format version {meta.get('version')} is newer than this "
-                        f"espnet-llm-plugin reads ({VERSION}); upgrade espnet-llm-plugin")
+        raise PackError(
+            f"{path}: pack format version {meta.get('version')} is newer than this "
+            f"espnet-llm-plugin reads ({VERSION}); upgrade espnet-llm-plugin"
+        )
     return meta
 
 
@@ -152,8 +155,10 @@ def verify_files(root: Path, meta: Dict[str, Any]) -> None:
         if not p.is_file():
             raise PackError(f"{p} is missing (listed in {root / PACK_JSON}): an incomplete copy of the pack")
         if p.stat().st_size != info["size"] or sha256_file(p) != info["sha256"]:
-            raise PackError(f"{p} differs from the file that was packed (size or sha256 in "
-                            f"{root / PACK_JSON}): a damaged copy of the pack")
+            raise PackError(
+                f"{p} differs from the file that was packed (size or sha256 in "
+                f"{root / PACK_JSON}): a damaged copy of the pack"
+            )
 
 
 def check_no_machine_paths(root: Path, forbidden: Iterable[str]) -> None:
@@ -163,20 +168,43 @@ def check_no_machine_paths(root: Path, forbidden: Iterable[str]) -> None:
     Raises:
         PackError: naming the file and the path found in it.
     """
-    needles: List[str] = sorted({str(f).rstrip("/") for f in forbidden if str(f).rstrip("/") not in ("", "/")},
-                                key=len, reverse=True)
+    needles: List[str] = sorted(
+        {str(f).rstrip("/") for f in forbidden if str(f).rstrip("/") not in ("", "/")}, key=len, reverse=True
+    )
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.is_symlink() or p.suffix not in TEXT_SUFFIXES:
             continue
         text = p.read_text(encoding="utf-8", errors="replace")
         for needle in needles:
             if needle in text:
-                raise PackError(f"{p.relative_to(root)} holds the machine path {needle}: a pack must "
-                                f"be usable elsewhere (report this as a bug of pack_model)")
+                raise PackError(
+                    f"{p.relative_to(root)} holds the machine path {needle}: a pack must "
+                    f"be usable elsewhere (report this as a bug of pack_model)"
+                )
 
 
 __all__ = [
-    "ARCHIVE_SUFFIXES", "ASSETS", "BASES", "CARD", "CONFIG", "DATASTORE", "DECODE", "FORMAT", "PACK_JSON",
-    "PackError", "RESULTS", "TOKENIZER", "TOKENS", "VERSION", "WEIGHTS", "check_no_machine_paths",
-    "file_checksums", "is_archive", "load_weights", "read_meta", "save_weights", "verify_files", "write_meta",
+    "ARCHIVE_SUFFIXES",
+    "ASSETS",
+    "BASES",
+    "CARD",
+    "CONFIG",
+    "DATASTORE",
+    "DECODE",
+    "FORMAT",
+    "PACK_JSON",
+    "PackError",
+    "RESULTS",
+    "TOKENIZER",
+    "TOKENS",
+    "VERSION",
+    "WEIGHTS",
+    "check_no_machine_paths",
+    "file_checksums",
+    "is_archive",
+    "load_weights",
+    "read_meta",
+    "save_weights",
+    "verify_files",
+    "write_meta",
 ]

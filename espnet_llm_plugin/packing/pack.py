@@ -37,6 +37,8 @@ import yaml
 
 from espnet_llm_plugin.core.base_weights import (
     MANIFEST as BASE_MANIFEST,
+)
+from espnet_llm_plugin.core.base_weights import (
     PATH_KEY,
     SHA256_KEY,
     WEIGHT_SUFFIXES,
@@ -50,20 +52,34 @@ from espnet_llm_plugin.packing.layout import PackError
 logger = logging.getLogger(__name__)
 
 # config.yaml keys that only training reads: their paths are kept as provenance, not packed
-TRAINING_ONLY_KEYS = frozenset({
-    "config", "output_dir", "train_shape_file", "valid_shape_file", "train_data_path_and_name_and_type",
-    "valid_data_path_and_name_and_type", "init_param", "pretrain_path", "noise_scp", "rir_scp",
-    "deepspeed_config", "wandb_project", "wandb_name",
-})
+TRAINING_ONLY_KEYS = frozenset(
+    {
+        "config",
+        "output_dir",
+        "train_shape_file",
+        "valid_shape_file",
+        "train_data_path_and_name_and_type",
+        "valid_data_path_and_name_and_type",
+        "init_param",
+        "pretrain_path",
+        "noise_scp",
+        "rir_scp",
+        "deepspeed_config",
+        "wandb_project",
+        "wandb_name",
+    }
+)
 # keys whose strings are never paths (ESPnet's criteria name the "valid" split, a dir in recipes)
-NON_PATH_KEYS = frozenset({"best_model_criterion", "val_scheduler_criterion", "early_stopping_criterion",
-                           "required", "version"})
+NON_PATH_KEYS = frozenset(
+    {"best_model_criterion", "val_scheduler_criterion", "early_stopping_criterion", "required", "version"}
+)
 DATASTORE_KEY = "knnlm_datastore"
 
 
 def _looks_like_path(value: str) -> bool:
     """A directory path (with a separator) or a file name with a suffix (``tokens.txt``)."""
     return os.sep in value or "/" in value or (Path(value).suffix != "" and " " not in value)
+
 
 DATASTORE_MANIFEST = "manifest.json"
 
@@ -123,8 +139,13 @@ class _Packer:
             name, i = d.name, 2
             while name in names:
                 name, i = f"{d.name}_{i}", i + 1
-            entry = {"name": name, "link": f"{layout.BASES}/{name}", "sha256": base_content_hash(d), "keys": [],
-                     **_catalog_entry(d)}
+            entry = {
+                "name": name,
+                "link": f"{layout.BASES}/{name}",
+                "sha256": base_content_hash(d),
+                "keys": [],
+                **_catalog_entry(d),
+            }
             self.bases[str(d)] = entry
             self.machine_paths.add(str(d))
             logger.info("base model %s (%s): referenced by hash %s", name, d, entry["sha256"][:12])
@@ -157,8 +178,12 @@ class _Packer:
         target = self.out / layout.TOKENIZER
         target.mkdir(parents=True, exist_ok=True)
         for p in sorted(d.iterdir()):
-            if p.is_file() and not p.name.endswith(WEIGHT_SUFFIXES) and p.name != BASE_MANIFEST \
-                    and not p.name.endswith(".index.json"):
+            if (
+                p.is_file()
+                and not p.name.endswith(WEIGHT_SUFFIXES)
+                and p.name != BASE_MANIFEST
+                and not p.name.endswith(".index.json")
+            ):
                 shutil.copyfile(p, target / p.name)
         self.assets[str(d)] = layout.TOKENIZER
         self.machine_paths.add(str(d))
@@ -176,11 +201,16 @@ class _Packer:
             for p in sorted(d.iterdir()):
                 if p.is_file() and p.name != DATASTORE_MANIFEST:
                     shutil.copyfile(p, target / p.name)
-        atomic_write_text(target / DATASTORE_MANIFEST,
-                          json.dumps(self._scrub(manifest), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(
+            target / DATASTORE_MANIFEST, json.dumps(self._scrub(manifest), indent=2, sort_keys=True) + "\n"
+        )
         self.machine_paths.add(str(d))
-        self.datastore = {"dir": layout.DATASTORE, "included": self.include_datastore,
-                          "entries": manifest.get("count"), "key_encoder": self._scrub(manifest["key_encoder"])}
+        self.datastore = {
+            "dir": layout.DATASTORE,
+            "included": self.include_datastore,
+            "entries": manifest.get("count"),
+            "key_encoder": self._scrub(manifest["key_encoder"]),
+        }
         return layout.DATASTORE
 
     def _scrub(self, value: Any) -> Any:
@@ -219,8 +249,7 @@ class _Packer:
         if p.exists():
             return self.asset(p, key)
         if os.path.isabs(value):
-            raise PackError(f"{where}: {key} = {value} does not exist on this machine: cannot pack "
-                            f"what it names")
+            raise PackError(f"{where}: {key} = {value} does not exist on this machine: cannot pack what it names")
         return value
 
 
@@ -242,8 +271,10 @@ def _load_state(model_file: Path) -> Dict[str, Any]:
     if isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
         state = state["module"]  # a deepspeed checkpoint, as ESPnet reads it
     if not isinstance(state, dict) or "model" in state and "optimizers" in state:
-        raise PackError(f"{model_file}: not a model state dict (a training checkpoint.pth? pack an "
-                        f"epoch or averaged file such as valid.acc.ave.pth)")
+        raise PackError(
+            f"{model_file}: not a model state dict (a training checkpoint.pth? pack an "
+            f"epoch or averaged file such as valid.acc.ave.pth)"
+        )
     return state
 
 
@@ -259,11 +290,15 @@ def _rewrite_base_references(state: Dict[str, Any], packer: _Packer, model_file:
         if entry is None:
             entry = next((e for e in packer.bases.values() if e["sha256"] == sha), None)
         if entry is None:
-            raise PackError(f"{model_file}: {prefix}{SHA256_KEY} refers to the base model {path}, which "
-                            f"config.yaml does not name: cannot say where unpacking finds it")
+            raise PackError(
+                f"{model_file}: {prefix}{SHA256_KEY} refers to the base model {path}, which "
+                f"config.yaml does not name: cannot say where unpacking finds it"
+            )
         if entry["sha256"] != sha:
-            raise PackError(f"{model_file} was trained on base {path} (sha256 {sha}), but {entry['link']} "
-                            f"({d}) now holds weights with sha256 {entry['sha256']}: the pack would not load")
+            raise PackError(
+                f"{model_file} was trained on base {path} (sha256 {sha}), but {entry['link']} "
+                f"({d}) now holds weights with sha256 {entry['sha256']}: the pack would not load"
+            )
         state[key] = _bytes_to_tensor(entry["link"].encode("utf-8"))
 
 
@@ -337,8 +372,13 @@ def pack_model(
         work.mkdir()
         packer = _Packer(work, root, include_datastore)
         # directories of this machine that must not appear in the pack (checked at the end)
-        packer.machine_paths.update({str(config_path.resolve().parent), str(config_path.resolve().parent.parent),
-                                     str(model_file.resolve().parent)})
+        packer.machine_paths.update(
+            {
+                str(config_path.resolve().parent),
+                str(config_path.resolve().parent.parent),
+                str(model_file.resolve().parent),
+            }
+        )
         packer.machine_paths.update(str(Path(r).resolve().parent) for r in results)
         tokens = _token_list(config, root, str(config_path))
         body = {k: v for k, v in config.items() if k != "token_list"}
@@ -347,8 +387,11 @@ def pack_model(
         atomic_write_text(work / layout.TOKENS, "\n".join(tokens) + "\n")
         atomic_write_text(work / layout.CONFIG, yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
         if decode:
-            if decode.get("knnlm_datastore") and decode.get("knnlm_query", "lm") == "lm" \
-                    and not decode.get("knnlm_lm_path"):
+            if (
+                decode.get("knnlm_datastore")
+                and decode.get("knnlm_query", "lm") == "lm"
+                and not decode.get("knnlm_lm_path")
+            ):
                 # the key encoder the datastore names becomes an explicit, referenced base
                 from espnet_llm_plugin.retrieval.datastore import read_manifest
 
@@ -363,13 +406,21 @@ def pack_model(
 
         result_files = _copy_results(results, work, root, packer)
         meta = {
-            "format": layout.FORMAT, "version": layout.VERSION, "plugin_version": __version__,
+            "format": layout.FORMAT,
+            "version": layout.VERSION,
+            "plugin_version": __version__,
             "espnet_version": str(config.get("version", "")),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "model": {"config": layout.CONFIG, "weights": layout.WEIGHTS, "token_list": layout.TOKENS,
-                      "packed_from": model_file.name, "num_tensors": len(state),
-                      "num_parameters": int(sum(v.numel() for k, v in state.items()
-                                                if not k.endswith((PATH_KEY, SHA256_KEY))))},
+            "model": {
+                "config": layout.CONFIG,
+                "weights": layout.WEIGHTS,
+                "token_list": layout.TOKENS,
+                "packed_from": model_file.name,
+                "num_tensors": len(state),
+                "num_parameters": int(
+                    sum(v.numel() for k, v in state.items() if not k.endswith((PATH_KEY, SHA256_KEY)))
+                ),
+            },
             "bases": sorted(packer.bases.values(), key=lambda e: e["name"]),
             "decode_config": layout.DECODE if decode else None,
             "datastore": packer.datastore,
@@ -402,7 +453,9 @@ def _copy_results(results: Sequence[Union[str, Path]], work: Path, root: Path, p
         rel = packer.relative(str(src))
         files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
         for f in files:
-            dest_rel = f"{layout.RESULTS}/{rel}" if f == src else f"{layout.RESULTS}/{rel}/{f.relative_to(src).as_posix()}"
+            dest_rel = (
+                f"{layout.RESULTS}/{rel}" if f == src else f"{layout.RESULTS}/{rel}/{f.relative_to(src).as_posix()}"
+            )
             dest = work / dest_rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             if f.suffix in layout.TEXT_SUFFIXES:
@@ -419,9 +472,6 @@ def _copy_results(results: Sequence[Union[str, Path]], work: Path, root: Path, p
                 shutil.copyfile(f, dest)
             out.append(dest_rel)
     return out
-
-
-
 
 
 def parse_decode_args(args: str) -> Dict[str, Any]:
@@ -448,4 +498,6 @@ def parse_decode_args(args: str) -> Dict[str, Any]:
             i += 2
         out[key] = yaml.safe_load(raw) if raw != "" else ""
     return out
+
+
 __all__ = ["TRAINING_ONLY_KEYS", "pack_model", "parse_decode_args"]

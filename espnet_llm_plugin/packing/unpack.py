@@ -85,7 +85,8 @@ def find_base(entry: Dict[str, Any], root: Path, base_dirs: Sequence[PathLike] =
             raise PackBaseMismatchError(
                 f"base model {name} ({', '.join(entry['keys'])}): {d} holds weights with sha256 {have}, "
                 f"but this model was trained on weights with sha256 {want}; give the base it was "
-                f"trained with, unchanged")
+                f"trained with, unchanged"
+            )
         logger.warning("base model %s: %s has sha256 %s, not %s: not used", name, d, have, want)
         return False
 
@@ -107,8 +108,10 @@ def find_base(entry: Dict[str, Any], root: Path, base_dirs: Sequence[PathLike] =
                 return d
         except MissingPackageError as e:
             hint = f"{e}; or pass the directory holding it"
-    raise PackError(f"base model {name} ({', '.join(entry['keys'])}, sha256 {want}) not found "
-                    f"(looked in: {', '.join(looked) or 'nowhere'}); {hint}")
+    raise PackError(
+        f"base model {name} ({', '.join(entry['keys'])}, sha256 {want}) not found "
+        f"(looked in: {', '.join(looked) or 'nowhere'}); {hint}"
+    )
 
 
 class PackedModel:
@@ -161,9 +164,12 @@ class PackedModel:
         options = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         ds = self.meta.get("datastore")
         if ds and not ds.get("included") and options.get("knnlm_datastore"):
-            logger.warning("%s was decoded with a kNN-LM datastore that is not in the pack (only its "
-                           "manifest, %s/manifest.json): decoding without it unless knnlm_datastore is given",
-                           self.root, layout.DATASTORE)
+            logger.warning(
+                "%s was decoded with a kNN-LM datastore that is not in the pack (only its "
+                "manifest, %s/manifest.json): decoding without it unless knnlm_datastore is given",
+                self.root,
+                layout.DATASTORE,
+            )
             options = {k: v for k, v in options.items() if not k.startswith("knnlm_")}
         return self.resolve(options)
 
@@ -172,8 +178,9 @@ def _resolve_bases(root: Path, meta: Dict[str, Any], base_dirs: Sequence[PathLik
     return {e["link"]: find_base(e, root, base_dirs) for e in meta.get("bases") or []}
 
 
-def open_pack(path: PathLike, base_dirs: Sequence[PathLike] = (), extract_to: Optional[PathLike] = None,
-              verify: bool = True) -> PackedModel:
+def open_pack(
+    path: PathLike, base_dirs: Sequence[PathLike] = (), extract_to: Optional[PathLike] = None, verify: bool = True
+) -> PackedModel:
     """Open a pack directory or archive for decoding (an archive is extracted to
     ``extract_to``, else to a temporary directory that lives as long as the result).
 

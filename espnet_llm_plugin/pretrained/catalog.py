@@ -176,6 +176,4 @@ def get_spec(name: str) -> PretrainedSpec:
     try:
         return CATALOG[name]
     except KeyError:
-        raise ValueError(
-            f"unknown pretrained model {name!r}; known: {', '.join(sorted(CATALOG))}"
-        ) from None
+        raise ValueError(f"unknown pretrained model {name!r}; known: {', '.join(sorted(CATALOG))}") from None

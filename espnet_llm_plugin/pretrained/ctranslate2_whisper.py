@@ -184,9 +184,7 @@ class _Taker:
     def scalar(self, name: str, expected: int | None = None) -> int:
         value = int(self(name))
         if expected is not None and value != expected:
-            raise Ct2FormatError(
-                f"{self.where}: {name} = {value}, but Hugging Face Whisper needs {expected}"
-            )
+            raise Ct2FormatError(f"{self.where}: {name} = {value}, but Hugging Face Whisper needs {expected}")
         return value
 
 
@@ -215,16 +213,12 @@ def _split_fused(take: _Taker, src: str, dsts: Sequence[str], out: Dict[str, tor
     weight, bias = take(f"{src}/weight"), take(f"{src}/bias")
     n = len(dsts)
     if weight.shape[0] % n or bias.shape[0] != weight.shape[0]:
-        raise Ct2FormatError(
-            f"{take.where}: {src} has shape {tuple(weight.shape)}, not {n} fused projections"
-        )
+        raise Ct2FormatError(f"{take.where}: {src} has shape {tuple(weight.shape)}, not {n} fused projections")
     for dst, w, b in zip(dsts, weight.chunk(n), bias.chunk(n)):
         out[f"{dst}.weight"] = w.clone()
         if dst.endswith("k_proj"):
             if bool(b.any()):
-                raise Ct2FormatError(
-                    f"{take.where}: {src} has a non-zero key bias; Whisper's key projection has none"
-                )
+                raise Ct2FormatError(f"{take.where}: {src} has a non-zero key bias; Whisper's key projection has none")
         else:
             out[f"{dst}.bias"] = b.clone()
 
@@ -237,14 +231,13 @@ def _ffn(take: _Taker, src: str, dst: str, out: Dict[str, torch.Tensor]) -> None
 
 def _self_attention(take: _Taker, src: str, dst: str, out: Dict[str, torch.Tensor]) -> None:
     _layer_norm(take, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", out)
-    _split_fused(take, f"{src}/self_attention/linear_0",
-                 [f"{dst}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")], out)
+    _split_fused(
+        take, f"{src}/self_attention/linear_0", [f"{dst}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")], out
+    )
     _linear(take, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", out)
 
 
-def whisper_state_dict(
-    ct2: Ct2Model, where: str = "model.bin"
-) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
+def whisper_state_dict(ct2: Ct2Model, where: str = "model.bin") -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
     """Hugging Face ``WhisperForConditionalGeneration`` weights and sizes from a CTranslate2
     ``WhisperSpec``; every CTranslate2 variable must be used.
 
@@ -281,8 +274,12 @@ def whisper_state_dict(
     take.scalar("decoder/scale_embeddings", 0)
     take.scalar("decoder/start_from_zero_embedding", 0)
     take.scalar("decoder/alibi", 0)
-    for unused in ("decoder/alibi_use_positive_positions", "decoder/scale_alibi",
-                   "decoder/alignment_heads", "decoder/alignment_layer"):
+    for unused in (
+        "decoder/alibi_use_positive_positions",
+        "decoder/scale_alibi",
+        "decoder/alignment_heads",
+        "decoder/alignment_layer",
+    ):
         take.left.pop(unused, None)  # alibi is off; alignment heads come from config.json
 
     sd: Dict[str, torch.Tensor] = {}
@@ -303,8 +300,7 @@ def whisper_state_dict(
         _self_attention(take, src, dst, sd)
         _layer_norm(take, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm", sd)
         _linear(take, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj", sd)
-        _split_fused(take, f"{src}/attention/linear_1",
-                     [f"{dst}.encoder_attn.{p}" for p in ("k_proj", "v_proj")], sd)
+        _split_fused(take, f"{src}/attention/linear_1", [f"{dst}.encoder_attn.{p}" for p in ("k_proj", "v_proj")], sd)
         _linear(take, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj", sd)
         _ffn(take, src, dst, sd)
     _layer_norm(take, "decoder/layer_norm", "model.decoder.layer_norm", sd)
@@ -356,10 +352,15 @@ def read_vocabulary(model_dir: Path) -> List[str]:
 def _special_ids(vocab: List[str], where: Path) -> Dict[str, int]:
     index = {t: i for i, t in enumerate(vocab)}
     ids = {}
-    for key, token in (("eot", "<|endoftext|>"), ("sot", "<|startoftranscript|>"),
-                       ("no_timestamps", "<|notimestamps|>"), ("translate", "<|translate|>"),
-                       ("transcribe", "<|transcribe|>"), ("prev", "<|startofprev|>"),
-                       ("timestamp_begin", "<|0.00|>")):
+    for key, token in (
+        ("eot", "<|endoftext|>"),
+        ("sot", "<|startoftranscript|>"),
+        ("no_timestamps", "<|notimestamps|>"),
+        ("translate", "<|translate|>"),
+        ("transcribe", "<|transcribe|>"),
+        ("prev", "<|startofprev|>"),
+        ("timestamp_begin", "<|0.00|>"),
+    ):
         if token not in index:
             raise Ct2FormatError(f"{where}: the vocabulary has no {token} (not a Whisper vocabulary)")
         ids[key] = index[token]
@@ -389,7 +390,9 @@ def build_tokenizer(model_dir: Path, vocab: List[str]) -> Any:
     special = [tok.content for _, tok in sorted(backend.get_added_tokens_decoder().items()) if tok.special]
     tokenizer = WhisperTokenizer(
         tokenizer_object=backend,
-        unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
         # the decoder's timestamp logic takes the token after the last special one as <|0.00|>
         extra_special_tokens=[t for t in special if t != "<|endoftext|>"],
@@ -406,8 +409,7 @@ def build_tokenizer(model_dir: Path, vocab: List[str]) -> Any:
     return tokenizer
 
 
-def build_generation_config(ct2_config: Dict[str, Any], vocab: List[str], model_dir: Path,
-                            max_length: int) -> Any:
+def build_generation_config(ct2_config: Dict[str, Any], vocab: List[str], model_dir: Path, max_length: int) -> Any:
     """Whisper's generation config from CTranslate2's ``config.json`` and the vocabulary; a
     multilingual model gets its language table, an English-only one none."""
     from transformers import GenerationConfig
@@ -418,13 +420,19 @@ def build_generation_config(ct2_config: Dict[str, Any], vocab: List[str], model_
     # special and timestamp tokens), multilingual ones 51,865 or more
     multilingual = len(vocab) >= 51865
     gen = GenerationConfig(
-        bos_token_id=ids["eot"], eos_token_id=ids["eot"], pad_token_id=ids["eot"],
-        decoder_start_token_id=ids["sot"], max_length=max_length,
+        bos_token_id=ids["eot"],
+        eos_token_id=ids["eot"],
+        pad_token_id=ids["eot"],
+        decoder_start_token_id=ids["sot"],
+        max_length=max_length,
         suppress_tokens=[int(i) for i in ct2_config.get("suppress_ids", [])],
         begin_suppress_tokens=[int(i) for i in ct2_config.get("suppress_ids_begin", [])],
         alignment_heads=[[int(a), int(b)] for a, b in ct2_config.get("alignment_heads", [])],
-        no_timestamps_token_id=ids["no_timestamps"], prev_sot_token_id=ids["prev"],
-        max_initial_timestamp_index=50, return_timestamps=False, is_multilingual=multilingual,
+        no_timestamps_token_id=ids["no_timestamps"],
+        prev_sot_token_id=ids["prev"],
+        max_initial_timestamp_index=50,
+        return_timestamps=False,
+        is_multilingual=multilingual,
         task_to_id={"transcribe": ids["transcribe"], "translate": ids["translate"]},
     )
     if multilingual:
@@ -464,7 +472,10 @@ def load_ct2_whisper(parts: Sequence[Path], model_dir: Path | None = None) -> Tu
         Ct2FormatError: naming the file and what does not fit.
     """
     from transformers import (
-        WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
     )
 
     parts = [Path(p) for p in parts]
@@ -473,9 +484,7 @@ def load_ct2_whisper(parts: Sequence[Path], model_dir: Path | None = None) -> Tu
     sd, sizes = whisper_state_dict(ct2, where=str(parts[0]))
     vocab = read_vocabulary(model_dir)
     if len(vocab) != sizes["vocab_size"]:
-        raise Ct2FormatError(
-            f"{model_dir}: the vocabulary has {len(vocab)} tokens, the model {sizes['vocab_size']}"
-        )
+        raise Ct2FormatError(f"{model_dir}: the vocabulary has {len(vocab)} tokens, the model {sizes['vocab_size']}")
     ct2_config = read_ct2_config(model_dir)
     gen = build_generation_config(ct2_config, vocab, model_dir, sizes["max_target_positions"])
     tokenizer = build_tokenizer(model_dir, vocab)
@@ -485,16 +494,21 @@ def load_ct2_whisper(parts: Sequence[Path], model_dir: Path | None = None) -> Tu
         activation_function="gelu",
         scale_embedding=False,
         tie_word_embeddings=True,
-        bos_token_id=gen.bos_token_id, eos_token_id=gen.eos_token_id, pad_token_id=gen.pad_token_id,
+        bos_token_id=gen.bos_token_id,
+        eos_token_id=gen.eos_token_id,
+        pad_token_id=gen.pad_token_id,
         decoder_start_token_id=gen.decoder_start_token_id,
-        begin_suppress_tokens=gen.begin_suppress_tokens, suppress_tokens=gen.suppress_tokens,
+        begin_suppress_tokens=gen.begin_suppress_tokens,
+        suppress_tokens=gen.suppress_tokens,
     )
     model = WhisperForConditionalGeneration(config).float()
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
     missing = [k for k in missing if k != "proj_out.weight"]  # tied to embed_tokens
     if missing or unexpected:
-        raise Ct2FormatError(f"{parts[0]}: converted weights do not fit the Whisper model "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise Ct2FormatError(
+            f"{parts[0]}: converted weights do not fit the Whisper model "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     if model.proj_out.weight.data_ptr() != model.model.decoder.embed_tokens.weight.data_ptr():
         raise Ct2FormatError(f"{parts[0]}: the output projection is not tied to the token embedding")
     model.generation_config = gen
@@ -503,7 +517,6 @@ def load_ct2_whisper(parts: Sequence[Path], model_dir: Path | None = None) -> Tu
     features = WhisperFeatureExtractor(feature_size=sizes["num_mel_bins"], sampling_rate=SAMPLING_RATE)
     processor = WhisperProcessor(feature_extractor=features, tokenizer=tokenizer)
     return model, processor
-
 
 
 def load_whisper_dir(path: Path, dtype: torch.dtype = torch.float32) -> Tuple[torch.nn.Module, Any]:
@@ -561,8 +574,13 @@ def encoder_fingerprint(hidden: torch.Tensor) -> Tuple[float, float, float]:
 
 
 def generate_nbest(
-    model: torch.nn.Module, features: torch.Tensor | None, prompt: List[int], num_beams: int = 1,
-    num_return: int = 1, max_length: int | None = None, encoded: torch.Tensor | None = None,
+    model: torch.nn.Module,
+    features: torch.Tensor | None,
+    prompt: List[int],
+    num_beams: int = 1,
+    num_return: int = 1,
+    max_length: int | None = None,
+    encoded: torch.Tensor | None = None,
 ) -> List[Tuple[List[int], float | None]]:
     """Greedy (``num_beams=1``) or beam search through the generic generation path, which
     returns distinct beams (Whisper's own ``generate`` repeats one hypothesis for
@@ -591,14 +609,20 @@ def generate_nbest(
         inputs = {"input_features": features}
     with torch.no_grad():
         out = GenerationMixin.generate(
-            model, **inputs, decoder_input_ids=torch.tensor([prompt]),
-            num_beams=num_beams, num_return_sequences=num_return, do_sample=False,
-            renormalize_logits=True, max_length=max_length or model.config.max_target_positions,
-            return_dict_in_generate=True, **beam,
+            model,
+            **inputs,
+            decoder_input_ids=torch.tensor([prompt]),
+            num_beams=num_beams,
+            num_return_sequences=num_return,
+            do_sample=False,
+            renormalize_logits=True,
+            max_length=max_length or model.config.max_target_positions,
+            return_dict_in_generate=True,
+            **beam,
         )
     result = []
     for i, seq in enumerate(out.sequences.tolist()):
-        seq = seq[len(prompt):]
+        seq = seq[len(prompt) :]
         while seq and seq[-1] == eos:  # the end token, and padding of shorter beams
             seq.pop()
         score = float(out.sequences_scores[i]) if num_beams > 1 else None
@@ -661,12 +685,14 @@ class Ct2Whisper:
 
         return torch.from_numpy(np.array(self.model.encode(self._view(features), to_cpu=True)))
 
-    def generate(self, features: torch.Tensor, prompt: List[int], num_beams: int = 1,
-                 num_return: int = 1) -> List[Tuple[List[int], float]]:
+    def generate(
+        self, features: torch.Tensor, prompt: List[int], num_beams: int = 1, num_return: int = 1
+    ) -> List[Tuple[List[int], float]]:
         """``num_return`` pairs ``(text token ids, score)``, best first (CTranslate2's
         defaults otherwise: its suppressed tokens, length penalty 1). ``features`` are the
         log-mel input ``(1, n_mels, 3000)`` or CTranslate2's own encoder output ``(1, T, D)``
         (:meth:`encode`), which it then does not compute again."""
-        res = self.model.generate(self._view(features), [prompt], beam_size=num_beams,
-                                  num_hypotheses=num_return, return_scores=True)[0]
+        res = self.model.generate(
+            self._view(features), [prompt], beam_size=num_beams, num_hypotheses=num_return, return_scores=True
+        )[0]
         return [(list(ids), float(s)) for ids, s in zip(res.sequences_ids, res.scores)]

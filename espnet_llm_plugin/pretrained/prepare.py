@@ -108,8 +108,7 @@ def source_parts(spec: PretrainedSpec, weights: Path) -> List[Path]:
         part = Path(found.origin).parent / rel
         if not part.is_file():
             raise MissingPackageError(
-                f"the package of {module} is installed but lacks {rel} (a broken or other "
-                f"version?): {spec.pip_command}"
+                f"the package of {module} is installed but lacks {rel} (a broken or other version?): {spec.pip_command}"
             )
         parts.append(part)
     return parts
@@ -150,8 +149,7 @@ def check_manifest(out_dir: Path, spec: PretrainedSpec, checksums: bool = False)
             raise PreparedModelError(f"{path} is missing (listed in {MANIFEST}); prepare again with --force")
         if path.stat().st_size != info["size"]:
             raise PreparedModelError(
-                f"{path} has {path.stat().st_size} bytes, {MANIFEST} says {info['size']}; "
-                f"prepare again with --force"
+                f"{path} has {path.stat().st_size} bytes, {MANIFEST} says {info['size']}; prepare again with --force"
             )
         if checksums and sha256_file(path) != info["sha256"]:
             raise PreparedModelError(f"{path}: sha256 differs from {MANIFEST}; prepare again with --force")
@@ -234,7 +232,12 @@ def _whisper_reference(
     import torch
 
     from espnet_llm_plugin.pretrained.ctranslate2_whisper import (
-        Ct2Whisper, check_signal, encoder_fingerprint, generate_nbest, log_mel, whisper_prompt,
+        Ct2Whisper,
+        check_signal,
+        encoder_fingerprint,
+        generate_nbest,
+        log_mel,
+        whisper_prompt,
     )
 
     with torch.no_grad():
@@ -252,8 +255,11 @@ def _whisper_reference(
     with torch.no_grad():
         encoded = model.model.encoder(features).last_hidden_state
     check: Dict[str, Any] = {
-        "clip": clip_name, "prompt": prompt, "tokens": tokens,
-        "text": processor.tokenizer.decode(tokens), "encoder_fingerprint": list(fingerprint),
+        "clip": clip_name,
+        "prompt": prompt,
+        "tokens": tokens,
+        "text": processor.tokenizer.decode(tokens),
+        "encoder_fingerprint": list(fingerprint),
         "ctranslate2": None,
     }
     if importlib.util.find_spec("ctranslate2") is None:
@@ -274,8 +280,10 @@ def _whisper_reference(
                 f"(tolerance {WHISPER_ENCODER_TOLERANCE:g})"
             )
         check["ctranslate2"] = {
-            "version": importlib.metadata.version("ctranslate2"), "compute_type": "float32",
-            "tokens_equal": True, "encoder_max_diff": diff,
+            "version": importlib.metadata.version("ctranslate2"),
+            "compute_type": "float32",
+            "tokens_equal": True,
+            "encoder_max_diff": diff,
         }
     return check, (features, tokens, encoded)
 
@@ -402,10 +410,12 @@ def prepare(name: str, out_dir: Optional[Path] = None, force: bool = False) -> P
         else:
             check = _verify_written_lm(spec, tmp, reference)
         if len(parts) > 1:  # "size" is their sum; "sha256" the first part's
-            source_extra = {"parts": [
-                {"module": module, "file": rel, "size": part.stat().st_size, "sha256": sha256_file(part)}
-                for (module, rel), part in zip([(spec.module, spec.file), *spec.more_files], parts)
-            ]}
+            source_extra = {
+                "parts": [
+                    {"module": module, "file": rel, "size": part.stat().st_size, "sha256": sha256_file(part)}
+                    for (module, rel), part in zip([(spec.module, spec.file), *spec.more_files], parts)
+                ]
+            }
         else:
             source_extra = {}
         manifest = {

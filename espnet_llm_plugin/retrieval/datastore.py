@@ -81,8 +81,13 @@ class FaissSearch(SearchBackend):
     """A faiss index as :class:`SearchBackend` (CPU faiss; see ``TorchExactSearch`` for GPUs)."""
 
     def __init__(
-        self, dim: int, metric: str = "l2", index_string: str = "Flat", index: Any = None,
-        max_train: int = 200_000, seed: int = 0,
+        self,
+        dim: int,
+        metric: str = "l2",
+        index_string: str = "Flat",
+        index: Any = None,
+        max_train: int = 200_000,
+        seed: int = 0,
     ):
         import faiss
 
@@ -221,8 +226,12 @@ def distance_scale(keys: np.ndarray, metric: str = "l2", pairs: int = SCALE_PAIR
 
 
 def _nearest_by_score_then_id(
-    search: Callable[[int], Tuple["torch.Tensor", "torch.Tensor"]], k: int, ntotal: int, metric: str,
-    q_sq: "torch.Tensor", rel_tol: float,
+    search: Callable[[int], Tuple["torch.Tensor", "torch.Tensor"]],
+    k: int,
+    ntotal: int,
+    metric: str,
+    q_sq: "torch.Tensor",
+    rel_tol: float,
 ) -> Tuple["torch.Tensor", "torch.Tensor"]:
     """The ``k`` nearest neighbours ``(scores (N, k), ids (N, k))`` with ties resolved by id (see
     the module docstring).
@@ -355,7 +364,9 @@ class FaissDatastore:
             )
         if values.shape != (keys.shape[0],):
             raise DatastoreError(f"values must have shape ({keys.shape[0]},), got {tuple(values.shape)}")
-        if len(values) and (values.min() < 0 or ("vocab_size" in self.identity and values.max() >= self.identity["vocab_size"])):
+        if len(values) and (
+            values.min() < 0 or ("vocab_size" in self.identity and values.max() >= self.identity["vocab_size"])
+        ):
             raise DatastoreError(f"values outside [0, vocab_size={self.identity.get('vocab_size')})")
         if len(keys) == 0:
             return
@@ -370,9 +381,7 @@ class FaissDatastore:
         self.backend.add(stored.astype(np.float32, copy=False))
 
     @classmethod
-    def build(
-        cls, keys: np.ndarray, values: np.ndarray, identity: Dict[str, Any], **kwargs: Any
-    ) -> "FaissDatastore":
+    def build(cls, keys: np.ndarray, values: np.ndarray, identity: Dict[str, Any], **kwargs: Any) -> "FaissDatastore":
         """A datastore holding ``keys``/``values`` (kwargs as in the constructor)."""
         if len(keys) == 0:
             raise DatastoreError("no keys to build a datastore from (empty memory corpus?)")
@@ -436,7 +445,11 @@ class FaissDatastore:
             raise ValueError(f"k must be >= 1, got {k}")
         q = queries.detach()
         scores, ids = _nearest_by_score_then_id(
-            lambda n: search_tensor(q, n), k, self.backend.ntotal, self.metric, q.float().pow(2).sum(1),
+            lambda n: search_tensor(q, n),
+            k,
+            self.backend.ntotal,
+            self.metric,
+            q.float().pow(2).sum(1),
             self._tie_tolerance(),
         )
         if self._values_tensor is None or self._values_tensor.device != ids.device:
@@ -562,14 +575,15 @@ class FaissDatastore:
         return ds
 
 
-
 def _check_fingerprint(p: Path, ident: Dict[str, Any], have: Optional[str], want: str) -> None:
     """Refuse a datastore whose key encoder had other weights than the query model (``want``)."""
     if have is None:  # written before fingerprints were recorded: cannot tell, do not break it
         logger.warning(
             "datastore %s records no key-encoder weights fingerprint (built before they were "
             "recorded): cannot check that its keys come from the query model's weights (sha256 %s); "
-            "rebuild it to have the check", p, want,
+            "rebuild it to have the check",
+            p,
+            want,
         )
         return
     if have != want:
@@ -642,8 +656,9 @@ def merge_datastores(
     values = np.concatenate([np.load(Path(d) / VALUES, allow_pickle=False) for d in shard_dirs])
     fp16 = first.get("key_dtype") == "float16"
     index = index or first["index"]
-    ds = FaissDatastore.build(keys, values, first["key_encoder"], index=index, metric=first["metric"], fp16=fp16,
-                               max_train=max_train)
+    ds = FaissDatastore.build(
+        keys, values, first["key_encoder"], index=index, metric=first["metric"], fp16=fp16, max_train=max_train
+    )
     info = dict(extra or {})
     info["merged_from"] = [str(d) for d in shard_dirs]
     ds.save(out_dir, info)

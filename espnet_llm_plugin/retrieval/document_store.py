@@ -196,8 +196,12 @@ def read_kaldi_text(path: str | Path) -> List[Tuple[str, str]]:
 
 
 def multimodal_documents(
-    tokenizer, units_path: str | Path, text_path: str | Path, num_units: Optional[int] = None,
-    framing: Optional["LmFraming"] = None, text_form: Optional["TextForm"] = None,
+    tokenizer,
+    units_path: str | Path,
+    text_path: str | Path,
+    num_units: Optional[int] = None,
+    framing: Optional["LmFraming"] = None,
+    text_form: Optional["TextForm"] = None,
 ) -> List[Document]:
     """Multi-modal memory: per utterance, ``<speech>units</speech>`` context + its transcript.
 
@@ -209,8 +213,8 @@ def multimodal_documents(
         MemoryCorpusError: a file is missing, no utterance is in both files, or the tokenizer
             lacks the unit tokens (not a speech+text LM tokenizer).
     """
-    from espnet_llm_plugin.fileio.unit_file import read_units
     from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span
+    from espnet_llm_plugin.fileio.unit_file import read_units
 
     if not Path(units_path).is_file():
         raise MemoryCorpusError(f"memory units file {units_path} not found")
@@ -235,8 +239,7 @@ def multimodal_documents(
         docs.append(Document(utt, text_ids(tokenizer, text, framing, text_form), prefix))
     if not docs:
         raise MemoryCorpusError(
-            f"multi-modal memory is empty: no utterance with a transcript in {text_path} "
-            f"has units in {units_path}"
+            f"multi-modal memory is empty: no utterance with a transcript in {text_path} has units in {units_path}"
         )
     return docs
 

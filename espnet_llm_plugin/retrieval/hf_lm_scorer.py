@@ -45,9 +45,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
-from espnet_llm_plugin.core.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
 from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext
+from espnet_llm_plugin.core.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
 from espnet_llm_plugin.retrieval.key_encoder import check_layer, hidden_size, lm_identity
 
 
@@ -131,7 +131,8 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         end = [] if no_eos else self.framing.end_ids(tokenizer)
         self.end_id: Optional[int] = end[0] if end else None
         self.eos_id: Optional[int] = (
-            int(eos_id) if eos_id is not None
+            int(eos_id)
+            if eos_id is not None
             else (int(tokenizer.eos_token_id) if tokenizer.eos_token_id is not None else None)
         )
         self._swap: Optional[Tuple[int, int]] = None  # (eos, end) columns exchanged

@@ -120,8 +120,8 @@ class KeyEncoder:
         framing: Optional[Mapping[str, Any]] = None,
         text_form: Optional[Mapping[str, Any]] = None,
     ):
-        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
         from espnet_llm_plugin.core.framing import resolve_framing
+        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
         from espnet_llm_plugin.core.text_form import resolve_text_form
 
         self.device = resolve_device(device)
@@ -147,9 +147,7 @@ class KeyEncoder:
         return lm_identity(self.model_path, self.model, self.tokenizer, self.layer)
 
     @torch.no_grad()
-    def encode_batch(
-        self, windows: Sequence[Window], with_logp: bool = False
-    ) -> Tuple[np.ndarray, ...]:
+    def encode_batch(self, windows: Sequence[Window], with_logp: bool = False) -> Tuple[np.ndarray, ...]:
         """Keys and values of ``windows`` (right-padded into one batch; causal, so padding
         after a position does not change its hidden state).
 
@@ -173,8 +171,11 @@ class KeyEncoder:
         keep = (T - first) if with_logp else 1
         extra = {"logits_to_keep": keep} if self._has_logits_to_keep else {}
         out = self.model(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-            output_hidden_states=True, use_cache=False, **extra,
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            output_hidden_states=True,
+            use_cache=False,
+            **extra,
         )
         hs = out.hidden_states[self.layer]  # (B, T, D)
         keys = hs[rows, cols].float().cpu().numpy()

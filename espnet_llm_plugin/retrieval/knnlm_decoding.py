@@ -43,8 +43,14 @@ def build_decode_scorer(ctx: DecodeScorerContext) -> ScorerAddition:
         # queries are framed like the keys; datastores that predate recorded framings
         # were built as [bos] text [eos], whatever the key encoder's llm_usage.json says now
         framing = build.get("framing") or {"start": ["<bos>"], "end": ["<eos>"]}
-        base: Any = HfLmScorer(lm_path, token_list=ctx.token_list, layer=int(ident.get("layer", -1)),
-                               device=ctx.device, framing=framing, eos_id=int(ctx.asr_model.eos))
+        base: Any = HfLmScorer(
+            lm_path,
+            token_list=ctx.token_list,
+            layer=int(ident.get("layer", -1)),
+            device=ctx.device,
+            framing=framing,
+            eos_id=int(ctx.asr_model.eos),
+        )
         expect = base.identity()
         tokenizer = base.tokenizer
     else:
@@ -61,7 +67,10 @@ def build_decode_scorer(ctx: DecodeScorerContext) -> ScorerAddition:
         tokenizer = decoder.tokenizer
     expect.pop("model_path")
     datastore = FaissDatastore.load(
-        opts.knnlm_datastore, expect=expect, backend=opts.knnlm_backend, device=ctx.device,
+        opts.knnlm_datastore,
+        expect=expect,
+        backend=opts.knnlm_backend,
+        device=ctx.device,
         search_params=opts.knnlm_search_params or None,
     )
     multimodal = datastore_is_multimodal(manifest, tokenizer)
@@ -78,15 +87,22 @@ def build_decode_scorer(ctx: DecodeScorerContext) -> ScorerAddition:
     if opts.knnlm_units_from_data and not multimodal:
         raise ValueError(f"knnlm_units_from_data is set, but kNN-LM datastore {opts.knnlm_datastore} is text-only")
     settings = resolve_knnlm_settings(
-        {"lambda": opts.knnlm_lambda, "k": opts.knnlm_k, "temperature": opts.knnlm_temperature,
-         "temperature_unit": opts.knnlm_temperature_unit or None},
-        ident.get("model_path"), "decode config knnlm_*",
+        {
+            "lambda": opts.knnlm_lambda,
+            "k": opts.knnlm_k,
+            "temperature": opts.knnlm_temperature,
+            "temperature_unit": opts.knnlm_temperature_unit or None,
+        },
+        ident.get("model_path"),
+        "decode config knnlm_*",
     )
     if opts.knnlm_temperature is not None and not opts.knnlm_temperature_unit:
         logger.warning(
             "knnlm_temperature %g is in units of the datastore's distance scale (%g): raw squared "
             "distance %g; set knnlm_temperature_unit: absolute for a raw temperature (the meaning "
-            "before 2026-12)", opts.knnlm_temperature, datastore.distance_scale,
+            "before 2026-12)",
+            opts.knnlm_temperature,
+            datastore.distance_scale,
             opts.knnlm_temperature * datastore.distance_scale,
         )
     knn = KnnLmScorer.from_settings(base, datastore, settings, multimodal=multimodal)

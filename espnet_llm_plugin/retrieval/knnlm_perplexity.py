@@ -147,8 +147,11 @@ def perplexities(total_logp: float, events: EvalEvents) -> Dict[str, Optional[fl
         v = -total_logp / n
         return None if not math.isfinite(v) or v > 700 else float(math.exp(v))
 
-    return {"ppl_token": ppl(events.n_events), "ppl_word": ppl(events.n_words + events.n_texts),
-            "logprob": float(total_logp) if math.isfinite(total_logp) else None}
+    return {
+        "ppl_token": ppl(events.n_events),
+        "ppl_word": ppl(events.n_words + events.n_texts),
+        "logprob": float(total_logp) if math.isfinite(total_logp) else None,
+    }
 
 
 def evaluate_grid(
@@ -182,13 +185,24 @@ def evaluate_grid(
         s, v = scores[:, :k], values[:, :k]
         for lam in lambdas:
             for t in temperatures:
-                logp = knnlm_target_logp(lm_logp, s, v, targets, float(lam), float(t) * temperature_scale,
-                                         datastore.metric)
-                grid.append({"k": int(k), "lambda": float(lam), "temperature": float(t),
-                             **perplexities(float(logp.sum()), events)})
+                logp = knnlm_target_logp(
+                    lm_logp, s, v, targets, float(lam), float(t) * temperature_scale, datastore.metric
+                )
+                grid.append(
+                    {
+                        "k": int(k),
+                        "lambda": float(lam),
+                        "temperature": float(t),
+                        **perplexities(float(logp.sum()), events),
+                    }
+                )
     finite = [g for g in grid if g["ppl_token"] is not None]
     best = min(finite, key=lambda g: g["ppl_token"]) if finite else None
     return {
-        "texts": events.n_texts, "tokens": events.n_events, "words": events.n_words,
-        "base": perplexities(base_total, events), "grid": grid, "best": best,
+        "texts": events.n_texts,
+        "tokens": events.n_events,
+        "words": events.n_words,
+        "base": perplexities(base_total, events),
+        "grid": grid,
+        "best": best,
     }

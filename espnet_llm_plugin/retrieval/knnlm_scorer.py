@@ -111,8 +111,13 @@ def knn_weights(
 
 
 def interpolate_knn(
-    lm_logp: torch.Tensor, scores: torch.Tensor, values: torch.Tensor, lam: float, temperature: float,
-    metric: str, pairwise: Optional[bool] = None,
+    lm_logp: torch.Tensor,
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    lam: float,
+    temperature: float,
+    metric: str,
+    pairwise: Optional[bool] = None,
 ) -> torch.Tensor:
     """``log((1 - lam) p_lm + lam p_knn)`` ``(n, V)`` without a dense kNN distribution.
 
@@ -195,8 +200,7 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
             )
         if datastore.dim != base.hidden_size:
             raise ValueError(
-                f"datastore keys have width {datastore.dim}, the query model's hidden size is "
-                f"{base.hidden_size}"
+                f"datastore keys have width {datastore.dim}, the query model's hidden size is {base.hidden_size}"
             )
         self.base = base
         self.datastore = datastore
@@ -221,8 +225,9 @@ class KnnLmScorer(torch.nn.Module, BatchScorerInterface):
     ) -> "KnnLmScorer":
         """A scorer with ``settings`` (e.g. from
         :func:`~espnet_llm_plugin.retrieval.knnlm_settings.resolve_knnlm_settings`)."""
-        return cls(base, datastore, settings.lam, settings.k, settings.temperature, multimodal,
-                   settings.temperature_unit)
+        return cls(
+            base, datastore, settings.lam, settings.k, settings.temperature, multimodal, settings.temperature_unit
+        )
 
     def set_query_context(self, units: Optional[Sequence[int]]) -> None:
         """Set the decoded utterance's units (call once per utterance, before its beam search).
@@ -348,9 +353,7 @@ class DecoderQueryTap:
         finally:
             self._captured = None
         if len(captured) != len(groups):
-            raise RuntimeError(
-                f"DecoderQueryTap: expected {len(groups)} decoder forward passes, saw {len(captured)}"
-            )
+            raise RuntimeError(f"DecoderQueryTap: expected {len(groups)} decoder forward passes, saw {len(captured)}")
         hidden = torch.empty(ys.size(0), self.hidden_size, device=captured[0].device)
         for idx, h in zip(groups.values(), captured):
             hidden[torch.tensor(idx, device=h.device)] = h

@@ -61,8 +61,14 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 TEMPERATURE_UNITS = ("distance_scale", "absolute")
 USAGE_KEY = "knnlm"
 # JSON / config key -> dataclass field (``lambda`` is a Python keyword)
-_KEYS = {"window": "window", "stride": "stride", "k": "k", "lambda": "lam", "temperature": "temperature",
-         "temperature_unit": "temperature_unit"}
+_KEYS = {
+    "window": "window",
+    "stride": "stride",
+    "k": "k",
+    "lambda": "lam",
+    "temperature": "temperature",
+    "temperature_unit": "temperature_unit",
+}
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,9 @@ class KnnLmSettings:
         object.__setattr__(self, "window", _ints(self.window, "window"))
         object.__setattr__(self, "stride", _ints(self.stride, "stride"))
         if len(self.window) != len(self.stride):
-            raise ValueError(f"knnlm needs one stride per window, got window {list(self.window)} and "
-                             f"stride {list(self.stride)}")
+            raise ValueError(
+                f"knnlm needs one stride per window, got window {list(self.window)} and stride {list(self.stride)}"
+            )
         for w, st in zip(self.window, self.stride):
             if w < 2:
                 raise ValueError(f"knnlm window must be >= 2 tokens, got {w}")

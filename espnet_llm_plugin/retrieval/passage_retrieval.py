@@ -93,8 +93,8 @@ def read_passages(path: Union[str, Path]) -> List[Passage]:
     path = Path(path)
     if not path.is_file():
         raise PassageError(f"{path}: passages file not found")
-    lines = [(n, l.strip()) for n, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
-    lines = [(n, l) for n, l in lines if l]
+    lines = [(n, line.strip()) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
+    lines = [(n, line) for n, line in lines if line]
     if not lines:
         raise PassageError(f"{path}: passages file is empty")
     is_json = path.suffix in (".jsonl", ".json") or lines[0][1].startswith("{")
@@ -288,8 +288,9 @@ class TfidfIndex:
 
         if not texts:
             raise PassageError("TfidfIndex: no passages to index")
-        self.vectorizer = TfidfVectorizer(lowercase=True, token_pattern=_WORD.pattern, sublinear_tf=True,
-                                          smooth_idf=True, norm="l2", dtype=np.float64)
+        self.vectorizer = TfidfVectorizer(
+            lowercase=True, token_pattern=_WORD.pattern, sublinear_tf=True, smooth_idf=True, norm="l2", dtype=np.float64
+        )
         try:
             self.matrix = self.vectorizer.fit_transform(texts).tocsc()  # (N, V)
         except ValueError as e:  # scikit-learn: "empty vocabulary"
@@ -337,7 +338,10 @@ class LmEmbeddingIndex:
             pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         chunks = []
         for start in range(0, len(texts), self.batch_size):
-            rows = [self.tokenizer(t, add_special_tokens=False).input_ids or [pad] for t in texts[start : start + self.batch_size]]
+            rows = [
+                self.tokenizer(t, add_special_tokens=False).input_ids or [pad]
+                for t in texts[start : start + self.batch_size]
+            ]
             width = max(len(r) for r in rows)
             ids = torch.full((len(rows), width), pad, dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)

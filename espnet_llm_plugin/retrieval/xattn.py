@@ -66,12 +66,15 @@ class ValueEncoder(nn.Module):
         self.proj = nn.Linear(embed_dim, memory_dim)
         self.positions = nn.Embedding(max_tokens, memory_dim)
         layer = nn.TransformerEncoderLayer(
-            memory_dim, num_heads, ffn_dim or 2 * memory_dim, dropout, activation="gelu",
-            batch_first=True, norm_first=True,
+            memory_dim,
+            num_heads,
+            ffn_dim or 2 * memory_dim,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
-        self.layers = (
-            nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False) if num_layers > 0 else None
-        )
+        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False) if num_layers > 0 else None
         self.norm = nn.LayerNorm(memory_dim)
         self.reset_parameters()
 
@@ -236,7 +239,10 @@ class GatedCrossAttentionBlock(nn.Module):
             attn_mask, has_memory = attn_mask.expand(B, -1), has_memory.expand(B)
         q = self.q_proj(self.attn_norm(h)).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         att = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask[:, None, None, :],
+            q,
+            k,
+            v,
+            attn_mask=attn_mask[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, T, Dh)
         att = self.o_proj(att.transpose(1, 2).reshape(B, T, D))
@@ -251,4 +257,3 @@ def default_memory_dim(hidden_dim: int, memory_dim: int) -> int:
     if memory_dim < 0:
         raise ValueError(f"value_encoder_dim must be >= 0, got {memory_dim}")
     return memory_dim or hidden_dim
-

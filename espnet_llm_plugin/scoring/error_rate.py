@@ -57,7 +57,7 @@ def align(ref: Sequence[str], hyp: Sequence[str]) -> List[AlignedToken]:
 
     out: List[AlignedToken] = []
     for op in Levenshtein.opcodes(list(ref), list(hyp)):
-        r, h = ref[op.src_start:op.src_end], hyp[op.dest_start:op.dest_end]
+        r, h = ref[op.src_start : op.src_end], hyp[op.dest_start : op.dest_end]
         if op.tag == "equal":
             out += [("C", a, b) for a, b in zip(r, h)]
         elif op.tag == "replace":  # paired one to one; any length difference is D or I
@@ -76,9 +76,15 @@ def counts_of(alignment: Sequence[AlignedToken]) -> ErrorCounts:
     ops = [op for op, _, _ in alignment]
     subs, dels, ins = ops.count("S"), ops.count("D"), ops.count("I")
     correct = ops.count("C")
-    return ErrorCounts(ref_tokens=correct + subs + dels, correct=correct, substitutions=subs,
-                       deletions=dels, insertions=ins, utterances=1,
-                       utterances_with_error=int(subs + dels + ins > 0))
+    return ErrorCounts(
+        ref_tokens=correct + subs + dels,
+        correct=correct,
+        substitutions=subs,
+        deletions=dels,
+        insertions=ins,
+        utterances=1,
+        utterances_with_error=int(subs + dels + ins > 0),
+    )
 
 
 def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> ErrorCounts:
@@ -98,11 +104,13 @@ def format_alignment(utt_id: str, alignment: Sequence[AlignedToken]) -> str:
         ref_cols.append(r_txt.ljust(width))
         hyp_cols.append(h_txt.ljust(width))
         eval_cols.append(("" if op == "C" else op).ljust(width))
-    return (f"id: ({utt_id})\n"
-            f"Scores: (#C #S #D #I) {c.correct} {c.substitutions} {c.deletions} {c.insertions}\n"
-            f"REF:  {' '.join(ref_cols).rstrip()}\n"
-            f"HYP:  {' '.join(hyp_cols).rstrip()}\n"
-            f"Eval: {' '.join(eval_cols).rstrip()}\n")
+    return (
+        f"id: ({utt_id})\n"
+        f"Scores: (#C #S #D #I) {c.correct} {c.substitutions} {c.deletions} {c.insertions}\n"
+        f"REF:  {' '.join(ref_cols).rstrip()}\n"
+        f"HYP:  {' '.join(hyp_cols).rstrip()}\n"
+        f"Eval: {' '.join(eval_cols).rstrip()}\n"
+    )
 
 
 def tokens(text: str, unit: str) -> List[str]:

@@ -21,9 +21,7 @@ def read_texts(ref: Path, hyp: Path, normaliser: TextForm = TextForm()) -> tuple
     hyps = read_scp(hyp, allow_empty_value=True)
     extra = sorted(set(hyps) - set(refs))
     if extra:
-        raise DataDirError(
-            f"{hyp}: {len(extra)} hypothesis ids not in {ref} (e.g. '{extra[0]}')"
-        )
+        raise DataDirError(f"{hyp}: {len(extra)} hypothesis ids not in {ref} (e.g. '{extra[0]}')")
     if not normaliser.is_identity:  # the LLM-side mapping of TextForm is the normaliser here
         refs = {u: normaliser.to_llm(t) for u, t in refs.items()}
         hyps = {u: normaliser.to_llm(t) for u, t in hyps.items()}
@@ -61,5 +59,6 @@ def format_result(result: dict) -> str:
 def alignment_text(ref: Path, hyp: Path, normaliser: TextForm = TextForm()) -> str:
     """Every reference utterance's word alignment (sclite layout), in reference order."""
     refs, hyps = read_texts(ref, hyp, normaliser)
-    return "\n".join(format_alignment(u, align(tokens(r, "word"), tokens(hyps.get(u, ""), "word")))
-                     for u, r in refs.items())
+    return "\n".join(
+        format_alignment(u, align(tokens(r, "word"), tokens(hyps.get(u, ""), "word"))) for u, r in refs.items()
+    )

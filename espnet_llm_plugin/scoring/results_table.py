@@ -23,10 +23,17 @@ def _pct(count: float, total: float) -> str:
 def espnet_row(dataset: str, counts: Mapping[str, float]) -> str:
     """One table row from an :meth:`ErrorCounts.as_dict` dict."""
     n = counts["ref_tokens"]
-    cells = [dataset, str(counts["utterances"]), str(n), _pct(counts["correct"], n),
-             _pct(counts["substitutions"], n), _pct(counts["deletions"], n),
-             _pct(counts["insertions"], n), _pct(counts["errors"], n),
-             _pct(counts["utterances_with_error"], counts["utterances"])]
+    cells = [
+        dataset,
+        str(counts["utterances"]),
+        str(n),
+        _pct(counts["correct"], n),
+        _pct(counts["substitutions"], n),
+        _pct(counts["deletions"], n),
+        _pct(counts["insertions"], n),
+        _pct(counts["errors"], n),
+        _pct(counts["utterances_with_error"], counts["utterances"]),
+    ]
     return "|" + "|".join(cells) + "|"
 
 
@@ -43,4 +50,3 @@ def espnet_tables(results: Sequence[Tuple[str, Mapping[str, Mapping[str, float]]
         out += [espnet_row(name, res[unit]) for name, res in results]
         out.append("")
     return "\n".join(out)
-

@@ -55,9 +55,7 @@ class ContextPreprocessor:
             (e.g. sentence case) before ESPnet's preprocessor tokenises it.
     """
 
-    def __init__(
-        self, base: Optional[Callable], tokenizer_path: Optional[str], text_form: Optional[TextForm] = None
-    ):
+    def __init__(self, base: Optional[Callable], tokenizer_path: Optional[str], text_form: Optional[TextForm] = None):
         self.base = base
         self.tokenizer_path = tokenizer_path
         self.text_form = None if text_form is None or text_form.is_identity else text_form

@@ -242,9 +242,7 @@ def test_full_trains_all_but_the_cnn(model_dirs):
 
 
 def test_lora_options_and_bad_scheme(model_dirs):
-    enc = make_encoder(
-        model_dirs["wavlm"], finetune="lora", lora_r=4, lora_target_modules=["q_proj", "v_proj"]
-    )
+    enc = make_encoder(model_dirs["wavlm"], finetune="lora", lora_r=4, lora_target_modules=["q_proj", "v_proj"])
     names = [n for n, p in enc.named_parameters() if p.requires_grad]
     assert names and all(("q_proj" in n or "v_proj" in n) and ".lora_" in n for n in names)
     with pytest.raises(ValueError, match="finetune scheme"):
@@ -391,7 +389,7 @@ def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(model_dirs,
         enc.train()  # dropout on (tiny config: 0.1): recomputation must replay its masks
         torch.manual_seed(0)
         out, olens, _ = enc(x, lens)
-        loss = (out ** 2).mean()
+        loss = (out**2).mean()
         loss.backward()
         results.append((out.detach(), {n: p.grad for n, p in enc.named_parameters() if p.grad is not None}))
     n_layers = len(ckpt._hf.encoder.layers)

@@ -29,11 +29,23 @@ MAX_SAMPLES = 30 * SR
 
 def tiny_config(num_mel_bins: int = N_MELS):
     return transformers.WhisperConfig(
-        vocab_size=64, num_mel_bins=num_mel_bins, d_model=WIDTH, encoder_layers=LAYERS,
-        encoder_attention_heads=2, encoder_ffn_dim=32, decoder_layers=1, decoder_attention_heads=2,
-        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=32,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
-        suppress_tokens=[], begin_suppress_tokens=[],
+        vocab_size=64,
+        num_mel_bins=num_mel_bins,
+        d_model=WIDTH,
+        encoder_layers=LAYERS,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=32,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=3,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
     )
 
 
@@ -266,7 +278,7 @@ def test_lora_trains_adapters_only_and_leaves_base_weights(whisper_dir):
     for _ in range(2):  # the second step moves lora_A too (lora_B is 0 before the first)
         opt.zero_grad()
         out, _, _ = enc(*batch([4000, 2500]))
-        (out ** 2).mean().backward()
+        (out**2).mean().backward()
         opt.step()
     assert all(p.grad is not None for p in trainable.values())
     for n, p in enc.named_parameters():
@@ -366,8 +378,9 @@ def test_configuration_errors(whisper_dir, tmp_path):
         HfWhisperEncoder()
     with pytest.raises(FileNotFoundError, match=r"encoder_conf\.model_path=.*nowhere"):
         HfWhisperEncoder(model_path=str(tmp_path / "nowhere"))
-    transformers.HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                              intermediate_size=64).save_pretrained(tmp_path / "hubert")
+    transformers.HubertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    ).save_pretrained(tmp_path / "hubert")
     with pytest.raises(ValueError, match="'hubert' model, not a Whisper model.*hf_speech"):
         HfWhisperEncoder(model_path=str(tmp_path / "hubert"))
     with pytest.raises(ValueError, match=r"hf_config_overrides\.no_such_field"):
@@ -394,7 +407,9 @@ def test_espnet_task_builds_and_trains_from_yaml(whisper_dir, tmp_path):
     from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
     conf = {
-        "input_size": 1, "normalize": None, "specaug": None,
+        "input_size": 1,
+        "normalize": None,
+        "specaug": None,
         "encoder": "hf_whisper",
         "encoder_conf": {"model_path": str(whisper_dir), "finetune": "lora", "lora_r": 2},
         "postencoder": "conv1d_mlp_adapter",
@@ -406,10 +421,16 @@ def test_espnet_task_builds_and_trains_from_yaml(whisper_dir, tmp_path):
     (tmp_path / "conf.yaml").write_text(yaml.safe_dump(conf))
     tokens = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
     (tmp_path / "tokens.txt").write_text("\n".join(tokens) + "\n")
-    args = LlmASRTask.get_parser().parse_args([
-        "--config", str(tmp_path / "conf.yaml"), "--token_list", str(tmp_path / "tokens.txt"),
-        "--output_dir", str(tmp_path / "exp"),
-    ])
+    args = LlmASRTask.get_parser().parse_args(
+        [
+            "--config",
+            str(tmp_path / "conf.yaml"),
+            "--token_list",
+            str(tmp_path / "tokens.txt"),
+            "--output_dir",
+            str(tmp_path / "exp"),
+        ]
+    )
     model = LlmASRTask.build_model(args)
     assert model.frontend is None and isinstance(model.encoder, HfWhisperEncoder)
     x, lens = batch([12000, 8000, 3000])
@@ -437,15 +458,27 @@ def test_template_config_builds(whisper_dir, tmp_path):
     conf = yaml.safe_load(TEMPLATE.read_text())
     assert conf["encoder"] == "hf_whisper" and conf["input_size"] == 1
     assert conf["encoder_conf"]["finetune"] == "frozen" and conf["decoder"] == "llm"
-    conf.update(decoder="transformer", decoder_conf={"num_blocks": 1, "linear_units": 16},
-                model="espnet", model_conf={"ctc_weight": 0.0})
+    conf.update(
+        decoder="transformer",
+        decoder_conf={"num_blocks": 1, "linear_units": 16},
+        model="espnet",
+        model_conf={"ctc_weight": 0.0},
+    )
     conf["postencoder_conf"]["output_size"] = 8
     (tmp_path / "conf.yaml").write_text(yaml.safe_dump(conf))
     (tmp_path / "tokens.txt").write_text("<blank>\n<unk>\na\n<sos/eos>\n")
-    args = LlmASRTask.get_parser().parse_args([
-        "--config", str(tmp_path / "conf.yaml"), "--token_list", str(tmp_path / "tokens.txt"),
-        "--output_dir", str(tmp_path / "exp"), "--encoder_conf", f"model_path={whisper_dir}",
-    ])
+    args = LlmASRTask.get_parser().parse_args(
+        [
+            "--config",
+            str(tmp_path / "conf.yaml"),
+            "--token_list",
+            str(tmp_path / "tokens.txt"),
+            "--output_dir",
+            str(tmp_path / "exp"),
+            "--encoder_conf",
+            f"model_path={whisper_dir}",
+        ]
+    )
     model = LlmASRTask.build_model(args)
     assert isinstance(model.encoder, HfWhisperEncoder) and model.encoder.finetune == "frozen"
     assert not any(p.requires_grad for p in model.encoder.parameters())
@@ -478,8 +511,9 @@ def test_real_tiny_en_matches_whisper_encoder(whisper_tiny_en_dir, whisper_tiny_
         assert k == expected_frames(len(wav))
         diff = (out[0] - ref[:k]).abs().max().item()
         cos = torch.nn.functional.cosine_similarity(out_short[0], ref[:k], dim=-1)
-        report.append(f"{name}: {len(wav) / SR:.1f} s, pad_to_30s max|diff| {diff:.1e}, "
-                      f"short cos mean {cos.mean():.3f}")
+        report.append(
+            f"{name}: {len(wav) / SR:.1f} s, pad_to_30s max|diff| {diff:.1e}, short cos mean {cos.mean():.3f}"
+        )
         assert diff < 1e-3, report[-1]
         # without the 30 s padding: the same speech, frame by frame close but not equal
         # (Whisper attends to its silent padding); measured 0.95-0.99 on these recordings
@@ -507,12 +541,26 @@ def test_real_template_whisper_smollm2_trains_a_step(whisper_tiny_en_dir, smollm
 
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("\n".join(hf_token_list(smollm2_dir)) + "\n")
-    LlmASRTask.main(cmd=[
-        "--config", str(TEMPLATE), "--token_list", str(tokens), "--token_type", "hugging_face",
-        "--bpemodel", str(smollm2_dir), "--decoder_conf", f"llm_path={smollm2_dir}",
-        "--encoder_conf", f"model_path={whisper_tiny_en_dir}", "--output_dir", str(tmp_path / "exp"),
-        "--dry_run", "true",
-    ])
+    LlmASRTask.main(
+        cmd=[
+            "--config",
+            str(TEMPLATE),
+            "--token_list",
+            str(tokens),
+            "--token_type",
+            "hugging_face",
+            "--bpemodel",
+            str(smollm2_dir),
+            "--decoder_conf",
+            f"llm_path={smollm2_dir}",
+            "--encoder_conf",
+            f"model_path={whisper_tiny_en_dir}",
+            "--output_dir",
+            str(tmp_path / "exp"),
+            "--dry_run",
+            "true",
+        ]
+    )
     config = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())
     assert config["encoder"] == "hf_whisper" and config["postencoder_conf"]["output_size"] == 576
     model, _ = LlmASRTask.build_model_from_file(tmp_path / "exp" / "config.yaml", None, "cpu")
@@ -521,8 +569,9 @@ def test_real_template_whisper_smollm2_trains_a_step(whisper_tiny_en_dir, smollm
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(smollm2_dir), local_files_only=True)
     text = torch.tensor(tokenizer("in eighteen thirteen", add_special_tokens=False).input_ids)[None]
     model.train()
-    loss, _, _ = model(speech=wav[None], speech_lengths=torch.tensor([len(wav)]), text=text,
-                       text_lengths=torch.tensor([text.size(1)]))
+    loss, _, _ = model(
+        speech=wav[None], speech_lengths=torch.tensor([len(wav)]), text=text, text_lengths=torch.tensor([text.size(1)])
+    )
     loss.backward()
     assert torch.isfinite(loss)
     assert not any(p.requires_grad for p in model.encoder.parameters())

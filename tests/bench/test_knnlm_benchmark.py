@@ -4,18 +4,31 @@ target verdict; the IVF list count. No timing is asserted (the target lives in t
 import json
 
 import pytest
-
 from bench_loader import load
-
-
-
 
 bench = load("knnlm_decoding")
 
 
 def test_tiny_run_writes_rows_with_overhead_and_recall(tmp_path):
-    out = bench.main(["--quick", "--device", "cpu", "--threads", "1", "--datastore_size", "2000",
-                      "--utts", "2", "--steps", "6", "--heldout", "100", "--out_dir", str(tmp_path)])
+    out = bench.main(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--datastore_size",
+            "2000",
+            "--utts",
+            "2",
+            "--steps",
+            "6",
+            "--heldout",
+            "100",
+            "--out_dir",
+            str(tmp_path),
+        ]
+    )
     data = json.loads((tmp_path / "knnlm_decoding.json").read_text())
     assert data["rows"] == json.loads(json.dumps(out["rows"]))
     by = {r["kind"]: r for r in data["rows"]}
@@ -41,13 +54,22 @@ def test_tiny_run_writes_rows_with_overhead_and_recall(tmp_path):
 
 
 def row(kind, overhead, recall, meets):
-    return {"scorer": f"kNN-LM {kind}", "kind": kind, "overhead": overhead, "recall_at_k": recall,
-            "meets_target": meets}
+    return {
+        "scorer": f"kNN-LM {kind}",
+        "kind": kind,
+        "overhead": overhead,
+        "recall_at_k": recall,
+        "meets_target": meets,
+    }
 
 
 def test_target_verdict():
-    rows = [{"scorer": "base LM only", "kind": "base", "overhead": 0.0},
-            row("flat", 1.2, 1.0, None), row("ivf_pq", 0.05, 0.2, False), row("hnsw", 0.25, 0.95, True)]
+    rows = [
+        {"scorer": "base LM only", "kind": "base", "overhead": 0.0},
+        row("flat", 1.2, 1.0, None),
+        row("ivf_pq", 0.05, 0.2, False),
+        row("hnsw", 0.25, 0.95, True),
+    ]
     v = bench.target_verdict(rows, 100_000, "cpu", 0.8)
     assert v["applicable"] and v["met"] is True and v["indexes_meeting"] == ["kNN-LM hnsw"]
     assert v["best_overhead_index"] == "kNN-LM ivf_pq" and "MET" in v["summary"]
@@ -75,13 +97,23 @@ def test_auto_nlist_and_bad_options():
 def test_report_section_states_target_and_recall():
     report = load("report")
     result = {
-        "machine": {"device": "cpu"}, "config": {"preset": "cpu", "params": 21952896, "hidden": 384, "beam": 5,
-                                                  "k": 16, "threads": 1},
-        "datastore_entries": 100000, "encode": {"keys_per_s": 1172.1},
+        "machine": {"device": "cpu"},
+        "config": {"preset": "cpu", "params": 21952896, "hidden": 384, "beam": 5, "k": 16, "threads": 1},
+        "datastore_entries": 100000,
+        "encode": {"keys_per_s": 1172.1},
         "target": bench.target_verdict([row("hnsw", 0.096, 0.92, True)], 100_000, "cpu", 0.8),
-        "rows": [{"scorer": "base LM only", "kind": "base", "ms_per_step": 41.0, "overhead": 0.0},
-                 dict(row("hnsw", 0.096, 0.92, True), ms_per_step=45.0, base_ms_per_step=41.0,
-                      overhead_pct=9.6, heldout_recall_at_k=0.82, search_ms=3.1, dist_ms=0.6)],
+        "rows": [
+            {"scorer": "base LM only", "kind": "base", "ms_per_step": 41.0, "overhead": 0.0},
+            dict(
+                row("hnsw", 0.096, 0.92, True),
+                ms_per_step=45.0,
+                base_ms_per_step=41.0,
+                overhead_pct=9.6,
+                heldout_recall_at_k=0.82,
+                search_ms=3.1,
+                dist_ms=0.6,
+            ),
+        ],
     }
     md = report.render_knnlm(result)
     assert "| kNN-LM hnsw | 45 | 0.096 | - | - | - | 41 | 9.6 | - | 0.92 | 0.82 | 3.1 | 0.6 | True |" in md

@@ -15,14 +15,22 @@ BENCHMARKS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in ("common
 
 
 def test_every_benchmark_is_listed():
-    assert {"llm_decoding_rtf", "llm_train_step", "datastore_search", "knnlm_decoding",
-            "rescoring_throughput", "retrieval_embedding", "unit_extraction"} <= set(BENCHMARKS)
+    assert {
+        "llm_decoding_rtf",
+        "llm_train_step",
+        "datastore_search",
+        "knnlm_decoding",
+        "rescoring_throughput",
+        "retrieval_embedding",
+        "unit_extraction",
+    } <= set(BENCHMARKS)
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_help(name):
-    out = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--help"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "--quick" in out.stdout and "--device" in out.stdout and "--seed" in out.stdout
 
@@ -30,8 +38,7 @@ def test_help(name):
 def test_common_write_results(tmp_path):
     common = load("common")
     rows = [{"method": "a", "sec": 1.23456}, {"method": "b", "sec": None}]
-    md = common.write_results("x", {"machine": {"cpu": 1}}, rows, ["method", "sec"], tmp_path,
-                              notes=["note one"])
+    md = common.write_results("x", {"machine": {"cpu": 1}}, rows, ["method", "sec"], tmp_path, notes=["note one"])
     data = json.loads((tmp_path / "x.json").read_text())
     assert data["rows"] == rows and data["machine"] == {"cpu": 1}
     assert (tmp_path / "x.md").read_text() == md
@@ -65,19 +72,24 @@ def test_decoding_pairs_are_interleaved_and_ratio_is_the_median():
         def decode(x, n):
             calls.append(name)
             return [0] * n
+
         return decode
 
     import torch
 
     timings, outputs = bench.time_decoders(
         {"ours_cached": fake("a"), "ours_uncached": fake("u"), "hf_generate": fake("b")},
-        [torch.zeros(2, 3)], tokens=4, repeats=3)
+        [torch.zeros(2, 3)],
+        tokens=4,
+        repeats=3,
+    )
     # warm-up, then round 0 in order, round 1 reversed (paired methods only), round 2 in order
     assert calls == ["a", "u", "b"] + ["a", "u", "b"] + ["b", "a"] + ["a", "b"]
     assert [len(timings[m][0]) for m in ("ours_cached", "ours_uncached", "hf_generate")] == [3, 1, 3]
     assert outputs["ours_uncached"] == [0] * 4
-    ratio = bench.paired_ratio({"ours_cached": ([1.0, 3.0, 10.0], [1.0, 1.0, 1.0]),
-                                "hf_generate": ([1.0, 1.0, 2.0], [2.0, 2.0, 2.0])})
+    ratio = bench.paired_ratio(
+        {"ours_cached": ([1.0, 3.0, 10.0], [1.0, 1.0, 1.0]), "hf_generate": ([1.0, 1.0, 2.0], [2.0, 2.0, 2.0])}
+    )
     assert ratio == {"wall": 3.0, "cpu": 0.5, "pairs": 3, "wall_min": 1.0, "wall_max": 5.0}
     assert bench.paired_ratio({"ours_cached": ([1.0], [1.0])}) is None
 
@@ -86,8 +98,21 @@ def test_decoding_real_model_is_skipped_with_the_reason_when_not_prepared(tmp_pa
     monkeypatch.setenv("ESPNET_LLM_PLUGIN_CACHE", str(tmp_path / "empty_cache"))
     bench = load("llm_decoding_rtf")
     assert bench.prepared_real_model()[0] is None
-    bench.main(["--quick", "--device", "cpu", "--threads", "1", "--methods", "ours_cached,hf_generate",
-                "--real_model", "on", "--out_dir", str(tmp_path / "out")])
+    bench.main(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--methods",
+            "ours_cached,hf_generate",
+            "--real_model",
+            "on",
+            "--out_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     data = json.loads((tmp_path / "out" / "llm_decoding_rtf.json").read_text())
     assert "prepare_pretrained smollm2-135m-instruct" in data["real_model_skipped"]
     assert list(data["ours_cached_over_hf_generate"]) == ["random"]
@@ -99,8 +124,25 @@ def test_decoding_real_model_is_skipped_with_the_reason_when_not_prepared(tmp_pa
 def test_decoding_real_model_rows(smollm2_dir, tmp_path):
     bench = load("llm_decoding_rtf")
     assert bench.prepared_real_model() == (smollm2_dir, None)
-    bench.main(["--quick", "--device", "cpu", "--threads", "1", "--methods", "ours_cached,hf_generate",
-                "--real_model", "on", "--real_tokens", "3", "--repeats", "2", "--out_dir", str(tmp_path)])
+    bench.main(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--methods",
+            "ours_cached,hf_generate",
+            "--real_model",
+            "on",
+            "--real_tokens",
+            "3",
+            "--repeats",
+            "2",
+            "--out_dir",
+            str(tmp_path),
+        ]
+    )
     data = json.loads((tmp_path / "llm_decoding_rtf.json").read_text())
     real = [r for r in data["rows"] if r["model"] == "smollm2-135m-instruct"]
     assert [r["method"] for r in real] == ["ours_cached", "hf_generate"]
@@ -111,12 +153,12 @@ def test_decoding_real_model_rows(smollm2_dir, tmp_path):
 
 def test_train_step_quick_writes_results(tmp_path):
     bench = load("llm_train_step")
-    bench.main(["--quick", "--in_process", "--device", "cpu", "--threads", "1",
-                "--out_dir", str(tmp_path)])
+    bench.main(["--quick", "--in_process", "--device", "cpu", "--threads", "1", "--out_dir", str(tmp_path)])
     data = json.loads((tmp_path / "llm_train_step.json").read_text())
     # default --gradient_checkpointing both: every scheme without and with it
     assert sorted((r["scheme"], r["gradient_checkpointing"]) for r in data["rows"]) == sorted(
-        (s, c) for s in bench.SCHEMES for c in (False, True))
+        (s, c) for s in bench.SCHEMES for c in (False, True)
+    )
     by = {r["scheme"]: r for r in data["rows"] if not r["gradient_checkpointing"]}
     assert by["frozen"]["trainable_params"] < by["lora"]["trainable_params"] < by["full"]["trainable_params"]
     for r in data["rows"]:

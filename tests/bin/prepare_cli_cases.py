@@ -35,11 +35,13 @@ class PrepareCli:
         return importlib.import_module(self.module).main(argv)
 
     def check_help_is_light(self) -> None:
-        code = (f"import sys, runpy; sys.argv = ['x', '--help']\n"
-                f"try:\n    runpy.run_module('{self.module}', run_name='__main__')\n"
-                f"except SystemExit:\n    pass\n"
-                f"print('HEAVY' if {{'torch', 'espnet2', 'transformers'}} & set(sys.modules) "
-                f"else 'LIGHT')")
+        code = (
+            f"import sys, runpy; sys.argv = ['x', '--help']\n"
+            f"try:\n    runpy.run_module('{self.module}', run_name='__main__')\n"
+            f"except SystemExit:\n    pass\n"
+            f"print('HEAVY' if {{'torch', 'espnet2', 'transformers'}} & set(sys.modules) "
+            f"else 'LIGHT')"
+        )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         for option in (self.root_option, "--download", self.own_option):
@@ -48,8 +50,7 @@ class PrepareCli:
 
     def check_missing_corpus_message(self, tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as err:
-            self.main([self.root_option, str(tmp_path / "nowhere"),
-                       "--data_dir", str(tmp_path / "data")])
+            self.main([self.root_option, str(tmp_path / "nowhere"), "--data_dir", str(tmp_path / "data")])
         msg = str(err.value.code)
         assert msg.startswith(f"{self.name}: error:")
         assert f"{self.db_var}=" in msg and "nowhere" in msg

@@ -100,10 +100,21 @@ def test_rescore_refuses_missing_nbest_and_weights_of_another_lm_before_loading(
     from espnet_llm_plugin.rescoring.weight_search import CombinationWeights, lm_identity
 
     _rescore_inputs(tmp_path)
-    base = ["--nbest_jsonl", str(tmp_path / "n.jsonl"), "--weights_config", str(tmp_path / "w.yaml"),
-            "--out_dir", str(tmp_path / "out"), "--lm_path", str(tmp_path / "lm_b")]
-    with pytest.raises(SystemExit, match=r"rescore_nbest: error: 1 of 2 utterance\(s\) in .*ref have no n-best "
-                                         r"list .*'u2'.*--allow_missing_nbest true"):
+    base = [
+        "--nbest_jsonl",
+        str(tmp_path / "n.jsonl"),
+        "--weights_config",
+        str(tmp_path / "w.yaml"),
+        "--out_dir",
+        str(tmp_path / "out"),
+        "--lm_path",
+        str(tmp_path / "lm_b"),
+    ]
+    with pytest.raises(
+        SystemExit,
+        match=r"rescore_nbest: error: 1 of 2 utterance\(s\) in .*ref have no n-best "
+        r"list .*'u2'.*--allow_missing_nbest true",
+    ):
         main(base + ["--ref_text", str(tmp_path / "ref")])
     CombinationWeights(1.0, 0.5, 0.0).save(tmp_path / "w.yaml", extra=lm_identity(tmp_path / "lm_a"))
     # the fake LM dirs cannot be loaded: the error comes before any LM load

@@ -8,9 +8,7 @@ import pytest
 
 import espnet_llm_plugin.bin as bin_pkg
 
-CLIS = sorted(
-    m.name for m in pkgutil.iter_modules(bin_pkg.__path__) if m.name not in ("espnet_entry",)
-)
+CLIS = sorted(m.name for m in pkgutil.iter_modules(bin_pkg.__path__) if m.name not in ("espnet_entry",))
 
 PROBE = """
 import runpy, sys
@@ -30,9 +28,7 @@ def test_there_are_clis():
 @pytest.mark.parametrize("name", CLIS)
 def test_help(name):
     mod = f"espnet_llm_plugin.bin.{name}"
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE.format(mod=mod)], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(mod=mod)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "usage" in proc.stdout.lower()
     assert "ESPNET_NOT_IMPORTED" in proc.stdout, f"{mod} --help imports espnet (slow)"

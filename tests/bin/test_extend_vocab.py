@@ -16,8 +16,7 @@ SENTENCES = ["anna reads a book", "peter walks home", "the cat sits on the chair
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     tok = train_tokenizer(SENTENCES * 3, vocab_size=280)
-    model = build_llama(tok, LmConfig(hidden_size=32, num_layers=1, num_heads=2,
-                                      max_position_embeddings=128))
+    model = build_llama(tok, LmConfig(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=128))
     d = tmp_path_factory.mktemp("extend") / "base"
     save_pretrained_dir(d, model, tok)
     return d
@@ -48,6 +47,5 @@ def test_errors_leave_nothing_behind(base_dir, tmp_path):
     with pytest.raises(SystemExit, match="already has"):
         main(["--base_dir", str(out), "--out_dir", str(tmp_path / "twice"), "--num_units", "4"])
     with pytest.raises(SystemExit, match="does not exist"):
-        main(["--base_dir", str(tmp_path / "nope"), "--out_dir", str(tmp_path / "x"),
-              "--num_units", "4"])
+        main(["--base_dir", str(tmp_path / "nope"), "--out_dir", str(tmp_path / "x"), "--num_units", "4"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ext"]

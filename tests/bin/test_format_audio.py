@@ -73,7 +73,8 @@ def test_mismatched_ids_and_cli_exit_code(tmp_path):
         format_data_dir(d, tmp_path / "dump")
     proc = subprocess.run(
         [sys.executable, "-m", "espnet_llm_plugin.bin.format_audio", str(d), str(tmp_path / "dump")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0 and "format_audio: error:" in proc.stderr and "u9" in proc.stderr
     assert not (tmp_path / "dump").exists()

@@ -28,10 +28,33 @@ def files(tmp_path_factory):
 
 
 def run(d, lm, out, *extra):
-    main(["--lm_path", str(lm), "--eval_text", f"in_memory={d / 'in_memory.txt'}",
-          "--eval_text_file", f"held_out={d / 'text'}", "--lambdas", "0,0.5,1", "--temperatures", "0.05,0.5",
-          "--k", "2,8", "--window", "6", "--stride", "3", "--device", "cpu", "--out", str(out),
-          "--text_form", '{"case": "lower"}', *extra])
+    main(
+        [
+            "--lm_path",
+            str(lm),
+            "--eval_text",
+            f"in_memory={d / 'in_memory.txt'}",
+            "--eval_text_file",
+            f"held_out={d / 'text'}",
+            "--lambdas",
+            "0,0.5,1",
+            "--temperatures",
+            "0.05,0.5",
+            "--k",
+            "2,8",
+            "--window",
+            "6",
+            "--stride",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--text_form",
+            '{"case": "lower"}',
+            *extra,
+        ]
+    )
     return json.loads(Path(out).read_text())
 
 
@@ -49,7 +72,11 @@ def test_json_and_lambda_zero_is_base(files, tmp_path, capsys):
         base = s["base"]
         for g in s["grid"]:
             if g["lambda"] == 0.0:  # exactly the base
-                assert (g["ppl_token"], g["ppl_word"], g["logprob"]) == (base["ppl_token"], base["ppl_word"], base["logprob"])
+                assert (g["ppl_token"], g["ppl_word"], g["logprob"]) == (
+                    base["ppl_token"],
+                    base["ppl_word"],
+                    base["logprob"],
+                )
         assert base["ppl_token"] == pytest.approx(math.exp(-base["logprob"] / s["tokens"]))
         assert base["ppl_word"] == pytest.approx(math.exp(-base["logprob"] / (s["words"] + s["texts"])))
         assert s["best"]["ppl_token"] == min(g["ppl_token"] for g in s["grid"] if g["ppl_token"] is not None)
@@ -66,13 +93,46 @@ def test_existing_datastore_gives_the_same_numbers(files, tmp_path):
     from espnet_llm_plugin.bin.build_datastore import main as build
 
     d, lm = files
-    build(["--memory_text", str(d / "memory.txt"), "--key_encoder", str(lm), "--window", "6", "--stride", "3",
-           "--device", "cpu", "--out_dir", str(tmp_path / "ds"), "--text_form", '{"case": "lower"}'])
+    build(
+        [
+            "--memory_text",
+            str(d / "memory.txt"),
+            "--key_encoder",
+            str(lm),
+            "--window",
+            "6",
+            "--stride",
+            "3",
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(tmp_path / "ds"),
+            "--text_form",
+            '{"case": "lower"}',
+        ]
+    )
     built_here = run(d, lm, tmp_path / "a.json", "--memory_text", str(d / "memory.txt"))
     # the datastore's text form comes from its manifest (no --text_form needed)
-    args = ["--lm_path", str(lm), "--eval_text", f"in_memory={d / 'in_memory.txt'}",
-            "--eval_text_file", f"held_out={d / 'text'}", "--lambdas", "0,0.5,1", "--temperatures", "0.05,0.5",
-            "--k", "2,8", "--device", "cpu", "--out", str(tmp_path / "b.json"), "--datastore", str(tmp_path / "ds")]
+    args = [
+        "--lm_path",
+        str(lm),
+        "--eval_text",
+        f"in_memory={d / 'in_memory.txt'}",
+        "--eval_text_file",
+        f"held_out={d / 'text'}",
+        "--lambdas",
+        "0,0.5,1",
+        "--temperatures",
+        "0.05,0.5",
+        "--k",
+        "2,8",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "b.json"),
+        "--datastore",
+        str(tmp_path / "ds"),
+    ]
     main(args)
     from_ds = json.loads((tmp_path / "b.json").read_text())
     assert from_ds["text_form"]["case"] == "lower"
@@ -90,14 +150,46 @@ def test_errors_name_the_input(files, tmp_path):
     with pytest.raises(SystemExit, match="either --datastore or a memory"):
         main(["--lm_path", str(lm), "--eval_text", f"x={d / 'in_memory.txt'}", "--out", str(tmp_path / "o.json")])
     with pytest.raises(SystemExit, match="missing.txt"):
-        main(["--lm_path", str(lm), "--memory_text", str(d / "memory.txt"), "--eval_text", f"x={d / 'missing.txt'}",
-              "--out", str(tmp_path / "o.json")])
+        main(
+            [
+                "--lm_path",
+                str(lm),
+                "--memory_text",
+                str(d / "memory.txt"),
+                "--eval_text",
+                f"x={d / 'missing.txt'}",
+                "--out",
+                str(tmp_path / "o.json"),
+            ]
+        )
     with pytest.raises(SystemExit, match="at least one --eval_text"):
         main(["--lm_path", str(lm), "--memory_text", str(d / "memory.txt"), "--out", str(tmp_path / "o.json")])
     with pytest.raises(SystemExit, match="given twice"):
-        main(["--lm_path", str(lm), "--memory_text", str(d / "memory.txt"), "--eval_text", f"x={d / 'in_memory.txt'}",
-              "--eval_text", f"x={d / 'in_memory.txt'}", "--out", str(tmp_path / "o.json")])
+        main(
+            [
+                "--lm_path",
+                str(lm),
+                "--memory_text",
+                str(d / "memory.txt"),
+                "--eval_text",
+                f"x={d / 'in_memory.txt'}",
+                "--eval_text",
+                f"x={d / 'in_memory.txt'}",
+                "--out",
+                str(tmp_path / "o.json"),
+            ]
+        )
     with pytest.raises(SystemExit):  # argparse: NAME=PATH
-        main(["--lm_path", str(lm), "--memory_text", str(d / "memory.txt"), "--eval_text", "nopath",
-              "--out", str(tmp_path / "o.json")])
+        main(
+            [
+                "--lm_path",
+                str(lm),
+                "--memory_text",
+                str(d / "memory.txt"),
+                "--eval_text",
+                "nopath",
+                "--out",
+                str(tmp_path / "o.json"),
+            ]
+        )
     assert not (tmp_path / "o.json").exists()

@@ -9,7 +9,9 @@ from espnet_llm_plugin.registry import components
 def test_lists_every_component_and_check_passes_quietly():
     proc = subprocess.run(
         [sys.executable, "-m", "espnet_llm_plugin.bin.list_components", "--check"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     for _, comp in components():

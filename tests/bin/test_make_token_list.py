@@ -10,7 +10,9 @@ def test_bpe_token_list_round_trips_text(tmp_path):
     import sentencepiece as spm
 
     text = tmp_path / "text"
-    lines = [f"u{i} the quick brown fox number {w} jumps" for i, w in enumerate("one two three four five six".split() * 20)]
+    lines = [
+        f"u{i} the quick brown fox number {w} jumps" for i, w in enumerate("one two three four five six".split() * 20)
+    ]
     text.write_text("\n".join(lines) + "\nnoise1\n")
     sentences = read_sentences(text, has_ids=True)
     assert len(sentences) == len(lines)  # empty transcript skipped

@@ -13,7 +13,6 @@ import zipfile
 
 import pytest
 import yaml
-
 from test_asr_train import prepare, train
 
 # the lines of the README's "Use a trained model from Python" section (/tmp/s5/api_readme.md)
@@ -45,11 +44,15 @@ def _cli_nbest(out_dir, nbest):
     res = {}
     for n in range(1, nbest + 1):
         d = out_dir / f"{n}best_recog"
-        read = lambda name: dict((l.split(" ", 1) + [""])[:2] for l in (d / name).read_text().splitlines())
+
+        def read(name):
+            return dict((line.split(" ", 1) + [""])[:2] for line in (d / name).read_text().splitlines())
+
         text, ids, score = read("text"), read("token_int"), read("score")
         for utt in score:
-            res.setdefault(utt, []).append([text.get(utt, ""), [int(t) for t in ids[utt].split()],
-                                            float(score[utt].strip("tensor()"))])
+            res.setdefault(utt, []).append(
+                [text.get(utt, ""), [int(t) for t in ids[utt].split()], float(score[utt].strip("tensor()"))]
+            )
     return res
 
 
@@ -60,20 +63,54 @@ def test_packed_model_decodes_elsewhere_like_before(trained, tmp_path):
 
     root, llm = trained
     exp = root / "exp"
-    decode(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(exp / "valid.acc.ave.pth"),
-            "--config", str(root / "decode.yaml"), "--nbest", "2", "--output_dir", str(root / "decode"),
-            "--data_path_and_name_and_type", f"{root / 'valid' / 'wav.scp'},speech,sound"])
+    decode(
+        [
+            "--asr_train_config",
+            str(exp / "config.yaml"),
+            "--asr_model_file",
+            str(exp / "valid.acc.ave.pth"),
+            "--config",
+            str(root / "decode.yaml"),
+            "--nbest",
+            "2",
+            "--output_dir",
+            str(root / "decode"),
+            "--data_path_and_name_and_type",
+            f"{root / 'valid' / 'wav.scp'},speech,sound",
+        ]
+    )
     before = _cli_nbest(root / "decode", 2)
     (root / "RESULTS.md").write_text(f"# RESULTS\n\n|dataset|WER|\n|---|---|\n|valid|99.0|\n\nfrom {root}/decode\n")
 
     zip_path = root / "asr_pack.zip"
-    pack(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(exp / "valid.acc.ave.pth"),
-          "--decode_config", str(root / "decode.yaml"), "--decode_args", "--nbest 2",
-          "--results", str(root / "RESULTS.md"), "--out", str(zip_path)])
+    pack(
+        [
+            "--asr_train_config",
+            str(exp / "config.yaml"),
+            "--asr_model_file",
+            str(exp / "valid.acc.ave.pth"),
+            "--decode_config",
+            str(root / "decode.yaml"),
+            "--decode_args",
+            "--nbest 2",
+            "--results",
+            str(root / "RESULTS.md"),
+            "--out",
+            str(zip_path),
+        ]
+    )
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
-        assert {"pack.json", "README.md", "config.yaml", "model.safetensors", "tokens.txt", "decode.yaml",
-                "tokenizer/tokenizer.json", "results/RESULTS.md"} <= names
+        assert {
+            "pack.json",
+            "README.md",
+            "config.yaml",
+            "model.safetensors",
+            "tokens.txt",
+            "decode.yaml",
+            "tokenizer/tokenizer.json",
+            "results/RESULTS.md",
+        } <= names
         assert not any(n.endswith((".pth", ".pt", ".bin", ".pkl")) for n in names)  # no pickles
         for n in names:  # no path of this machine anywhere, weights included
             assert str(root).encode() not in z.read(n), n
@@ -98,13 +135,18 @@ def test_packed_model_decodes_elsewhere_like_before(trained, tmp_path):
     hidden = root.parent / (root.name + "_moved")
     os.rename(root, hidden)
     try:
-        proc = subprocess.run([sys.executable, "-c", "\n".join(README_LINES + DUMP_LINES)], cwd=elsewhere,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", "\n".join(README_LINES + DUMP_LINES)],
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         os.rename(hidden, root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    after = json.loads(next(l for l in lines if l.startswith("NBEST "))[6:])
+    after = json.loads(next(line for line in lines if line.startswith("NBEST "))[6:])
     assert lines[0] == before["dv0"][0][0]  # the README's print: the 1-best text
     for utt, ref in (("utt1", before["dv0"]), ("utt2", before["dv1"])):
         assert [h[:2] for h in after[utt]] == [h[:2] for h in ref], utt
@@ -120,8 +162,16 @@ def test_unpack_refuses_a_base_llm_with_other_weights(trained, tmp_path):
     from espnet_llm_plugin.core.base_weights import base_content_hash
 
     root, llm = trained
-    pack(["--asr_train_config", str(root / "exp" / "config.yaml"),
-          "--asr_model_file", str(root / "exp" / "valid.acc.ave.pth"), "--out", str(tmp_path / "pack")])
+    pack(
+        [
+            "--asr_train_config",
+            str(root / "exp" / "config.yaml"),
+            "--asr_model_file",
+            str(root / "exp" / "valid.acc.ave.pth"),
+            "--out",
+            str(tmp_path / "pack"),
+        ]
+    )
     other = tmp_path / "models" / "llm"
     model = AutoModelForCausalLM.from_pretrained(str(llm))
     with torch.no_grad():

@@ -12,8 +12,11 @@ from espnet_llm_plugin.lm.tokenizer_training import train_tokenizer
 from espnet_llm_plugin.mmlm.speech_text_retrieval import MD_HEADER
 from espnet_llm_plugin.mmlm.unit_vocab import extend_model_dir
 
-SENTENCES = [f"{s} {v}" for s in ("anna", "peter", "the cat", "my brother", "they", "the pilot")
-             for v in ("reads a book", "walks home", "eats an apple", "sits on the chair")]
+SENTENCES = [
+    f"{s} {v}"
+    for s in ("anna", "peter", "the cat", "my brother", "they", "the pilot")
+    for v in ("reads a book", "walks home", "eats an apple", "sits on the chair")
+]
 
 
 def write_set(d, sentences, seed):
@@ -41,8 +44,11 @@ def restore_threads():
 
 def test_contrastive_training_raises_recall(tmp_path):
     tok = train_tokenizer(SENTENCES * 3, vocab_size=300)
-    save_pretrained_dir(tmp_path / "base", build_llama(tok, LmConfig(
-        hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=256)), tok)
+    save_pretrained_dir(
+        tmp_path / "base",
+        build_llama(tok, LmConfig(hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=256)),
+        tok,
+    )
     extend_model_dir(tmp_path / "base", tmp_path / "ext", 32)
     train_units, train_text = write_set(tmp_path / "train", SENTENCES * 2, 0)
     test_units, test_text = write_set(tmp_path / "test", SENTENCES[::-1], 100)  # new renderings
@@ -51,16 +57,53 @@ def test_contrastive_training_raises_recall(tmp_path):
 
     def evaluate(model_dir, name):
         out = tmp_path / f"{name}.json"
-        retrieval_eval.main(["--model_dir", str(model_dir), "--units", str(test_units), "--text",
-                             str(test_text), "--out_json", str(out), "--results_md", str(md),
-                             "--name", name, "--num_threads", "1", "--batch_size", "7"])
+        retrieval_eval.main(
+            [
+                "--model_dir",
+                str(model_dir),
+                "--units",
+                str(test_units),
+                "--text",
+                str(test_text),
+                "--out_json",
+                str(out),
+                "--results_md",
+                str(md),
+                "--name",
+                name,
+                "--num_threads",
+                "1",
+                "--batch_size",
+                "7",
+            ]
+        )
         return json.loads(out.read_text())
 
     before = evaluate(tmp_path / "ext", "untrained")
-    contrastive_train.main([
-        "--llm_dir", str(tmp_path / "ext"), "--units", str(train_units), "--text",
-        str(train_text), "--out_dir", str(tmp_path / "con"), "--max_steps", "60",
-        "--batch_size", "16", "--lr", "3e-3", "--lora_r", "8", "--num_threads", "1", "--seed", "0"])
+    contrastive_train.main(
+        [
+            "--llm_dir",
+            str(tmp_path / "ext"),
+            "--units",
+            str(train_units),
+            "--text",
+            str(train_text),
+            "--out_dir",
+            str(tmp_path / "con"),
+            "--max_steps",
+            "60",
+            "--batch_size",
+            "16",
+            "--lr",
+            "3e-3",
+            "--lora_r",
+            "8",
+            "--num_threads",
+            "1",
+            "--seed",
+            "0",
+        ]
+    )
     after = evaluate(tmp_path / "con", "contrastive")
     assert after["utterances"] == after["texts"] == len(SENTENCES)
     for side in ("speech_to_text", "text_to_speech"):
@@ -69,13 +112,13 @@ def test_contrastive_training_raises_recall(tmp_path):
     assert after["pooling"] == "mean" and after["layer"] == -1  # from contrastive.json
     lines = md.read_text().splitlines()
     assert lines[0] == "# RESULTS" and lines.count(MD_HEADER) == 1
-    assert [l.split("|")[1].strip() for l in lines[lines.index(MD_HEADER) + 2:]] == [
-        "untrained", "contrastive"]
+    assert [line.split("|")[1].strip() for line in lines[lines.index(MD_HEADER) + 2 :]] == ["untrained", "contrastive"]
 
 
 def test_errors(tmp_path):
     (tmp_path / "m").mkdir()
     with pytest.raises(SystemExit, match="retrieval_eval: error"):
-        retrieval_eval.main(["--model_dir", str(tmp_path / "m"), "--units", "u", "--text", "t",
-                             "--out_json", str(tmp_path / "r.json")])
+        retrieval_eval.main(
+            ["--model_dir", str(tmp_path / "m"), "--units", "u", "--text", "t", "--out_json", str(tmp_path / "r.json")]
+        )
     assert not (tmp_path / "r.json").exists()

@@ -22,7 +22,9 @@ def llm_tokenizer_dir(tmp_path_factory):
     vocab = ["<pad>", "<unk>", "<s>", "</s>"] + sorted({w for p in PASSAGES for w in p["text"].split()})
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>").save_pretrained(d)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(d)
     (d / "config.json").write_text("{}")  # check_llm_dir wants an HF dir
     return d, vocab
 
@@ -42,11 +44,25 @@ def test_domain_mode_writes_context_ids_and_recall(tmp_path, inputs, llm_tokeniz
     passages, queries, gold = inputs
     tok_dir, vocab = llm_tokenizer_dir
     out = tmp_path / "ctx"
-    main(["--passages", str(passages), "--queries", str(queries), "--num_passages", "2", "--gold", str(gold),
-          "--llm_path", str(tok_dir), "--out_dir", str(out)])
+    main(
+        [
+            "--passages",
+            str(passages),
+            "--queries",
+            str(queries),
+            "--num_passages",
+            "2",
+            "--gold",
+            str(gold),
+            "--llm_path",
+            str(tok_dir),
+            "--out_dir",
+            str(out),
+        ]
+    )
     lines = (out / "context").read_text().splitlines()
     assert lines[0] == "u1 the cat sat on the mat ||| a big dog ran home"
-    assert [l.split()[0] for l in lines] == ["u1", "u2", "u3"]  # sorted like Kaldi
+    assert [line.split()[0] for line in lines] == ["u1", "u2", "u3"]  # sorted like Kaldi
     assert (out / "passage_ids").read_text().splitlines()[1].split()[:2] == ["u2", "p2"]
     ids = (out / "context_ids").read_text().splitlines()[0].split()
     words = [vocab[int(i)] for i in ids[1:]]
@@ -62,16 +78,30 @@ def test_exclude_query_keeps_the_reference_sentence_out(tmp_path, inputs):
     refs.write_text("u1 big dog ran\nu2 the dog ran\n")
     for flag, first in (("false", ["p2", "p2"]), ("true", ["p1", "p2"])):
         out = tmp_path / f"ctx_{flag}"
-        main(["--passages", str(passages), "--queries", str(refs), "--num_passages", "1",
-              "--exclude_query", flag, "--out_dir", str(out)])
-        assert [l.split()[1] for l in (out / "passage_ids").read_text().splitlines()] == first
+        main(
+            [
+                "--passages",
+                str(passages),
+                "--queries",
+                str(refs),
+                "--num_passages",
+                "1",
+                "--exclude_query",
+                flag,
+                "--out_dir",
+                str(out),
+            ]
+        )
+        assert [line.split()[1] for line in (out / "passage_ids").read_text().splitlines()] == first
         assert json.loads((out / "retrieval.json").read_text())["exclude_query"] is (flag == "true")
 
 
 def test_dynamic_mode(tmp_path, inputs):
     _, queries, _ = inputs
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"utt_id": u, "documents": ["x y", f"{u} dog ran"]}) + "\n" for u in ("u1", "u2", "u3")))
+    docs.write_text(
+        "".join(json.dumps({"utt_id": u, "documents": ["x y", f"{u} dog ran"]}) + "\n" for u in ("u1", "u2", "u3"))
+    )
     out = tmp_path / "ctx"
     main(["--documents", str(docs), "--queries", str(queries), "--num_passages", "1", "--out_dir", str(out)])
     assert (out / "context").read_text().splitlines()[1] == "u2 u2 dog ran"

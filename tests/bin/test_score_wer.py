@@ -13,9 +13,21 @@ def test_score_and_collect(tmp_path):
     (tmp_path / "timing.json").write_text(json.dumps({"elapsed_s": 2.0, "audio_s": 8.0}))
     out = tmp_path / "exp" / "asr_m" / "decode_d" / "test" / "score"
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_llm_plugin.bin.score_wer", "--ref", str(tmp_path / "ref"),
-         "--hyp", str(tmp_path / "hyp"), "--out_dir", str(out), "--timing", str(tmp_path / "timing.json")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "espnet_llm_plugin.bin.score_wer",
+            "--ref",
+            str(tmp_path / "ref"),
+            "--hyp",
+            str(tmp_path / "hyp"),
+            "--out_dir",
+            str(out),
+            "--timing",
+            str(tmp_path / "timing.json"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     res = json.loads((out / "result.json").read_text())
@@ -28,7 +40,7 @@ def test_score_and_collect(tmp_path):
     # result.txt: the summary, then each utterance aligned in sclite's layout
     txt = (out / "result.txt").read_text()
     assert txt.startswith("WER 60.00%")
-    block = txt[txt.index("id: (u1)"):].splitlines()
+    block = txt[txt.index("id: (u1)") :].splitlines()
     assert block[1] == "Scores: (#C #S #D #I) 2 1 0 0"
     assert block[2].split() == ["REF:", "a", "B", "c"] and block[3].split() == ["HYP:", "a", "X", "c"]
     assert "id: (n1)" in txt and "id: (u2)" in txt
@@ -44,8 +56,22 @@ def test_normaliser_applies_to_both_sides(tmp_path):
 
     def wer(*opts):
         out = tmp_path / "o" / "_".join(opts or ("plain",))
-        subprocess.run([sys.executable, "-m", "espnet_llm_plugin.bin.score_wer", "--ref", str(tmp_path / "ref"),
-                        "--hyp", str(tmp_path / "hyp"), "--out_dir", str(out), *opts], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "espnet_llm_plugin.bin.score_wer",
+                "--ref",
+                str(tmp_path / "ref"),
+                "--hyp",
+                str(tmp_path / "hyp"),
+                "--out_dir",
+                str(out),
+                *opts,
+            ],
+            check=True,
+            capture_output=True,
+        )
         return json.loads((out / "result.json").read_text())["wer"]["errors"]
 
     assert wer() == 3
@@ -57,9 +83,19 @@ def test_unknown_hypothesis_id_is_an_error(tmp_path):
     (tmp_path / "ref").write_text("u1 a\n")
     (tmp_path / "hyp").write_text("u1 a\nzz b\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_llm_plugin.bin.score_wer", "--ref", str(tmp_path / "ref"),
-         "--hyp", str(tmp_path / "hyp"), "--out_dir", str(tmp_path / "o")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "espnet_llm_plugin.bin.score_wer",
+            "--ref",
+            str(tmp_path / "ref"),
+            "--hyp",
+            str(tmp_path / "hyp"),
+            "--out_dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0 and "'zz'" in proc.stderr
     assert not (tmp_path / "o" / "result.json").exists()
@@ -69,8 +105,9 @@ def test_collect_adds_perplexity_and_stage_tables(tmp_path):
     exp = tmp_path / "exp"
     ppl = exp / "mmlm_fbank100" / "perplexity"
     ppl.mkdir(parents=True)
-    (ppl / "text_lm_test.json").write_text(json.dumps(
-        {"sentences": 3, "tokens": 30, "ppl": 7.25, "word_ppl": 9.5, "loss": 1.98, "words": 20}))
+    (ppl / "text_lm_test.json").write_text(
+        json.dumps({"sentences": 3, "tokens": 30, "ppl": 7.25, "word_ppl": 9.5, "loss": 1.98, "words": 20})
+    )
     (exp / "mmlm_fbank100" / "RESULTS.md").write_text("| model | R@1 |\n|---|---|\n| m | 42.0 |\n")
     collect_results.main([str(exp), "--title", "t"])
     text = (exp / "RESULTS.md").read_text()

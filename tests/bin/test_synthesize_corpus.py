@@ -24,9 +24,7 @@ TINY = dict(
     num_extra_train_text=10,
 )
 TINY_ARGS = [f"--{k}={v}" for k, v in TINY.items()]
-UTT_ID = re.compile(
-    r"^[a-z0-9_]+-(train|dev|test|test_target|test_noise|dev_target|target_memory)-\d{5}$"
-)
+UTT_ID = re.compile(r"^[a-z0-9_]+-(train|dev|test|test_target|test_noise|dev_target|target_memory)-\d{5}$")
 
 
 def _digest(root):
@@ -132,12 +130,8 @@ def test_cli_end_to_end(tmp_path, caplog):
         len(local.joinpath("train_text.txt").read_text().splitlines())
         == TINY["num_train"] + TINY["num_extra_train_text"]
     )
-    assert (
-        len(local.joinpath("target_text.txt").read_text().splitlines()) == TINY["num_target_text"]
-    )
-    passages = [
-        json.loads(line) for line in local.joinpath("passages.jsonl").read_text().splitlines()
-    ]
+    assert len(local.joinpath("target_text.txt").read_text().splitlines()) == TINY["num_target_text"]
+    passages = [json.loads(line) for line in local.joinpath("passages.jsonl").read_text().splitlines()]
     assert len(passages) == TINY["num_passages"]
     # Every rare entity of a test_target sentence appears in some passage.
     covered = {e for p in passages for e in p["entities"]}

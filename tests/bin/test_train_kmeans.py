@@ -1,7 +1,6 @@
 """train_kmeans end to end on a tiny data dir of generated wavs."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,26 @@ def make_wav_dir(root: Path, n: int = 6, short: bool = False) -> Path:
 def test_train_kmeans_fbank(tmp_path):
     data = make_wav_dir(tmp_path / "data", short=True)
     out = tmp_path / "km"
-    main(["--data_dir", str(data), "--feature_type", "fbank", "--n_mels", "20", "--num_units", "8",
-          "--max_frames", "150", "--seed", "1", "--out_dir", str(out), "--device", "cpu"])
+    main(
+        [
+            "--data_dir",
+            str(data),
+            "--feature_type",
+            "fbank",
+            "--n_mels",
+            "20",
+            "--num_units",
+            "8",
+            "--max_frames",
+            "150",
+            "--seed",
+            "1",
+            "--out_dir",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     km = KMeansModel.load(out)
     meta = json.loads((out / "kmeans.json").read_text())
     assert km.num_units == 8 and km.dim == 20
@@ -44,8 +61,24 @@ def test_train_kmeans_fbank(tmp_path):
     assert meta["frames_given"] == 150 and meta["frames_seen"] > 150
     assert meta["utterances_skipped_short"] == 1 and meta["seed"] == 1
     # same seed, same codebook
-    main(["--wav_scp", str(data / "wav.scp"), "--n_mels", "20", "--num_units", "8",
-          "--max_frames", "150", "--seed", "1", "--out_dir", str(tmp_path / "km2"), "--device", "cpu"])
+    main(
+        [
+            "--wav_scp",
+            str(data / "wav.scp"),
+            "--n_mels",
+            "20",
+            "--num_units",
+            "8",
+            "--max_frames",
+            "150",
+            "--seed",
+            "1",
+            "--out_dir",
+            str(tmp_path / "km2"),
+            "--device",
+            "cpu",
+        ]
+    )
     np.testing.assert_array_equal(KMeansModel.load(tmp_path / "km2").centroids, km.centroids)
 
 
@@ -55,15 +88,39 @@ def test_train_kmeans_hf(tmp_path):
 
     torch.manual_seed(0)
     cfg = transformers.HubertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), conv_bias=True,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_kernel=(10, 3),
+        conv_stride=(5, 2),
+        conv_bias=True,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
     )
     transformers.AutoModel.from_config(cfg).save_pretrained(tmp_path / "hubert")
     data = make_wav_dir(tmp_path / "data", n=2)
-    main(["--data_dir", str(data), "--feature_type", "hf", "--hf_path", str(tmp_path / "hubert"),
-          "--layer", "1", "--num_units", "4", "--max_frames", "400", "--out_dir",
-          str(tmp_path / "km"), "--device", "cpu"])
+    main(
+        [
+            "--data_dir",
+            str(data),
+            "--feature_type",
+            "hf",
+            "--hf_path",
+            str(tmp_path / "hubert"),
+            "--layer",
+            "1",
+            "--num_units",
+            "4",
+            "--max_frames",
+            "400",
+            "--out_dir",
+            str(tmp_path / "km"),
+            "--device",
+            "cpu",
+        ]
+    )
     km = KMeansModel.load(tmp_path / "km", expected_dim=32)
     assert km.feature_spec["layer"] == 1 and km.feature_spec["type"] == "hf"
 
@@ -71,8 +128,7 @@ def test_train_kmeans_hf(tmp_path):
 def test_errors_exit_with_message(tmp_path, capsys):
     data = make_wav_dir(tmp_path / "data", n=2, short=True)
     with pytest.raises(SystemExit, match="tiny"):
-        main(["--data_dir", str(data), "--skip_short", "false", "--num_units", "2",
-              "--out_dir", str(tmp_path / "km")])
+        main(["--data_dir", str(data), "--skip_short", "false", "--num_units", "2", "--out_dir", str(tmp_path / "km")])
     with pytest.raises(SystemExit, match="fewer than num_units"):
         main(["--data_dir", str(data), "--num_units", "100000", "--out_dir", str(tmp_path / "km")])
     with pytest.raises(SystemExit, match="--hf_path"):

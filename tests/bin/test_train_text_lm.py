@@ -8,11 +8,33 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from espnet_llm_plugin.bin.train_text_lm import main
 
-SENTENCES = [f"{s} {v}" for s in ["anna", "peter", "the dog", "we"]
-             for v in ["reads a book", "walks home", "eats an apple"]]
-TINY = ["--vocab_size", "300", "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2",
-        "--max_position_embeddings", "128", "--max_steps", "30", "--batch_size", "8",
-        "--seq_len", "32", "--lr", "1e-2", "--warmup_steps", "5", "--eval_every", "15"]
+SENTENCES = [
+    f"{s} {v}" for s in ["anna", "peter", "the dog", "we"] for v in ["reads a book", "walks home", "eats an apple"]
+]
+TINY = [
+    "--vocab_size",
+    "300",
+    "--hidden_size",
+    "32",
+    "--num_layers",
+    "1",
+    "--num_heads",
+    "2",
+    "--max_position_embeddings",
+    "128",
+    "--max_steps",
+    "30",
+    "--batch_size",
+    "8",
+    "--seq_len",
+    "32",
+    "--lr",
+    "1e-2",
+    "--warmup_steps",
+    "5",
+    "--eval_every",
+    "15",
+]
 
 
 @pytest.fixture
@@ -26,8 +48,20 @@ def data(tmp_path):
 
 
 def run(plain, kaldi, out, *extra):
-    main(["--train_text", str(plain), "--dev_text", str(kaldi), "--dev_has_ids", "true",
-          "--out_dir", str(out), *TINY, *extra])
+    main(
+        [
+            "--train_text",
+            str(plain),
+            "--dev_text",
+            str(kaldi),
+            "--dev_has_ids",
+            "true",
+            "--out_dir",
+            str(out),
+            *TINY,
+            *extra,
+        ]
+    )
 
 
 def test_train_load_and_skip(data, tmp_path, caplog):
@@ -67,9 +101,25 @@ def test_train_load_and_skip(data, tmp_path, caplog):
 def test_kaldi_train_text_and_several_files(data, tmp_path):
     plain, kaldi = data
     out = tmp_path / "lm"
-    main(["--train_text", str(kaldi), "--train_text", str(kaldi), "--has_ids", "true",
-          "--dev_text", str(kaldi), "--out_dir", str(out), *TINY, "--max_steps", "2",
-          "--keep_checkpoint", "true"])
+    main(
+        [
+            "--train_text",
+            str(kaldi),
+            "--train_text",
+            str(kaldi),
+            "--has_ids",
+            "true",
+            "--dev_text",
+            str(kaldi),
+            "--out_dir",
+            str(out),
+            *TINY,
+            "--max_steps",
+            "2",
+            "--keep_checkpoint",
+            "true",
+        ]
+    )
     log = json.loads((out / "train_log.json").read_text())
     assert log["train_lines"] == 2 * len(SENTENCES)
     ckpt = tmp_path / "lm.ckpt"
@@ -80,29 +130,49 @@ def test_bad_inputs(data, tmp_path, capsys):
     plain, kaldi = data
     out = tmp_path / "lm"
     with pytest.raises(SystemExit, match=r"--train_text .*missing\.txt: file not found"):
-        main(["--train_text", str(tmp_path / "missing.txt"), "--dev_text", str(kaldi),
-              "--out_dir", str(out)])
+        main(["--train_text", str(tmp_path / "missing.txt"), "--dev_text", str(kaldi), "--out_dir", str(out)])
     only_ids = tmp_path / "noise_text"
     only_ids.write_text("noise001\nnoise002   \n\n")
     with pytest.raises(SystemExit, match=r"--dev_text .*noise_text: no non-empty line after"):
-        main(["--train_text", str(plain), "--dev_text", str(only_ids), "--dev_has_ids", "true",
-              "--out_dir", str(out)])
+        main(["--train_text", str(plain), "--dev_text", str(only_ids), "--dev_has_ids", "true", "--out_dir", str(out)])
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
     with pytest.raises(SystemExit, match=r"empty\.txt: no non-empty line"):
         main(["--train_text", str(empty), "--dev_text", str(plain), "--out_dir", str(out)])
     with pytest.raises(SystemExit, match="--hidden_size 30 is not divisible by --num_heads 4"):
-        main(["--train_text", str(plain), "--dev_text", str(plain), "--out_dir", str(out),
-              "--hidden_size", "30"])
+        main(["--train_text", str(plain), "--dev_text", str(plain), "--out_dir", str(out), "--hidden_size", "30"])
     with pytest.raises(SystemExit, match="--vocab_size 100 is too small"):
-        main(["--train_text", str(plain), "--dev_text", str(plain), "--out_dir", str(out),
-              "--vocab_size", "100", "--max_steps", "1"])
+        main(
+            [
+                "--train_text",
+                str(plain),
+                "--dev_text",
+                str(plain),
+                "--out_dir",
+                str(out),
+                "--vocab_size",
+                "100",
+                "--max_steps",
+                "1",
+            ]
+        )
     assert not out.exists()
 
 
 def test_warns_about_utterance_ids(data, tmp_path, caplog):
     plain, kaldi = data
     with caplog.at_level(logging.WARNING):
-        main(["--train_text", str(plain), "--dev_text", str(kaldi), "--out_dir",
-              str(tmp_path / "lm"), *TINY, "--max_steps", "1"])
+        main(
+            [
+                "--train_text",
+                str(plain),
+                "--dev_text",
+                str(kaldi),
+                "--out_dir",
+                str(tmp_path / "lm"),
+                *TINY,
+                "--max_steps",
+                "1",
+            ]
+        )
     assert "pass --dev_has_ids true" in caplog.text

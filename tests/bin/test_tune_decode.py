@@ -40,10 +40,24 @@ def test_sweep_writes_best_config_and_resumes(tmp_path):
     (tmp_path / "text").write_text("\n".join(ref) + "\n")
     base = tmp_path / "base.yaml"
     base.write_text("beam_size: 2\nctc_weight: 0.0\nmaxlenratio: 0.0\nminlenratio: 0.0\n")
-    argv = ["--config", str(base), "--grid", "no_repeat_ngram_size=0,1",
-            "--asr_train_config", str(config), "--asr_model_file", str(model),
-            "--wav_scp", str(tmp_path / "wav.scp"), "--ref", str(tmp_path / "text"),
-            "--work_dir", str(tmp_path / "work"), "--out_config", str(tmp_path / "best.yaml")]
+    argv = [
+        "--config",
+        str(base),
+        "--grid",
+        "no_repeat_ngram_size=0,1",
+        "--asr_train_config",
+        str(config),
+        "--asr_model_file",
+        str(model),
+        "--wav_scp",
+        str(tmp_path / "wav.scp"),
+        "--ref",
+        str(tmp_path / "text"),
+        "--work_dir",
+        str(tmp_path / "work"),
+        "--out_config",
+        str(tmp_path / "best.yaml"),
+    ]
     main(argv)
     report = json.loads((tmp_path / "best.tuning.json").read_text())
     assert [r["no_repeat_ngram_size"] for r in report["rows"]] == [0, 1]
@@ -61,7 +75,23 @@ def test_sweep_writes_best_config_and_resumes(tmp_path):
 def test_missing_files_are_named(tmp_path):
     (tmp_path / "base.yaml").write_text("beam_size: 2\n")
     with pytest.raises(SystemExit, match="wav.scp: file not found"):
-        main(["--config", str(tmp_path / "base.yaml"), "--grid", "beam_size=1,2",
-              "--asr_train_config", str(tmp_path / "c.yaml"), "--asr_model_file", str(tmp_path / "m.pth"),
-              "--wav_scp", str(tmp_path / "wav.scp"), "--ref", str(tmp_path / "text"),
-              "--work_dir", str(tmp_path / "w"), "--out_config", str(tmp_path / "b.yaml")])
+        main(
+            [
+                "--config",
+                str(tmp_path / "base.yaml"),
+                "--grid",
+                "beam_size=1,2",
+                "--asr_train_config",
+                str(tmp_path / "c.yaml"),
+                "--asr_model_file",
+                str(tmp_path / "m.pth"),
+                "--wav_scp",
+                str(tmp_path / "wav.scp"),
+                "--ref",
+                str(tmp_path / "text"),
+                "--work_dir",
+                str(tmp_path / "w"),
+                "--out_config",
+                str(tmp_path / "b.yaml"),
+            ]
+        )

@@ -30,8 +30,11 @@ def test_wrong_rate_names_file_and_utterance(tmp_path):
     d = _dir(tmp_path, sr=8000)
     with pytest.raises(AudioError, match=r"wav.scp: utterance 'u1'.*8000 Hz, expected 16000"):
         validate(d, fs=16000)
-    proc = subprocess.run([sys.executable, "-m", "espnet_llm_plugin.bin.validate_data", str(d), "--fs", "16000"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "espnet_llm_plugin.bin.validate_data", str(d), "--fs", "16000"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "validate_data: error:" in proc.stderr
 
 
@@ -50,8 +53,9 @@ def test_too_short_utterance_is_named(tmp_path):
     with pytest.raises(AudioError, match=r"utterance 'u_short'.*5 ms of audio, shorter than the minimum 0.1 s"):
         validate(d)
     assert validate(d, min_duration=0.0) == 2
-    proc = subprocess.run([sys.executable, "-m", "espnet_llm_plugin.bin.validate_data", str(d)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "espnet_llm_plugin.bin.validate_data", str(d)], capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "u_short" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -55,8 +55,18 @@ def parts(tmp_path_factory):
     datastore = FaissDatastore.build(keys, values, enc.identity())
     torch.manual_seed(0)
     llm = LlmDecoder(V, D, llm_path=lm, prompt="the", finetune="frozen").eval()
-    xattn = LlmXattnDecoder(V, D, llm_path=lm, prompt="the", finetune="frozen", xattn_every=1,
-                            num_passages=2, passage_max_tokens=8, value_encoder_layers=1, xattn_heads=4).eval()
+    xattn = LlmXattnDecoder(
+        V,
+        D,
+        llm_path=lm,
+        prompt="the",
+        finetune="frozen",
+        xattn_every=1,
+        num_passages=2,
+        passage_max_tokens=8,
+        value_encoder_layers=1,
+        xattn_heads=4,
+    ).eval()
     with torch.no_grad():  # open the gates (zero at init: the base LLM exactly)
         for block in xattn.xattn_blocks:
             block.attn_gate.fill_(0.7)
@@ -87,8 +97,16 @@ def searcher(parts, cls, decoder, extras, beam, dtype=torch.float32):
     weights = {"decoder": 0.7, "ctc": 0.3, "lm": 0.2}
     for extra in extras:
         scorers[extra], weights[extra] = parts[extra], 0.5
-    bs = cls(scorers=scorers, weights=weights, beam_size=beam, vocab_size=V, sos=EOS, eos=EOS,
-             token_list=WORDS, pre_beam_score_key="full")
+    bs = cls(
+        scorers=scorers,
+        weights=weights,
+        beam_size=beam,
+        vocab_size=V,
+        sos=EOS,
+        eos=EOS,
+        token_list=WORDS,
+        pre_beam_score_key="full",
+    )
     cast(parts, dtype)
     return bs.eval()
 
@@ -121,12 +139,14 @@ COMBOS = [("llm", ("hf_lm",)), ("llm", ("knnlm",)), ("xattn", ("no_repeat",))]
 ALL_OURS = [("llm", ("hf_lm", "knnlm", "no_repeat")), ("xattn", ("hf_lm", "no_repeat"))]
 # beams 1 and 4 in float32 and float64 for every combination; 16 (the plain search of 16
 # hypotheses is the suite's slowest part) for the kNN-LM, whose tied neighbours it covers
-CASES = [(d, e, b, t) for d, e in COMBOS for b, t in
-         ((1, torch.float32), (4, torch.float32), (4, torch.float64))] + [("llm", ("knnlm",), 16, torch.float32)]
+CASES = [(d, e, b, t) for d, e in COMBOS for b, t in ((1, torch.float32), (4, torch.float32), (4, torch.float64))] + [
+    ("llm", ("knnlm",), 16, torch.float32)
+]
 
 
-@pytest.mark.parametrize("decoder, extras, beam, dtype", CASES,
-                         ids=["-".join([d, *e, str(b), str(t)[6:]]) for d, e, b, t in CASES])
+@pytest.mark.parametrize(
+    "decoder, extras, beam, dtype", CASES, ids=["-".join([d, *e, str(b), str(t)[6:]]) for d, e, b, t in CASES]
+)
 def test_batch_and_plain_beam_search_give_the_same_nbest(parts, decoder, extras, beam, dtype):
     from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet.nets.beam_search import BeamSearch
@@ -227,8 +247,13 @@ def test_espnet_ngram_next_to_ours(parts, tmp_path):
     ngram = NgramFullScorer(str(arpa), WORDS)
     out = []
     for cls in (BeamSearch, BatchBeamSearch):
-        bs = cls(scorers={"decoder": parts["llm"], "ngram": ngram, "no_repeat": parts["no_repeat"]},
-                 weights={"decoder": 1.0, "ngram": 0.3, "no_repeat": 1.0}, beam_size=4, vocab_size=V,
-                 sos=EOS, eos=EOS)
+        bs = cls(
+            scorers={"decoder": parts["llm"], "ngram": ngram, "no_repeat": parts["no_repeat"]},
+            weights={"decoder": 1.0, "ngram": 0.3, "no_repeat": 1.0},
+            beam_size=4,
+            vocab_size=V,
+            sos=EOS,
+            eos=EOS,
+        )
         out.append(summary(run(bs, speech(5))))
     assert_same_nbest(out[0], out[1], 1e-4)

@@ -47,8 +47,9 @@ def _dynamic_cache(batch: int, length: int, layers: int = 2, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     cache = DynamicCache()
     for i in range(layers):
-        cache.update(torch.randn(batch, 2, length, 4, generator=gen),
-                     torch.randn(batch, 2, length, 4, generator=gen), i)
+        cache.update(
+            torch.randn(batch, 2, length, 4, generator=gen), torch.randn(batch, 2, length, 4, generator=gen), i
+        )
     return cache
 
 

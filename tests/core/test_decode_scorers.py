@@ -23,7 +23,9 @@ def test_flat_keys_switch_on_the_builtin_scorers_in_beam_order():
     assert ds.scorer_confs(Options()) == []
     opts = Options(no_repeat_ngram_size=3, hf_lm_path="lm", hf_lm_weight=0.2, knnlm_datastore="ds")
     assert ds.scorer_confs(opts) == [
-        ("no_repeat_ngram", 1.0, {"size": 3}), ("hf_lm", 0.2, {"path": "lm"}), ("knnlm", 0.3, {}),
+        ("no_repeat_ngram", 1.0, {"size": 3}),
+        ("hf_lm", 0.2, {"path": "lm"}),
+        ("knnlm", 0.3, {}),
     ]
     # an hf_lm weight of 0 leaves it out (as ESPnet leaves out its own 0-weight scorers)
     assert ds.scorer_confs(Options(hf_lm_path="lm")) == []
@@ -34,13 +36,16 @@ def test_scorers_mapping_reaches_any_registered_scorer():
     assert ds.scorer_confs(opts) == [("hf_lm", 0.5, {"path": "x"})]
 
 
-@pytest.mark.parametrize("scorers, message", [
-    ({"nope": {"weight": 1}}, "unknown decode scorer 'nope'.*registered: .*hf_lm"),
-    ({"hf_lm": {"conf": {}}}, r"scorers.hf_lm must be a mapping with weight"),
-    ({"hf_lm": {"weight": 1, "confs": {}}}, r"scorers.hf_lm must be a mapping with weight"),
-    ({"hf_lm": {"weight": "high"}}, r"scorers.hf_lm.weight must be a number"),
-    ({"hf_lm": {"weight": 1, "conf": [1]}}, r"scorers.hf_lm.conf must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "scorers, message",
+    [
+        ({"nope": {"weight": 1}}, "unknown decode scorer 'nope'.*registered: .*hf_lm"),
+        ({"hf_lm": {"conf": {}}}, r"scorers.hf_lm must be a mapping with weight"),
+        ({"hf_lm": {"weight": 1, "confs": {}}}, r"scorers.hf_lm must be a mapping with weight"),
+        ({"hf_lm": {"weight": "high"}}, r"scorers.hf_lm.weight must be a number"),
+        ({"hf_lm": {"weight": 1, "conf": [1]}}, r"scorers.hf_lm.conf must be a mapping"),
+    ],
+)
 def test_bad_scorers_entries_are_named(scorers, message):
     with pytest.raises(ValueError, match=message):
         ds.scorer_confs(Options(scorers=scorers))

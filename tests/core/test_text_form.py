@@ -29,9 +29,7 @@ def test_to_llm_cases_and_punctuation():
     assert TextForm(case="lower").to_llm("THE CAT'S MAT") == "the cat's mat"
     assert TextForm(case="sentence").to_llm("THE CAT'S MAT") == "The cat's mat"
     assert TextForm(case="upper").to_llm("the cat") == "THE CAT"
-    assert TextForm(punctuation="strip").to_llm('hello, "world"! well-known don\'t') == (
-        "hello world well-known don't"
-    )
+    assert TextForm(punctuation="strip").to_llm('hello, "world"! well-known don\'t') == ("hello world well-known don't")
     fp = TextForm(case="sentence", punctuation="final_period")
     assert fp.to_llm("THE CAT SAT") == "The cat sat."
     assert fp.to_llm("IS IT?") == "Is it?"
@@ -47,8 +45,27 @@ def test_to_recipe_maps_back_case_and_added_period():
     assert not fp.is_identity
 
 
-WORDS = ["THE", "I", "I'M", "I'LL", "I'VE", "I'D", "DON'T", "ISN'T", "ANNA'S", "IDEA", "IT",
-         "O'BRIEN", "ZURICH", "A", "PAID", "SEVENTY", "Q", "IT'S", "WE'VE"]
+WORDS = [
+    "THE",
+    "I",
+    "I'M",
+    "I'LL",
+    "I'VE",
+    "I'D",
+    "DON'T",
+    "ISN'T",
+    "ANNA'S",
+    "IDEA",
+    "IT",
+    "O'BRIEN",
+    "ZURICH",
+    "A",
+    "PAID",
+    "SEVENTY",
+    "Q",
+    "IT'S",
+    "WE'VE",
+]
 
 
 @pytest.mark.parametrize("case", ["lower", "sentence", "upper", "as_is"])

@@ -29,8 +29,7 @@ class DataShRecipe:
         removed from the environment (so only db.sh sets it)."""
         (self.root / "db.sh").write_text(f'{self.db_var}="{db_value}"\n')
         env = {k: v for k, v in os.environ.items() if k != self.db_var}
-        return subprocess.run(["bash", "local/data.sh", *args], cwd=self.root, env=env,
-                              capture_output=True, text=True)
+        return subprocess.run(["bash", "local/data.sh", *args], cwd=self.root, env=env, capture_output=True, text=True)
 
     def check_needs_db_var(self) -> None:
         """Without the variable in db.sh (and without --download true) data.sh stops and says

@@ -26,7 +26,6 @@ from espnet_llm_plugin.corpus.an4 import (
 from espnet_llm_plugin.fileio.audio import read_audio
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 
-
 # split -> speaker -> [(file id, words)]
 TRAIN = {
     "fash": [("an251-fash-b", "RUBOUT G M E F THREE NINE"), ("cen5-fash-b", "P I T T S B U R G H")],
@@ -53,8 +52,7 @@ def make_fake_an4(parent: Path) -> Path:
                 fileids.append(f"{wav_dir}/{spk}/{file_id}")
                 sph = root / "wav" / wav_dir / spk / f"{file_id}.sph"
                 sph.parent.mkdir(parents=True, exist_ok=True)
-                soundfile.write(sph, _sine(1600 + 160 * j, 200 + 100 * i), 16000,
-                                format="NIST", subtype="PCM_16")
+                soundfile.write(sph, _sine(1600 + 160 * j, 200 + 100 * i), 16000, format="NIST", subtype="PCM_16")
         (root / "etc" / f"an4_{split}.transcription").write_text("\n".join(lines) + "\n")
         (root / "etc" / f"an4_{split}.fileids").write_text("\n".join(fileids) + "\n")
     return parent
@@ -103,20 +101,29 @@ def test_prepare_function(corpus, tmp_path):
     prepare_an4(corpus / "an4", tmp_path / "data2", dev_ratio=0.3)
     for name in ("train", "dev", "test"):
         for f in ("wav.scp", "text", "utt2spk", "spk2utt"):
-            assert (tmp_path / "data" / name / f).read_bytes() == \
-                (tmp_path / "data2" / name / f).read_bytes()
+            assert (tmp_path / "data" / name / f).read_bytes() == (tmp_path / "data2" / name / f).read_bytes()
 
 
 def test_cli(corpus, tmp_path):
-    cmd = [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_an4", "--an4_root", str(corpus),
-           "--data_dir", str(tmp_path / "data"), "--dev_speakers", "mblw"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "espnet_llm_plugin.bin.prepare_an4",
+        "--an4_root",
+        str(corpus),
+        "--data_dir",
+        str(tmp_path / "data"),
+        "--dev_speakers",
+        "mblw",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     _check_data(tmp_path / "data", dev_speakers=("mblw",))
     help_ = subprocess.run(cmd[:3] + ["--help"], capture_output=True, text=True)
     assert help_.returncode == 0 and "AN4" in help_.stdout and "--download" in help_.stdout
-    bad = subprocess.run(cmd[:3] + ["--an4_root", str(tmp_path / "nowhere")],
-                         capture_output=True, text=True, cwd=tmp_path)
+    bad = subprocess.run(
+        cmd[:3] + ["--an4_root", str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=tmp_path
+    )
     assert bad.returncode != 0
     assert "prepare_an4: error:" in bad.stderr and "an4_sphere.tar.gz" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -205,9 +212,22 @@ def test_download_unreachable(tmp_path):
     assert list(dl.iterdir()) == []  # no partial archive, no temp dir
 
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_an4", "--download", "true",
-         "--download_dir", str(dl), "--url", url, "--data_dir", str(tmp_path / "data")],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "espnet_llm_plugin.bin.prepare_an4",
+            "--download",
+            "true",
+            "--download_dir",
+            str(dl),
+            "--url",
+            url,
+            "--data_dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode != 0
     assert "prepare_an4: error: could not download" in proc.stderr and url in proc.stderr
@@ -240,10 +260,24 @@ def test_download_and_extract(corpus, tmp_path):
     # the CLI end to end, downloading into a fresh directory
     src = _archive_of(corpus, tmp_path / "src2.tar.gz")
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_an4", "--download", "true",
-         "--download_dir", str(tmp_path / "dl2"), "--url", src.as_uri(),
-         "--data_dir", str(tmp_path / "data"), "--dev_speakers", "fbbh"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "espnet_llm_plugin.bin.prepare_an4",
+            "--download",
+            "true",
+            "--download_dir",
+            str(tmp_path / "dl2"),
+            "--url",
+            src.as_uri(),
+            "--data_dir",
+            str(tmp_path / "data"),
+            "--dev_speakers",
+            "fbbh",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     _check_data(tmp_path / "data")

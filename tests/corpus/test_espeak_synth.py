@@ -76,9 +76,7 @@ def test_add_noise_honours_snr_without_espeak():
     noise = colored_noise("pink", FS, np.random.default_rng(0))
     for snr in (10.0, 20.0, 30.0):
         mixed = add_noise(speech, noise, snr, FS)
-        measured = 10 * np.log10(
-            active_power(speech, FS) / np.mean((mixed - speech).astype(np.float64) ** 2)
-        )
+        measured = 10 * np.log10(active_power(speech, FS) / np.mean((mixed - speech).astype(np.float64) ** 2))
         assert abs(measured - snr) < 0.05
 
 
@@ -120,12 +118,8 @@ def test_synthesize_utterance_shape_and_determinism():
 @pytest.mark.espeak
 def test_rate_changes_duration():
     base = sample_synth_params(np.random.default_rng(0))
-    slow = synthesize(
-        TEXT, dataclasses.replace(base, rate=130, snr_db=None, lead_silence=0, trail_silence=0)
-    )
-    fast = synthesize(
-        TEXT, dataclasses.replace(base, rate=190, snr_db=None, lead_silence=0, trail_silence=0)
-    )
+    slow = synthesize(TEXT, dataclasses.replace(base, rate=130, snr_db=None, lead_silence=0, trail_silence=0))
+    fast = synthesize(TEXT, dataclasses.replace(base, rate=190, snr_db=None, lead_silence=0, trail_silence=0))
     assert len(slow) > 1.25 * len(fast)
 
 

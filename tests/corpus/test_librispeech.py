@@ -46,8 +46,13 @@ def make_subset(parent: Path, subset: str, n_chapters: int = 2, n_utts: int = 2)
         for u in range(n_utts):
             utt = f"{spk}-{chapter}-{u:04d}"
             t = np.arange(1600 + 160 * u) / 16000
-            soundfile.write(d / f"{utt}.flac", (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
-                            16000, format="FLAC", subtype="PCM_16")
+            soundfile.write(
+                d / f"{utt}.flac",
+                (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
+                16000,
+                format="FLAC",
+                subtype="PCM_16",
+            )
             lines.append(f"{utt} {subset.upper().replace('-', ' ')} CHAPTER {c} UTT {u}")
         (d / f"{spk}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
 
@@ -79,8 +84,7 @@ def _check(data: Path, train_name: str, train_subsets) -> None:
         wav, sr = read_audio(d.wav_scp[d.utt_ids[0]], d.utt_ids[0])
         assert sr == 16000 and len(wav) == 1600 and np.abs(wav).max() > 0.2
     spk = _speaker("test-clean")
-    assert (data / "test_clean" / "text").read_text().splitlines()[0] == \
-        f"{spk}-{spk}0-0000 TEST CLEAN CHAPTER 0 UTT 0"
+    assert (data / "test_clean" / "text").read_text().splitlines()[0] == f"{spk}-{spk}0-0000 TEST CLEAN CHAPTER 0 UTT 0"
 
 
 def test_prepare_100_and_960(corpus, tmp_path):
@@ -131,12 +135,17 @@ def test_bad_transcript(tmp_path):
 
 def test_cli(corpus, tmp_path):
     cmd = [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_librispeech"]
-    proc = subprocess.run(cmd + ["--librispeech_root", str(corpus), "--data_dir", str(tmp_path / "data")],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        cmd + ["--librispeech_root", str(corpus), "--data_dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     _check(tmp_path / "data", "train_clean_100", ["train-clean-100"])
-    bad = subprocess.run(cmd + ["--librispeech_root", str(tmp_path / "nowhere")],
-                         capture_output=True, text=True, cwd=tmp_path)
+    bad = subprocess.run(
+        cmd + ["--librispeech_root", str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=tmp_path
+    )
     assert bad.returncode != 0 and "prepare_librispeech: error:" in bad.stderr
     assert "LIBRISPEECH=" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -150,9 +159,23 @@ def test_download_unreachable(tmp_path):
     assert list(dl.iterdir()) == []  # nothing partial
     assert subset_url("dev-clean") == "https://www.openslr.org/resources/12/dev-clean.tar.gz"
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_librispeech", "--download", "true",
-         "--download_dir", str(dl), "--base_url", base, "--data_dir", str(tmp_path / "data")],
-        capture_output=True, text=True, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "espnet_llm_plugin.bin.prepare_librispeech",
+            "--download",
+            "true",
+            "--download_dir",
+            str(dl),
+            "--base_url",
+            base,
+            "--data_dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0 and "could not download" in proc.stderr
     assert f"{base}/train-clean-100.tar.gz" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists()
@@ -175,10 +198,25 @@ def test_download_and_extract(corpus, tmp_path):
     shutil.move(src, tmp_path / "mirror2")
     assert download_librispeech(dl, ["dev-clean"], base_url=src.as_uri()) == root
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_librispeech", "--download", "true",
-         "--download_dir", str(dl), "--librispeech_root", str(dl),
-         "--base_url", (tmp_path / "mirror2").as_uri(), "--data_dir", str(tmp_path / "data")],
-        capture_output=True, text=True, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "espnet_llm_plugin.bin.prepare_librispeech",
+            "--download",
+            "true",
+            "--download_dir",
+            str(dl),
+            "--librispeech_root",
+            str(dl),
+            "--base_url",
+            (tmp_path / "mirror2").as_uri(),
+            "--data_dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     _check(tmp_path / "data", "train_clean_100", ["train-clean-100"])
 
@@ -219,8 +257,11 @@ def test_paper_configs_use_valid_keys(config):
     assert cfg["encoder"] == "hf_speech" and cfg["input_size"] == 1
     assert "model_path" not in cfg["encoder_conf"]  # comes from db.sh, never a machine path
     decoder = {"llm": LlmDecoder, "llm_xattn": LlmXattnDecoder}[cfg["decoder"]]
-    for key, cls in (("encoder_conf", HfSpeechEncoder), ("postencoder_conf", Conv1dMlpAdapter),
-                     ("decoder_conf", decoder)):
+    for key, cls in (
+        ("encoder_conf", HfSpeechEncoder),
+        ("postencoder_conf", Conv1dMlpAdapter),
+        ("decoder_conf", decoder),
+    ):
         unknown = set(cfg[key]) - _accepted(cls)
         assert not unknown, f"{config}: {key} keys {unknown} are not {cls.__name__} arguments"
     assert not set(cfg["model_conf"]) - (_accepted(LlmASRModel) | _accepted(ESPnetASRModel))

@@ -140,13 +140,14 @@ def test_find_or_download(tmp_path):
 def test_open_first_audio_and_write_data_dirs(tmp_path):
     wav = tmp_path / "a.wav"
     soundfile.write(str(wav), np.zeros(1600, dtype=np.float32), 16000)
-    utts = [SimpleNamespace(utt_id="s1-a", words="HELLO", speaker="s1", audio=wav),
-            SimpleNamespace(utt_id="s2-b", words="", speaker="s2", audio=tmp_path / "missing.wav")]
+    utts = [
+        SimpleNamespace(utt_id="s1-a", words="HELLO", speaker="s1", audio=wav),
+        SimpleNamespace(utt_id="s2-b", words="", speaker="s2", audio=tmp_path / "missing.wav"),
+    ]
     sets = {"train": utts[:1], "empty": [], "bad": utts[1:]}
     with pytest.raises(CorpusError, match=r"utterance 's2-b': cannot read .*missing\.wav"):
         open_first_audio(sets, lambda u: u.audio, CorpusError)
-    assert open_first_audio({"train": utts[:1], "empty": []}, lambda u: u.audio, CorpusError) == {
-        "train": 16000}
+    assert open_first_audio({"train": utts[:1], "empty": []}, lambda u: u.audio, CorpusError) == {"train": 16000}
     counts = write_data_dirs(tmp_path / "data", {"train": utts}, lambda u: str(u.audio))
     assert counts == {"train": 2}
     d = load_data_dir(tmp_path / "data" / "train")

@@ -111,13 +111,7 @@ def test_sentence_patterns_vary():
     sentences = generate_sentences("general", 2000, seed=0)
     first_words = {s.split()[0] for s in sentences}
     assert {"where", "did", "please", "there", "it", "i", "we"} <= first_words
-    assert (
-        sum(
-            s.startswith(("what", "where", "how", "did", "will", "can", "why", "is", "do"))
-            for s in sentences
-        )
-        > 300
-    )
+    assert sum(s.startswith(("what", "where", "how", "did", "will", "can", "why", "is", "do")) for s in sentences) > 300
 
 
 def test_exclude_and_unknown_domain():

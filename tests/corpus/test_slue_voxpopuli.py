@@ -30,12 +30,19 @@ HEADER = "id\traw_text\tnormalized_text\tspeaker_id\tsplit\traw_ner\tnormalized_
 # split -> [(id, raw, normalized, speaker)]
 ROWS = {
     "fine-tune": [
-        ("20100118-0900-PLENARY-3-en_20100118-18:06:49_4", "Madam President, thank you.",
-         "madam president thank you.", "1234"),
-        ("20100118-0900-PLENARY-3-en_20100118-18:07:10_5", "We need a solution!",
-         "we need a solution!", "1234"),
-        ("20120613-0900-PLENARY-9-en_20120613-14:01:02_1", "The Commission; however?",
-         "the commission; however?", "5678"),
+        (
+            "20100118-0900-PLENARY-3-en_20100118-18:06:49_4",
+            "Madam President, thank you.",
+            "madam president thank you.",
+            "1234",
+        ),
+        ("20100118-0900-PLENARY-3-en_20100118-18:07:10_5", "We need a solution!", "we need a solution!", "1234"),
+        (
+            "20120613-0900-PLENARY-9-en_20120613-14:01:02_1",
+            "The Commission; however?",
+            "the commission; however?",
+            "5678",
+        ),
         ("20130115-0900-PLENARY-5-en_20130115-10:00:00_2", "Yes.", "yes.", "9012"),
     ],
     "dev": [("20140101-0900-PLENARY-1-en_20140101-10:00:00_0", "I agree.", "i agree.", "4321")],
@@ -54,8 +61,13 @@ def make_fake_slue(parent: Path, with_test: bool = False) -> Path:
         for i, (rid, raw, norm, spk) in enumerate(items):
             lines.append(f"{rid}\t{raw}\t{norm}\t{spk}\t{split}\tNone\tNone")
             t = np.arange(1600 + 160 * i) / 16000
-            soundfile.write(root / split / f"{rid}.ogg", (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
-                            16000, format="OGG", subtype="VORBIS")
+            soundfile.write(
+                root / split / f"{rid}.ogg",
+                (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
+                16000,
+                format="OGG",
+                subtype="VORBIS",
+            )
         (root / f"slue-voxpopuli_{split}.tsv").write_text("\n".join(lines) + "\n")
     # the official blind test manifest: ids only, audio present
     (root / "test").mkdir(exist_ok=True)
@@ -136,8 +148,12 @@ def test_bad_manifest(corpus, tmp_path):
 
 def test_cli_and_download(corpus, tmp_path):
     cmd = [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_slue_voxpopuli"]
-    proc = subprocess.run(cmd + ["--slue_root", str(corpus), "--data_dir", str(tmp_path / "data"),
-                                 "--valid_ratio", "0.3"], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        cmd + ["--slue_root", str(corpus), "--data_dir", str(tmp_path / "data"), "--valid_ratio", "0.3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     _check(tmp_path / "data")
     # unreachable URL: the error names it, nothing partial is left
@@ -148,17 +164,34 @@ def test_cli_and_download(corpus, tmp_path):
     assert url in str(err.value) and "SLUE_VOXPOPULI=" in str(err.value)
     assert list(dl.iterdir()) == []
     assert SLUE_VOXPOPULI_URL.endswith("/slue-voxpopuli_blind.tar.gz")
-    bad = subprocess.run(cmd + ["--download", "true", "--download_dir", str(dl), "--url", url,
-                                "--data_dir", str(tmp_path / "data3")], capture_output=True, text=True)
+    bad = subprocess.run(
+        cmd + ["--download", "true", "--download_dir", str(dl), "--url", url, "--data_dir", str(tmp_path / "data3")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "could not download" in bad.stderr and url in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "data3").exists()
     # a good archive: downloaded, extracted, prepared
     src = tmp_path / "src.tar.gz"
     with tarfile.open(src, "w:gz") as tar:
         tar.add(corpus / "slue-voxpopuli", arcname="slue-voxpopuli")
-    proc = subprocess.run(cmd + ["--download", "true", "--download_dir", str(dl), "--url", src.as_uri(),
-                                 "--data_dir", str(tmp_path / "data4"), "--valid_ratio", "0.3"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        cmd
+        + [
+            "--download",
+            "true",
+            "--download_dir",
+            str(dl),
+            "--url",
+            src.as_uri(),
+            "--data_dir",
+            str(tmp_path / "data4"),
+            "--valid_ratio",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in dl.iterdir()) == ["slue-voxpopuli", "slue-voxpopuli_blind.tar.gz"]
     _check(tmp_path / "data4")

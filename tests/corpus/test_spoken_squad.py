@@ -24,12 +24,13 @@ from espnet_llm_plugin.fileio.audio import read_audio
 from espnet_llm_plugin.fileio.kaldi_data import load_data_dir
 from espnet_llm_plugin.retrieval.passage_retrieval import read_gold, read_passages, read_utterance_documents
 
-
 # split -> topics -> paragraphs (context); question ids are "<split>q<topic>_<paragraph>"
 CONTEXTS = {
     "train": [
-        ["Architecturally, the school has a Catholic character. Atop the Main Building is a statue.",
-         "The university is in Indiana."],
+        [
+            "Architecturally, the school has a Catholic character. Atop the Main Building is a statue.",
+            "The university is in Indiana.",
+        ],
         ["Beyonce was born in Houston. She rose to fame in the 1990s. Her debut came in 2003."],
         ["Montana is a state. It borders Canada.", "It has mountains!"],
     ],
@@ -44,8 +45,10 @@ def _qid(split, t, p):
 def make_fake_spoken_squad(root: Path, drop_question=None, extra_wav=None) -> Path:
     """The four JSON files and Spoken-SQuAD_audio/{train_wav,dev_wav} under ``root``."""
     root.mkdir(parents=True)
-    names = {"train": ("spoken_train-v1.1.json", "train-v1.1.json", "train_wav"),
-             "test": ("spoken_test-v1.1.json", "dev-v1.1.json", "dev_wav")}
+    names = {
+        "train": ("spoken_train-v1.1.json", "train-v1.1.json", "train_wav"),
+        "test": ("spoken_test-v1.1.json", "dev-v1.1.json", "dev_wav"),
+    }
     for split, topics in CONTEXTS.items():
         spoken_json, squad_json, wav_dir = names[split]
         original, spoken = {"data": [], "version": "1.1"}, {"data": []}
@@ -53,16 +56,22 @@ def make_fake_spoken_squad(root: Path, drop_question=None, extra_wav=None) -> Pa
         for t, paragraphs in enumerate(topics):
             o_pars, s_pars = [], []
             for p, context in enumerate(paragraphs):
-                qa = {"id": _qid(split, t, p), "question": "What?",
-                      "answers": [{"answer_start": 0, "text": context.split()[0]}]}
+                qa = {
+                    "id": _qid(split, t, p),
+                    "question": "What?",
+                    "answers": [{"answer_start": 0, "text": context.split()[0]}],
+                }
                 o_pars.append({"context": context, "qas": [qa]})
                 if _qid(split, t, p) != drop_question:
                     s_pars.append({"context": context.lower(), "qas": [qa]})
                 for s, _ in enumerate(split_sentences(context)):
                     tt = np.arange(2400 + 240 * s) / 24000
-                    soundfile.write(root / "Spoken-SQuAD_audio" / wav_dir / f"{t}_{p}_{s}.wav",
-                                    (0.3 * np.sin(2 * np.pi * 250 * tt)).astype(np.float32), 24000,
-                                    subtype="PCM_16")
+                    soundfile.write(
+                        root / "Spoken-SQuAD_audio" / wav_dir / f"{t}_{p}_{s}.wav",
+                        (0.3 * np.sin(2 * np.pi * 250 * tt)).astype(np.float32),
+                        24000,
+                        subtype="PCM_16",
+                    )
             original["data"].append({"title": f"T{t}", "paragraphs": o_pars})
             spoken["data"].append({"title": f"T{t}", "paragraphs": s_pars})
         (root / squad_json).write_text(json.dumps(original))
@@ -78,7 +87,7 @@ def corpus(tmp_path) -> Path:
 
 
 def test_split_sentences():
-    assert split_sentences("A b. C d! \"E f?\" G. 3 x") == ["A b.", "C d!", "\"E f?\"", "G.", "3 x"]
+    assert split_sentences('A b. C d! "E f?" G. 3 x') == ["A b.", "C d!", '"E f?"', "G.", "3 x"]
     assert split_sentences("Mr. smith went. to 2.5 km") == ["Mr. smith went. to 2.5 km"]
     assert split_sentences("  ") == []
 
@@ -118,8 +127,7 @@ def test_prepare(corpus, tmp_path):
 
 def test_skips_paragraphs(tmp_path):
     # a paragraph whose questions Spoken-SQuAD dropped, and one with an extra wav file
-    root = make_fake_spoken_squad(tmp_path / "db", drop_question=_qid("train", 0, 1),
-                                  extra_wav="train_wav/2_1_1.wav")
+    root = make_fake_spoken_squad(tmp_path / "db", drop_question=_qid("train", 0, 1), extra_wav="train_wav/2_1_1.wav")
     counts = prepare_spoken_squad(root, tmp_path / "data", valid_ratio=0.3)
     assert counts == {"train": 4, "valid": 3, "test": 2}
     ids = load_data_dir(tmp_path / "data" / "train").utt_ids
@@ -142,7 +150,7 @@ def test_missing_and_partial(corpus, tmp_path):
         prepare_spoken_squad(corpus, tmp_path / "data")
     shutil.rmtree(corpus)
     make_fake_spoken_squad(corpus)
-    (corpus / "spoken_test-v1.1.json").write_text("{\"data\": [")
+    (corpus / "spoken_test-v1.1.json").write_text('{"data": [')
     with pytest.raises(SpokenSquadError, match=r"spoken_test-v1\.1\.json: invalid JSON"):
         prepare_spoken_squad(corpus, tmp_path / "data")
     assert not (tmp_path / "data").exists()
@@ -157,10 +165,26 @@ def test_download_unreachable(tmp_path):
     assert list(dl.iterdir()) == []
     assert AUDIO_URL.endswith("/Spoken-SQuAD_audio.zip")
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_spoken_squad", "--download", "true",
-         "--download_dir", str(dl), "--json_url", base, "--squad_url", base,
-         "--audio_url", f"{base}/a.zip", "--data_dir", str(tmp_path / "data")],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "espnet_llm_plugin.bin.prepare_spoken_squad",
+            "--download",
+            "true",
+            "--download_dir",
+            str(dl),
+            "--json_url",
+            base,
+            "--squad_url",
+            base,
+            "--audio_url",
+            f"{base}/a.zip",
+            "--data_dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "could not download" in proc.stderr and base in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "data").exists()
 
@@ -176,18 +200,35 @@ def test_download_and_extract(corpus, tmp_path, make_zip):
         inner[f"Spoken-SQuAD_audio/{w}.zip"] = make_zip(tmp_path / f"{w}.zip", files).read_bytes()
     make_zip(mirror / "Spoken-SQuAD_audio.zip", inner)
     dl = tmp_path / "dl"
-    cmd = [sys.executable, "-m", "espnet_llm_plugin.bin.prepare_spoken_squad", "--download", "true",
-           "--download_dir", str(dl), "--json_url", mirror.as_uri(), "--squad_url", mirror.as_uri(),
-           "--audio_url", (mirror / "Spoken-SQuAD_audio.zip").as_uri(),
-           "--data_dir", str(tmp_path / "data"), "--valid_ratio", "0.3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "espnet_llm_plugin.bin.prepare_spoken_squad",
+        "--download",
+        "true",
+        "--download_dir",
+        str(dl),
+        "--json_url",
+        mirror.as_uri(),
+        "--squad_url",
+        mirror.as_uri(),
+        "--audio_url",
+        (mirror / "Spoken-SQuAD_audio.zip").as_uri(),
+        "--data_dir",
+        str(tmp_path / "data"),
+        "--valid_ratio",
+        "0.3",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     _check(tmp_path / "data")
     assert sorted(p.name for p in (dl / "Spoken-SQuAD_audio").iterdir()) == ["dev_wav", "train_wav"]
     # everything there: no download needed (the mirror is gone)
     shutil.rmtree(mirror)
-    assert download_spoken_squad(dl, json_url=mirror.as_uri(), squad_url=mirror.as_uri(),
-                                 audio_url=mirror.as_uri()) == dl.resolve()
+    assert (
+        download_spoken_squad(dl, json_url=mirror.as_uri(), squad_url=mirror.as_uri(), audio_url=mirror.as_uri())
+        == dl.resolve()
+    )
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

@@ -4,7 +4,6 @@
 import numpy as np
 import pytest
 import torch
-
 from test_knnlm_decoding import WORDS, decode, save_asr_model, save_lm
 
 from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions
@@ -43,9 +42,24 @@ def write_speech(d, utts):
 def run_main(model, wav_scp, out, entries=(), options=()):
     from espnet_llm_plugin.bin.asr_inference import main
 
-    argv = ["--asr_train_config", str(model[0]), "--asr_model_file", str(model[1]), "--output_dir", str(out),
-            "--beam_size", "2", "--ctc_weight", "0", "--lm_weight", "0", "--nbest", "1",
-            "--data_path_and_name_and_type", f"{wav_scp},speech,sound"]
+    argv = [
+        "--asr_train_config",
+        str(model[0]),
+        "--asr_model_file",
+        str(model[1]),
+        "--output_dir",
+        str(out),
+        "--beam_size",
+        "2",
+        "--ctc_weight",
+        "0",
+        "--lm_weight",
+        "0",
+        "--nbest",
+        "1",
+        "--data_path_and_name_and_type",
+        f"{wav_scp},speech,sound",
+    ]
     for path, name, kind in entries:
         argv += ["--data_path_and_name_and_type", f"{path},{name},{kind}"]
     main(argv + list(options))
@@ -100,8 +114,22 @@ def multimodal(root):
     lm, vocab = save_unit_lm(root / "lm", root / "unit_lm")
     (root / "mem_units").write_text("m1 0 1 2 3\nm2 4 5 5 1\n")
     (root / "mem_text").write_text("m1 the cat sat on the mat\nm2 the big dog ran home\n")
-    build(["--memory_units", str(root / "mem_units"), "--memory_text_file", str(root / "mem_text"),
-           "--key_encoder", str(lm), "--window", "6", "--device", "cpu", "--out_dir", str(root / "mm_ds")])
+    build(
+        [
+            "--memory_units",
+            str(root / "mem_units"),
+            "--memory_text_file",
+            str(root / "mem_text"),
+            "--key_encoder",
+            str(lm),
+            "--window",
+            "6",
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(root / "mm_ds"),
+        ]
+    )
     model = save_asr_model(_mkdir(root / "asr_units"), lm, "transformer", tokens=vocab)
     (root / "units").write_text("u1 0 1 2\nu2 4 5\n")
     return lm, model, root / "mm_ds", root / "units"
@@ -134,8 +162,13 @@ def test_multimodal_datastore_without_units_is_an_error(root, multimodal):
         run_main(model, root / "wav.scp", root / "out_mm_none", (), ["--knnlm_datastore", str(ds)])
     # the option set, but no units entry
     with pytest.raises(SystemExit, match="knnlm_units_from_data.*units,text_int"):
-        run_main(model, root / "wav.scp", root / "out_mm_none2", (),
-                 ["--knnlm_datastore", str(ds), "--knnlm_units_from_data", "true"])
+        run_main(
+            model,
+            root / "wav.scp",
+            root / "out_mm_none2",
+            (),
+            ["--knnlm_datastore", str(ds), "--knnlm_units_from_data", "true"],
+        )
     # units for a model with no multi-modal kNN-LM
     with pytest.raises(SystemExit, match="no multi-modal kNN-LM"):
         run_main(model, root / "wav.scp", root / "out_mm_none3", [(units, "units", "text_int")])
@@ -160,7 +193,7 @@ def test_hf_generate_on_llm_asr(root):
     # the log-prob of the tokens, + p(eos) when generate stopped on eos (not at the limit)
     n = len(ys) - 1 if len(generated) < enc.size(1) else len(ys) - 2
     logits, _ = decoder(enc, torch.tensor([enc.size(1)]), ys[None, :n], torch.tensor([n]))
-    ref = torch.log_softmax(logits[0], -1).gather(1, ys[1:n + 1, None]).sum()
+    ref = torch.log_softmax(logits[0], -1).gather(1, ys[1 : n + 1, None]).sum()
     assert float(hyp.score) == pytest.approx(float(ref), abs=1e-4)
     # through main: the n-best writer takes the result
     hyps = run_main(model, root / "wav.scp", root / "out_gen", (), ["--decoding_method", "hf_generate"])

@@ -9,7 +9,7 @@ from espnet_llm_plugin.decoding.no_repeat_ngram import NoRepeatNgramScorer
 @pytest.mark.parametrize(
     "n,tokens,banned",
     [
-        (2, [5, 6, 5], [6]),            # "5 6" seen: after 5, 6 is banned
+        (2, [5, 6, 5], [6]),  # "5 6" seen: after 5, 6 is banned
         (2, [5, 6, 7], []),
         (3, [1, 2, 3, 1, 2], [3]),
         (3, [1, 2, 3, 2, 1], []),
@@ -55,8 +55,7 @@ def test_in_espnet_batch_beam_search_no_hypothesis_repeats_a_bigram():
     def search(extra):
         scorers = {"decoder": Looping(), **extra}
         weights = {k: 1.0 for k in scorers}
-        bs = BatchBeamSearch(scorers, weights, beam_size=3, vocab_size=V, sos=eos, eos=eos,
-                             pre_beam_score_key="full")
+        bs = BatchBeamSearch(scorers, weights, beam_size=3, vocab_size=V, sos=eos, eos=eos, pre_beam_score_key="full")
         return bs(torch.zeros(4, 2), maxlenratio=0.0, minlenratio=0.0)[0].yseq.tolist()[1:-1]
 
     looping = search({})

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from test_knnlm_decoding import save_asr_model, save_lm
 
 FRESH = """
@@ -38,8 +37,20 @@ def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("s2t_api")
     lm = save_lm(root / "lm")
     (root / "memory.txt").write_text("the cat sat on the mat\nthe big dog ran home\n")
-    build(["--memory_text", str(root / "memory.txt"), "--key_encoder", str(lm), "--window", "6",
-           "--device", "cpu", "--out_dir", str(root / "ds")])
+    build(
+        [
+            "--memory_text",
+            str(root / "memory.txt"),
+            "--key_encoder",
+            str(lm),
+            "--window",
+            "6",
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(root / "ds"),
+        ]
+    )
     (root / "asr").mkdir()
     config, pth = save_asr_model(root / "asr", lm, "transformer")
     return root, lm, config, pth
@@ -52,9 +63,20 @@ def test_espnet_and_our_options_are_constructor_keywords(model, tmp_path):
     from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions
 
     root, lm, config, pth = model
-    s2t = Speech2Text(asr_train_config=config, asr_model_file=pth, device="cpu", beam_size=3, ctc_weight=0.0,
-                      lm_weight=0.0, nbest=2, hf_lm_path=str(lm), hf_lm_weight=0.2,
-                      knnlm_datastore=str(root / "ds"), knnlm_weight=0.4, knnlm_k=4)
+    s2t = Speech2Text(
+        asr_train_config=config,
+        asr_model_file=pth,
+        device="cpu",
+        beam_size=3,
+        ctc_weight=0.0,
+        lm_weight=0.0,
+        nbest=2,
+        hf_lm_path=str(lm),
+        hf_lm_weight=0.2,
+        knnlm_datastore=str(root / "ds"),
+        knnlm_weight=0.4,
+        knnlm_k=4,
+    )
     assert s2t.beam_search.beam_size == 3 and s2t.nbest == 2
     assert s2t.beam_search.weights["knnlm"] == pytest.approx(0.4)
     assert s2t.beam_search.weights["hf_lm"] == pytest.approx(0.2)
@@ -120,8 +142,9 @@ def test_a_registered_scorer_is_built_by_name_from_the_scorers_option(model, mon
     monkeypatch.setattr(decode_scorers, "DECODE_SCORERS", dict(decode_scorers.DECODE_SCORERS))
     decode_scorers.register_decode_scorer("ban", "test_speech2text_api:build_ban_scorer")
     wav = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
-    common = dict(asr_train_config=config, asr_model_file=pth, device="cpu", beam_size=3, ctc_weight=0.0,
-                  lm_weight=0.0, nbest=1)
+    common = dict(
+        asr_train_config=config, asr_model_file=pth, device="cpu", beam_size=3, ctc_weight=0.0, lm_weight=0.0, nbest=1
+    )
     free = Speech2Text(**common)(wav)[0].token_int
     banned = free[0]
     s2t = Speech2Text(**common, scorers={"ban": {"weight": 1.0, "conf": {"token": banned}}})

@@ -68,8 +68,12 @@ def test_temporaries_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
     # a concurrent writer (alive) and names this module does not make are left alone
     live = tmp_path / f".out.txt.{os.getpid()}.abcdefgh.tmp"
     live.write_text("in progress")
-    foreign = [tmp_path / ".out.txt.tmp", tmp_path / f".out.txt.{dead}.tmp", tmp_path / f"out.{dead}.abcdefgh.tmp",
-               tmp_path / f".out.txt.{dead}.abc.tmp"]
+    foreign = [
+        tmp_path / ".out.txt.tmp",
+        tmp_path / f".out.txt.{dead}.tmp",
+        tmp_path / f"out.{dead}.abcdefgh.tmp",
+        tmp_path / f".out.txt.{dead}.abc.tmp",
+    ]
     for p in foreign:
         p.write_text("not ours")
 
@@ -135,9 +139,16 @@ def test_lock_of_another_process_is_refused_and_freed_when_it_is_killed(tmp_path
 
     exp = tmp_path / "exp"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom espnet_llm_plugin.fileio.atomic import exclusive_dir_lock\n"
-         f"with exclusive_dir_lock({str(exp)!r}, 'asr_train'):\n    print('locked', flush=True)\n    sys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom espnet_llm_plugin.fileio.atomic import exclusive_dir_lock\n"
+            f"with exclusive_dir_lock({str(exp)!r}, 'asr_train'):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -63,7 +63,9 @@ def test_truncated_wav_is_refused_naming_the_file(tmp_path):
     data = (tmp_path / "full.wav").read_bytes()
     (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
     assert len(read_audio(str(tmp_path / "full.wav"))[0]) == 16000
-    with pytest.raises(AudioError, match=r"utterance 'u5' \(.*cut\.wav\): truncated WAV: the header declares 32000 bytes"):
+    with pytest.raises(
+        AudioError, match=r"utterance 'u5' \(.*cut\.wav\): truncated WAV: the header declares 32000 bytes"
+    ):
         read_audio(str(tmp_path / "cut.wav"), "u5")
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet_llm_plugin.fileio.kaldi_data import DataDir, DataDirError, load_data_dir, read_scp, write_scp
+from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir, read_scp, write_scp
 
 
 def _make(tmp_path, wav="a x.wav\nb y.wav\n", text="a hello world\nb\n", utt2spk="a s1\nb s1\n"):
@@ -92,11 +92,14 @@ def test_byte_order_mark_is_shown_in_the_id_mismatch(tmp_path):
     assert "'\\ufeffa'" in msg and "byte-order mark" in msg
 
 
-@pytest.mark.parametrize("line, match", [
-    ("u1 rec -0.5 1.0", r"segment 'u1': begin -0.5 is negative"),
-    ("u1 rec 0.5 -2", r"segment 'u1': end -2.0 is negative"),
-    ("u1 rec nan 1.0", r"segment 'u1'.*must be finite"),
-])
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        ("u1 rec -0.5 1.0", r"segment 'u1': begin -0.5 is negative"),
+        ("u1 rec 0.5 -2", r"segment 'u1': end -2.0 is negative"),
+        ("u1 rec nan 1.0", r"segment 'u1'.*must be finite"),
+    ],
+)
 def test_bad_segment_times_name_the_segment(tmp_path, line, match):
     d = _make(tmp_path, wav="rec x.wav\n", text="u1 hi\n", utt2spk="u1 s\n")
     (d / "segments").write_text(line + "\n")

@@ -49,9 +49,16 @@ def tiny_hubert_dir(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     cfg = transformers.HubertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), conv_bias=True,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_kernel=(10, 3),
+        conv_stride=(5, 2),
+        conv_bias=True,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
     )
     path = tmp_path_factory.mktemp("hubert")
     transformers.AutoModel.from_config(cfg).save_pretrained(path)
@@ -69,18 +76,43 @@ def tiny_espnet_asr(tmp_path_factory, asr_task):
     stats_dir = root / "exp" / "asr_stats" / "train"
     stats_dir.mkdir(parents=True)
     n_mels = 20
-    np.savez(stats_dir / "feats_stats.npz", count=np.array(100.0),
-             sum=np.zeros(n_mels), sum_square=np.full(n_mels, 100.0))
-    args = asr_task.ASRTask.get_parser().parse_args([
-        "--token_list", "unused", "--output_dir", str(root / "exp" / "asr"),
-        "--frontend_conf", f"n_mels={n_mels}", "--frontend_conf", "hop_length=160",
-        "--normalize", "global_mvn", "--normalize_conf", "stats_file=exp/asr_stats/train/feats_stats.npz",
-        "--encoder", "transformer", "--encoder_conf", "output_size=16",
-        "--encoder_conf", "linear_units=16", "--encoder_conf", "num_blocks=2",
-        "--encoder_conf", "attention_heads=2",
-        "--decoder", "transformer", "--decoder_conf", "num_blocks=1",
-        "--decoder_conf", "linear_units=16", "--decoder_conf", "attention_heads=2",
-    ])
+    np.savez(
+        stats_dir / "feats_stats.npz", count=np.array(100.0), sum=np.zeros(n_mels), sum_square=np.full(n_mels, 100.0)
+    )
+    args = asr_task.ASRTask.get_parser().parse_args(
+        [
+            "--token_list",
+            "unused",
+            "--output_dir",
+            str(root / "exp" / "asr"),
+            "--frontend_conf",
+            f"n_mels={n_mels}",
+            "--frontend_conf",
+            "hop_length=160",
+            "--normalize",
+            "global_mvn",
+            "--normalize_conf",
+            "stats_file=exp/asr_stats/train/feats_stats.npz",
+            "--encoder",
+            "transformer",
+            "--encoder_conf",
+            "output_size=16",
+            "--encoder_conf",
+            "linear_units=16",
+            "--encoder_conf",
+            "num_blocks=2",
+            "--encoder_conf",
+            "attention_heads=2",
+            "--decoder",
+            "transformer",
+            "--decoder_conf",
+            "num_blocks=1",
+            "--decoder_conf",
+            "linear_units=16",
+            "--decoder_conf",
+            "attention_heads=2",
+        ]
+    )
     args.token_list = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
     args.normalize_conf = {"stats_file": str(stats_dir / "feats_stats.npz")}
     torch.manual_seed(0)

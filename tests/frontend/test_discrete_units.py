@@ -20,9 +20,10 @@ def _wav(n, seed):
 @pytest.fixture
 def kmeans_dir(tmp_path):
     ex = build_feature_extractor(SPEC)
-    frames = np.concatenate([ex.extract(_wav(16000, s)) for s in range(4)]
-                            + [ex.extract(np.random.default_rng(9).standard_normal(8000)
-                                          .astype(np.float32))])
+    frames = np.concatenate(
+        [ex.extract(_wav(16000, s)) for s in range(4)]
+        + [ex.extract(np.random.default_rng(9).standard_normal(8000).astype(np.float32))]
+    )
     return KMeansModel.fit(frames, 8, seed=0, feature_spec=ex.spec).save(tmp_path / "km")
 
 
@@ -54,7 +55,7 @@ def test_frontend_embedding_shapes_and_gradients(kmeans_dir):
     out, olens = fe(wavs, lens)
     assert olens.tolist() == [1 + (16000 - 400) // 320, 1 + (9000 - 400) // 320]
     assert out.shape == (2, olens.max(), 12) == (2, olens.max(), fe.output_size())
-    assert (out[1, olens[1]:] == 0).all()  # padding frames
+    assert (out[1, olens[1] :] == 0).all()  # padding frames
     out.sum().backward()
     assert fe.embed.weight.grad is not None
     # only the embedding is a parameter/state: the extractor and centroids come from kmeans_dir
@@ -72,7 +73,7 @@ def test_frontend_ids_and_dedup(kmeans_dir):
     ids = out[..., 0].long()
     ue = UnitExtractor(kmeans_dir)
     assert ids[1, : olens[1]].tolist() == ue.units(wavs[1, :8000].numpy(), dedup=True)
-    assert (ids[1, olens[1]:] == -1).all()
+    assert (ids[1, olens[1] :] == -1).all()
 
 
 def test_frontend_refusals(kmeans_dir):
@@ -91,16 +92,25 @@ def test_frontend_in_espnet_asr_model(kmeans_dir):
     from espnet2.asr.espnet_model import ESPnetASRModel
 
     fe = DiscreteUnitsFrontend(str(kmeans_dir), embed_dim=16)
-    enc = TransformerEncoder(fe.output_size(), output_size=16, attention_heads=2,
-                             linear_units=16, num_blocks=1, input_layer="linear")
+    enc = TransformerEncoder(
+        fe.output_size(), output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear"
+    )
     tokens = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
     model = ESPnetASRModel(
-        vocab_size=5, token_list=tokens, frontend=fe, specaug=None, normalize=None,
-        preencoder=None, encoder=enc, postencoder=None, decoder=None, joint_network=None,
-        ctc=CTC(5, 16), ctc_weight=1.0,
+        vocab_size=5,
+        token_list=tokens,
+        frontend=fe,
+        specaug=None,
+        normalize=None,
+        preencoder=None,
+        encoder=enc,
+        postencoder=None,
+        decoder=None,
+        joint_network=None,
+        ctc=CTC(5, 16),
+        ctc_weight=1.0,
     )
     wavs = torch.stack([torch.from_numpy(_wav(16000, 6)), torch.from_numpy(_wav(16000, 7))])
-    loss, _, _ = model(wavs, torch.tensor([16000, 12000]), torch.tensor([[2, 3], [3, -1]]),
-                       torch.tensor([2, 1]))
+    loss, _, _ = model(wavs, torch.tensor([16000, 12000]), torch.tensor([[2, 3], [3, -1]]), torch.tensor([2, 1]))
     loss.backward()
     assert torch.isfinite(loss) and fe.embed.weight.grad.abs().sum() > 0

@@ -117,7 +117,7 @@ def test_frame_sampler_bounded_and_chunking_independent():
     x = rng.standard_normal((1000, 3)).astype(np.float32)
     a = FrameSampler(100, seed=1)
     for i in range(0, 1000, 37):
-        a.add(x[i:i + 37])
+        a.add(x[i : i + 37])
     b = FrameSampler(100, seed=1)
     b.add(x)
     assert a.frames().shape == (100, 3) and a.seen == 1000

@@ -44,13 +44,16 @@ def test_short_audio_names_utterance():
         ex.extract(_wav(399), "utt_short")
 
 
-@pytest.mark.parametrize("spec, match", [
-    ({"type": "mfcc"}, "unknown type"),
-    ({"n_mels": 3}, "'type'"),
-    ({"type": "fbank", "bogus": 1}, "bogus"),
-    ({"type": "hf", "path": "/nonexistent"}, "no config.json"),
-    ({"type": "espnet_asr", "config": "/no/config.yaml", "model_file": "/no/m.pth"}, "not found"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"type": "mfcc"}, "unknown type"),
+        ({"n_mels": 3}, "'type'"),
+        ({"type": "fbank", "bogus": 1}, "bogus"),
+        ({"type": "hf", "path": "/nonexistent"}, "no config.json"),
+        ({"type": "espnet_asr", "config": "/no/config.yaml", "model_file": "/no/m.pth"}, "not found"),
+    ],
+)
 def test_bad_specs(spec, match):
     with pytest.raises(FeatureError, match=match):
         build_feature_extractor(spec)
@@ -70,10 +73,10 @@ def test_hf_encoder_layer(tiny_hubert_dir):
 def test_espnet_asr_encoder(tiny_espnet_asr, tmp_path, monkeypatch):
     config, model_file = tiny_espnet_asr
     monkeypatch.chdir(tmp_path)  # stats_file is relative to the recipe dir: found from the config
-    final = build_feature_extractor({"type": "espnet_asr", "config": str(config),
-                                     "model_file": str(model_file)})
-    block1 = build_feature_extractor({"type": "espnet_asr", "config": str(config),
-                                      "model_file": str(model_file), "layer": 1})
+    final = build_feature_extractor({"type": "espnet_asr", "config": str(config), "model_file": str(model_file)})
+    block1 = build_feature_extractor(
+        {"type": "espnet_asr", "config": str(config), "model_file": str(model_file), "layer": 1}
+    )
     a, b = final.extract(_wav(16000)), block1.extract(_wav(16000))
     assert a.shape == b.shape and a.shape[1] == 16 == final.dim
     assert not np.allclose(a, b)
@@ -81,8 +84,9 @@ def test_espnet_asr_encoder(tiny_espnet_asr, tmp_path, monkeypatch):
         final.extract(_wav(final.min_samples - 1), "short_one")
     assert final.extract(_wav(final.min_samples)).shape[0] >= 1
     with pytest.raises(FeatureError, match="layer=5"):
-        build_feature_extractor({"type": "espnet_asr", "config": str(config),
-                                 "model_file": str(model_file), "layer": 5})
+        build_feature_extractor(
+            {"type": "espnet_asr", "config": str(config), "model_file": str(model_file), "layer": 5}
+        )
 
 
 def test_utterance_audio_segments_and_duplicates(wav_dir, tmp_path):
@@ -131,10 +135,23 @@ def tiny_whisper_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     config = transformers.WhisperConfig(
-        vocab_size=64, num_mel_bins=16, d_model=16, encoder_layers=2, encoder_attention_heads=2,
-        encoder_ffn_dim=32, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32,
-        max_source_positions=1500, max_target_positions=32, pad_token_id=0, bos_token_id=1,
-        eos_token_id=2, decoder_start_token_id=3, suppress_tokens=[], begin_suppress_tokens=[],
+        vocab_size=64,
+        num_mel_bins=16,
+        d_model=16,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=32,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=3,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
     )
     path = tmp_path_factory.mktemp("whisper")
     transformers.WhisperForConditionalGeneration(config).save_pretrained(path)

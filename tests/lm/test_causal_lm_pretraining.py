@@ -8,8 +8,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from espnet_llm_plugin.lm.causal_lm_pretraining import (
-    LmConfig, TrainConfig, batch_indices, build_llama, lr_at, packed_rows, padded_rows,
-    save_pretrained_dir, train_causal_lm,
+    LmConfig,
+    TrainConfig,
+    batch_indices,
+    build_llama,
+    lr_at,
+    packed_rows,
+    padded_rows,
+    save_pretrained_dir,
+    train_causal_lm,
 )
 from espnet_llm_plugin.lm.tokenizer_training import train_tokenizer
 
@@ -21,8 +28,17 @@ TINY = LmConfig(hidden_size=32, num_layers=1, num_heads=2, max_position_embeddin
 
 
 def tiny_train_cfg(**kw) -> TrainConfig:
-    base = dict(max_steps=60, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=5,
-                eval_every=30, save_every=10, log_every=10, seed=0)
+    base = dict(
+        max_steps=60,
+        batch_size=8,
+        seq_len=32,
+        lr=1e-2,
+        warmup_steps=5,
+        eval_every=30,
+        save_every=10,
+        log_every=10,
+        seed=0,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -34,8 +50,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def trained(tokenizer):
     model = build_llama(tokenizer, TINY, seed=0)
-    log = train_causal_lm(model, tokenizer, TRAIN, DEV, tiny_train_cfg(),
-                          device=torch.device("cpu"))
+    log = train_causal_lm(model, tokenizer, TRAIN, DEV, tiny_train_cfg(), device=torch.device("cpu"))
     return model, log
 
 
@@ -82,8 +97,7 @@ def test_resume_reproduces_an_uninterrupted_run(tokenizer, tmp_path, caplog):
 
     ckpt = tmp_path / "ckpt"
     first = build_llama(tokenizer, TINY, seed=0)
-    log_b = train_causal_lm(first, tokenizer, TRAIN, DEV, cfg, ckpt_dir=ckpt, device=cpu,
-                            stop_at_step=10)
+    log_b = train_causal_lm(first, tokenizer, TRAIN, DEV, cfg, ckpt_dir=ckpt, device=cpu, stop_at_step=10)
     assert not log_b["finished"]
     files = sorted(p.name for p in ckpt.iterdir())
     assert files == ["model.safetensors", "optimizer.safetensors", "trainer_state.json"]
@@ -101,15 +115,28 @@ def test_resume_reproduces_an_uninterrupted_run(tokenizer, tmp_path, caplog):
     # other settings: the checkpoint is not used
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        train_causal_lm(build_llama(tokenizer, TINY), tokenizer, TRAIN, DEV,
-                        tiny_train_cfg(max_steps=2, lr=1e-3), ckpt_dir=ckpt, device=cpu)
+        train_causal_lm(
+            build_llama(tokenizer, TINY),
+            tokenizer,
+            TRAIN,
+            DEV,
+            tiny_train_cfg(max_steps=2, lr=1e-3),
+            ckpt_dir=ckpt,
+            device=cpu,
+        )
     assert "other settings" in caplog.text and "resumed" not in caplog.text
 
 
 def test_padded_batches_also_learn(tokenizer):
     model = build_llama(tokenizer, TINY, seed=0)
-    log = train_causal_lm(model, tokenizer, TRAIN, DEV, tiny_train_cfg(packing=False,
-                          max_steps=40, eval_every=40), device=torch.device("cpu"))
+    log = train_causal_lm(
+        model,
+        tokenizer,
+        TRAIN,
+        DEV,
+        tiny_train_cfg(packing=False, max_steps=40, eval_every=40),
+        device=torch.device("cpu"),
+    )
     assert log["final_dev_ppl"] < log["initial_dev_ppl"] / 10
 
 

@@ -34,8 +34,10 @@ def test_round_trip_lower_case(tokenizer):
 
 def test_special_tokens(tokenizer):
     specials = {
-        "<unk>": tokenizer.unk_token_id, "<s>": tokenizer.bos_token_id,
-        "</s>": tokenizer.eos_token_id, "<pad>": tokenizer.pad_token_id,
+        "<unk>": tokenizer.unk_token_id,
+        "<s>": tokenizer.bos_token_id,
+        "</s>": tokenizer.eos_token_id,
+        "<pad>": tokenizer.pad_token_id,
     }
     assert specials == {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
     # the caller adds <s>/</s> where needed; a plain call adds nothing
@@ -52,8 +54,7 @@ def test_deterministic_across_processes(tokenizer):
         f"t = train_tokenizer({CORPUS!r}, vocab_size=320)\n"
         "print(t.backend_tokenizer.to_str())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == tokenizer.backend_tokenizer.to_str()
     assert train_tokenizer(CORPUS, vocab_size=320).backend_tokenizer.to_str() == out
 
@@ -64,8 +65,7 @@ def test_save_and_auto_load(tokenizer, tmp_path):
     text = "peter wants to write a long letter ."
     assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
     assert loaded.decode(loaded(text)["input_ids"]) == text
-    assert (loaded.bos_token_id, loaded.eos_token_id, loaded.pad_token_id, loaded.unk_token_id) \
-        == (1, 2, 3, 0)
+    assert (loaded.bos_token_id, loaded.eos_token_id, loaded.pad_token_id, loaded.unk_token_id) == (1, 2, 3, 0)
     batch = loaded(["a b", "the cat sat"], padding=True)
     assert batch["input_ids"][0][-1] == loaded.pad_token_id  # right padding
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pkl"))

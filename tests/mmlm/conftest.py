@@ -2,11 +2,10 @@
 Hugging Face directory (loaded back through from_pretrained, as a user's LLM is)."""
 
 import pytest
+from mmlm_data import SENTENCES
 
 from espnet_llm_plugin.lm.causal_lm_pretraining import LmConfig, build_llama, save_pretrained_dir
 from espnet_llm_plugin.lm.tokenizer_training import train_tokenizer
-
-from mmlm_data import SENTENCES
 
 
 @pytest.fixture(scope="session")
@@ -15,8 +14,9 @@ def tiny_tokenizer():
 
 
 def make_tiny_lm(tokenizer, seed=0):
-    return build_llama(tokenizer, LmConfig(hidden_size=32, num_layers=2, num_heads=2,
-                                           max_position_embeddings=512), seed=seed)
+    return build_llama(
+        tokenizer, LmConfig(hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=512), seed=seed
+    )
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,9 @@ def write_set(directory, prefix, sentences, seed):
     directory.mkdir(parents=True, exist_ok=True)
     ids = [f"{prefix}{i:03d}" for i in range(len(sentences))]
     (directory / "text").write_text("".join(f"{u} {t}\n" for u, t in zip(ids, sentences)))
-    (directory / "units").write_text("".join(
-        f"{u} {' '.join(map(str, synthetic_units(t, seed + i)))}\n"
-        for i, (u, t) in enumerate(zip(ids, sentences))))
+    (directory / "units").write_text(
+        "".join(
+            f"{u} {' '.join(map(str, synthetic_units(t, seed + i)))}\n" for i, (u, t) in enumerate(zip(ids, sentences))
+        )
+    )
     return directory / "units", directory / "text"

@@ -4,28 +4,36 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from mmlm_data import NUM_UNITS, SENTENCES, synthetic_units
 
 from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.core.unit_tokens import speech_span
 from espnet_llm_plugin.mmlm.contrastive import (
-    ContrastiveConfig, PoolingConfig, Temperature, info_nce, pad_batch, pooled_embeddings,
-    read_translation_pairs, speech_token_ids, text_token_ids, train_contrastive,
+    ContrastiveConfig,
+    PoolingConfig,
+    Temperature,
+    info_nce,
+    pad_batch,
+    pooled_embeddings,
+    read_translation_pairs,
+    speech_token_ids,
+    text_token_ids,
+    train_contrastive,
 )
 from espnet_llm_plugin.mmlm.mixed_lm_training import prepare_model
-from espnet_llm_plugin.core.unit_tokens import speech_span
 from espnet_llm_plugin.mmlm.unit_vocab import extend_with_units
-
-from mmlm_data import NUM_UNITS, SENTENCES, synthetic_units
 
 
 def test_info_nce_equals_hand_computed_cross_entropy_2x2():
-    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])            # normalised: e1, e2
-    b = torch.tensor([[3.0, 4.0], [0.0, 1.0]])            # normalised: (.6, .8), e2
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # normalised: e1, e2
+    b = torch.tensor([[3.0, 4.0], [0.0, 1.0]])  # normalised: (.6, .8), e2
     tau = 0.5
     # cosines: s[0] = [.6, 0], s[1] = [.8, 1]
     s = [[0.6, 0.0], [0.8, 1.0]]
+
     def ce(row, gold):
         return -(row[gold] / tau - math.log(sum(math.exp(x / tau) for x in row)))
+
     a_to_b = (ce(s[0], 0) + ce(s[1], 1)) / 2
     cols = [[s[0][0], s[1][0]], [s[0][1], s[1][1]]]
     b_to_a = (ce(cols[0], 0) + ce(cols[1], 1)) / 2
@@ -56,10 +64,14 @@ def ext_lm(tiny_lm_dir):
 def test_token_ids_match_the_shared_convention(ext_lm):
     _, tok, info = ext_lm
     units = [3, 0, 31]
-    assert speech_token_ids(tok, info, units) == tok(
-        tok.bos_token + speech_span(units) + tok.eos_token, add_special_tokens=False)["input_ids"]
-    assert text_token_ids(tok, ["anna walks home"])[0][1:-1] == tok(
-        "anna walks home", add_special_tokens=False)["input_ids"]
+    assert (
+        speech_token_ids(tok, info, units)
+        == tok(tok.bos_token + speech_span(units) + tok.eos_token, add_special_tokens=False)["input_ids"]
+    )
+    assert (
+        text_token_ids(tok, ["anna walks home"])[0][1:-1]
+        == tok("anna walks home", add_special_tokens=False)["input_ids"]
+    )
     with pytest.raises(ValueError, match="out of range"):
         speech_token_ids(tok, info, [NUM_UNITS])
 
@@ -98,11 +110,19 @@ def test_contrastive_loss_decreases_on_a_fixed_batch(tiny_lm_dir):
         return float(info_nce(s, t, 0.1))
 
     before = loss_now()
-    cfg = ContrastiveConfig(max_steps=15, batch_size=8, lr=3e-3, warmup_steps=1,
-                            temperature=0.1, learn_temperature=False, log_every=5)
-    tau, log = train_contrastive(model, tok, info, pairs, pooling, cfg,
-                                 translation_pairs=[("anna", "anne"), ("the cat", "le chat")],
-                                 device=torch.device("cpu"))
+    cfg = ContrastiveConfig(
+        max_steps=15, batch_size=8, lr=3e-3, warmup_steps=1, temperature=0.1, learn_temperature=False, log_every=5
+    )
+    tau, log = train_contrastive(
+        model,
+        tok,
+        info,
+        pairs,
+        pooling,
+        cfg,
+        translation_pairs=[("anna", "anne"), ("the cat", "le chat")],
+        device=torch.device("cpu"),
+    )
     after = loss_now()
     assert after < 0.5 * before
     assert [e["step"] for e in log["train"]] == [5, 10, 15]
@@ -113,8 +133,9 @@ def test_contrastive_loss_decreases_on_a_fixed_batch(tiny_lm_dir):
 def test_too_few_distinct_transcripts(ext_lm):
     model, tok, info = ext_lm
     with pytest.raises(ValueError, match="distinct transcripts"):
-        train_contrastive(model, tok, info, [([1], "a"), ([2], "a")], PoolingConfig(),
-                          ContrastiveConfig(max_steps=1, batch_size=2))
+        train_contrastive(
+            model, tok, info, [([1], "a"), ([2], "a")], PoolingConfig(), ContrastiveConfig(max_steps=1, batch_size=2)
+        )
 
 
 def test_translation_pairs_file(tmp_path):

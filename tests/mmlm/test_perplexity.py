@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
+from mmlm_data import SENTENCES
 
 from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 from espnet_llm_plugin.mmlm.perplexity import text_perplexity
 from espnet_llm_plugin.mmlm.unit_vocab import extend_with_units
-
-from mmlm_data import SENTENCES
 
 
 def test_matches_a_direct_computation(tiny_lm_dir):
@@ -18,8 +17,7 @@ def test_matches_a_direct_computation(tiny_lm_dir):
     result = text_perplexity(model, tok, texts, batch_size=3)
     nll, count = 0.0, 0
     for t in SENTENCES[:4]:
-        ids = torch.tensor([[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"],
-                             tok.eos_token_id]])
+        ids = torch.tensor([[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"], tok.eos_token_id]])
         with torch.no_grad():
             logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
         nll -= float(logp.gather(1, ids[0, 1:, None]).sum())

@@ -7,11 +7,13 @@ from espnet_llm_plugin.mmlm.recall import group_by_text, ranks_of_relevant, reca
 
 
 def test_recall_on_a_hand_made_matrix():
-    sim = torch.tensor([
-        [0.9, 0.1, 0.0, 0.2],   # gold 0: rank 0
-        [0.5, 0.4, 0.3, 0.6],   # gold 1: docs 3, 0 above -> rank 2
-        [0.1, 0.2, 0.3, 0.4],   # gold 2: doc 3 above -> rank 1
-    ])
+    sim = torch.tensor(
+        [
+            [0.9, 0.1, 0.0, 0.2],  # gold 0: rank 0
+            [0.5, 0.4, 0.3, 0.6],  # gold 1: docs 3, 0 above -> rank 2
+            [0.1, 0.2, 0.3, 0.4],  # gold 2: doc 3 above -> rank 1
+        ]
+    )
     assert ranks_of_relevant(sim, [0, 1, 2]).tolist() == [0, 2, 1]
     r = recall_at_k(sim, [0, 1, 2], ks=(1, 2, 3, 10))
     assert r["R@1"] == pytest.approx(1 / 3)

@@ -1,16 +1,18 @@
 """Speech<->text retrieval evaluation and its markdown table."""
 
 import pytest
+from mmlm_data import NUM_UNITS, SENTENCES, synthetic_units
 
 from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 from espnet_llm_plugin.mmlm.contrastive import PoolingConfig
 from espnet_llm_plugin.mmlm.mixed_sequences import PairedUtterance
 from espnet_llm_plugin.mmlm.speech_text_retrieval import (
-    MD_HEADER, evaluate_retrieval, markdown_row, update_markdown,
+    MD_HEADER,
+    evaluate_retrieval,
+    markdown_row,
+    update_markdown,
 )
 from espnet_llm_plugin.mmlm.unit_vocab import extend_with_units
-
-from mmlm_data import NUM_UNITS, SENTENCES, synthetic_units
 
 
 def test_evaluate_groups_shared_transcripts(tiny_lm_dir):
@@ -27,9 +29,12 @@ def test_evaluate_groups_shared_transcripts(tiny_lm_dir):
 
 
 def test_markdown_table_is_created_then_appended():
-    result = {"utterances": 3, "texts": 2,
-              "speech_to_text": {"R@1": 0.5, "R@5": 1.0, "R@10": 1.0},
-              "text_to_speech": {"R@1": 0.25, "R@5": 1.0, "R@10": 1.0}}
+    result = {
+        "utterances": 3,
+        "texts": 2,
+        "speech_to_text": {"R@1": 0.5, "R@5": 1.0, "R@10": 1.0},
+        "text_to_speech": {"R@1": 0.25, "R@5": 1.0, "R@10": 1.0},
+    }
     row1 = markdown_row("a", "test", result, (1, 5, 10))
     assert row1 == "| a | test | 3 | 2 | 50.0 | 100.0 | 100.0 | 25.0 | 100.0 | 100.0 |"
     md = update_markdown("# RESULTS\n\n| other | table |\n|---|---|\n| x | y |\n", row1)

@@ -1,7 +1,6 @@
 """Fixtures of the packing tests (see packing_fixtures.py)."""
 
 import pytest
-
 from packing_fixtures import make_experiment
 
 
@@ -16,7 +15,13 @@ def packed(experiment, tmp_path):
     from espnet_llm_plugin.packing.pack import pack_model
 
     e = experiment
-    out = pack_model(e["exp"] / "config.yaml", e["exp"] / "valid.acc.ave.pth", tmp_path / "pack",
-                     decode_config=e["root"] / "decode.yaml", decode_options={"nbest": 4},
-                     results=[e["root"] / "RESULTS.md"], root=e["root"])
+    out = pack_model(
+        e["exp"] / "config.yaml",
+        e["exp"] / "valid.acc.ave.pth",
+        tmp_path / "pack",
+        decode_config=e["root"] / "decode.yaml",
+        decode_options={"nbest": 4},
+        results=[e["root"] / "RESULTS.md"],
+        root=e["root"],
+    )
     return e, out

@@ -30,11 +30,17 @@ def test_layout_relative_paths_and_no_machine_paths(packed):
     assert config["output_dir"] == "exp/asr" and config["best_model_criterion"] == [["valid", "acc", "max"]]
 
     decode = yaml.safe_load((out / "decode.yaml").read_text())
-    assert decode == {"beam_size": 3, "knnlm_datastore": "datastore", "knnlm_weight": 0.3, "nbest": 4,
-                      "knnlm_lm_path": "bases/tiny_llm"}
+    assert decode == {
+        "beam_size": 3,
+        "knnlm_datastore": "datastore",
+        "knnlm_weight": 0.3,
+        "nbest": 4,
+        "knnlm_lm_path": "bases/tiny_llm",
+    }
     assert sorted(p.name for p in (out / "datastore").iterdir()) == ["manifest.json"]  # manifest only
-    assert json.loads((out / "datastore" / "manifest.json").read_text())["key_encoder"]["model_path"] == \
-        "models/tiny_llm"
+    assert (
+        json.loads((out / "datastore" / "manifest.json").read_text())["key_encoder"]["model_path"] == "models/tiny_llm"
+    )
 
     weights = layout.load_weights(out / "model.safetensors")
     assert weights["decoder.lora.weight"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
@@ -42,8 +48,7 @@ def test_layout_relative_paths_and_no_machine_paths(packed):
 
     meta = layout.read_meta(out)
     (base,) = meta["bases"]
-    assert base["sha256"] == base_content_hash(e["llm"]) and base["keys"] == ["decoder_conf.llm_path",
-                                                                             "knnlm_lm_path"]
+    assert base["sha256"] == base_content_hash(e["llm"]) and base["keys"] == ["decoder_conf.llm_path", "knnlm_lm_path"]
     assert meta["datastore"]["included"] is False and meta["datastore"]["entries"] == 7
     assert "|test|12.5|" in (out / "README.md").read_text()
     assert "(from decode)" in (out / "results" / "RESULTS.md").read_text()
@@ -56,8 +61,14 @@ def test_datastore_included_and_tar_archive(experiment, tmp_path):
     import tarfile
 
     e = experiment
-    out = pack_model(e["exp"] / "config.yaml", e["exp"] / "valid.acc.ave.pth", tmp_path / "p.tar.gz",
-                     decode_config=e["root"] / "decode.yaml", include_datastore=True, root=e["root"])
+    out = pack_model(
+        e["exp"] / "config.yaml",
+        e["exp"] / "valid.acc.ave.pth",
+        tmp_path / "p.tar.gz",
+        decode_config=e["root"] / "decode.yaml",
+        include_datastore=True,
+        root=e["root"],
+    )
     with tarfile.open(out) as t:
         names = set(t.getnames())
     assert {"datastore/manifest.json", "datastore/index.faiss", "pack.json", "model.safetensors"} <= names
@@ -82,7 +93,11 @@ def test_checkpoint_of_another_base_is_refused(experiment, tmp_path):
 
 
 def test_parse_decode_args():
-    assert parse_decode_args("--nbest 10 --knnlm_weight=0.5 --hf_lm_path exp/lm --no_repeat_ngram_size 3") == \
-        {"nbest": 10, "knnlm_weight": 0.5, "hf_lm_path": "exp/lm", "no_repeat_ngram_size": 3}
+    assert parse_decode_args("--nbest 10 --knnlm_weight=0.5 --hf_lm_path exp/lm --no_repeat_ngram_size 3") == {
+        "nbest": 10,
+        "knnlm_weight": 0.5,
+        "hf_lm_path": "exp/lm",
+        "no_repeat_ngram_size": 3,
+    }
     with pytest.raises(PackError, match="expected --key value"):
         parse_decode_args("nbest 10")

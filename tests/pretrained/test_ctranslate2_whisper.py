@@ -25,8 +25,7 @@ def _str(s: str) -> bytes:
     return struct.pack("<H", len(raw)) + raw
 
 
-def write_ct2(path: Path, variables: Dict[str, torch.Tensor], aliases: Dict[str, str],
-              version: int = 6) -> None:
+def write_ct2(path: Path, variables: Dict[str, torch.Tensor], aliases: Dict[str, str], version: int = 6) -> None:
     """CTranslate2 model.bin: variables sorted by name (as CTranslate2 writes them), then the
     aliases."""
     out = struct.pack("<I", version) + _str("WhisperSpec") + struct.pack("<I", 3)
@@ -50,10 +49,21 @@ def small_whisper() -> torch.nn.Module:
 
     torch.manual_seed(0)
     config = WhisperConfig(
-        vocab_size=40, num_mel_bins=4, d_model=8, encoder_layers=1, decoder_layers=2,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16,
-        max_source_positions=6, max_target_positions=5,
-        pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=2,
+        vocab_size=40,
+        num_mel_bins=4,
+        d_model=8,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=16,
+        decoder_ffn_dim=16,
+        max_source_positions=6,
+        max_target_positions=5,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        decoder_start_token_id=2,
     )
     model = WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():
@@ -161,8 +171,10 @@ def test_round_trip_through_the_ctranslate2_layout_is_exact(small, tmp_path):
     features = torch.randn(1, 4, 12)
     ids = torch.tensor([[1, 2, 3]])
     with torch.no_grad():
-        assert torch.equal(back(input_features=features, decoder_input_ids=ids).logits,
-                           model(input_features=features, decoder_input_ids=ids).logits)
+        assert torch.equal(
+            back(input_features=features, decoder_input_ids=ids).logits,
+            model(input_features=features, decoder_input_ids=ids).logits,
+        )
 
 
 def test_parts_concatenate_to_the_whole_file(small, tmp_path):
@@ -199,7 +211,9 @@ def test_alias_of_an_alias_and_a_dangling_alias(small, tmp_path):
     assert torch.equal(ct2.variables["decoder/projection/weight"], variables["decoder/embeddings/weight"])
     dangling = dict(aliases, **{"decoder/projection/weight": "decoder/nowhere"})
     write_ct2(tmp_path / "dangling.bin", variables, dangling)
-    with pytest.raises(cw.Ct2FormatError, match="dangling.bin: alias decoder/projection/weight names 'decoder/nowhere'"):
+    with pytest.raises(
+        cw.Ct2FormatError, match="dangling.bin: alias decoder/projection/weight names 'decoder/nowhere'"
+    ):
         cw.read_ct2_model([tmp_path / "dangling.bin"])
 
 
@@ -328,9 +342,7 @@ def _greedy_identity(request, name, clips, ct2_models, record_property, own_gene
 
 @pytest.mark.real_model
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_greedy_tokens_equal_ctranslate2_on_real_speech(
-    request, name, real_speech_dir, ct2_models, record_property
-):
+def test_greedy_tokens_equal_ctranslate2_on_real_speech(request, name, real_speech_dir, ct2_models, record_property):
     _greedy_identity(request, name, _real_clips(real_speech_dir), ct2_models, record_property)
 
 
@@ -358,7 +370,9 @@ def test_five_best_equals_ctranslate2(request, name, ct2_models):
     decode = processor.tokenizer.decode
     assert len({tuple(t) for t, _ in hf}) == 5, "beams are not distinct"
     assert {tuple(t) for t, _ in hf} == {tuple(t) for t, _ in ref}, (
-        [decode(t) for t, _ in hf], [decode(t) for t, _ in ref])
+        [decode(t) for t, _ in hf],
+        [decode(t) for t, _ in ref],
+    )
     totals = [(t, s * (len(t) + 1)) for t, s in hf]  # back to summed log-probabilities
     as_ct2 = sorted(totals, key=lambda h: -h[1] / max(len(h[0]), 1))
     assert [t for t, _ in as_ct2] == [t for t, _ in ref]
@@ -374,7 +388,12 @@ def test_tokenizer_and_generation_config(whisper_tiny_en, whisper_base):
     tok = tiny_proc.tokenizer
     assert len(tok) == tiny.config.vocab_size == 51864
     assert tok.convert_ids_to_tokens([50256, 50257, 50362, 50363, 51863]) == [
-        "<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|0.00|>", "<|30.00|>"]
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        "<|notimestamps|>",
+        "<|0.00|>",
+        "<|30.00|>",
+    ]
     assert tok.decode(tok(" hello world", add_special_tokens=False).input_ids) == " hello world"
     assert not tiny.generation_config.is_multilingual
     assert getattr(tiny.generation_config, "lang_to_id", None) is None

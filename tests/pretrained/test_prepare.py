@@ -16,9 +16,18 @@ SMOLLM2 = "smollm2-135m-instruct"
 
 def fake_spec(**kw) -> PretrainedSpec:
     base = dict(
-        name="fake-lm", kind="gguf_causal_lm", pip_package="fake-lm-weights", pip_version="1.0",
-        module="fake_lm_weights_not_installed", file="fake.gguf", extra_modules=(),
-        licence="MIT", origin="test", num_parameters=1, check_prompt="a", check_next_token="b",
+        name="fake-lm",
+        kind="gguf_causal_lm",
+        pip_package="fake-lm-weights",
+        pip_version="1.0",
+        module="fake_lm_weights_not_installed",
+        file="fake.gguf",
+        extra_modules=(),
+        licence="MIT",
+        origin="test",
+        num_parameters=1,
+        check_prompt="a",
+        check_next_token="b",
     )
     base.update(kw)
     return PretrainedSpec(**base)
@@ -182,7 +191,9 @@ def test_missing_part_package_or_file_is_named():
     with pytest.raises(prep.MissingPackageError, match="lacks data/model.bin.part2"):
         prep.source_parts(spec, weights)
     assert prep.source_parts(fake_spec(more_files=(("json", "decoder.py"),)), weights) == [
-        weights, Path(json.__file__).parent / "decoder.py"]
+        weights,
+        Path(json.__file__).parent / "decoder.py",
+    ]
 
 
 @pytest.mark.real_model

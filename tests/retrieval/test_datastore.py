@@ -134,7 +134,9 @@ def test_sharded_build_and_merge_equals_single_build(tmp_path, index):
     shards = []
     for j in range(3):
         d = tmp_path / f"shard{j}"
-        FaissDatastore.build(keys[bounds[j]:bounds[j + 1]], values[bounds[j]:bounds[j + 1]], IDENT, index="Flat").save(d)
+        FaissDatastore.build(
+            keys[bounds[j] : bounds[j + 1]], values[bounds[j] : bounds[j + 1]], IDENT, index="Flat"
+        ).save(d)
         shards.append(d)
     merged = merge_datastores(shards, tmp_path / "merged", index=index)
     loaded = FaissDatastore.load(tmp_path / "merged")
@@ -142,7 +144,9 @@ def test_sharded_build_and_merge_equals_single_build(tmp_path, index):
     q = data(10, seed=5)[0]
     for a, b in zip(single.search(q, 6), loaded.search(q, 6)):
         np.testing.assert_array_equal(a, b)
-    assert merged.count == 900 and json.loads((tmp_path / "merged" / "manifest.json").read_text())["info"]["merged_from"]
+    assert (
+        merged.count == 900 and json.loads((tmp_path / "merged" / "manifest.json").read_text())["info"]["merged_from"]
+    )
 
 
 def test_merge_refuses_mixed_shards(tmp_path):
@@ -277,7 +281,7 @@ def test_exact_ties_give_the_lowest_ids_on_every_backend_and_batch(metric):
         ds = FaissDatastore.build(keys, values, ident, metric=metric, backend=backend)
         scores, vals = ds.search_tensor(torch.from_numpy(queries), 8)
         for i in range(16):
-            _, alone = ds.search_tensor(torch.from_numpy(queries[i:i + 1]), 8)
+            _, alone = ds.search_tensor(torch.from_numpy(queries[i : i + 1]), 8)
             assert alone[0].tolist() == vals[i].tolist(), (backend, i)
         _, np_vals = ds.search(queries, 8)
         assert np_vals.tolist() == vals.tolist()
@@ -287,7 +291,7 @@ def test_exact_ties_give_the_lowest_ids_on_every_backend_and_batch(metric):
     ref = FaissDatastore.build(base, np.arange(5), dict(IDENT, hidden_size=32), metric=metric)
     nearest = ref.search(queries, 1)[1][:, 0]
     for i, g in enumerate(nearest):
-        assert results["faiss"][i] == [int(v) for v in values[100 * g: 100 * g + 8]]
+        assert results["faiss"][i] == [int(v) for v in values[100 * g : 100 * g + 8]]
 
 
 def test_fewer_keys_than_k_pads_with_missing_neighbours():

@@ -90,7 +90,14 @@ def test_multimodal_memory(tmp_path, make_lm):
     (tmp_path / "text").write_text("u1 the cat\nu2 the dog\nu4 the moon\n")
     docs = multimodal_documents(tok, tmp_path / "units", tmp_path / "text", num_units=5)
     assert [d.doc_id for d in docs] == ["u1", "u2"]
-    assert tok.convert_ids_to_tokens(list(docs[0].prefix)) == ["<speech>", "<unit_0>", "<unit_3>", "<unit_3>", "<unit_4>", "</speech>"]
+    assert tok.convert_ids_to_tokens(list(docs[0].prefix)) == [
+        "<speech>",
+        "<unit_0>",
+        "<unit_3>",
+        "<unit_3>",
+        "<unit_4>",
+        "</speech>",
+    ]
     w = sliding_windows(docs[0], 20)[0]
     assert w.n_prefix == 6 and w.values() == list(docs[0].ids[1:])
     # a text-only tokenizer cannot encode units
@@ -135,12 +142,14 @@ def test_scaled_windows_one_key_per_event_and_scale():
 
     doc = Document("d", tuple(range(100, 140)), prefix=(7,))
     single = scaled_windows(doc, [8], [4])
-    assert [(w.input_ids, w.first_key, w.n_keys) for w in single] == \
-        [(w.input_ids, w.first_key, w.n_keys) for w in sliding_windows(doc, 8, 4)]
+    assert [(w.input_ids, w.first_key, w.n_keys) for w in single] == [
+        (w.input_ids, w.first_key, w.n_keys) for w in sliding_windows(doc, 8, 4)
+    ]
     both = scaled_windows(doc, [8, 32], [4, 16])
     keys = [(w.start, w.start + w.first_key + j) for w in both for j in range(w.n_keys)]
     assert len(keys) == len(set(keys))  # no key twice
     events = sorted(p for _, p in keys)
+
     def positions(w):  # absolute key positions of a window
         return range(w.start + w.first_key, w.start + w.first_key + w.n_keys)
 

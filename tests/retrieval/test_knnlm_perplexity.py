@@ -40,7 +40,9 @@ def test_target_logp_equals_full_vocabulary_interpolation(lam):
 
 def test_lambda_zero_is_the_base_exactly():
     lm = torch.tensor([-1.5, -3.25], dtype=torch.float64)
-    out = knnlm_target_logp(lm, torch.zeros(2, 2), torch.tensor([[1, 2], [3, -1]]), torch.tensor([1, 3]), 0.0, 1.0, "l2")
+    out = knnlm_target_logp(
+        lm, torch.zeros(2, 2), torch.tensor([[1, 2], [3, -1]]), torch.tensor([1, 3]), 0.0, 1.0, "l2"
+    )
     assert torch.equal(out, lm)
 
 
@@ -115,8 +117,9 @@ def test_framing_end_other_than_eos_scores_alike(tiny_lm, memory_file, tmp_path)
 
     d = tmp_path / "lm"
     shutil.copytree(tiny_lm, d)
-    (d / "llm_usage.json").write_text(json.dumps({"framing": {"start": ["</s>"], "end": ["<pad>"]},
-                                                  "text_form": {"case": "lower"}}))
+    (d / "llm_usage.json").write_text(
+        json.dumps({"framing": {"start": ["</s>"], "end": ["<pad>"]}, "text_form": {"case": "lower"}})
+    )
     enc = KeyEncoder(str(d), device="cpu")
     docs = text_documents(enc.tokenizer, memory_file, enc.framing, enc.text_form)
     pad = enc.tokenizer.pad_token_id  # a token no text has (<unk> would be: "cats")
@@ -153,8 +156,10 @@ def test_smollm2_default_windows_beat_the_old_ones_on_a_passage_memory(smollm2_k
     memory, held_out = passages[:16], passages[16:]
     docs = [Document(p["id"], text_ids(enc.tokenizer, p["text"], enc.framing, enc.text_form)) for p in memory]
     sentences = [(f"s{i}", s) for i, p in enumerate(memory[:6]) for s in p["sentences"][1:3]]
-    sets = {"sentences": collect_events("sentences", sentences, enc),
-            "passages": collect_events("passages", [(p["id"], p["text"]) for p in held_out], enc)}
+    sets = {
+        "sentences": collect_events("sentences", sentences, enc),
+        "passages": collect_events("passages", [(p["id"], p["text"]) for p in held_out], enc),
+    }
     ppl = {}
     for name, (windows, strides) in {"default": (DEFAULTS.window, DEFAULTS.stride), "old": ((20,), (20,))}.items():
         keys, values = enc.encode(iter_scaled_windows(docs, windows, strides))

@@ -49,10 +49,10 @@ def test_sparse_interpolation_equals_dense(metric, pairwise, lam):
     n_vocab = 12
     lm = torch.log_softmax(3 * torch.randn(5, n_vocab), dim=-1)
     scores = torch.rand(5, 6) * 4
-    values = torch.tensor([[4, 2, 4, 0, 4, 2], [0, 0, -1, 7, -1, -1], [-1] * 6,
-                           [11, 10, 9, 8, 7, 6], [3, -1, 3, 0, -1, 0]])
-    dense = torch.logaddexp(lm + math.log1p(-lam),
-                            knn_log_probs(scores, values, n_vocab, 0.7, metric) + math.log(lam))
+    values = torch.tensor(
+        [[4, 2, 4, 0, 4, 2], [0, 0, -1, 7, -1, -1], [-1] * 6, [11, 10, 9, 8, 7, 6], [3, -1, 3, 0, -1, 0]]
+    )
+    dense = torch.logaddexp(lm + math.log1p(-lam), knn_log_probs(scores, values, n_vocab, 0.7, metric) + math.log(lam))
     sparse = interpolate_knn(lm, scores, values, lam, 0.7, metric, pairwise=pairwise)
     torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(sparse[2], lm[2] + math.log1p(-lam))  # no neighbours: scaled LM
@@ -146,8 +146,14 @@ def test_espnet_batch_beam_search_runs(base, datastore):
     knn = KnnLmScorer(base, datastore, lam=0.25, k=4)
     tokens = base.tokenizer.convert_ids_to_tokens(list(range(base.n_vocab)))
     bs = BatchBeamSearch(
-        scorers={"lm": knn}, weights={"lm": 1.0}, beam_size=3, vocab_size=base.n_vocab,
-        sos=SOS, eos=SOS, token_list=tokens, pre_beam_score_key="full",
+        scorers={"lm": knn},
+        weights={"lm": 1.0},
+        beam_size=3,
+        vocab_size=base.n_vocab,
+        sos=SOS,
+        eos=SOS,
+        token_list=tokens,
+        pre_beam_score_key="full",
     )
     assert isinstance(bs, BatchBeamSearch)
     maxlen = 12
@@ -341,7 +347,7 @@ def test_tied_neighbours_do_not_depend_on_the_batch(base, datastore):
     """Duplicate keys (the same context in several memory windows) tie exactly; which of them
     are the k neighbours must not depend on the other hypotheses searched with a query
     (BeamSearch scores one at a time, BatchBeamSearch all at once)."""
-    keys, values = datastore.keys.astype(np.float32), datastore.values
+    keys = datastore.keys.astype(np.float32)
     dup = np.repeat(keys[:3], 60, axis=0)  # 3 contexts, 60 copies each, different next tokens
     dup_values = np.arange(len(dup)) % base.n_vocab
     for backend in ("faiss", "torch"):
@@ -351,8 +357,8 @@ def test_tied_neighbours_do_not_depend_on_the_batch(base, datastore):
         q = q + 0.01 * torch.randn(q.shape, generator=torch.Generator().manual_seed(0))
         _, batch_values = knn.search(q)
         for i in range(q.size(0)):
-            _, v = knn.search(q[i:i + 1])
+            _, v = knn.search(q[i : i + 1])
             assert v[0].tolist() == batch_values[i].tolist(), (backend, i)
         # the lowest ids among the tied keys, in id order
         group = int(torch.argmin(((torch.tensor(keys[:3]) - q[0]) ** 2).sum(1)))
-        assert batch_values[0].tolist() == [int(x) for x in dup_values[group * 60: group * 60 + 8]]
+        assert batch_values[0].tolist() == [int(x) for x in dup_values[group * 60 : group * 60 + 8]]

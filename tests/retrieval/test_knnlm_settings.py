@@ -35,16 +35,19 @@ def test_windows_and_strides():
         DEFAULTS.updated({"window": [8, 64], "stride": [4]}, "x")
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"lam": 0.3}, "unknown kNN-LM setting"),
-    ({"lambda": 1.5}, "lambda"),
-    ({"temperature": 0}, "temperature"),
-    ({"temperature_unit": "kelvin"}, "temperature_unit"),
-    ({"window": 16, "stride": 17}, "stride"),
-    ({"window": [16, "x"]}, "list of integers"),
-    ({"k": 2.5}, "integer"),
-    ({"k": True}, "k must be"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"lam": 0.3}, "unknown kNN-LM setting"),
+        ({"lambda": 1.5}, "lambda"),
+        ({"temperature": 0}, "temperature"),
+        ({"temperature_unit": "kelvin"}, "temperature_unit"),
+        ({"window": 16, "stride": 17}, "stride"),
+        ({"window": [16, "x"]}, "list of integers"),
+        ({"k": 2.5}, "integer"),
+        ({"k": True}, "k must be"),
+    ],
+)
 def test_bad_values_name_the_source(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match) as e:
         resolve_knnlm_settings(bad, None, "decode config knnlm_*")
