@@ -59,21 +59,28 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
         load_yaml_mapping(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize(
-    "path", sorted((Path(__file__).resolve().parents[1] / "conf" / "asr").glob("*.yaml")),
-    ids=lambda p: p.name,
-)
+REPO = Path(__file__).resolve().parents[1]
+# the top-level templates and every recipe's own configs (conf/{asr,decode,tuning})
+SHIPPED = sorted(REPO.glob("conf/**/*.yaml")) + sorted(REPO.glob("egs2/*/llm_asr1/conf/**/*.yaml"))
+
+
+def _is_decode_config(path: Path) -> bool:
+    return "decode" in path.parts or "beam" in path.name
+
+
+def _shipped_id(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if not _is_decode_config(p)], ids=_shipped_id)
 def test_shipped_training_configs_pass(path, task):
-    """Every training YAML in conf/asr names known components and only their options."""
+    """Every training YAML (templates and recipes') names known components and only their options."""
     check_task_config(path, task.get_parser(), task.class_choices_list)
 
 
-@pytest.mark.parametrize(
-    "path", sorted((Path(__file__).resolve().parents[1] / "conf" / "decode").glob("*.yaml")),
-    ids=lambda p: p.name,
-)
+@pytest.mark.parametrize("path", [p for p in SHIPPED if _is_decode_config(p)], ids=_shipped_id)
 def test_shipped_decode_configs_pass(path, tmp_path):
-    """Every decode YAML in conf/ sets only ESPnet's asr_inference options and ours, with
+    """Every decode YAML (recipes' conf/) sets only ESPnet's asr_inference options and ours, with
     values our option parser accepts."""
     import yaml
     from espnet2.bin.asr_inference import get_parser
@@ -167,7 +174,7 @@ def test_smollm2_refuses_sym_eos_not_in_vocabulary(tmp_path, task, smollm2_dir, 
 
 def test_shipped_llm_configs_set_no_sos_eos_string():
     """Defaults come from the LLM's tokenizer/framing, not a hard-coded '</s>'."""
-    for path in sorted((Path(__file__).resolve().parents[1] / "conf" / "asr").glob("llm*.yaml")):
+    for path in [p for p in SHIPPED if p.name.startswith("llm") and not _is_decode_config(p)]:
         conf = load_yaml_mapping(path)
         model_conf = conf.get("model_conf") or {}
         assert "sym_sos" not in model_conf and "sym_eos" not in model_conf, path.name

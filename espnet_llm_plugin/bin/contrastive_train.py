@@ -1,4 +1,4 @@
-"""Contrastive speech<->text training of a unit-extended LM (recipe stage 6, arXiv 2404.01616).
+"""Contrastive speech<->text training of a unit-extended LM (recipe stage 7, arXiv 2404.01616).
 
 LLM_DIR is a unit-extended HF LM (``extend_vocab`` or ``mmlm_train`` output). Each utterance of
 UNITS + TEXT (ids must match) is a positive pair: its speech (``<speech>units</speech>``) and

@@ -1,4 +1,4 @@
-"""Extend a Hugging Face causal LM with discrete speech-unit tokens (recipe stage 6).
+"""Extend a Hugging Face causal LM with discrete speech-unit tokens (recipe stage 7).
 
 Adds ``<speech>``, ``</speech>`` and ``<unit_0>`` ... ``<unit_{N-1}>`` to the tokenizer (as
 special tokens after every text token, so text ids and text tokenisation do not change), grows

@@ -1,4 +1,4 @@
-"""Train a unit-extended causal LM on mixed speech-unit / text sequences (recipe stage 6).
+"""Train a unit-extended causal LM on mixed speech-unit / text sequences (recipe stage 7).
 
 LLM_DIR comes from ``extend_vocab`` (it has ``unit_vocab.json``). UNITS is a units file
 (``utt_id u1 u2 ...``) and TEXT the Kaldi ``text`` of the same utterances (ids must match).

@@ -1,4 +1,4 @@
-"""Speech<->text retrieval Recall@k of a unit-extended LM on a held-out set (recipe stage 13).
+"""Speech<->text retrieval Recall@k of a unit-extended LM on a held-out set (recipe stage 8).
 
 MODEL_DIR is a ``contrastive_train`` output (its ``contrastive.json`` gives the layer and
 pooling; ``--layer``/``--pooling`` override) or any unit-extended LM (then the defaults: last

@@ -10,7 +10,7 @@ resumes.
 
 Typical use (kNN-LM lambda and k, arXiv 2406.09618)::
 
-    python -m espnet_llm_plugin.bin.tune_decode --config conf/decode/llm_beam5_knnlm.yaml \\
+    python -m espnet_llm_plugin.bin.tune_decode --config conf/tuning/llm_beam5_knnlm.yaml \\
         --grid knnlm_lambda=0.1,0.25,0.5 --grid knnlm_k=8,16 \\
         --asr_train_config exp/asr_x/config.yaml --asr_model_file exp/asr_x/valid.acc.ave.pth \\
         --wav_scp dump/raw/dev/wav.scp --ref dump/raw/dev/text \\

@@ -1,4 +1,4 @@
-"""Train a unit-extended causal LM on mixed text / speech-unit sequences (recipe stage 6).
+"""Train a unit-extended causal LM on mixed text / speech-unit sequences (recipe stage 7).
 
 The loop is :func:`espnet_llm_plugin.lm.causal_lm_pretraining.train_causal_lm` (seeded batches,
 warm-up + cosine, dev perplexity, keep-best, resumable safetensors checkpoints); this module

@@ -253,7 +253,7 @@ def test_paper_configs_use_valid_keys(config):
     from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
     from espnet_llm_plugin.asr.llm_xattn_decoder import LlmXattnDecoder
 
-    cfg = yaml.safe_load((REPO / "conf" / "asr" / config).read_text())
+    cfg = yaml.safe_load((REPO / "egs2" / "spoken_squad" / "llm_asr1" / "conf" / "asr" / config).read_text())
     assert cfg["encoder"] == "hf_speech" and cfg["input_size"] == 1
     assert "model_path" not in cfg["encoder_conf"]  # comes from db.sh, never a machine path
     decoder = {"llm": LlmDecoder, "llm_xattn": LlmXattnDecoder}[cfg["decoder"]]

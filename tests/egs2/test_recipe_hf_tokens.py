@@ -91,13 +91,13 @@ def test_transformer_baseline_over_the_llm_vocabulary_gets_no_llm_path(tmp_path,
     _tiny_llm(r / "my_llm")
     _tiny_data(r, {"train": 6, "dev": 2})
     proc = subprocess.run(
-        ["./llm_asr.sh", "--stage", "2", "--stop_stage", "12", "--train_set", "train", "--valid_set", "dev",
+        ["./llm_asr.sh", "--stage", "2", "--stop_stage", "13", "--train_set", "train", "--valid_set", "dev",
          "--test_sets", "dev", "--nj", "1", "--inference_nj", "1", "--token_type", "hugging_face",
          "--llm_path", "my_llm", "--asr_config", "conf/asr/baseline.yaml",
          "--inference_config", "conf/decode/beam2.yaml", "--nbest", "1"],
         cwd=r, capture_output=True, text=True, timeout=600, env=recipe_env,
     )
-    # before the fix stage 7 passed decoder_conf.llm_path to ESPnet's TransformerDecoder:
+    # before the fix the statistics stage passed decoder_conf.llm_path to ESPnet's TransformerDecoder:
     # TypeError: __init__() got an unexpected keyword argument 'llm_path'
     assert proc.returncode == 0, _logs(r, proc)
     config = yaml.safe_load((r / "exp" / "asr_baseline" / "config.yaml").read_text())
@@ -110,7 +110,7 @@ def test_transformer_baseline_over_the_llm_vocabulary_gets_no_llm_path(tmp_path,
     # over the YAML's decoder (the adapter width then comes from the LLM)
     (r / "conf" / "asr" / "plain.yaml").write_text("decoder: transformer\nnormalize: null\n")
     log = subprocess.run(
-        ["./llm_asr.sh", "--stage", "7", "--stop_stage", "7", "--train_set", "train", "--valid_set", "dev",
+        ["./llm_asr.sh", "--stage", "10", "--stop_stage", "10", "--train_set", "train", "--valid_set", "dev",
          "--nj", "1", "--token_type", "hugging_face", "--llm_path", "my_llm", "--asr_config", "conf/asr/plain.yaml",
          "--asr_stats_dir", "exp/asr_stats_llm",
          "--asr_args", "--decoder llm --postencoder conv1d_mlp_adapter --model_conf ctc_weight=0.0"],
@@ -126,7 +126,7 @@ def test_transformer_baseline_over_the_llm_vocabulary_gets_no_llm_path(tmp_path,
 @pytest.mark.real_model
 def test_readme_own_llm_example_runs_with_smollm2(tmp_path, make_recipe, recipe_env, smollm2_dir):
     # the README's "your own LLM" example at test size: a prepared HF directory as --llm_path,
-    # the template config unchanged (its width and eos come from the LLM), stages 1-12
+    # the template config unchanged (its width and eos come from the LLM), stages 1-13
     template = (REPO / "conf" / "asr" / "llm_hf_lora.yaml").read_text()
     r = make_recipe(tmp_path, {"conf/asr/llm_hf_lora.yaml": template,
                                "conf/decode/beam2.yaml": "beam_size: 2\nctc_weight: 0.0\nno_repeat_ngram_size: 3\n"})

@@ -1,6 +1,6 @@
 """LLM-ASR through the recipe: stage 5 trains a small causal LM (saved with save_pretrained),
-its tokenizer becomes the token list, stage 8 trains encoder -> Conv1d+MLP adapter -> LLM
-decoder (LoRA) with DDP over 2 CPU processes, stage 10 decodes with ESPnet's beam search over the KV-cached LLM scorer.
+its tokenizer becomes the token list, stage 11 trains encoder -> Conv1d+MLP adapter -> LLM
+decoder (LoRA) with DDP over 2 CPU processes, stage 12 decodes with ESPnet's beam search over the KV-cached LLM scorer.
 """
 
 import json
@@ -73,15 +73,15 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     res = json.loads((r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "score" / "result.json").read_text())
     assert res["wer"]["utterances"] == 3 and res["missing_hypotheses"] == 0
     assert "asr_llm" in (r / "exp" / "RESULTS.md").read_text()
-    # stage 8 trained with DDP over 2 CPU processes (gloo), through torchrun and ESPnet's own
+    # stage 11 trained with DDP over 2 CPU processes (gloo), through torchrun and ESPnet's own
     # distributed options; both ranks registered our components
     train_log = (r / "exp" / "asr_llm" / "logs" / "train.log").read_text()
     assert "torch.distributed.run" in train_log
     # ESPnet prefixes rank 0's log lines with host:rank/world_size (other ranks log warnings
     # only); finishing at all needs both ranks in gloo's collectives
     assert re.search(r"\[\S+:0/2\] .*training was finished", train_log), train_log[-2000:]
-    # stage 4: units for every set; stage 6: speech+text LM loadable like any HF model;
-    # stage 13: Recall@k and text perplexity in RESULTS.md
+    # stage 6: units for every set; stage 7: speech+text LM loadable like any HF model;
+    # stage 8: Recall@k and text perplexity in RESULTS.md
     units = (r / "exp" / "units_fbank8" / "test" / "units").read_text().splitlines()
     assert len(units) == 3 and all(int(u) < 8 for line in units for u in line.split()[1:])
     assert (r / "exp" / "units_fbank8" / "test" / "quality.json").is_file()
@@ -99,7 +99,7 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     knn = subprocess.run(
         ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test",
          "--token_type", "hugging_face", "--asr_config", "llm.yaml", "--inference_nj", "1",
-         "--stage", "10", "--stop_stage", "12", "--inference_config", "knn.yaml", "--nbest", "2"],
+         "--stage", "12", "--stop_stage", "13", "--inference_config", "knn.yaml", "--nbest", "2"],
         cwd=r, capture_output=True, text=True, timeout=600, env=recipe_env,
     )
     assert knn.returncode == 0, knn.stdout[-3000:] + knn.stderr[-3000:]
@@ -110,7 +110,7 @@ def test_llm_asr_recipe_end_to_end(tmp_path, make_recipe, recipe_env):
     log = (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "logs" / "decode.1.log").read_text()
     assert "added beam-search scorer no_repeat_ngram" in log and "BatchBeamSearch implementation" in log
     assert "decoded utterances: 3/3 (100%)" in log  # progress lines with an ETA in decode logs
-    assert re.search(r"Stage 10 done in \d+ s -> ", proc.stdout)  # one-line summary per stage
+    assert re.search(r"Stage 12 done in \d+ s -> ", proc.stdout)  # one-line summary per stage
     for line in (r / "exp" / "asr_llm" / "decode_beam_valid.acc.ave" / "test" / "1best_recog" / "token_int").read_text().splitlines():
         ids = line.split()[1:]
         bigrams = list(zip(ids, ids[1:]))

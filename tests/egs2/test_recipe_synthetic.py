@@ -1,4 +1,4 @@
-"""The demo recipe end to end on a tiny corpus and a tiny model (stages 1-12).
+"""The demo recipe end to end on a tiny corpus and a tiny model (stages 1-13).
 
 Then the trained baseline decodes through our asr_inference (done by the recipe) and
 through ESPnet's own ``espnet2.bin.asr_inference`` with the plugin registered, and the
@@ -84,7 +84,7 @@ def test_rerun_skips_complete_stages(trained_recipe):
     recipe, _ = trained_recipe
     model = recipe / "exp" / "asr_tiny" / "valid.acc.ave.pth"
     mtime = model.stat().st_mtime
-    proc = _run(recipe, "--stage", "2", "--stop_stage", "10", "--asr_config", "conf/asr/tiny.yaml",
+    proc = _run(recipe, "--stage", "2", "--stop_stage", "12", "--asr_config", "conf/asr/tiny.yaml",
                 "--inference_config", "conf/decode/beam3.yaml", "--nbpe", "30")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "is complete, skipping" in proc.stdout and "exists, skipping" in proc.stdout
@@ -116,7 +116,7 @@ def test_unknown_config_key_stops_training_with_the_key_named(trained_recipe):
     recipe, _ = trained_recipe
     bad = recipe / "conf" / "asr" / "bad.yaml"
     bad.write_text((recipe / "conf" / "asr" / "tiny.yaml").read_text() + "encoder_conf_typo: 1\n")
-    proc = _run(recipe, "--stage", "8", "--stop_stage", "8", "--asr_config", "conf/asr/bad.yaml",
+    proc = _run(recipe, "--stage", "11", "--stop_stage", "11", "--asr_config", "conf/asr/bad.yaml",
                 "--inference_config", "conf/decode/beam3.yaml", "--nbpe", "30")
     assert proc.returncode != 0
     assert "see exp/asr_bad/logs/train.log" in proc.stderr, proc.stdout + proc.stderr

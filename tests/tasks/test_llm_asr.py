@@ -51,7 +51,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "conf" / "asr" / "llm_hf_lora.y
 
 
 def _llm_args(llm_dir, tmp_path, config, *extra):
-    """Task arguments of ``config`` over the LLM's vocabulary, as the recipe's stage 8 gives them."""
+    """Task arguments of ``config`` over the LLM's vocabulary, as the recipe's stage 11 gives them."""
     from espnet_llm_plugin.bin.make_token_list import hf_token_list
 
     tokens = tmp_path / "tokens.txt"
@@ -101,7 +101,7 @@ def test_shipped_tiny_config_with_its_explicit_width_still_builds(tmp_path):
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(llm)
     LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=128, intermediate_size=64,
                                  num_hidden_layers=1, num_attention_heads=4)).save_pretrained(llm)
-    config = Path(__file__).resolve().parents[2] / "conf" / "asr" / "llm_tiny.yaml"
+    config = Path(__file__).resolve().parents[2] / "egs2" / "synthetic" / "llm_asr1" / "conf" / "asr" / "llm_tiny.yaml"
     args = LlmASRTask.get_parser().parse_args(_llm_args(llm, tmp_path, config))
     model = LlmASRTask.build_model(args)
     assert model.postencoder.output_size() == 128 and args.postencoder_conf["output_size"] == 128

@@ -3,26 +3,31 @@
 #
 # A short table of stages; each calls one CLI, python -m espnet_llm_plugin.bin.<name>.
 # Each stage writes atomically and is skipped (with a message) when its output is complete,
-# so a stage can be re-run alone:  ./run.sh --stage 8 --stop_stage 8
+# so a stage can be re-run alone:  ./run.sh --stage 11 --stop_stage 11
 #
+# Numbered like ESPnet's asr.sh where a stage means the same (1-5 data and tokens, 10-11 ASR
+# statistics and training, 12 decoding, 13 scoring, 14 packing):
 #   1  data preparation            local/data.sh -> data/<set>/{wav.scp,text,utt2spk}
-#   2  audio formatting            format_audio -> dump/raw/<set> (16 kHz WAV, utt2dur)
-#   3  token list                  make_token_list -> data/token_list/<type>/{bpe.model,tokens.txt}
-#   4  unit discovery              train_kmeans, dump_units, unit_quality -> exp/units_<feats><K>/
-#   5  LLM (token_type hugging_face) train_text_lm when no --llm_path -> exp/text_lm/;
-#                                  make_token_list from the LLM tokenizer -> data/token_list/hf_<llm>/
-#   6  speech+text LM              extend_vocab, mmlm_train, contrastive_train -> exp/mmlm_<units>/
-#   7  ASR statistics              asr_train --collect_stats -> exp/asr_stats_*/
-#   8  ASR training                asr_train -> exp/asr_<tag>/
+#   2  speed perturbation          format_audio of the training set with its copies -> dump/raw/<train>_sp
+#   3  audio formatting            format_audio -> dump/raw/<set> (16 kHz WAV, utt2dur; short training
+#                                  utterances dropped with --min_duration)
+#   4  data validation             validate_data: every recording readable, at fs, long enough
+#   5  token list                  make_token_list -> data/token_list/<type>/{bpe.model,tokens.txt};
+#                                  hugging_face: the LLM tokenizer's (train_text_lm first without --llm_path)
+#   6  discrete units              train_kmeans, dump_units, unit_quality -> exp/units_<feats><K>/
+#   7  speech+text LM              extend_vocab, mmlm_train, contrastive_train -> exp/mmlm_<units>/
+#   8  LM evaluation               retrieval_eval (Recall@k), text perplexity -> exp/mmlm_<units>/RESULTS.md
 #   9  retrieval memories          build_datastore (kNN-LM), retrieve_passages (cross-attention context)
-#  10  decoding with n-best        asr_inference -> exp/asr_<tag>/decode_<tag>/<set>/
-#  11  n-best rescoring (+MWER)    train_mwer, rescore_nbest -> exp/asr_<tag>/decode_<tag>_rescore_<lm>/
-#  12  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
-#  13  retrieval evaluation        retrieval_eval (Recall@k), text perplexity -> exp/RESULTS.md
+#  10  ASR statistics              asr_train --collect_stats -> exp/asr_stats_*/
+#  11  ASR training                asr_train -> exp/asr_<tag>/
+#  12  decoding with n-best        asr_inference -> exp/asr_<tag>/decode_<tag>/<set>/; with --rescore_lm
+#                                  then train_mwer, rescore_nbest -> exp/asr_<tag>/decode_<tag>_rescore_<lm>/
+#  13  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
 #  14  packing                     pack_model -> exp/asr_<tag>/asr_<tag>_<inference_tag>.<pack_format>
 #
-# Like ESPnet's asr.sh, --skip_data_prep skips stages 1-3, --skip_train 4-8 (units, LMs, ASR
-# statistics and training), --skip_eval 10-13 (decoding, rescoring, scoring), --skip_packing 14.
+# Like ESPnet's asr.sh, --skip_data_prep skips stages 1-5, --skip_train 6, 7, 10 and 11 (units,
+# LMs, ASR statistics and training), --skip_eval 8, 12 and 13 (evaluation, decoding, scoring),
+# --skip_packing 14. Stage 9 (memories) runs unless its inputs are not given.
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
@@ -41,9 +46,9 @@ dumpdir=dump
 expdir=exp
 python=python3
 seed=0
-skip_data_prep=false    # skip the data preparation stages (1-3)
-skip_train=false        # skip the training stages (4-8)
-skip_eval=false         # skip decoding and evaluation (10-13)
+skip_data_prep=false    # skip the data preparation stages (1-5)
+skip_train=false        # skip the training stages (6, 7, 10, 11)
+skip_eval=false         # skip evaluation, decoding and scoring (8, 12, 13)
 skip_packing=true       # skip packing the model (14); as in asr.sh, off unless asked for
 
 # Data
@@ -53,7 +58,7 @@ valid_set=""
 test_sets=""
 fs=16000                # sample rate of dumped audio; other rates are resampled
 min_duration=0.0        # drop shorter training utterances (s)
-validate_min_duration=0.1  # stage 2 refuses (names) a formatted utterance shorter than this (s)
+validate_min_duration=0.1  # stage 4 refuses (names) a formatted utterance shorter than this (s)
 speed_perturb_factors=""  # e.g. "0.9 1.0 1.1": speed-perturbed training copies (-> <train_set>_sp)
 noise_scp=""            # additive-noise augmentation in training: a wav.scp of noise recordings,
                         # or "nonspeech": the training set's own noise-only (empty-transcript) segments
@@ -71,9 +76,9 @@ lm_train_text=""        # default: data/local/train_text.txt if present, else th
 lm_dev_text=""          # default: the valid set's transcripts
 lm_args=""              # extra options for train_text_lm (sizes, steps)
 
-# Discrete speech units (stage 4) and the speech+text LM (stages 6, 13)
+# Discrete speech units (stage 6) and the speech+text LM (stages 7, 8)
 unit_feature_type=""    # fbank | hf (--hf_path DIR --layer N) | espnet_asr (--asr_config --asr_model_file);
-                        # empty: no units, stages 4, 6 and 13 are skipped
+                        # empty: no units, stages 6, 7 and 8 are skipped
 unit_feature_args=""    # options of train_kmeans for those features
 num_units=2000          # k-means centroids (the papers use 2000)
 unit_max_frames=1000000 # frames sampled for k-means
@@ -112,13 +117,13 @@ inference_tag=""        # default: name of inference_config
 inference_args=""       # extra options for asr_inference
 inference_asr_model=valid.acc.ave.pth
 nbest=10
-tune_grid=""            # e.g. "knnlm_lambda=0.1,0.25,0.5 knnlm_k=8,16": stage 10 first grid-searches
+tune_grid=""            # e.g. "knnlm_lambda=0.1,0.25,0.5 knnlm_k=8,16": stage 12 first grid-searches
                         # these decode options on tune_set and decodes the test sets with the best
 tune_set=""             # default: the valid set
 
-# N-best rescoring (stage 11): the valid set is decoded too, to tune the score weights
-rescore_lm=""           # HF causal LM dir (text-only, or the speech+text LM of stage 6); empty: no stage 11
-rescore_units=false     # true: score log p(text | units) with the units of stage 4 (speech+text LM)
+# N-best rescoring (in stage 12, after decoding): the valid set is decoded too, to tune the score weights
+rescore_lm=""           # HF causal LM dir (text-only, or the speech+text LM of stage 7); empty: no rescoring
+rescore_units=false     # true: score log p(text | units) with the units of stage 6 (speech+text LM)
 rescore_args=""         # extra options for rescore_nbest
 mwer_train=false        # MWER fine-tuning of the rescoring LM on the valid set's n-best lists first
 mwer_args=""            # extra options for train_mwer
@@ -130,14 +135,14 @@ pack_datastore=false    # true: a kNN-LM datastore goes into the pack whole, not
 help_message=$(cat << EOF
 Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." --asr_config <yaml> [options]
 
-Stages: 1 data prep, 2 audio formatting, 3 token list, 4 discrete units, 5 LLM + its token list,
-        6 speech+text LM, 7 ASR stats, 8 ASR training, 9 retrieval memories, 10 decoding (n-best),
-        11 n-best rescoring (+MWER), 12 scoring + RESULTS.md, 13 retrieval Recall@k + perplexity,
-        14 packing (pack_model)
+Stages: 1 data prep, 2 speed perturbation, 3 audio formatting, 4 data validation, 5 token list
+        (+ text LM without --llm_path), 6 discrete units, 7 speech+text LM, 8 LM evaluation (Recall@k,
+        perplexity), 9 retrieval memories, 10 ASR stats, 11 ASR training, 12 decoding (n-best;
+        + rescoring/MWER with --rescore_lm), 13 scoring + RESULTS.md, 14 packing (pack_model)
 
 Options (defaults in brackets):
   --stage, --stop_stage    [${stage}, ${stop_stage}]
-  --skip_data_prep, --skip_train, --skip_eval, --skip_packing   skip stages 1-3, 4-8, 10-13, 14
+  --skip_data_prep, --skip_train, --skip_eval, --skip_packing   skip stages 1-5; 6, 7, 10, 11; 8, 12, 13; 14
                            [${skip_data_prep}, ${skip_train}, ${skip_eval}, ${skip_packing}]
   --nj, --inference_nj     parallel jobs [${nj}, ${inference_nj}]
   --ngpu                   GPUs for training [${ngpu}]; >1: DDP (ESPnet's multiprocessing_distributed)
@@ -153,8 +158,8 @@ Options (defaults in brackets):
   --llm_path               HF causal LM dir (token_type hugging_face); empty: trained in stage 5
   --lm_train_text, --lm_dev_text, --lm_args   text LM pre-training (stage 5)
   --unit_feature_type, --unit_feature_args, --num_units, --unit_max_frames, --unit_dedup, --unit_tag
-                           discrete units (stage 4; none without --unit_feature_type) [${num_units}]
-  --mmlm_args, --contrastive_args, --retrieval_test_sets   speech+text LM (stages 6, 13)
+                           discrete units (stage 6; none without --unit_feature_type) [${num_units}]
+  --mmlm_args, --contrastive_args, --retrieval_test_sets   speech+text LM (stages 7, 8)
   --asr_config, --asr_tag, --asr_args
   --inference_config, --inference_tag, --inference_args, --nbest [${nbest}]
   --tune_grid, --tune_set  grid search of decode options (e.g. knnlm_lambda, knnlm_k) before decoding
@@ -163,7 +168,7 @@ Options (defaults in brackets):
   --context_passages | --context_documents, --context_first_pass, --num_passages, --context_tag,
   --context_exclude_query
                            cross-attention contexts (stage 9; train/valid use references as queries)
-  --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 11)
+  --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 12)
   --pack_format, --pack_datastore   stage 14: zip|tar|tar.gz|dir [${pack_format}], datastore whole [${pack_datastore}]
   --local_data_opts        options for local/data.sh
   --dumpdir, --expdir      [${dumpdir}, ${expdir}]
@@ -248,7 +253,7 @@ token_opts=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel
 stage_skipped() {
     local flag
     case $1 in
-        1|2|3) flag=skip_data_prep ;; 4|5|6|7|8) flag=skip_train ;; 10|11|12|13) flag=skip_eval ;;
+        1|2|3|4|5) flag=skip_data_prep ;; 6|7|10|11) flag=skip_train ;; 8|12|13) flag=skip_eval ;;
         14) flag=skip_packing ;; *) return 1 ;;
     esac
     [ "${!flag}" = true ] || return 1
@@ -302,50 +307,109 @@ if run_stage 1; then
 fi
 
 
+# format_set DSET OUT MIN_DURATION SPEED_FACTORS: data/DSET -> ${data_feats}/OUT at ${fs} Hz
+format_set() {
+    local dset=$1 out=$2 min=$3 sp=$4 opts
+    opts="fs=${fs} min_duration=${min} speed_perturb_factors=${sp// /,} source=data/${dset}"
+    opts+=" inputs=$(inputs_sum data/"${dset}"/{wav.scp,segments,text,utt2spk})"
+    if stamp_ok "${data_feats}/${out}" wav.scp "${opts}"; then
+        log "  ${data_feats}/${out} is complete, skipping"; return 0
+    fi
+    ${train_cmd} "${data_feats}/logs/format_${out}.log" \
+        ${bin}.format_audio "data/${dset}" "${data_feats}/${out}" --fs "${fs}" \
+            --min_duration "${min}" --speed_perturb_factors "${sp}"
+    write_stamp "${data_feats}/${out}" "${opts}"
+}
+
+
 if run_stage 2; then
-    log "Stage 2: audio formatting -> ${data_feats}/<set> at ${fs} Hz"
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
-        _out=${dset}; _min=0.0; _sp=1.0
-        if [ "${dset}" = "${train_set}" ]; then
-            _out=${train_dump}; _min=${min_duration}; _sp=${speed_perturb_factors:-1.0}
-        fi
-        _opts="fs=${fs} min_duration=${_min} speed_perturb_factors=${_sp// /,} source=data/${dset}"
-        _opts+=" inputs=$(inputs_sum data/"${dset}"/{wav.scp,segments,text,utt2spk})"
-        if stamp_ok "${data_feats}/${_out}" wav.scp "${_opts}"; then
-            log "  ${data_feats}/${_out} is complete, skipping"; continue
-        fi
-        ${train_cmd} "${data_feats}/logs/format_${_out}.log" \
-            ${bin}.format_audio "data/${dset}" "${data_feats}/${_out}" --fs "${fs}" \
-                --min_duration "${_min}" --speed_perturb_factors "${_sp}"
-        # every recording readable, complete, at fs and long enough to give the encoder a frame:
-        # a bad utterance is named here rather than crashing a decoding job later
-        ${bin}.validate_data "${data_feats}/${_out}" --check_audio true --fs "${fs}" \
-            --min_duration "${validate_min_duration}"
-        write_stamp "${data_feats}/${_out}" "${_opts}"
-    done
-    stage_done 2 "${data_feats}/<set>"
+    if [ -n "${speed_perturb_factors}" ]; then
+        log "Stage 2: speed perturbation (${speed_perturb_factors}) of ${train_set} -> ${data_feats}/${train_dump}"
+        format_set "${train_set}" "${train_dump}" "${min_duration}" "${speed_perturb_factors}"
+    else
+        log "Stage 2: no --speed_perturb_factors: no speed perturbation"
+    fi
+    stage_done 2 "${data_feats}/${train_dump}"
 fi
 
 
 if run_stage 3; then
+    log "Stage 3: audio formatting -> ${data_feats}/<set> at ${fs} Hz"
+    for dset in ${train_set} ${valid_set} ${test_sets}; do
+        if [ "${dset}" != "${train_set}" ]; then
+            format_set "${dset}" "${dset}" 0.0 1.0
+        elif [ -z "${speed_perturb_factors}" ]; then  # else stage 2 formatted it with its copies
+            format_set "${dset}" "${train_dump}" "${min_duration}" 1.0
+        fi
+    done
+    stage_done 3 "${data_feats}/<set>"
+fi
+
+
+if run_stage 4; then
+    log "Stage 4: data validation (readable, complete, at ${fs} Hz, >= ${validate_min_duration} s)"
+    for dset in ${train_dump} ${valid_set} ${test_sets}; do
+        _d=${data_feats}/${dset}
+        [ -f "${_d}/${stamp_name}" ] || { log "Error: ${_d} is not formatted: run stages 2-3 first"; exit 1; }
+        _v="$(cat "${_d}/${stamp_name}") validate_min_duration=${validate_min_duration}"
+        if [ -f "${_d}/.validated" ] && [ "$(cat "${_d}/.validated")" = "${_v}" ]; then
+            log "  ${_d} was validated, skipping"; continue
+        fi
+        # a recording too short to give the encoder a frame is named here, not in a decoding job
+        ${bin}.validate_data "${_d}" --check_audio true --fs "${fs}" --min_duration "${validate_min_duration}"
+        printf '%s\n' "${_v}" > "${_d}/.validated"
+    done
+    stage_done 4 "${data_feats}/<set>"
+fi
+
+
+if run_stage 5; then
+    # token_type hugging_face: the LLM's tokenizer is the token list (a small text LM is
+    # pre-trained here first when there is no --llm_path)
     if [ "${token_type}" = hugging_face ]; then
-        log "Stage 3: token list: token_type hugging_face uses the LLM tokenizer (stage 5)"
+        if ${llm_trained}; then
+            if [ -f "${llm_path}/config.json" ]; then
+                log "Stage 5: text LM: ${llm_path} exists, skipping"
+            else
+                _train_text=${lm_train_text}
+                [ -z "${_train_text}" ] && [ -f data/local/train_text.txt ] && _train_text=data/local/train_text.txt
+                _ids=false
+                [ -z "${_train_text}" ] && { _train_text=${data_feats}/${train_dump}/text; _ids=true; }
+                _dev_text=${lm_dev_text:-${data_feats}/${valid_set}/text}
+                _dev_ids=false; [ -z "${lm_dev_text}" ] && _dev_ids=true
+                log "Stage 5: text LM pre-training on ${_train_text} -> ${llm_path}"
+                mkdir -p "${expdir}"
+                # shellcheck disable=SC2086
+                ${cuda_cmd} --gpu "${ngpu}" "${expdir}/text_lm.log" ${bin}.train_text_lm \
+                    --train_text "${_train_text}" --has_ids "${_ids}" \
+                    --dev_text "${_dev_text}" --dev_has_ids "${_dev_ids}" \
+                    --out_dir "${llm_path}" --seed "${seed}" ${lm_args}
+            fi
+        fi
+        if [ -f "${token_list}" ]; then
+            log "Stage 5: token list: ${token_list} exists, skipping"
+        else
+            [ -d "${llm_path}" ] || { log "Error: --llm_path ${llm_path}: directory not found"; exit 1; }
+            log "Stage 5: token list from the tokenizer of ${llm_path} -> ${token_dir}"
+            ${bin}.make_token_list --token_type hugging_face --tokenizer "${llm_path}" \
+                --out_dir "${token_dir}"
+        fi
     elif [ -f "${token_list}" ]; then
-        log "Stage 3: token list: ${token_list} exists, skipping"
+        log "Stage 5: token list: ${token_list} exists, skipping"
     else
-        log "Stage 3: token list (${token_type}) -> ${token_dir}"
+        log "Stage 5: token list (${token_type}) -> ${token_dir}"
         ${train_cmd} "${token_dir}.log" ${bin}.make_token_list --text "${data_feats}/${train_dump}/text" \
             --out_dir "${token_dir}" --token_type "${token_type}" --vocab_size "${nbpe}" \
             --model_type "${bpemode}"
     fi
-    stage_done 3 "${token_list}"
+    stage_done 5 "${token_list}"
 fi
 
 
-if run_stage 4 && [ -z "${unit_feature_type}" ]; then
-    log "Stage 4: no --unit_feature_type: no discrete units (stages 4, 6, 13 skipped)"
-elif run_stage 4; then
-    log "Stage 4: discrete units (${unit_feature_type}, K=${num_units}) -> ${unit_dir}"
+if run_stage 6 && [ -z "${unit_feature_type}" ]; then
+    log "Stage 6: no --unit_feature_type: no discrete units (stages 6, 7, 8 skipped)"
+elif run_stage 6; then
+    log "Stage 6: discrete units (${unit_feature_type}, K=${num_units}) -> ${unit_dir}"
     if [ -f "${unit_dir}/kmeans/kmeans.json" ]; then
         log "  ${unit_dir}/kmeans exists, skipping k-means"
     else
@@ -375,57 +439,25 @@ elif run_stage 4; then
         mv "${_work}/units" "${_out}"  # last: its presence marks the set complete
         rm -rf "${_work}"
     done
-    stage_done 4 "${unit_dir}"
+    stage_done 6 "${unit_dir}"
 fi
 
 
-if run_stage 5 && [ "${token_type}" = hugging_face ]; then
-    if ${llm_trained}; then
-        if [ -f "${llm_path}/config.json" ]; then
-            log "Stage 5: text LM: ${llm_path} exists, skipping"
-        else
-            _train_text=${lm_train_text}
-            [ -z "${_train_text}" ] && [ -f data/local/train_text.txt ] && _train_text=data/local/train_text.txt
-            _ids=false
-            [ -z "${_train_text}" ] && { _train_text=${data_feats}/${train_dump}/text; _ids=true; }
-            _dev_text=${lm_dev_text:-${data_feats}/${valid_set}/text}
-            _dev_ids=false; [ -z "${lm_dev_text}" ] && _dev_ids=true
-            log "Stage 5: text LM pre-training on ${_train_text} -> ${llm_path}"
-            mkdir -p "${expdir}"
-            # shellcheck disable=SC2086
-            ${cuda_cmd} --gpu "${ngpu}" "${expdir}/text_lm.log" ${bin}.train_text_lm \
-                --train_text "${_train_text}" --has_ids "${_ids}" \
-                --dev_text "${_dev_text}" --dev_has_ids "${_dev_ids}" \
-                --out_dir "${llm_path}" --seed "${seed}" ${lm_args}
-        fi
-    fi
-    if [ -f "${token_list}" ]; then
-        log "Stage 5: token list: ${token_list} exists, skipping"
-    else
-        [ -d "${llm_path}" ] || { log "Error: --llm_path ${llm_path}: directory not found"; exit 1; }
-        log "Stage 5: token list from the tokenizer of ${llm_path} -> ${token_dir}"
-        ${bin}.make_token_list --token_type hugging_face --tokenizer "${llm_path}" \
-            --out_dir "${token_dir}"
-    fi
-    stage_done 5 "${llm_path}, ${token_list}"
-fi
-
-
-if run_stage 6 && [ -n "${unit_feature_type}" ]; then
-    [ -f "${llm_path}/config.json" ] || { log "Error: stage 6 needs the LLM ${llm_path} (stage 5 or --llm_path)"; exit 1; }
-    [ -f "${unit_dir}/kmeans/kmeans.json" ] || { log "Error: stage 6 needs units: run stage 4 (${unit_dir})"; exit 1; }
+if run_stage 7 && [ -n "${unit_feature_type}" ]; then
+    [ -f "${llm_path}/config.json" ] || { log "Error: stage 7 needs the LLM ${llm_path} (stage 5 or --llm_path)"; exit 1; }
+    [ -f "${unit_dir}/kmeans/kmeans.json" ] || { log "Error: stage 7 needs units: run stage 6 (${unit_dir})"; exit 1; }
     _K=$(${python} -c "import json,sys; print(json.load(open(sys.argv[1]))['num_units'])" "${unit_dir}/kmeans/kmeans.json")
     mkdir -p "${mmlm_dir}/logs"
     if [ -f "${mmlm_dir}/base/config.json" ]; then
-        log "Stage 6: ${mmlm_dir}/base exists, skipping vocabulary extension"
+        log "Stage 7: ${mmlm_dir}/base exists, skipping vocabulary extension"
     else
-        log "Stage 6: ${llm_path} + ${_K} unit tokens -> ${mmlm_dir}/base"
+        log "Stage 7: ${llm_path} + ${_K} unit tokens -> ${mmlm_dir}/base"
         ${bin}.extend_vocab --base_dir "${llm_path}" --out_dir "${mmlm_dir}/base" --num_units "${_K}" --seed "${seed}"
     fi
     if [ -f "${mmlm_dir}/lm/config.json" ]; then
-        log "Stage 6: ${mmlm_dir}/lm exists, skipping speech+text LM training"
+        log "Stage 7: ${mmlm_dir}/lm exists, skipping speech+text LM training"
     else
-        log "Stage 6: speech+text LM training (text, units->text, text->units) -> ${mmlm_dir}/lm"
+        log "Stage 7: speech+text LM training (text, units->text, text->units) -> ${mmlm_dir}/lm"
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" "${mmlm_dir}/logs/mmlm_train.log" \
             ${bin}.mmlm_train --llm_dir "${mmlm_dir}/base" \
@@ -434,110 +466,40 @@ if run_stage 6 && [ -n "${unit_feature_type}" ]; then
                 --out_dir "${mmlm_dir}/lm" --ckpt_dir "${mmlm_dir}/lm.ckpt" --seed "${seed}" ${mmlm_args}
     fi
     if [ -f "${mmlm_dir}/contrastive/contrastive.json" ]; then
-        log "Stage 6: ${mmlm_dir}/contrastive exists, skipping contrastive training"
+        log "Stage 7: ${mmlm_dir}/contrastive exists, skipping contrastive training"
     else
-        log "Stage 6: contrastive speech<->text training -> ${mmlm_dir}/contrastive"
+        log "Stage 7: contrastive speech<->text training -> ${mmlm_dir}/contrastive"
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" "${mmlm_dir}/logs/contrastive_train.log" \
             ${bin}.contrastive_train --llm_dir "${mmlm_dir}/lm" \
                 --units "${unit_dir}/${train_dump}/units" --text "${data_feats}/${train_dump}/text" \
                 --out_dir "${mmlm_dir}/contrastive" --seed "${seed}" ${contrastive_args}
     fi
-    stage_done 6 "${mmlm_dir}"
+    stage_done 7 "${mmlm_dir}"
 fi
 
 
-if run_stage 7; then
-    if [ -f "${asr_stats_dir}/train/feats_stats.npz" ]; then
-        log "Stage 7: ASR statistics: ${asr_stats_dir} is complete, skipping"
-    else
-        log "Stage 7: ASR statistics -> ${asr_stats_dir}"
-        _logdir=${asr_stats_dir}.work/logs
-        mkdir -p "${_logdir}"
-        _nj=$(min "${nj}" "$(wc -l < "${data_feats}/${train_dump}/wav.scp")" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
-        ${bin}.split_scp "${data_feats}/${train_dump}/wav.scp" "${asr_stats_dir}.work/train" --nj "${_nj}" > /dev/null
-        ${bin}.split_scp "${data_feats}/${valid_set}/wav.scp" "${asr_stats_dir}.work/valid" --nj "${_nj}" > /dev/null
-        # ESPnet's streaming reader used for statistics rejects empty transcripts (non-speech
-        # segments); they only need a length here, so give them a one-word placeholder.
-        for _s in train valid; do
-            _set=${train_dump}; [ "${_s}" = valid ] && _set=${valid_set}
-            awk 'NF == 1 { print $1 " <empty>"; next } { print }' "${data_feats}/${_set}/text" > "${asr_stats_dir}.work/${_s}_text"
+if run_stage 8 && [ -n "${unit_feature_type}" ]; then
+    log "Stage 8: speech<->text retrieval (Recall@k) and text perplexity -> ${expdir}/RESULTS.md"
+    [ -f "${mmlm_dir}/contrastive/contrastive.json" ] || { log "Error: ${mmlm_dir}/contrastive not found: run stage 7 first"; exit 1; }
+    for dset in ${retrieval_test_sets:-${test_sets}}; do
+        [ -f "${unit_dir}/${dset}/units" ] || { log "Error: ${unit_dir}/${dset}/units not found: run stage 6 first"; exit 1; }
+        if [ "$(num_transcribed "${data_feats}/${dset}/text")" -eq 0 ]; then
+            log "  ${dset}: no transcripts (non-speech set), skipping"; continue
+        fi
+        for _m in lm contrastive; do  # Recall@k before and after contrastive training
+            ${bin}.retrieval_eval --model_dir "${mmlm_dir}/${_m}" --units "${unit_dir}/${dset}/units" \
+                --text "${data_feats}/${dset}/text" --out_json "${mmlm_dir}/${_m}/retrieval_${dset}.json" \
+                --results_md "${mmlm_dir}/RESULTS.md" --name "mmlm_${unit_tag}_${_m}" --set_name "${dset}"
         done
-        # shellcheck disable=SC2086
-        ${train_cmd} JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
-            ${bin}.asr_train --collect_stats true --use_preprocessor true "${token_opts[@]}" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/wav.scp,speech,sound" \
-                --train_data_path_and_name_and_type "${asr_stats_dir}.work/train_text,text,text" \
-                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
-                --valid_data_path_and_name_and_type "${asr_stats_dir}.work/valid_text,text,text" \
-                --train_shape_file "${asr_stats_dir}.work/train/keys.JOB.scp" \
-                --valid_shape_file "${asr_stats_dir}.work/valid/keys.JOB.scp" \
-                --output_dir "${asr_stats_dir}.work/stats.JOB" \
-                --config "${asr_config}" --frontend_conf fs="${fs}" --seed "${seed}" "${llm_opts[@]}" ${asr_args} \
-                --normalize none  # statistics are what global_mvn is computed from
-        _inputs=(); for j in $(seq "${_nj}"); do _inputs+=(--input_dir "${asr_stats_dir}.work/stats.${j}"); done
-        ${bin}.aggregate_stats "${_inputs[@]}" --output_dir "${asr_stats_dir}" \
-            --token_list "${token_list}" --token_type "${token_type}"
-        mv "${_logdir}" "${asr_stats_dir}/logs"
-        rm -rf "${asr_stats_dir}.work"
-    fi
-    stage_done 7 "${asr_stats_dir}"
-fi
-
-
-if run_stage 8; then
-    if [ -f "${asr_exp}/${inference_asr_model}" ]; then
-        log "Stage 8: ASR training: ${asr_exp}/${inference_asr_model} exists, skipping"
-    else
-        log "Stage 8: ASR training -> ${asr_exp} (resumes from ${asr_exp}/checkpoint.pth if present)"
-        mkdir -p "${asr_exp}/logs"
-        _norm=()
-        grep -q "^normalize: *global_mvn" "${asr_config}" && _norm=(--normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz")
-        _dist=(); _launch=()
-        if [ "${ngpu}" -gt 1 ]; then
-            _dist=(--multiprocessing_distributed true)
-        elif [ "${ngpu}" -eq 0 ] && [ "${cpu_procs}" -gt 1 ]; then
-            # ESPnet's external-launcher mode: torchrun sets RANK/WORLD_SIZE, gloo on CPU
-            _launch=(-m torch.distributed.run --standalone --nproc_per_node "${cpu_procs}")
-            _dist=(--multiprocessing_distributed false --dist_backend gloo)
-        fi
-        _noise=()
-        if [ "${noise_scp}" = nonspeech ]; then
-            # noise-only segments of the training set (empty transcripts) as the noise list
-            awk 'NR == FNR { if (NF == 1) keep[$1] = 1; next } ($1 in keep)' \
-                "${data_feats}/${train_dump}/text" "${data_feats}/${train_dump}/wav.scp" > "${asr_exp}/noise.scp"
-            [ -s "${asr_exp}/noise.scp" ] || { log "Error: --noise_scp nonspeech: ${data_feats}/${train_dump}/text has no empty-transcript segments"; exit 1; }
-            _noise=(--noise_scp "${asr_exp}/noise.scp")
-        elif [ -n "${noise_scp}" ]; then
-            [ -f "${noise_scp}" ] || { log "Error: --noise_scp ${noise_scp}: file not found"; exit 1; }
-            _noise=(--noise_scp "${noise_scp}")
-        fi
-        [ ${#_noise[@]} -gt 0 ] && _noise+=(--noise_apply_prob "${noise_apply_prob}" --noise_db_range "${noise_db_range}")
-        _ctx=()
-        if uses_context "${asr_config}"; then
-            for _s in "${train_dump}" "${valid_set}"; do
-                [ -f "${context_dir}/${_s}/context" ] || { log "Error: ${asr_config} reads passages: run stage 9 with --context_passages first"; exit 1; }
-            done
-            _ctx=(--train_data_path_and_name_and_type "${context_dir}/${train_dump}/context,context,text"
-                  --valid_data_path_and_name_and_type "${context_dir}/${valid_set}/context,context,text")
-        fi
-        # shellcheck disable=SC2086
-        ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/logs/train.log" \
-            ${python} "${_launch[@]}" -m espnet_llm_plugin.bin.asr_train --use_preprocessor true "${token_opts[@]}" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/wav.scp,speech,sound" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/text,text,text" \
-                --train_shape_file "${asr_stats_dir}/train/speech_shape" \
-                --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
-                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
-                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
-                --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
-                --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
-                --resume true --fold_length 80000 --fold_length 150 \
-                --output_dir "${asr_exp}" --config "${asr_config}" --frontend_conf fs="${fs}" \
-                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${_noise[@]}" "${_ctx[@]}" "${llm_opts[@]}" ${asr_args}
-        log "  training log: ${asr_exp}/logs/train.log"
-    fi
-    stage_done 8 "${asr_exp}"
+        mkdir -p "${mmlm_dir}/perplexity"
+        for _m in "${llm_path}" "${mmlm_dir}/lm"; do  # text perplexity: text-only LM vs speech+text LM
+            ${bin}.mmlm_train --llm_dir "${_m}" --eval_only true --eval_text "${data_feats}/${dset}/text" \
+                --eval_has_ids true --eval_json "${mmlm_dir}/perplexity/$(basename "${_m}")_${dset}.json"
+        done
+    done
+    ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
+    stage_done 8 "${mmlm_dir}/RESULTS.md, ${expdir}/RESULTS.md"
 fi
 
 
@@ -590,7 +552,101 @@ fi
 
 
 if run_stage 10; then
-    log "Stage 10: decoding (${inference_tag}, ${nbest}-best)"
+    if [ -f "${asr_stats_dir}/train/feats_stats.npz" ]; then
+        log "Stage 10: ASR statistics: ${asr_stats_dir} is complete, skipping"
+    else
+        log "Stage 10: ASR statistics -> ${asr_stats_dir}"
+        _logdir=${asr_stats_dir}.work/logs
+        mkdir -p "${_logdir}"
+        _nj=$(min "${nj}" "$(wc -l < "${data_feats}/${train_dump}/wav.scp")" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
+        ${bin}.split_scp "${data_feats}/${train_dump}/wav.scp" "${asr_stats_dir}.work/train" --nj "${_nj}" > /dev/null
+        ${bin}.split_scp "${data_feats}/${valid_set}/wav.scp" "${asr_stats_dir}.work/valid" --nj "${_nj}" > /dev/null
+        # ESPnet's streaming reader used for statistics rejects empty transcripts (non-speech
+        # segments); they only need a length here, so give them a one-word placeholder.
+        for _s in train valid; do
+            _set=${train_dump}; [ "${_s}" = valid ] && _set=${valid_set}
+            awk 'NF == 1 { print $1 " <empty>"; next } { print }' "${data_feats}/${_set}/text" > "${asr_stats_dir}.work/${_s}_text"
+        done
+        # shellcheck disable=SC2086
+        ${train_cmd} JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
+            ${bin}.asr_train --collect_stats true --use_preprocessor true "${token_opts[@]}" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/wav.scp,speech,sound" \
+                --train_data_path_and_name_and_type "${asr_stats_dir}.work/train_text,text,text" \
+                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+                --valid_data_path_and_name_and_type "${asr_stats_dir}.work/valid_text,text,text" \
+                --train_shape_file "${asr_stats_dir}.work/train/keys.JOB.scp" \
+                --valid_shape_file "${asr_stats_dir}.work/valid/keys.JOB.scp" \
+                --output_dir "${asr_stats_dir}.work/stats.JOB" \
+                --config "${asr_config}" --frontend_conf fs="${fs}" --seed "${seed}" "${llm_opts[@]}" ${asr_args} \
+                --normalize none  # statistics are what global_mvn is computed from
+        _inputs=(); for j in $(seq "${_nj}"); do _inputs+=(--input_dir "${asr_stats_dir}.work/stats.${j}"); done
+        ${bin}.aggregate_stats "${_inputs[@]}" --output_dir "${asr_stats_dir}" \
+            --token_list "${token_list}" --token_type "${token_type}"
+        mv "${_logdir}" "${asr_stats_dir}/logs"
+        rm -rf "${asr_stats_dir}.work"
+    fi
+    stage_done 10 "${asr_stats_dir}"
+fi
+
+
+if run_stage 11; then
+    if [ -f "${asr_exp}/${inference_asr_model}" ]; then
+        log "Stage 11: ASR training: ${asr_exp}/${inference_asr_model} exists, skipping"
+    else
+        log "Stage 11: ASR training -> ${asr_exp} (resumes from ${asr_exp}/checkpoint.pth if present)"
+        mkdir -p "${asr_exp}/logs"
+        _norm=()
+        grep -q "^normalize: *global_mvn" "${asr_config}" && _norm=(--normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz")
+        _dist=(); _launch=()
+        if [ "${ngpu}" -gt 1 ]; then
+            _dist=(--multiprocessing_distributed true)
+        elif [ "${ngpu}" -eq 0 ] && [ "${cpu_procs}" -gt 1 ]; then
+            # ESPnet's external-launcher mode: torchrun sets RANK/WORLD_SIZE, gloo on CPU
+            _launch=(-m torch.distributed.run --standalone --nproc_per_node "${cpu_procs}")
+            _dist=(--multiprocessing_distributed false --dist_backend gloo)
+        fi
+        _noise=()
+        if [ "${noise_scp}" = nonspeech ]; then
+            # noise-only segments of the training set (empty transcripts) as the noise list
+            awk 'NR == FNR { if (NF == 1) keep[$1] = 1; next } ($1 in keep)' \
+                "${data_feats}/${train_dump}/text" "${data_feats}/${train_dump}/wav.scp" > "${asr_exp}/noise.scp"
+            [ -s "${asr_exp}/noise.scp" ] || { log "Error: --noise_scp nonspeech: ${data_feats}/${train_dump}/text has no empty-transcript segments"; exit 1; }
+            _noise=(--noise_scp "${asr_exp}/noise.scp")
+        elif [ -n "${noise_scp}" ]; then
+            [ -f "${noise_scp}" ] || { log "Error: --noise_scp ${noise_scp}: file not found"; exit 1; }
+            _noise=(--noise_scp "${noise_scp}")
+        fi
+        [ ${#_noise[@]} -gt 0 ] && _noise+=(--noise_apply_prob "${noise_apply_prob}" --noise_db_range "${noise_db_range}")
+        _ctx=()
+        if uses_context "${asr_config}"; then
+            for _s in "${train_dump}" "${valid_set}"; do
+                [ -f "${context_dir}/${_s}/context" ] || { log "Error: ${asr_config} reads passages: run stage 9 with --context_passages first"; exit 1; }
+            done
+            _ctx=(--train_data_path_and_name_and_type "${context_dir}/${train_dump}/context,context,text"
+                  --valid_data_path_and_name_and_type "${context_dir}/${valid_set}/context,context,text")
+        fi
+        # shellcheck disable=SC2086
+        ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/logs/train.log" \
+            ${python} "${_launch[@]}" -m espnet_llm_plugin.bin.asr_train --use_preprocessor true "${token_opts[@]}" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/wav.scp,speech,sound" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_dump}/text,text,text" \
+                --train_shape_file "${asr_stats_dir}/train/speech_shape" \
+                --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
+                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+                --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
+                --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
+                --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
+                --resume true --fold_length 80000 --fold_length 150 \
+                --output_dir "${asr_exp}" --config "${asr_config}" --frontend_conf fs="${fs}" \
+                --ngpu "${ngpu}" --seed "${seed}" "${_norm[@]}" "${_dist[@]}" "${_noise[@]}" "${_ctx[@]}" "${llm_opts[@]}" ${asr_args}
+        log "  training log: ${asr_exp}/logs/train.log"
+    fi
+    stage_done 11 "${asr_exp}"
+fi
+
+
+if run_stage 12; then
+    log "Stage 12: decoding (${inference_tag}, ${nbest}-best)"
     _ngpu=0; ${gpu_inference} && _ngpu=1
     _cfg=(); [ -n "${inference_config}" ] && _cfg=(--config "${inference_config}")
     if [ -n "${tune_grid}" ]; then
@@ -600,7 +656,7 @@ if run_stage 10; then
         _grid=(); for _g in ${tune_grid}; do _grid+=(--grid "${_g}"); done
         _tdata=(); uses_units && _tdata=(--extra_data "${unit_dir}/${_tset}/units,units,text_int")
         if [ ! -f "${_tdir}/best.yaml" ]; then
-            log "Stage 10: tuning ${tune_grid} on ${_tset} -> ${_tdir}/best.yaml"
+            log "Stage 12: tuning ${tune_grid} on ${_tset} -> ${_tdir}/best.yaml"
             ${decode_cmd} --gpu "${_ngpu}" "${_tdir}.log" ${bin}.tune_decode --config "${inference_config}" \
                 "${_grid[@]}" "${_tdata[@]}" --asr_train_config "${asr_exp}/config.yaml" \
                 --asr_model_file "${asr_exp}/${inference_asr_model}" --ngpu "${_ngpu}" \
@@ -623,7 +679,7 @@ if run_stage 10; then
         fi
         _units=()
         if uses_units; then
-            [ -f "${unit_dir}/${dset}/units" ] || { log "Error: knnlm_units_from_data needs ${unit_dir}/${dset}/units: run stage 4 for ${dset}"; exit 1; }
+            [ -f "${unit_dir}/${dset}/units" ] || { log "Error: knnlm_units_from_data needs ${unit_dir}/${dset}/units: run stage 6 for ${dset}"; exit 1; }
             _units=(--data_path_and_name_and_type "${unit_dir}/${dset}/units,units,text_int")
         fi
         # shellcheck disable=SC2086
@@ -638,20 +694,20 @@ if run_stage 10; then
         mv "${_work}/logs" "${_dir}/logs"
         rm -rf "${_work}"
     done
-    stage_done 10 "${asr_exp}/decode_${inference_tag}"
+    stage_done 12 "${asr_exp}/decode_${inference_tag}"
 fi
 
 
-if run_stage 11 && [ -n "${rescore_lm}" ]; then
+if run_stage 12 && [ -n "${rescore_lm}" ]; then
     _dec=${asr_exp}/decode_${inference_tag}
     _lm=${rescore_lm}
     _units() { ${rescore_units} && echo "--units ${unit_dir}/$1/units"; return 0; }
     if ${mwer_train}; then
         _lm=${expdir}/rescore_lm_mwer_$(basename "${rescore_lm}")
         if [ -f "${_lm}/config.json" ]; then
-            log "Stage 11: ${_lm} exists, skipping MWER training"
+            log "Stage 12: ${_lm} exists, skipping MWER training"
         else
-            log "Stage 11: MWER fine-tuning of ${rescore_lm} on ${valid_set}'s n-best lists -> ${_lm}"
+            log "Stage 12: MWER fine-tuning of ${rescore_lm} on ${valid_set}'s n-best lists -> ${_lm}"
             # shellcheck disable=SC2046,SC2086
             ${cuda_cmd} --gpu "${ngpu}" "${_lm}.log" ${bin}.train_mwer --nbest_dir "${_dec}/${valid_set}" \
                 --ref_text "${data_feats}/${valid_set}/text" $(_units "${valid_set}") \
@@ -659,7 +715,7 @@ if run_stage 11 && [ -n "${rescore_lm}" ]; then
         fi
     fi
     _resc=${_dec}_rescore_$(basename "${_lm}")
-    log "Stage 11: n-best rescoring with ${_lm} (weights tuned on ${valid_set}) -> ${_resc}"
+    log "Stage 12: n-best rescoring with ${_lm} (weights tuned on ${valid_set}) -> ${_resc}"
     for dset in ${valid_set} ${test_sets}; do
         if [ -f "${_resc}/${dset}/text" ]; then log "  ${_resc}/${dset} is complete, skipping"; continue; fi
         _tune=(--tune false); [ "${dset}" = "${valid_set}" ] && _tune=(--tune true)
@@ -668,61 +724,38 @@ if run_stage 11 && [ -n "${rescore_lm}" ]; then
             --ref_text "${data_feats}/${dset}/text" "${_tune[@]}" \
             --weights_config "${_resc}/weights.yaml" --out_dir "${_resc}/${dset}" ${rescore_args}
     done
-    stage_done 11 "${_resc}"
+    stage_done 12 "${_resc}"
 fi
 
 
-if run_stage 12; then
-    log "Stage 12: scoring -> ${expdir}/RESULTS.md"
+if run_stage 13; then
+    log "Stage 13: scoring -> ${expdir}/RESULTS.md"
     for dset in ${test_sets}; do
         _dir=${asr_exp}/decode_${inference_tag}/${dset}
-        [ -f "${_dir}/text" ] || { log "Error: ${_dir}/text not found: run stage 10 first"; exit 1; }
+        [ -f "${_dir}/text" ] || { log "Error: ${_dir}/text not found: run stage 12 first"; exit 1; }
         ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_dir}/text" \
             --timing "${_dir}/timing.json" --out_dir "${_dir}/score" --name "${dset}" > /dev/null
-        for _r in "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do  # stage 11's outputs
+        for _r in "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do  # stage 12's rescoring outputs
             [ -f "${_r}/text" ] || continue
             ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_r}/text" \
                 --out_dir "${_r}/score" --name "${dset}" > /dev/null
         done
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
-    stage_done 12 "${expdir}/RESULTS.md"
+    stage_done 13 "${expdir}/RESULTS.md"
 fi
 
-
-if run_stage 13 && [ -n "${unit_feature_type}" ]; then
-    log "Stage 13: speech<->text retrieval (Recall@k) and text perplexity -> ${expdir}/RESULTS.md"
-    [ -f "${mmlm_dir}/contrastive/contrastive.json" ] || { log "Error: ${mmlm_dir}/contrastive not found: run stage 6 first"; exit 1; }
-    for dset in ${retrieval_test_sets:-${test_sets}}; do
-        [ -f "${unit_dir}/${dset}/units" ] || { log "Error: ${unit_dir}/${dset}/units not found: run stage 4 first"; exit 1; }
-        if [ "$(num_transcribed "${data_feats}/${dset}/text")" -eq 0 ]; then
-            log "  ${dset}: no transcripts (non-speech set), skipping"; continue
-        fi
-        for _m in lm contrastive; do  # Recall@k before and after contrastive training
-            ${bin}.retrieval_eval --model_dir "${mmlm_dir}/${_m}" --units "${unit_dir}/${dset}/units" \
-                --text "${data_feats}/${dset}/text" --out_json "${mmlm_dir}/${_m}/retrieval_${dset}.json" \
-                --results_md "${mmlm_dir}/RESULTS.md" --name "mmlm_${unit_tag}_${_m}" --set_name "${dset}"
-        done
-        mkdir -p "${mmlm_dir}/perplexity"
-        for _m in "${llm_path}" "${mmlm_dir}/lm"; do  # text perplexity: text-only LM vs speech+text LM
-            ${bin}.mmlm_train --llm_dir "${_m}" --eval_only true --eval_text "${data_feats}/${dset}/text" \
-                --eval_has_ids true --eval_json "${mmlm_dir}/perplexity/$(basename "${_m}")_${dset}.json"
-        done
-    done
-    ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
-    stage_done 13 "${mmlm_dir}/RESULTS.md, ${expdir}/RESULTS.md"
-fi
 
 if run_stage 14; then
     _pack=${asr_exp}/$(basename "${asr_exp}")_${inference_tag}
     [ "${pack_format}" = dir ] || _pack+=.${pack_format}
     log "Stage 14: packing ${asr_exp}/${inference_asr_model} -> ${_pack}"
-    [ -f "${asr_exp}/${inference_asr_model}" ] || { log "Error: ${asr_exp}/${inference_asr_model} not found: run stage 8 first"; exit 1; }
+    [ -f "${asr_exp}/${inference_asr_model}" ] || { log "Error: ${asr_exp}/${inference_asr_model} not found: run stage 11 first"; exit 1; }
     _cfg=(); [ -n "${inference_config}" ] && _cfg=(--decode_config "${inference_config}")
     _tuned=${asr_exp}/decode_${inference_tag}/tuning_${tune_set:-${valid_set}}/best.yaml
     [ -n "${tune_grid}" ] && _cfg=(--decode_config "${_tuned}")
     _res=(); [ -f "${expdir}/RESULTS.md" ] && _res=(--results "${expdir}/RESULTS.md")
-    for dset in ${test_sets}; do  # stage 12's scores
+    for dset in ${test_sets}; do  # stage 13's scores
         _s=${asr_exp}/decode_${inference_tag}/${dset}/score
         [ -d "${_s}" ] && _res+=(--results "${_s}")
     done

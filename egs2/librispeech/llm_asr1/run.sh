@@ -7,7 +7,7 @@
 #   ./run.sh                          # 960 h training set (train_960)
 #   ./run.sh --train_hours 100        # train-clean-100 only
 #   ./run.sh --download true          # download the corpus into $LIBRISPEECH first
-# Other options go to llm_asr.sh (./llm_asr.sh --help), e.g. --stage 8 --stop_stage 12, --ngpu 4.
+# Other options go to llm_asr.sh (./llm_asr.sh --help), e.g. --stage 11 --stop_stage 13, --ngpu 4.
 set -euo pipefail
 
 train_hours=960
@@ -32,7 +32,7 @@ case "${train_hours}" in
 esac
 
 . ./db.sh
-if [ "${stop_stage}" -ge 5 ]; then  # stages from 5 on build the models
+if [ "${stop_stage}" -ge 6 ]; then  # stages from 6 on build the models
     for var in HUBERT_LARGE LLM_7B; do
         if [ -z "${!var}" ] || [ ! -f "${!var}/config.json" ]; then
             echo "run.sh: ${var}='${!var}' is not a Hugging Face model directory (no config.json);" \

@@ -47,12 +47,12 @@ for system in ${systems}; do
         baseline)
             ./llm_asr.sh "${common[@]}" "${baseline[@]}" \
                 --inference_config conf/decode/llm_7b_beam4.yaml \
-                --stop_stage 12 "${args[@]+"${args[@]}"}" ;;
+                --stop_stage 13 "${args[@]+"${args[@]}"}" ;;
         knnlm)
             ./llm_asr.sh "${common[@]}" "${baseline[@]}" \
                 --datastore_memory data/local/passages.jsonl --datastore_tag passages \
                 --inference_config conf/decode/llm_7b_beam4_knnlm.yaml \
-                --stage 9 --stop_stage 12 "${args[@]+"${args[@]}"}" ;;
+                --stage 9 --stop_stage 13 "${args[@]+"${args[@]}"}" ;;
         xattn)
             xattn=("${common[@]}" --asr_config conf/asr/llm_xattn_hubert_large_7b.yaml
                    --asr_args "--encoder_conf model_path=${HUBERT_LARGE} --init_param ${baseline_exp}/valid.acc.ave.pth ${asr_args}"
@@ -60,8 +60,8 @@ for system in ${systems}; do
                    --context_first_pass "${baseline_exp}/decode_llm_7b_beam4_valid.acc.ave"
                    --inference_config conf/decode/llm_7b_beam4.yaml)
             ./llm_asr.sh "${xattn[@]}" --stage 9 --stop_stage 9 "${args[@]+"${args[@]}"}"
-            ./llm_asr.sh "${xattn[@]}" --stage 8 --stop_stage 8 "${args[@]+"${args[@]}"}"
-            ./llm_asr.sh "${xattn[@]}" --stage 10 --stop_stage 12 "${args[@]+"${args[@]}"}" ;;
+            ./llm_asr.sh "${xattn[@]}" --stage 10 --stop_stage 11 "${args[@]+"${args[@]}"}"
+            ./llm_asr.sh "${xattn[@]}" --stage 12 --stop_stage 13 "${args[@]+"${args[@]}"}" ;;
         *) echo "run.sh: unknown system '${system}' (baseline, knnlm, xattn)" >&2; exit 2 ;;
     esac
 done

@@ -4,7 +4,7 @@
 #   ./run.sh --run_llm_asr true    also trains and decodes the LLM-ASR model (stage 5 on):
 #                                  a small text LM, then encoder (from the baseline) ->
 #                                  Conv1d+MLP adapter -> LLM with LoRA
-#   ./run.sh --run_mmlm true       also stages 4, 6, 13: discrete units (k-means over the
+#   ./run.sh --run_mmlm true       also stages 6, 7, 8: discrete units (k-means over the
 #                                  baseline encoder's features), the speech+text LM, contrastive
 #                                  speech<->text retrieval, Recall@k and perplexity
 #   ./run.sh --run_llm_asr true --run_mmlm true --run_retrieval true
@@ -62,8 +62,8 @@ mmlm=("${common[@]}" --token_type hugging_face --lm_args "--max_steps 300"
       --unit_feature_args "--asr_config exp/asr_transformer_tiny/config.yaml --asr_model_file exp/asr_transformer_tiny/valid.acc.ave.pth"
       --mmlm_args "--max_steps 300" --contrastive_args "--max_steps 200 --batch_size 32")
 if [ "${run_mmlm}" = true ]; then
-    ./llm_asr.sh "${mmlm[@]}" --stage 4 --stop_stage 6 "${args[@]+"${args[@]}"}"
-    ./llm_asr.sh "${mmlm[@]}" --stage 13 --stop_stage 13 "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${mmlm[@]}" --stage 5 --stop_stage 7 "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${mmlm[@]}" --stage 8 --stop_stage 8 "${args[@]+"${args[@]}"}"
 fi
 
 if [ "${run_retrieval}" = true ]; then
@@ -71,10 +71,10 @@ if [ "${run_retrieval}" = true ]; then
         [ -f "data/${d}/text" ] || { echo "$0: data/${d} missing (a corpus from an older version): delete data/.data_prep.done and run again" >&2; exit 1; }
     done
     # units of the target-domain dev set and of the memory's speech (k-means of --run_mmlm)
-    ./llm_asr.sh "${mmlm[@]}" --test_sets "dev_target target_memory" --stage 2 --stop_stage 4 \
+    ./llm_asr.sh "${mmlm[@]}" --test_sets "dev_target target_memory" --stage 2 --stop_stage 6 \
         "${args[@]+"${args[@]}"}"
     target=(--test_sets test_target --tune_set dev_target
-            --tune_grid "knnlm_lambda=0.25,0.5 knnlm_weight=0.3,1.0" --stage 9 --stop_stage 12)
+            --tune_grid "knnlm_lambda=0.25,0.5 knnlm_weight=0.3,1.0" --stage 9 --stop_stage 13)
     # kNN-LM, the same 1,000 in-domain sentences as memory, keys from the speech+text LM:
     # over their text only, then over their speech units + text
     ./llm_asr.sh "${llm[@]}" "${target[@]}" --datastore_memory dump/raw/target_memory/text \
@@ -91,7 +91,7 @@ if [ "${run_retrieval}" = true ]; then
            --asr_args "--init_param exp/asr_llm_tiny/valid.acc.ave.pth --max_epoch 5")
     ./llm_asr.sh "${xattn[@]}" --test_sets "" --stage 9 --stop_stage 9 \
         --context_passages data/local/train_text.txt --context_exclude_query true "${args[@]+"${args[@]}"}"
-    ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 8 --stop_stage 12 \
+    ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 9 --stop_stage 13 \
         --context_passages data/local/passages.jsonl --context_first_pass exp/asr_llm_tiny/decode_llm_beam5_valid.acc.ave \
         "${args[@]+"${args[@]}"}"
 fi
