@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make demo   run egs2/synthetic/llm_asr1 end to end (prints the RESULTS table)"
-	@echo "make test   run the tests"
+	@echo "make test   lint (ruff check + format check), then run the tests"
 	@echo "make bench  run every benchmark in bench/ (quick sizes; BENCH_ARGS=--full for default sizes)"
 	@echo "make install   create $(VENV) and install the project (pip install -c .ci/constraints.txt -e '.[dev,pretrained]')"
 
@@ -40,7 +40,10 @@ sysdeps:
 	  fi; \
 	fi
 
+# lint and format check first (seconds), then the tests
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 bench: install

@@ -97,7 +97,10 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=None, help="decoded tokens per utterance (default 30)")
     p.add_argument(
-        "--beam", type=int, default=5, help="beam size = queries per search (conf/tuning/llm_beam5_knnlm.yaml of the demo)"
+        "--beam",
+        type=int,
+        default=5,
+        help="beam size = queries per search (conf/tuning/llm_beam5_knnlm.yaml of the demo)",
     )
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--lam", type=float, default=LAMBDA_DEFAULT, help="kNN-LM interpolation weight")

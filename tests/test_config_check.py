@@ -106,12 +106,22 @@ def tiny_llm(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_llm")
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(TINY_WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="<pad>").save_pretrained(d)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(d)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(TINY_WORDS), hidden_size=16, intermediate_size=32,
-                                 num_hidden_layers=1, num_attention_heads=2, bos_token_id=2, eos_token_id=3,
-                                 pad_token_id=0)).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(TINY_WORDS),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            bos_token_id=2,
+            eos_token_id=3,
+            pad_token_id=0,
+        )
+    ).save_pretrained(d)
     (d / "tokens.txt").write_text("".join(w + "\n" for w in TINY_WORDS))
     return d
 
@@ -133,12 +143,15 @@ LLM_YAML = "model: llm_asr\ndecoder: llm\ndecoder_conf:\n  llm_path: LLM_DIR\n"
 def test_llm_token_config_accepts_unset_and_the_end_token(tmp_path, task, tiny_llm):
     _token_check(tmp_path, task, tiny_llm, LLM_YAML)
     _token_check(tmp_path, task, tiny_llm, LLM_YAML + "model_conf:\n  sym_sos: </s>\n  sym_eos: </s>\n")
-    _token_check(tmp_path, task, tiny_llm, LLM_YAML, extra=["--decoder_conf", "text_end=[cat]",
-                                                             "--model_conf", "sym_eos=cat"])
+    _token_check(
+        tmp_path, task, tiny_llm, LLM_YAML, extra=["--decoder_conf", "text_end=[cat]", "--model_conf", "sym_eos=cat"]
+    )
 
 
 def test_symbol_missing_from_token_list_names_key_and_file(tmp_path, task, tiny_llm):
-    with pytest.raises(ConfigError, match=r"train\.yaml: model_conf\.sym_eos: '<sos/eos>' is not in the token list .*tokens\.txt"):
+    with pytest.raises(
+        ConfigError, match=r"train\.yaml: model_conf\.sym_eos: '<sos/eos>' is not in the token list .*tokens\.txt"
+    ):
         _token_check(tmp_path, task, tiny_llm, LLM_YAML + "model_conf:\n  sym_eos: <sos/eos>\n")
     # also without an LLM decoder (ESPnet would silently take the last id)
     with pytest.raises(ConfigError, match=r"command line: model_conf\.sym_sos: 'x' is not in the token list"):
@@ -146,7 +159,9 @@ def test_symbol_missing_from_token_list_names_key_and_file(tmp_path, task, tiny_
 
 
 def test_symbol_other_than_the_end_token_is_refused(tmp_path, task, tiny_llm):
-    with pytest.raises(ConfigError, match=r"train\.yaml: model_conf\.sym_eos: '<s>' is not the LLM decoder's end token '</s>'"):
+    with pytest.raises(
+        ConfigError, match=r"train\.yaml: model_conf\.sym_eos: '<s>' is not the LLM decoder's end token '</s>'"
+    ):
         _token_check(tmp_path, task, tiny_llm, LLM_YAML + "model_conf:\n  sym_eos: <s>\n")
 
 
@@ -166,9 +181,16 @@ def test_smollm2_refuses_sym_eos_not_in_vocabulary(tmp_path, task, smollm2_dir, 
     with pytest.raises(ConfigError, match=r"train\.yaml: model_conf\.sym_eos: '</s>' is not in the token list"):
         _token_check(tmp_path, task, smollm2_dir, LLM_YAML + "model_conf:\n  sym_eos: </s>\n", token_list=tokens)
     # without a token list file yet (stage order), the LLM's vocabulary still refuses it
-    with pytest.raises(ConfigError, match=r"train\.yaml: model_conf\.sym_eos: '</s>' is not a token of the LLM tokenizer"):
-        _token_check(tmp_path, task, smollm2_dir, LLM_YAML + "model_conf:\n  sym_eos: </s>\n",
-                     token_list=tmp_path / "missing.txt")
+    with pytest.raises(
+        ConfigError, match=r"train\.yaml: model_conf\.sym_eos: '</s>' is not a token of the LLM tokenizer"
+    ):
+        _token_check(
+            tmp_path,
+            task,
+            smollm2_dir,
+            LLM_YAML + "model_conf:\n  sym_eos: </s>\n",
+            token_list=tmp_path / "missing.txt",
+        )
     _token_check(tmp_path, task, smollm2_dir, LLM_YAML, token_list=tokens)
 
 
@@ -181,30 +203,46 @@ def test_shipped_llm_configs_set_no_sos_eos_string():
 
 
 # ---------------------------------------------------------------- value types (issue 15)
-@pytest.mark.parametrize("text, match", [
-    ("max_epoch: ten\n", r"train\.yaml: max_epoch: expected int, got 'ten' \(str\)"),
-    ("batch_size: '32'\n", r"train\.yaml: batch_size: expected int, got '32' \(str\)"),
-    ("use_amp: 'yes'\n", r"train\.yaml: use_amp: expected bool \(true/false\), got 'yes' \(str\)"),
-    ("patience: 2.5\n", r"train\.yaml: patience: expected int or null, got 2.5 \(float\)"),
-    ("decoder: llm\ndecoder_conf:\n  llm_path: x\n  lora_r: eight\n",
-     r"train\.yaml: decoder_conf\.lora_r: expected int, got 'eight' \(str\)"),
-    ("decoder: llm\ndecoder_conf:\n  llm_path: x\n  text_start: <s>\n",
-     r"decoder_conf\.text_start: expected a list or null, got '<s>' \(str\)"),
-    ("decoder: llm\ndecoder_conf:\n  llm_path: 7\n", r"decoder_conf\.llm_path: expected str, got 7 \(int\)"),
-    ("model: llm_asr\nmodel_conf:\n  ctc_weight: 3e-1\n",  # YAML reads 3e-1 as a string
-     r"train\.yaml: model_conf\.ctc_weight: expected float, got '3e-1' \(str\) \(YAML 1.1 reads"),
-    ("model: llm_asr\nmodel_conf:\n  matching_weight: true\n", r"model_conf\.matching_weight: expected float, got True"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("max_epoch: ten\n", r"train\.yaml: max_epoch: expected int, got 'ten' \(str\)"),
+        ("batch_size: '32'\n", r"train\.yaml: batch_size: expected int, got '32' \(str\)"),
+        ("use_amp: 'yes'\n", r"train\.yaml: use_amp: expected bool \(true/false\), got 'yes' \(str\)"),
+        ("patience: 2.5\n", r"train\.yaml: patience: expected int or null, got 2.5 \(float\)"),
+        (
+            "decoder: llm\ndecoder_conf:\n  llm_path: x\n  lora_r: eight\n",
+            r"train\.yaml: decoder_conf\.lora_r: expected int, got 'eight' \(str\)",
+        ),
+        (
+            "decoder: llm\ndecoder_conf:\n  llm_path: x\n  text_start: <s>\n",
+            r"decoder_conf\.text_start: expected a list or null, got '<s>' \(str\)",
+        ),
+        ("decoder: llm\ndecoder_conf:\n  llm_path: 7\n", r"decoder_conf\.llm_path: expected str, got 7 \(int\)"),
+        (
+            "model: llm_asr\nmodel_conf:\n  ctc_weight: 3e-1\n",  # YAML reads 3e-1 as a string
+            r"train\.yaml: model_conf\.ctc_weight: expected float, got '3e-1' \(str\) \(YAML 1.1 reads",
+        ),
+        (
+            "model: llm_asr\nmodel_conf:\n  matching_weight: true\n",
+            r"model_conf\.matching_weight: expected float, got True",
+        ),
+    ],
+)
 def test_wrong_value_types_name_key_file_type_and_value(tmp_path, task, text, match):
     with pytest.raises(ConfigError, match=match):
         _check(tmp_path, task, text)
 
 
 def test_right_value_types_pass(tmp_path, task):
-    _check(tmp_path, task, "max_epoch: 3\nbatch_bins: 1.0e+6\npatience: null\nuse_amp: false\n"
-                           "keep_nbest_models: [3, 5]\nmodel: llm_asr\nmodel_conf:\n  ctc_weight: 0\n"
-                           "  matching_weight: 0.5\ndecoder: llm\ndecoder_conf:\n  llm_path: x\n  lora_r: 8\n"
-                           "  max_context: null\n  text_end: ['</s>']\n")
+    _check(
+        tmp_path,
+        task,
+        "max_epoch: 3\nbatch_bins: 1.0e+6\npatience: null\nuse_amp: false\n"
+        "keep_nbest_models: [3, 5]\nmodel: llm_asr\nmodel_conf:\n  ctc_weight: 0\n"
+        "  matching_weight: 0.5\ndecoder: llm\ndecoder_conf:\n  llm_path: x\n  lora_r: 8\n"
+        "  max_context: null\n  text_end: ['</s>']\n",
+    )
 
 
 def test_decode_config_value_types_name_the_file(tmp_path):

@@ -26,7 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _lines(path: Path) -> List[str]:
-    return [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def merge_decode_dirs(work_dir: Path, out_dir: Path, nj: int) -> None:
@@ -44,7 +44,7 @@ def merge_decode_dirs(work_dir: Path, out_dir: Path, nj: int) -> None:
                 for job in jobs:
                     if (job / nb / name).is_file():
                         rows += _lines(job / nb / name)
-                rows.sort(key=lambda l: l.split(maxsplit=1)[0])
+                rows.sort(key=lambda line: line.split(maxsplit=1)[0])
                 (tmp / nb / name).write_text("".join(r + "\n" for r in rows), encoding="utf-8")
         (tmp / "text").write_text((tmp / "1best_recog" / "text").read_text(encoding="utf-8"), encoding="utf-8")
         elapsed, audio = 0.0, 0.0

@@ -34,9 +34,9 @@ from espnet_llm_plugin.rescoring.cli_options import (
     add_allow_missing,
     add_lm_options,
     add_nbest_source,
+    lm_usage_of,
     load_lm_scorer,
     load_nbest_inputs,
-    lm_usage_of,
 )
 
 
@@ -49,23 +49,37 @@ def _floats(value: str) -> List[float]:
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.rescore_nbest", description=__doc__,
+        prog="python -m espnet_llm_plugin.bin.rescore_nbest",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_nbest_source(p)
     add_lm_options(p, "local Hugging Face causal LM dir")
-    p.add_argument("--units", type=Path, default=None,
-                   help="units file (utt_id u1 u2 ...): score log p(text | units) with a speech+text LM")
+    p.add_argument(
+        "--units",
+        type=Path,
+        default=None,
+        help="units file (utt_id u1 u2 ...): score log p(text | units) with a speech+text LM",
+    )
     p.add_argument("--ref_text", type=Path, default=None, help="reference Kaldi text (for --tune and wer.json)")
     add_allow_missing(p)
     p.add_argument("--tune", type=str2bool, default=False, help="grid-search the weights on these lists")
-    p.add_argument("--weights_config", type=Path, default=None,
-                   help="weights YAML: written with --tune true, read otherwise")
+    p.add_argument(
+        "--weights_config", type=Path, default=None, help="weights YAML: written with --tune true, read otherwise"
+    )
     p.add_argument("--out_dir", type=Path, required=True)
-    p.add_argument("--lm_weights", type=_floats, default=_floats("0,0.05,0.1,0.2,0.3,0.4,0.5,0.7,1.0,1.5,2.0"),
-                   help="grid of LM weights for --tune (comma-separated)")
-    p.add_argument("--length_bonuses", type=_floats, default=_floats("0,0.5,1.0,2.0"),
-                   help="grid of per-word length bonuses for --tune (comma-separated)")
+    p.add_argument(
+        "--lm_weights",
+        type=_floats,
+        default=_floats("0,0.05,0.1,0.2,0.3,0.4,0.5,0.7,1.0,1.5,2.0"),
+        help="grid of LM weights for --tune (comma-separated)",
+    )
+    p.add_argument(
+        "--length_bonuses",
+        type=_floats,
+        default=_floats("0,0.5,1.0,2.0"),
+        help="grid of per-word length bonuses for --tune (comma-separated)",
+    )
     p.add_argument("--first_pass_weight", type=float, default=1.0, help="weight of the first-pass score when tuning")
     p.add_argument("--batch_size", type=int, default=16, help="hypotheses per LM forward pass")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -78,7 +92,12 @@ def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.rescoring.lm_scorer import score_nbest
     from espnet_llm_plugin.rescoring.nbest import write_espnet_files, write_nbest_jsonl
     from espnet_llm_plugin.rescoring.weight_search import (
-        CombinationWeights, grid_search, lm_identity, oracle_counts, rerank_all, weights_counts,
+        CombinationWeights,
+        grid_search,
+        lm_identity,
+        oracle_counts,
+        rerank_all,
+        weights_counts,
     )
 
     if args.tune and args.ref_text is None:
@@ -87,8 +106,9 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("--weights_config is needed (written with --tune true, read otherwise)")
     source = args.nbest_dir if args.nbest_dir is not None else args.nbest_jsonl
     # all inputs are checked against each other before the (possibly slow) LM load
-    nbest, refs, units = load_nbest_inputs(args.nbest_dir, args.nbest_jsonl, args.ref_text,
-                                           args.units, "n-best", allow_missing=args.allow_missing_nbest)
+    nbest, refs, units = load_nbest_inputs(
+        args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "n-best", allow_missing=args.allow_missing_nbest
+    )
     # weights are tuned for one LM and one way of scoring: checked before the LM load too
     lm = lm_identity(args.lm_path, args.length_norm, args.units is not None)
     weights = None if args.tune else CombinationWeights.load(args.weights_config, lm=lm)
@@ -101,15 +121,24 @@ def run(args: argparse.Namespace) -> dict:
     if args.tune:
         weights, table = grid_search(scored, refs, args.lm_weights, args.length_bonuses, args.first_pass_weight)
     reranked = rerank_all(scored, weights)
-    summary = {"nbest": str(source), "lm_path": str(args.lm_path), "units": str(args.units) if args.units else None,
-               "weights": vars(weights), **lm_usage_of(scorer)}
+    summary = {
+        "nbest": str(source),
+        "lm_path": str(args.lm_path),
+        "units": str(args.units) if args.units else None,
+        "weights": vars(weights),
+        **lm_usage_of(scorer),
+    }
     if refs is not None:
         first = weights_counts(scored, refs, CombinationWeights())
         summary["first_pass"] = first.as_dict()
         summary["oracle"] = oracle_counts(scored, refs).as_dict()
         summary["rescored"] = weights_counts(scored, refs, weights).as_dict()
-        logging.info("WER first pass %.2f%%, oracle %.2f%%, rescored %.2f%%", first.error_rate,
-                     summary["oracle"]["error_rate"], summary["rescored"]["error_rate"])
+        logging.info(
+            "WER first pass %.2f%%, oracle %.2f%%, rescored %.2f%%",
+            first.error_rate,
+            summary["oracle"]["error_rate"],
+            summary["rescored"]["error_rate"],
+        )
     if table is not None:
         summary["grid"] = table
 
@@ -125,7 +154,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    run_cli("rescore_nbest", lambda: run(args), errors=(ValueError,), debug=args.debug)  # our input errors are ValueErrors
+    run_cli(
+        "rescore_nbest", lambda: run(args), errors=(ValueError,), debug=args.debug
+    )  # our input errors are ValueErrors
 
 
 if __name__ == "__main__":

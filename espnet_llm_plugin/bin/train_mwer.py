@@ -30,7 +30,8 @@ from espnet_llm_plugin.rescoring.cli_options import (
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.train_mwer", description=__doc__,
+        prog="python -m espnet_llm_plugin.bin.train_mwer",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_nbest_source(p, what="training n-best: ")
@@ -64,9 +65,9 @@ def run(args: argparse.Namespace) -> list:
     import torch
 
     from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune
-    from espnet_llm_plugin.lm.causal_lm_pretraining import save_pretrained_dir
     from espnet_llm_plugin.core.llm_usage import USAGE_FILE, read_llm_usage
-    from espnet_llm_plugin.rescoring.cli_options import load_lm_scorer, lm_usage_of
+    from espnet_llm_plugin.lm.causal_lm_pretraining import save_pretrained_dir
+    from espnet_llm_plugin.rescoring.cli_options import lm_usage_of, load_lm_scorer
     from espnet_llm_plugin.rescoring.mwer import MwerConfig, train_mwer
     from espnet_llm_plugin.rescoring.weight_search import CombinationWeights, lm_identity
 
@@ -78,16 +79,25 @@ def run(args: argparse.Namespace) -> list:
     if args.weights_config is not None:
         # the weights must have been tuned for this LM, scored the same way
         weights = CombinationWeights.load(
-            args.weights_config, lm=lm_identity(args.lm_path, args.length_norm, args.units is not None))
+            args.weights_config, lm=lm_identity(args.lm_path, args.length_norm, args.units is not None)
+        )
     else:
         weights = CombinationWeights(args.first_pass_weight, args.lm_weight, args.length_bonus)
-    cfg = MwerConfig(epochs=args.epochs, lr=args.lr, ce_weight=args.ce_weight,
-                     utts_per_step=args.utts_per_step, seed=args.seed, weights=weights)
+    cfg = MwerConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        ce_weight=args.ce_weight,
+        utts_per_step=args.utts_per_step,
+        seed=args.seed,
+        weights=weights,
+    )
     cfg.validate()
     train = load_nbest_inputs(args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train")
-    dev = (load_nbest_inputs(args.dev_nbest_dir, args.dev_nbest_jsonl, args.dev_ref_text,
-                             args.dev_units, "dev")
-           if has_dev else None)
+    dev = (
+        load_nbest_inputs(args.dev_nbest_dir, args.dev_nbest_jsonl, args.dev_ref_text, args.dev_units, "dev")
+        if has_dev
+        else None
+    )
 
     torch.manual_seed(args.seed)
     scorer = load_lm_scorer(args)
@@ -100,11 +110,16 @@ def run(args: argparse.Namespace) -> list:
         model = model.merge_and_unload()  # a plain HF model again
     # the trained LM is read as it was trained: its usage file has the text form and framing used
     usage = dict(read_llm_usage(args.lm_path), **lm_usage_of(scorer))
-    save_pretrained_dir(args.out_dir, model, scorer.tokenizer, json_files={
-        USAGE_FILE: usage,
-        "mwer_log.json": log,
-        "mwer_args.json": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    })
+    save_pretrained_dir(
+        args.out_dir,
+        model,
+        scorer.tokenizer,
+        json_files={
+            USAGE_FILE: usage,
+            "mwer_log.json": log,
+            "mwer_args.json": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        },
+    )
     logging.info("MWER-trained LM written to %s", args.out_dir)
     print(json.dumps(log, indent=1))
     return log

@@ -13,32 +13,40 @@ from typing import Dict, List, Optional, Tuple
 from espnet_llm_plugin.cli_args import add_text_form_args, str2bool
 
 
-def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: bool = True,
-                     what: str = "") -> None:
+def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: bool = True, what: str = "") -> None:
     """``--<prefix>nbest_dir`` (ESPnet decode dir with {n}best_recog/) or
     ``--<prefix>nbest_jsonl`` ({utt_id, hyps: [{text, score}]}), one of them."""
     src = p.add_mutually_exclusive_group(required=required)
-    src.add_argument(f"--{prefix}nbest_dir", type=Path, default=None,
-                     help=f"{what}ESPnet decode dir with {{n}}best_recog/")
-    src.add_argument(f"--{prefix}nbest_jsonl", type=Path, default=None,
-                     help=f"{what}n-best JSONL ({{utt_id, hyps: [{{text, score}}]}})")
+    src.add_argument(
+        f"--{prefix}nbest_dir", type=Path, default=None, help=f"{what}ESPnet decode dir with {{n}}best_recog/"
+    )
+    src.add_argument(
+        f"--{prefix}nbest_jsonl",
+        type=Path,
+        default=None,
+        help=f"{what}n-best JSONL ({{utt_id, hyps: [{{text, score}}]}})",
+    )
 
 
 def add_allow_missing(p: argparse.ArgumentParser) -> None:
     """``--allow_missing_nbest``: whether references without an n-best list may be scored as
     all deletions (with a warning naming them) instead of refused."""
-    p.add_argument("--allow_missing_nbest", type=str2bool, default=False,
-                   help="references without an n-best list count as all deletions (warned) "
-                   "instead of an error")
+    p.add_argument(
+        "--allow_missing_nbest",
+        type=str2bool,
+        default=False,
+        help="references without an n-best list count as all deletions (warned) instead of an error",
+    )
 
 
 def add_lm_options(p: argparse.ArgumentParser, lm_help: str) -> None:
     """--lm_path (a local HF causal LM dir), --length_norm, --device, --text_form, --framing."""
     p.add_argument("--lm_path", type=Path, required=True, help=lm_help)
-    p.add_argument("--length_norm", type=str2bool, default=False,
-                   help="divide LM scores by their token count")
+    p.add_argument("--length_norm", type=str2bool, default=False, help="divide LM scores by their token count")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    add_text_form_args(p, "the hypotheses (recipe form)", "the LM dir's llm_usage.json, else as they are in <bos> text </s>")
+    add_text_form_args(
+        p, "the hypotheses (recipe form)", "the LM dir's llm_usage.json, else as they are in <bos> text </s>"
+    )
 
 
 def load_lm_scorer(args: argparse.Namespace, **kwargs):
@@ -46,10 +54,17 @@ def load_lm_scorer(args: argparse.Namespace, **kwargs):
     :func:`add_lm_options` (``kwargs``: more ``from_pretrained`` arguments)."""
     from espnet_llm_plugin.rescoring.lm_scorer import LmScorer
 
-    scorer = LmScorer.from_pretrained(str(args.lm_path), device=args.device, length_norm=args.length_norm,
-                                      framing=args.framing, text_form=args.text_form, **kwargs)
-    logging.info("rescoring LM %s: text form %s, framing %s", args.lm_path, scorer.text_form.to_dict(),
-                 scorer.framing.to_dict())
+    scorer = LmScorer.from_pretrained(
+        str(args.lm_path),
+        device=args.device,
+        length_norm=args.length_norm,
+        framing=args.framing,
+        text_form=args.text_form,
+        **kwargs,
+    )
+    logging.info(
+        "rescoring LM %s: text form %s, framing %s", args.lm_path, scorer.text_form.to_dict(), scorer.framing.to_dict()
+    )
     return scorer
 
 
@@ -80,8 +95,9 @@ def load_nbest_inputs(
 
     source = nbest_dir if nbest_dir is not None else nbest_jsonl
     nbest = read_nbest(nbest_dir, nbest_jsonl)
-    logging.info("%s (%s): %d n-best lists, %d hypotheses", what, source, len(nbest),
-                 sum(len(h) for h in nbest.values()))
+    logging.info(
+        "%s (%s): %d n-best lists, %d hypotheses", what, source, len(nbest), sum(len(h) for h in nbest.values())
+    )
     refs = None
     if ref_text is not None:
         refs = read_scp(ref_text, allow_empty_value=True)

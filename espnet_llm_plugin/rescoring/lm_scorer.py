@@ -27,8 +27,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest
 from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span, unit_token
+from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,14 @@ class LmScorer:
 
     @classmethod
     def from_pretrained(
-        cls, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 16, length_norm: bool = False,
-        framing: Optional[Mapping[str, Any]] = None, text_form: Optional[Mapping[str, Any]] = None,
+        cls,
+        path: str,
+        device: str = "auto",
+        dtype: str = "float32",
+        batch_size: int = 16,
+        length_norm: bool = False,
+        framing: Optional[Mapping[str, Any]] = None,
+        text_form: Optional[Mapping[str, Any]] = None,
     ) -> "LmScorer":
         """Load a local HF dir through :func:`load_causal_lm` (clear errors on bad dirs).
 
@@ -136,16 +142,24 @@ class LmScorer:
         laid over the dir's ``llm_usage.json``; without either, the legacy framing and the
         hypotheses as they are.
         """
-        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
         from espnet_llm_plugin.core.framing import resolve_framing
+        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
         from espnet_llm_plugin.core.text_form import resolve_text_form
 
         fr = resolve_framing(framing, path, "rescoring LM --framing")
         tf = resolve_text_form(text_form, path, "rescoring LM --text_form")
         dev = resolve_device(device)
         model, tokenizer = load_causal_lm(path, dtype=dtype, device=dev)
-        return cls(model, tokenizer, dev, batch_size=batch_size, length_norm=length_norm, name=str(path),
-                   framing=fr, text_form=tf)
+        return cls(
+            model,
+            tokenizer,
+            dev,
+            batch_size=batch_size,
+            length_norm=length_norm,
+            name=str(path),
+            framing=fr,
+            text_form=tf,
+        )
 
     # ------------------------------------------------------------------ encoding
     def unit_prefix_ids(self, units: Sequence[int]) -> List[int]:
@@ -240,8 +254,14 @@ def check_units_cover(nbest: NBest, units: Dict[str, List[int]], units_source: s
         logger.warning("%s: %d utterance(s) have units but no n-best list", units_source, extra)
 
 
-def score_nbest(scorer: LmScorer, nbest: NBest, units: Optional[Dict[str, List[int]]] = None,
-                progress: bool = False, key: str = "lm", units_source: str = "units") -> NBest:
+def score_nbest(
+    scorer: LmScorer,
+    nbest: NBest,
+    units: Optional[Dict[str, List[int]]] = None,
+    progress: bool = False,
+    key: str = "lm",
+    units_source: str = "units",
+) -> NBest:
     """Add ``scores[key]`` (LM log-prob, given the utterance's units when ``units`` is given)
     to every hypothesis, batched across utterances."""
     if units is not None:

@@ -167,9 +167,13 @@ def train_mwer(
             for utt in step:
                 hyps = nbest[utt]
                 parts = utterance_loss(
-                    scorer, [h.text for h in hyps], [h.scores.get("first_pass", h.score) for h in hyps],
+                    scorer,
+                    [h.text for h in hyps],
+                    [h.scores.get("first_pass", h.score) for h in hyps],
                     [c.errors for c in errors[utt]],
-                    refs[utt], None if units is None else units[utt], cfg,
+                    refs[utt],
+                    None if units is None else units[utt],
+                    cfg,
                 )
                 (parts["loss"] / len(step)).backward()
                 for k in sums:
@@ -182,7 +186,14 @@ def train_mwer(
         if not all(math.isfinite(entry[k]) for k in ("loss", "mwer", "ce")):
             raise FloatingPointError(f"MWER training diverged at epoch {epoch}: {entry}")
         log.append(entry)
-        logger.info("epoch %d: loss %.4f (mwer %.4f, ce %.4f), %s WER %.2f%%", epoch, entry["loss"],
-                    entry["mwer"], entry["ce"], dev_name, entry[f"{dev_name}_wer"])
+        logger.info(
+            "epoch %d: loss %.4f (mwer %.4f, ce %.4f), %s WER %.2f%%",
+            epoch,
+            entry["loss"],
+            entry["mwer"],
+            entry["ce"],
+            dev_name,
+            entry[f"{dev_name}_wer"],
+        )
     scorer.model.eval()
     return log

@@ -32,7 +32,6 @@ from typing import Dict, Iterable, List, Optional
 from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_file
 from espnet_llm_plugin.fileio.kaldi_data import read_scp
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -75,8 +74,10 @@ def parse_score(value: str, where: str) -> float:
 def check_finite(x: float, where: str, raw: object = None) -> float:
     """``x``, or :class:`NBestError` naming ``where`` (file, line, utterance) when NaN/inf."""
     if not math.isfinite(x):
-        raise NBestError(f"{where}: score {raw if raw is not None else x!r} is not finite "
-                         f"(NaN/inf cannot be ranked; fix the scorer that wrote it)")
+        raise NBestError(
+            f"{where}: score {raw if raw is not None else x!r} is not finite "
+            f"(NaN/inf cannot be ranked; fix the scorer that wrote it)"
+        )
     return x
 
 
@@ -120,7 +121,7 @@ def read_espnet_nbest(decode_dir: str | Path) -> NBest:
             raise NBestError(f"{rdir / 'text'}: utterance '{extra[0]}' has a text but no score")
         named = {}
         for f in sorted(rdir.glob("score_*")):
-            named[f.name[len("score_"):]] = read_scp(f)
+            named[f.name[len("score_") :]] = read_scp(f)
         for utt, value in scores.items():
             if rank == 1:
                 out[utt] = []
@@ -197,8 +198,10 @@ def read_nbest_jsonl(path: str | Path) -> NBest:
             if not isinstance(hyps, list):
                 raise NBestError(f"{where}: utterance '{utt}' has no 'hyps' list")
             if not hyps:
-                raise NBestError(f"{where}: utterance '{utt}' has an empty 'hyps' list (an empty "
-                                 f"hypothesis is {{\"text\": \"\", \"score\": ...}}; drop the line to skip it)")
+                raise NBestError(
+                    f"{where}: utterance '{utt}' has an empty 'hyps' list (an empty "
+                    f'hypothesis is {{"text": "", "score": ...}}; drop the line to skip it)'
+                )
             out[utt] = [_hyp_from_json(h, f"{where} '{utt}'") for h in hyps]
     if not out:
         raise NBestError(f"n-best JSONL {path} holds no utterance (an empty file)")
@@ -227,9 +230,7 @@ def check_known_utterances(nbest: NBest, known: Iterable[str], nbest_source: str
     known = set(known)
     unknown = [u for u in nbest if u not in known]
     if unknown:
-        raise NBestError(
-            f"{nbest_source}: {len(unknown)} utterance(s) not in {known_source}, e.g. '{unknown[0]}'"
-        )
+        raise NBestError(f"{nbest_source}: {len(unknown)} utterance(s) not in {known_source}, e.g. '{unknown[0]}'")
 
 
 def _text_line(utt: str, text: str) -> str:
@@ -245,19 +246,24 @@ def _check_ids(utts: List[str], where: str) -> None:
 def _check_nonempty_lists(nbest: NBest, where: str) -> None:
     empty = [u for u, hyps in nbest.items() if not hyps]
     if empty:
-        raise NBestError(f"{where}: {len(empty)} utterance(s) have no hypothesis, e.g. '{empty[0]}' "
-                         f"(it would be missing from the output)")
+        raise NBestError(
+            f"{where}: {len(empty)} utterance(s) have no hypothesis, e.g. '{empty[0]}' "
+            f"(it would be missing from the output)"
+        )
 
 
-def check_refs_covered(nbest: NBest, refs: Iterable[str], nbest_source: str, ref_source: str,
-                       allow_missing: bool = False) -> List[str]:
+def check_refs_covered(
+    nbest: NBest, refs: Iterable[str], nbest_source: str, ref_source: str, allow_missing: bool = False
+) -> List[str]:
     """References without an n-best list (they score as all deletions): refused unless
     ``allow_missing``, then logged as a warning with their count and ids. Returns them."""
     missing = [u for u in refs if u not in nbest]
     if missing:
         shown = ", ".join(repr(u) for u in missing[:10]) + (", ..." if len(missing) > 10 else "")
-        msg = (f"{len(missing)} of {len(list(refs))} utterance(s) in {ref_source} have no n-best list in "
-               f"{nbest_source} (they count as all deletions): {shown}")
+        msg = (
+            f"{len(missing)} of {len(list(refs))} utterance(s) in {ref_source} have no n-best list in "
+            f"{nbest_source} (they count as all deletions): {shown}"
+        )
         if not allow_missing:
             raise NBestError(msg + "; decode them, or pass --allow_missing_nbest true")
         logger.warning("%s", msg)

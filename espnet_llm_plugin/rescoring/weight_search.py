@@ -54,8 +54,13 @@ def lm_identity(lm_path: str | Path, length_norm: bool = False, units: bool = Fa
         digest: Optional[str] = base_content_hash(lm_path)
     except (ValueError, OSError):  # no weight files: the path is all we can compare
         digest = None
-    return {"lm_path": str(lm_path), "lm_name": Path(lm_path).name, "lm_weights_sha256": digest,
-            "length_norm": bool(length_norm), "units": bool(units)}
+    return {
+        "lm_path": str(lm_path),
+        "lm_name": Path(lm_path).name,
+        "lm_weights_sha256": digest,
+        "length_norm": bool(length_norm),
+        "units": bool(units),
+    }
 
 
 def check_lm_identity(path: str | Path, recorded: Dict[str, Any], current: Dict[str, Any]) -> None:
@@ -66,20 +71,25 @@ def check_lm_identity(path: str | Path, recorded: Dict[str, Any], current: Dict[
     before this check existed) is accepted with a warning.
     """
     if not any(k in recorded for k in LM_IDENTITY_KEYS):
-        logger.warning("%s records no LM identity: cannot check it was tuned for %s (retune to record it)",
-                       path, current.get("lm_path"))
+        logger.warning(
+            "%s records no LM identity: cannot check it was tuned for %s (retune to record it)",
+            path,
+            current.get("lm_path"),
+        )
         return
     have, want = recorded.get("lm_weights_sha256"), current.get("lm_weights_sha256")
     same_lm = have == want if (have and want) else str(recorded.get("lm_path")) == str(current.get("lm_path"))
     if not same_lm:
         raise WeightsConfigError(
             f"{path}: weights were tuned for LM {recorded.get('lm_path')} (weights sha256 {have}), but the "
-            f"LM is {current.get('lm_path')} (weights sha256 {want}); retune on dev with --tune true")
+            f"LM is {current.get('lm_path')} (weights sha256 {want}); retune on dev with --tune true"
+        )
     for key in ("length_norm", "units"):
         if key in recorded and bool(recorded[key]) != bool(current.get(key)):
             raise WeightsConfigError(
                 f"{path}: weights were tuned with {key}={bool(recorded[key])}, this run has "
-                f"{key}={bool(current.get(key))}; retune on dev with --tune true")
+                f"{key}={bool(current.get(key))}; retune on dev with --tune true"
+            )
 
 
 @dataclass
@@ -99,8 +109,10 @@ class CombinationWeights:
             total += self.lm_weight * hyp.scores[lm_key]
         if not math.isfinite(total):
             where = f"utterance '{utt}': " if utt else ""
-            raise NBestError(f"{where}hypothesis {hyp.text!r}: combined score {total} is not finite "
-                             f"(score {hyp.score}, scores {hyp.scores}, weights {asdict(self)})")
+            raise NBestError(
+                f"{where}hypothesis {hyp.text!r}: combined score {total} is not finite "
+                f"(score {hyp.score}, scores {hyp.scores}, weights {asdict(self)})"
+            )
         return total
 
     def save(self, path: str | Path, extra: Optional[dict] = None) -> None:
@@ -136,8 +148,9 @@ class CombinationWeights:
         return cls(**kw)
 
 
-def rerank(hyps: Sequence[Hypothesis], weights: CombinationWeights, lm_key: str = LM_SCORE,
-           utt: str = "") -> List[Hypothesis]:
+def rerank(
+    hyps: Sequence[Hypothesis], weights: CombinationWeights, lm_key: str = LM_SCORE, utt: str = ""
+) -> List[Hypothesis]:
     """Hypotheses sorted by combined score, best first; ties keep the given order. A score that
     is not finite raises :class:`NBestError` naming ``utt``."""
     keyed = [(weights.combine(h, lm_key, utt), i) for i, h in enumerate(hyps)]  # checks finiteness
@@ -181,8 +194,9 @@ def hypothesis_errors(nbest: NBest, refs: Dict[str, str], unit: str = "word") ->
     return out
 
 
-def corpus_counts(choice: Dict[str, int], errors: Dict[str, List[ErrorCounts]], refs: Dict[str, str],
-                  unit: str = "word") -> ErrorCounts:
+def corpus_counts(
+    choice: Dict[str, int], errors: Dict[str, List[ErrorCounts]], refs: Dict[str, str], unit: str = "word"
+) -> ErrorCounts:
     """Counts of the chosen hypothesis per utterance; references without an n-best count as
     all deletions (as score_wer does for a missing hypothesis)."""
     total = ErrorCounts()
@@ -201,8 +215,13 @@ def oracle_counts(nbest: NBest, refs: Dict[str, str], unit: str = "word") -> Err
     return corpus_counts(choice, errors, refs, unit)
 
 
-def weights_counts(nbest: NBest, refs: Dict[str, str], weights: CombinationWeights,
-                   errors: Optional[Dict[str, List[ErrorCounts]]] = None, unit: str = "word") -> ErrorCounts:
+def weights_counts(
+    nbest: NBest,
+    refs: Dict[str, str],
+    weights: CombinationWeights,
+    errors: Optional[Dict[str, List[ErrorCounts]]] = None,
+    unit: str = "word",
+) -> ErrorCounts:
     errors = errors if errors is not None else hypothesis_errors(nbest, refs, unit)
     choice = {}
     for utt, hyps in nbest.items():
@@ -229,8 +248,10 @@ def grid_search(
     if not refs:
         raise NBestError("no references to tune on (empty reference text)")
     if not all(math.isfinite(float(v)) for v in (*lm_weights, *length_bonuses, first_pass_weight)):
-        raise ValueError(f"the weight grid holds a value that is not finite: lm_weights {list(lm_weights)}, "
-                         f"length_bonuses {list(length_bonuses)}, first_pass_weight {first_pass_weight}")
+        raise ValueError(
+            f"the weight grid holds a value that is not finite: lm_weights {list(lm_weights)}, "
+            f"length_bonuses {list(length_bonuses)}, first_pass_weight {first_pass_weight}"
+        )
     errors = hypothesis_errors(nbest, refs, unit)
     lm_sorted = sorted(lm_weights, key=abs)
     lb_sorted = sorted(length_bonuses, key=abs)
@@ -238,8 +259,15 @@ def grid_search(
     for lw, lb in itertools.product(lm_sorted, lb_sorted):
         w = CombinationWeights(first_pass_weight, float(lw), float(lb))
         c = weights_counts(nbest, refs, w, errors, unit)
-        table.append({"lm_weight": float(lw), "length_bonus": float(lb), "wer": c.error_rate,
-                      "errors": c.errors, "ref_tokens": c.ref_tokens})
+        table.append(
+            {
+                "lm_weight": float(lw),
+                "length_bonus": float(lb),
+                "wer": c.error_rate,
+                "errors": c.errors,
+                "ref_tokens": c.ref_tokens,
+            }
+        )
         if best_err is None or c.errors < best_err:
             best, best_err = w, c.errors
     logger.info("grid search: best %s with %d errors", best, best_err)

@@ -18,13 +18,23 @@ def tiny_llm(tmp_path_factory):
     path = tmp_path_factory.mktemp("llm")
     wordlevel = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
     wordlevel.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=wordlevel, bos_token="<s>", eos_token="</s>",
-                            unk_token="<unk>", pad_token="<pad>").save_pretrained(path)
+    PreTrainedTokenizerFast(
+        tokenizer_object=wordlevel, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(path)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(VOCAB), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=64, bos_token_id=2, eos_token_id=3, pad_token_id=0,
-    )).save_pretrained(path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=HIDDEN,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=2,
+            eos_token_id=3,
+            pad_token_id=0,
+        )
+    ).save_pretrained(path)
     return path
 
 
@@ -36,20 +46,37 @@ def build_model(llm_path, matching_weight):
     from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 
     torch.manual_seed(0)
-    encoder = TransformerEncoder(8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear")
+    encoder = TransformerEncoder(
+        8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear"
+    )
     adapter = Conv1dMlpAdapter(input_size=16, output_size=HIDDEN, num_conv_layers=1)
     decoder = LlmDecoder(vocab_size=len(VOCAB), encoder_output_size=HIDDEN, llm_path=str(llm_path), lora_r=2)
     return LlmASRModel(
-        vocab_size=len(VOCAB), token_list=VOCAB, frontend=None, specaug=None, normalize=None, preencoder=None,
-        encoder=encoder, postencoder=adapter, decoder=decoder, ctc=CTC(odim=len(VOCAB), encoder_output_size=HIDDEN),
-        joint_network=None, ctc_weight=0.0, report_cer=False, report_wer=False, sym_sos="</s>", sym_eos="</s>",
+        vocab_size=len(VOCAB),
+        token_list=VOCAB,
+        frontend=None,
+        specaug=None,
+        normalize=None,
+        preencoder=None,
+        encoder=encoder,
+        postencoder=adapter,
+        decoder=decoder,
+        ctc=CTC(odim=len(VOCAB), encoder_output_size=HIDDEN),
+        joint_network=None,
+        ctc_weight=0.0,
+        report_cer=False,
+        report_wer=False,
+        sym_sos="</s>",
+        sym_eos="</s>",
         matching_weight=matching_weight,
     )
 
 
 BATCH = dict(
-    speech=torch.randn(3, 24, 8), speech_lengths=torch.tensor([24, 20, 12]),
-    text=torch.tensor([[4, 6, 8], [5, -1, -1], [-1, -1, -1]]), text_lengths=torch.tensor([3, 1, 0]),
+    speech=torch.randn(3, 24, 8),
+    speech_lengths=torch.tensor([24, 20, 12]),
+    text=torch.tensor([[4, 6, 8], [5, -1, -1], [-1, -1, -1]]),
+    text_lengths=torch.tensor([3, 1, 0]),
 )
 
 
@@ -116,10 +143,18 @@ def test_matching_needs_an_llm_decoder(tiny_llm):
 
     with pytest.raises(ValueError, match="decoder: llm"):
         LlmASRModel(
-            vocab_size=len(VOCAB), token_list=VOCAB, frontend=None, specaug=None, normalize=None,
-            preencoder=None, encoder=TransformerEncoder(8, output_size=16, num_blocks=1, input_layer="linear"),
-            postencoder=None, decoder=TransformerDecoder(len(VOCAB), 16, num_blocks=1),
-            ctc=CTC(odim=len(VOCAB), encoder_output_size=16), joint_network=None, matching_weight=1.0,
+            vocab_size=len(VOCAB),
+            token_list=VOCAB,
+            frontend=None,
+            specaug=None,
+            normalize=None,
+            preencoder=None,
+            encoder=TransformerEncoder(8, output_size=16, num_blocks=1, input_layer="linear"),
+            postencoder=None,
+            decoder=TransformerDecoder(len(VOCAB), 16, num_blocks=1),
+            ctc=CTC(odim=len(VOCAB), encoder_output_size=16),
+            joint_network=None,
+            matching_weight=1.0,
         )
 
 
@@ -132,14 +167,29 @@ def build_with_symbols(llm_path, decoder_kwargs=None, **model_conf):
     from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 
     torch.manual_seed(0)
-    encoder = TransformerEncoder(8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear")
+    encoder = TransformerEncoder(
+        8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear"
+    )
     adapter = Conv1dMlpAdapter(input_size=16, output_size=HIDDEN, num_conv_layers=1)
-    decoder = LlmDecoder(vocab_size=len(VOCAB), encoder_output_size=HIDDEN, llm_path=str(llm_path), lora_r=2,
-                         **(decoder_kwargs or {}))
+    decoder = LlmDecoder(
+        vocab_size=len(VOCAB), encoder_output_size=HIDDEN, llm_path=str(llm_path), lora_r=2, **(decoder_kwargs or {})
+    )
     return LlmASRModel(
-        vocab_size=len(VOCAB), token_list=VOCAB, frontend=None, specaug=None, normalize=None, preencoder=None,
-        encoder=encoder, postencoder=adapter, decoder=decoder, ctc=CTC(odim=len(VOCAB), encoder_output_size=HIDDEN),
-        joint_network=None, ctc_weight=0.0, report_cer=False, report_wer=False, **model_conf,
+        vocab_size=len(VOCAB),
+        token_list=VOCAB,
+        frontend=None,
+        specaug=None,
+        normalize=None,
+        preencoder=None,
+        encoder=encoder,
+        postencoder=adapter,
+        decoder=decoder,
+        ctc=CTC(odim=len(VOCAB), encoder_output_size=HIDDEN),
+        joint_network=None,
+        ctc_weight=0.0,
+        report_cer=False,
+        report_wer=False,
+        **model_conf,
     )
 
 
@@ -156,7 +206,9 @@ def test_sos_eos_default_to_the_decoders_end_token(tiny_llm):
 def test_explicit_symbols_must_be_listed_and_the_end_token(tiny_llm):
     with pytest.raises(ValueError, match=r"model_conf\.sym_eos: '<sos/eos>' is not in the token list"):
         build_with_symbols(tiny_llm, sym_eos="<sos/eos>")
-    with pytest.raises(ValueError, match=r"model_conf\.sym_sos: '<s>' \(id 2\) is not the LLM decoder's end token '</s>'"):
+    with pytest.raises(
+        ValueError, match=r"model_conf\.sym_sos: '<s>' \(id 2\) is not the LLM decoder's end token '</s>'"
+    ):
         build_with_symbols(tiny_llm, sym_sos="<s>")
     model = build_with_symbols(tiny_llm, sym_sos="</s>", sym_eos="</s>")
     assert model.sos == model.eos == 3
@@ -170,17 +222,35 @@ def test_smollm2_sos_eos_are_the_tokenizers_end_token_not_the_last_id(smollm2_di
     from espnet_llm_plugin.asr.llm_asr_model import LlmASRModel
     from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 
-    decoder = LlmDecoder(vocab_size=49152, encoder_output_size=576, llm_path=str(smollm2_dir), finetune="frozen",
-                         prompt="Transcribe the speech.")
+    decoder = LlmDecoder(
+        vocab_size=49152,
+        encoder_output_size=576,
+        llm_path=str(smollm2_dir),
+        finetune="frozen",
+        prompt="Transcribe the speech.",
+    )
     token_list = decoder.tokenizer.convert_ids_to_tokens(list(range(49152)))
     adapter = Conv1dMlpAdapter(input_size=16, output_size=576, num_conv_layers=1)
     from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
-    encoder = TransformerEncoder(8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear")
+    encoder = TransformerEncoder(
+        8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear"
+    )
     model = LlmASRModel(
-        vocab_size=49152, token_list=token_list, frontend=None, specaug=None, normalize=None, preencoder=None,
-        encoder=encoder, postencoder=adapter, decoder=decoder, ctc=CTC(odim=49152, encoder_output_size=576),
-        joint_network=None, ctc_weight=0.0, report_cer=False, report_wer=False,
+        vocab_size=49152,
+        token_list=token_list,
+        frontend=None,
+        specaug=None,
+        normalize=None,
+        preencoder=None,
+        encoder=encoder,
+        postencoder=adapter,
+        decoder=decoder,
+        ctc=CTC(odim=49152, encoder_output_size=576),
+        joint_network=None,
+        ctc_weight=0.0,
+        report_cer=False,
+        report_wer=False,
     )
     # a real end token of SmolLM2 (whichever is measured best), not ESPnet's fallback id 49151
     assert model.sos == model.eos != 49151
@@ -188,7 +258,20 @@ def test_smollm2_sos_eos_are_the_tokenizers_end_token_not_the_last_id(smollm2_di
     assert model.eos == getattr(decoder, "end_id", None)  # the token the decoder's text ends with
     with pytest.raises(ValueError, match=r"model_conf\.sym_sos: '</s>' is not in the token list"):
         LlmASRModel(
-            vocab_size=49152, token_list=token_list, frontend=None, specaug=None, normalize=None, preencoder=None,
-            encoder=encoder, postencoder=adapter, decoder=decoder, ctc=CTC(odim=49152, encoder_output_size=576),
-            joint_network=None, ctc_weight=0.0, report_cer=False, report_wer=False, sym_sos="</s>", sym_eos="</s>",
+            vocab_size=49152,
+            token_list=token_list,
+            frontend=None,
+            specaug=None,
+            normalize=None,
+            preencoder=None,
+            encoder=encoder,
+            postencoder=adapter,
+            decoder=decoder,
+            ctc=CTC(odim=49152, encoder_output_size=576),
+            joint_network=None,
+            ctc_weight=0.0,
+            report_cer=False,
+            report_wer=False,
+            sym_sos="</s>",
+            sym_eos="</s>",
         )

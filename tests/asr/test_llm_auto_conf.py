@@ -5,8 +5,8 @@ import argparse
 import pytest
 import torch
 
-from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
 from espnet_llm_plugin.asr.llm_auto_conf import fill_llm_dependent_conf
+from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
 
 
 @pytest.fixture(scope="module")
@@ -19,28 +19,37 @@ def llm_dir(tmp_path_factory):
     vocab = {w: i for i, w in enumerate("<pad> <unk> <s> </s> a b c".split())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="<pad>").save_pretrained(d)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(d)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=48, intermediate_size=64,
-                                 num_hidden_layers=1, num_attention_heads=4)).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(vocab), hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+        )
+    ).save_pretrained(d)
     return d
 
 
 def _args(llm_dir, decoder="llm", postencoder="conv1d_mlp_adapter", post_conf=None):
     return argparse.Namespace(
-        decoder=decoder, decoder_conf={"llm_path": str(llm_dir)} if llm_dir else {},
-        postencoder=postencoder, postencoder_conf=dict(post_conf or {}),
+        decoder=decoder,
+        decoder_conf={"llm_path": str(llm_dir)} if llm_dir else {},
+        postencoder=postencoder,
+        postencoder_conf=dict(post_conf or {}),
     )
 
 
 @pytest.mark.parametrize("decoder", ["llm", "llm_xattn", "LLM"])
-@pytest.mark.parametrize("post_conf", [
-    {"num_conv_layers": 1},                           # left out
-    {"output_size": "auto", "num_conv_layers": 1},    # asked for
-    {"output_size": " AUTO ", "num_conv_layers": 1},
-    {"output_size": None, "num_conv_layers": 1},      # YAML null
-])
+@pytest.mark.parametrize(
+    "post_conf",
+    [
+        {"num_conv_layers": 1},  # left out
+        {"output_size": "auto", "num_conv_layers": 1},  # asked for
+        {"output_size": " AUTO ", "num_conv_layers": 1},
+        {"output_size": None, "num_conv_layers": 1},  # YAML null
+    ],
+)
 def test_width_is_read_from_the_llm(llm_dir, decoder, post_conf):
     args = _args(llm_dir, decoder=decoder, post_conf=post_conf)
     assert fill_llm_dependent_conf(args) == {"postencoder_conf.output_size": 48}
@@ -54,8 +63,12 @@ def test_explicit_width_is_kept(llm_dir):
 
 
 def test_other_decoders_and_postencoders_are_left_alone(llm_dir):
-    for args in (_args(llm_dir, decoder="transformer"), _args(llm_dir, postencoder=None),
-                 _args(llm_dir, postencoder="length_adaptor"), _args(None)):
+    for args in (
+        _args(llm_dir, decoder="transformer"),
+        _args(llm_dir, postencoder=None),
+        _args(llm_dir, postencoder="length_adaptor"),
+        _args(None),
+    ):
         before = dict(args.postencoder_conf)
         assert fill_llm_dependent_conf(args) == {} and args.postencoder_conf == before
 
@@ -80,23 +93,27 @@ def _usage_dir(llm_dir, tmp_path, usage):
 
 
 def test_usage_defaults_are_recorded_in_decoder_conf(llm_dir, tmp_path):
-    usage = {"framing": {"start": ["<s>"], "end": ["</s>"]},
-             "text_form": {"case": "sentence", "punctuation": "final_period"}}
+    usage = {
+        "framing": {"start": ["<s>"], "end": ["</s>"]},
+        "text_form": {"case": "sentence", "punctuation": "final_period"},
+    }
     d = _usage_dir(llm_dir, tmp_path, usage)
     args = _args(d, post_conf={"output_size": 48})
     args.decoder_conf["text_form"] = {"recipe_case": "upper"}  # what asr_train infers
     filled = fill_llm_dependent_conf(args)
     assert args.decoder_conf["text_start"] == ["<s>"] and args.decoder_conf["text_end"] == ["</s>"]
-    assert args.decoder_conf["text_form"] == {"case": "sentence", "punctuation": "final_period",
-                                              "recipe_case": "upper"}
+    assert args.decoder_conf["text_form"] == {"case": "sentence", "punctuation": "final_period", "recipe_case": "upper"}
     assert set(filled) == {"decoder_conf.text_start", "decoder_conf.text_end", "decoder_conf.text_form"}
     # a second pass (config.yaml read back at decoding) changes nothing
     assert fill_llm_dependent_conf(args) == {}
 
 
 def test_usage_chat_template_is_recorded_and_config_values_win(llm_dir, tmp_path):
-    usage = {"framing": {"start": ["<s>"], "end": ["</s>"]}, "llm_asr": {"chat_template": True},
-             "text_form": {"case": "lower"}}
+    usage = {
+        "framing": {"start": ["<s>"], "end": ["</s>"]},
+        "llm_asr": {"chat_template": True},
+        "text_form": {"case": "lower"},
+    }
     d = _usage_dir(llm_dir, tmp_path, usage)
     args = _args(d, post_conf={"output_size": 48})
     fill_llm_dependent_conf(args)

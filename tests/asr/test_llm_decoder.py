@@ -34,8 +34,15 @@ def llm_dir(tmp_path_factory):
     ).save_pretrained(d)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=V, hidden_size=D, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=BOS, eos_token_id=EOS,
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
         pad_token_id=PAD,
         initializer_range=0.3,  # peaky distributions: beam search has no near-ties
     )
@@ -44,7 +51,9 @@ def llm_dir(tmp_path_factory):
 
 
 def make_decoder(llm_dir, **kw):
-    args = dict(llm_path=str(llm_dir), prompt="the cat", prompt_suffix="to", finetune="lora", lora_r=4, lora_dropout=0.0)
+    args = dict(
+        llm_path=str(llm_dir), prompt="the cat", prompt_suffix="to", finetune="lora", lora_r=4, lora_dropout=0.0
+    )
     args.update(kw)
     return LlmDecoder(vocab_size=V, encoder_output_size=D, **args)
 
@@ -72,9 +81,7 @@ def full_prefix_logp(dec, x, ys):
     """Reference: uncached teacher-forced forward over the whole prefix; next-token log-probs."""
     n = ys.size(0)
     with torch.no_grad():
-        logits, _ = dec(
-            x.unsqueeze(0).expand(n, -1, -1), torch.full((n,), x.size(0)), ys, torch.full((n,), ys.size(1))
-        )
+        logits, _ = dec(x.unsqueeze(0).expand(n, -1, -1), torch.full((n,), x.size(0)), ys, torch.full((n,), ys.size(1)))
     return torch.log_softmax(logits[:, -1], dim=-1)
 
 
@@ -205,8 +212,13 @@ def test_espnet_beam_searches_agree(dec):
     results = {}
     for cls in (BeamSearch, BatchBeamSearch):
         search = cls(
-            scorers={"decoder": dec}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V,
-            sos=EOS, eos=EOS, token_list=None,
+            scorers={"decoder": dec},
+            weights={"decoder": 1.0},
+            beam_size=3,
+            vocab_size=V,
+            sos=EOS,
+            eos=EOS,
+            token_list=None,
         )
         with torch.no_grad():
             results[cls.__name__] = search(x, maxlenratio=-maxlen)
@@ -224,7 +236,12 @@ def test_beam_one_equals_exhaustive_greedy_and_hf_generate(dec):
 
     x, maxlen = speech(6, 10), 6
     search = BatchBeamSearch(
-        scorers={"decoder": dec}, weights={"decoder": 1.0}, beam_size=1, vocab_size=V, sos=EOS, eos=EOS,
+        scorers={"decoder": dec},
+        weights={"decoder": 1.0},
+        beam_size=1,
+        vocab_size=V,
+        sos=EOS,
+        eos=EOS,
     )
     with torch.no_grad():
         best = search(x, maxlenratio=-maxlen)[0]
@@ -286,8 +303,12 @@ def test_streaming_simulation_search_reads_every_block(dec, monkeypatch):
     monkeypatch.setattr(dec, "_score_uncached", spy)
     x = speech(12, 3)
     search = BatchBeamSearchOnlineSim(
-        scorers={"decoder": dec, "repeat": RepeatFirstToken()}, weights={"decoder": 1.0, "repeat": 1.0},
-        beam_size=2, vocab_size=V, sos=EOS, eos=EOS,
+        scorers={"decoder": dec, "repeat": RepeatFirstToken()},
+        weights={"decoder": 1.0, "repeat": 1.0},
+        beam_size=2,
+        vocab_size=V,
+        sos=EOS,
+        eos=EOS,
     )
     search.set_block_size(4)
     search.set_hop_size(2)
@@ -437,16 +458,30 @@ def test_espnet_asr_model_trains_with_llm_decoder(llm_dir):
     adapter = Conv1dMlpAdapter(input_size=16, output_size=D, num_conv_layers=1)
     decoder = LlmDecoder(vocab_size=V, encoder_output_size=adapter.output_size(), llm_path=str(llm_dir), lora_r=2)
     model = ESPnetASRModel(
-        vocab_size=V, token_list=token_list, frontend=None, specaug=None, normalize=None,
-        preencoder=None, encoder=LinearEncoder(), postencoder=adapter, decoder=decoder,
-        ctc=CTC(odim=V, encoder_output_size=D), joint_network=None, ctc_weight=0.0,
-        report_cer=False, report_wer=False, sym_sos="</s>", sym_eos="</s>",
+        vocab_size=V,
+        token_list=token_list,
+        frontend=None,
+        specaug=None,
+        normalize=None,
+        preencoder=None,
+        encoder=LinearEncoder(),
+        postencoder=adapter,
+        decoder=decoder,
+        ctc=CTC(odim=V, encoder_output_size=D),
+        joint_network=None,
+        ctc_weight=0.0,
+        report_cer=False,
+        report_wer=False,
+        sym_sos="</s>",
+        sym_eos="</s>",
     )
     assert model.sos == model.eos == EOS
     speech_in = torch.randn(2, 20, 8)
     loss, stats, _ = model(
-        speech=speech_in, speech_lengths=torch.tensor([20, 15]),
-        text=torch.tensor([[5, 6, 7], [8, -1, -1]]), text_lengths=torch.tensor([3, 1]),
+        speech=speech_in,
+        speech_lengths=torch.tensor([20, 15]),
+        text=torch.tensor([[5, 6, 7], [8, -1, -1]]),
+        text_lengths=torch.tensor([3, 1]),
     )
     assert torch.isfinite(loss)
     loss.backward()
@@ -491,8 +526,10 @@ def test_unknown_finetune_scheme(llm_dir):
 
 # ---------------------------------------------------------------- gradient checkpointing
 GC_BATCH = dict(
-    hs=torch.stack([speech(6, 21), speech(6, 22)]), hlens=torch.tensor([6, 4]),
-    ys=torch.tensor([[EOS, 5, 6, 7], [EOS, 8, 9, EOS]]), ylens=torch.tensor([4, 3]),
+    hs=torch.stack([speech(6, 21), speech(6, 22)]),
+    hlens=torch.tensor([6, 4]),
+    ys=torch.tensor([[EOS, 5, 6, 7], [EOS, 8, 9, EOS]]),
+    ylens=torch.tensor([4, 3]),
     targets=torch.tensor([[5, 6, 7, EOS], [8, 9, EOS, -1]]),
 )
 
@@ -605,7 +642,12 @@ def test_gradient_checkpointing_leaves_cached_decoding_unchanged(llm_dir, mode):
     best = {}
     for k, d in decoders.items():
         search = BatchBeamSearch(
-            scorers={"decoder": d}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V, sos=EOS, eos=EOS,
+            scorers={"decoder": d},
+            weights={"decoder": 1.0},
+            beam_size=3,
+            vocab_size=V,
+            sos=EOS,
+            eos=EOS,
         )
         with torch.no_grad():
             best[k] = search(x, maxlenratio=-6)[0]
@@ -678,9 +720,9 @@ def test_llm_usage_json_gives_the_defaults(llm_dir, tmp_path):
     import json
 
     d = copy_llm(llm_dir, tmp_path / "llm")
-    (d / "llm_usage.json").write_text(json.dumps(
-        {"framing": {"start": ["big"], "end": ["two"]}, "text_form": {"case": "lower"}}
-    ))
+    (d / "llm_usage.json").write_text(
+        json.dumps({"framing": {"start": ["big"], "end": ["two"]}, "text_form": {"case": "lower"}})
+    )
     dec = make_decoder(d)
     assert dec.text_lead_id == ids_of("big")[0] and dec.end_id == ids_of("two")[0]
     assert dec.text_form.case == "lower"
@@ -731,17 +773,26 @@ def test_smollm2_default_frame_ends_sentences_far_more_readily_than_bos_eos(smol
     usage = read_llm_usage(smollm2_dir)
     assert "framing" in usage and "text_form" in usage, "prepare_pretrained writes the measured defaults"
     prompt = "Transcribe the speech."
-    dec = LlmDecoder(vocab_size=len(tokenizer), encoder_output_size=576, llm_path=str(smollm2_dir),
-                     finetune="frozen", prompt=prompt)
+    dec = LlmDecoder(
+        vocab_size=len(tokenizer), encoder_output_size=576, llm_path=str(smollm2_dir), finetune="frozen", prompt=prompt
+    )
     # the decoder's frame is the one llm_usage.json names
     measured = text_frame(tokenizer, str(smollm2_dir), prompt, "", None, None, None)
     assert (dec.prompt_ids.tolist(), dec.suffix_ids.tolist(), dec.text_lead_id, dec.end_id) == (
-        list(measured.prompt_ids), list(measured.suffix_ids), measured.lead_id, measured.end_id)
+        list(measured.prompt_ids),
+        list(measured.suffix_ids),
+        measured.lead_id,
+        measured.end_id,
+    )
     legacy = text_frame(tokenizer, str(smollm2_dir), prompt, "", ["<bos>"], ["<eos>"], False)
     assert tokenizer.convert_ids_to_tokens([legacy.lead_id, legacy.end_id]) == ["<|im_start|>", "<|im_end|>"]
 
-    recipe = ["THE OLD BOY FOUND HER CLEAN PICTURES THIS MORNING", "CAN THE CHILDREN COOK AN APPLE",
-              "DOCTOR VOLKONSKY WANTS TO SEND ANOTHER PROBE TO CERES", "HOW MUCH DID THEIR BOTTLE COST"]
+    recipe = [
+        "THE OLD BOY FOUND HER CLEAN PICTURES THIS MORNING",
+        "CAN THE CHILDREN COOK AN APPLE",
+        "DOCTOR VOLKONSKY WANTS TO SEND ANOTHER PROBE TO CERES",
+        "HOW MUCH DID THEIR BOTTLE COST",
+    ]
 
     def end_nll(frame, form):
         out = []

@@ -31,11 +31,21 @@ def llm_dir(tmp_path_factory):
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=V, hidden_size=D, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=BOS, eos_token_id=EOS,
-        pad_token_id=PAD, initializer_range=0.3,
-    )).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=V,
+            hidden_size=D,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=BOS,
+            eos_token_id=EOS,
+            pad_token_id=PAD,
+            initializer_range=0.3,
+        )
+    ).save_pretrained(d)
     return d
 
 
@@ -85,8 +95,10 @@ def speech(T, seed=0):
 CTX = torch.tensor([6, 8, 9, 10, EOS, 14, 16, 7, EOS, 18, 19])
 CTX2 = torch.tensor([[6, 8, 9, 10, EOS, 14, 16, 7, EOS, 18, 19], [13, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1]])
 BATCH = dict(
-    hs_pad=torch.stack([speech(7, 1), speech(7, 2)]), hlens=torch.tensor([7, 4]),
-    ys_in_pad=torch.tensor([[EOS, 5, 6, 7, 8], [EOS, 9, 10, EOS, EOS]]), ys_in_lens=torch.tensor([5, 3]),
+    hs_pad=torch.stack([speech(7, 1), speech(7, 2)]),
+    hlens=torch.tensor([7, 4]),
+    ys_in_pad=torch.tensor([[EOS, 5, 6, 7, 8], [EOS, 9, 10, EOS, EOS]]),
+    ys_in_lens=torch.tensor([5, 3]),
 )
 
 
@@ -94,7 +106,10 @@ def full_prefix_logp(dec, x, ys, context):
     n = ys.size(0)
     with torch.no_grad():
         logits, _ = dec(
-            x.unsqueeze(0).expand(n, -1, -1), torch.full((n,), x.size(0)), ys, torch.full((n,), ys.size(1)),
+            x.unsqueeze(0).expand(n, -1, -1),
+            torch.full((n,), x.size(0)),
+            ys,
+            torch.full((n,), ys.size(1)),
             context=context.unsqueeze(0).expand(n, -1),
         )
     return torch.log_softmax(logits[:, -1], dim=-1)
@@ -128,7 +143,9 @@ def test_zero_gates_give_exactly_the_base_beam_search(pair):
     xattn.set_context(CTX)
     results = []
     for dec in (base, xattn):
-        search = BatchBeamSearch(scorers={"decoder": dec}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V, sos=EOS, eos=EOS)
+        search = BatchBeamSearch(
+            scorers={"decoder": dec}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V, sos=EOS, eos=EOS
+        )
         with torch.no_grad():
             results.append(search(x, maxlenratio=-5, minlenratio=0.0))
         ys = torch.tensor([[EOS], [EOS]])
@@ -158,7 +175,10 @@ def test_row_logits_do_not_depend_on_batch_context_padding(opened):
     with torch.no_grad():
         both, _ = opened(**BATCH, context=CTX2, context_lengths=torch.tensor([11, 2]))
         alone, _ = opened(
-            BATCH["hs_pad"][1:, :4], BATCH["hlens"][1:], BATCH["ys_in_pad"][1:, :3], BATCH["ys_in_lens"][1:],
+            BATCH["hs_pad"][1:, :4],
+            BATCH["hlens"][1:],
+            BATCH["ys_in_pad"][1:, :3],
+            BATCH["ys_in_lens"][1:],
             context=CTX2[1:, :2],
         )
     assert torch.allclose(both[1, :3], alone[0], atol=1e-5)
@@ -190,7 +210,15 @@ def test_espnet_beam_searches_agree_with_context_and_text_context_equals_ids(ope
     for name, ctx in (("ids", CTX), ("text", "cat sat on mat ||| big red dog ||| one two")):
         opened.set_context(ctx)
         for cls in (BeamSearch, BatchBeamSearch):
-            search = cls(scorers={"decoder": opened}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V, sos=EOS, eos=EOS, token_list=None)
+            search = cls(
+                scorers={"decoder": opened},
+                weights={"decoder": 1.0},
+                beam_size=3,
+                vocab_size=V,
+                sos=EOS,
+                eos=EOS,
+                token_list=None,
+            )
             with torch.no_grad():
                 best = search(x, maxlenratio=-5)[0]
             out[name, cls.__name__] = (best.yseq.tolist(), float(best.score))
@@ -199,7 +227,9 @@ def test_espnet_beam_searches_agree_with_context_and_text_context_equals_ids(ope
         assert yseq == ref[0] and abs(score - ref[1]) < 1e-4, key
     opened.set_context(None)
     with torch.no_grad():
-        plain = BatchBeamSearch(scorers={"decoder": opened}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V, sos=EOS, eos=EOS)(x, maxlenratio=-5)[0]
+        plain = BatchBeamSearch(
+            scorers={"decoder": opened}, weights={"decoder": 1.0}, beam_size=3, vocab_size=V, sos=EOS, eos=EOS
+        )(x, maxlenratio=-5)[0]
     assert abs(float(plain.score) - ref[1]) > 1e-4  # the context mattered
 
 
@@ -274,18 +304,34 @@ def build_model(decoder):
     from espnet_llm_plugin.asr.llm_asr_model import LlmASRModel
 
     torch.manual_seed(0)
-    encoder = TransformerEncoder(8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear")
+    encoder = TransformerEncoder(
+        8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear"
+    )
     return LlmASRModel(
-        vocab_size=V, token_list=SPECIALS + WORDS, frontend=None, specaug=None, normalize=None, preencoder=None,
-        encoder=encoder, postencoder=Conv1dMlpAdapter(input_size=16, output_size=D, num_conv_layers=1),
-        decoder=decoder, ctc=CTC(odim=V, encoder_output_size=D), joint_network=None, ctc_weight=0.0,
-        report_cer=False, report_wer=False, sym_sos="</s>", sym_eos="</s>",
+        vocab_size=V,
+        token_list=SPECIALS + WORDS,
+        frontend=None,
+        specaug=None,
+        normalize=None,
+        preencoder=None,
+        encoder=encoder,
+        postencoder=Conv1dMlpAdapter(input_size=16, output_size=D, num_conv_layers=1),
+        decoder=decoder,
+        ctc=CTC(odim=V, encoder_output_size=D),
+        joint_network=None,
+        ctc_weight=0.0,
+        report_cer=False,
+        report_wer=False,
+        sym_sos="</s>",
+        sym_eos="</s>",
     )
 
 
 MODEL_BATCH = dict(
-    speech=torch.randn(2, 24, 8, generator=torch.Generator().manual_seed(0)), speech_lengths=torch.tensor([24, 20]),
-    text=torch.tensor([[4, 6, 8], [5, -1, -1]]), text_lengths=torch.tensor([3, 1]),
+    speech=torch.randn(2, 24, 8, generator=torch.Generator().manual_seed(0)),
+    speech_lengths=torch.tensor([24, 20]),
+    text=torch.tensor([[4, 6, 8], [5, -1, -1]]),
+    text_lengths=torch.tensor([3, 1]),
 )
 
 
@@ -334,7 +380,9 @@ def test_bad_options_name_the_config_key(llm_dir, kw, match):
 
 
 def test_xattn_every_two_places_blocks_after_the_second_layer(llm_dir):
-    dec = LlmXattnDecoder(vocab_size=V, encoder_output_size=D, llm_path=str(llm_dir), **COMMON, **{**XATTN, "xattn_every": 2})
+    dec = LlmXattnDecoder(
+        vocab_size=V, encoder_output_size=D, llm_path=str(llm_dir), **COMMON, **{**XATTN, "xattn_every": 2}
+    )
     assert dec.xattn_layer_ids == [1] and len(dec.xattn_blocks) == 1
 
 
@@ -369,8 +417,9 @@ def test_gradient_checkpointing_with_context_gives_the_same_gradients(llm_dir, p
     decs = []
     for ckpt in (False, True):
         torch.manual_seed(1)
-        dec = LlmXattnDecoder(vocab_size=V, encoder_output_size=D, llm_path=str(llm_dir), **COMMON, **XATTN,
-                              gradient_checkpointing=ckpt)
+        dec = LlmXattnDecoder(
+            vocab_size=V, encoder_output_size=D, llm_path=str(llm_dir), **COMMON, **XATTN, gradient_checkpointing=ckpt
+        )
         dec.load_state_dict(pair[0].state_dict(), strict=False)
         decs.append(open_gates(dec).train())
     plain, ckpt = decs

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-WORDS = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat cats dog sat on mat ran to home big small red blue one two".split()
+WORDS = [
+    "<pad>",
+    "<unk>",
+    "<s>",
+    "</s>",
+] + "the a cat cats dog sat on mat ran to home big small red blue one two".split()
 
 CONFIG = """
 frontend_conf: {n_fft: 256, hop_length: 128, n_mels: 20}
@@ -44,12 +49,23 @@ def save_tiny_llm(d):
 
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="<pad>").save_pretrained(d)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(d)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, max_position_embeddings=256, bos_token_id=2,
-                                 eos_token_id=3, pad_token_id=0)).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(WORDS),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            bos_token_id=2,
+            eos_token_id=3,
+            pad_token_id=0,
+        )
+    ).save_pretrained(d)
     return d
 
 
@@ -72,14 +88,38 @@ def write_data(d, utts, rng):
 def train(root, llm, max_epoch, *extra):
     from espnet_llm_plugin.bin.asr_train import main
 
-    argv = ["--config", str(root / "train.yaml"), "--output_dir", str(root / "exp"), "--ngpu", "0",
-            "--token_list", str(root / "tokens.txt"), "--token_type", "hugging_face", "--bpemodel", str(llm),
-            "--max_epoch", str(max_epoch), "--resume", "true",
-            "--use_matplotlib", "false", "--use_tensorboard", "false", *extra]
+    argv = [
+        "--config",
+        str(root / "train.yaml"),
+        "--output_dir",
+        str(root / "exp"),
+        "--ngpu",
+        "0",
+        "--token_list",
+        str(root / "tokens.txt"),
+        "--token_type",
+        "hugging_face",
+        "--bpemodel",
+        str(llm),
+        "--max_epoch",
+        str(max_epoch),
+        "--resume",
+        "true",
+        "--use_matplotlib",
+        "false",
+        "--use_tensorboard",
+        "false",
+        *extra,
+    ]
     for split in ("train", "valid"):
-        argv += ["--" + split + "_data_path_and_name_and_type", f"{root / split / 'wav.scp'},speech,sound",
-                 "--" + split + "_data_path_and_name_and_type", f"{root / split / 'text'},text,text",
-                 "--" + split + "_shape_file", str(root / split / "speech_shape")]
+        argv += [
+            "--" + split + "_data_path_and_name_and_type",
+            f"{root / split / 'wav.scp'},speech,sound",
+            "--" + split + "_data_path_and_name_and_type",
+            f"{root / split / 'text'},text,text",
+            "--" + split + "_shape_file",
+            str(root / split / "speech_shape"),
+        ]
     main(argv)
 
 
@@ -140,17 +180,50 @@ def test_train_resume_average_decode_with_small_checkpoints(tmp_path, caplog):
     from espnet_llm_plugin.bin.asr_inference import main as decode
 
     out = tmp_path / "decode"
-    decode(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(exp / "valid.acc.ave.pth"),
-            "--output_dir", str(out), "--beam_size", "2", "--ctc_weight", "0", "--lm_weight", "0",
-            "--maxlenratio", "0.0", "--data_path_and_name_and_type", f"{tmp_path / 'valid' / 'wav.scp'},speech,sound"])
+    decode(
+        [
+            "--asr_train_config",
+            str(exp / "config.yaml"),
+            "--asr_model_file",
+            str(exp / "valid.acc.ave.pth"),
+            "--output_dir",
+            str(out),
+            "--beam_size",
+            "2",
+            "--ctc_weight",
+            "0",
+            "--lm_weight",
+            "0",
+            "--maxlenratio",
+            "0.0",
+            "--data_path_and_name_and_type",
+            f"{tmp_path / 'valid' / 'wav.scp'},speech,sound",
+        ]
+    )
     hyps = (out / "1best_recog" / "token_int").read_text().splitlines()
     assert sorted(h.split()[0] for h in hyps) == ["dv0", "dv1"]
 
     # --quantize_asr_model quantizes the LLM's base layers; its LoRA adapters stay in float
-    decode(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(exp / "valid.acc.ave.pth"),
-            "--output_dir", str(tmp_path / "decode_q"), "--beam_size", "2", "--ctc_weight", "0", "--lm_weight", "0",
-            "--quantize_asr_model", "true",
-            "--data_path_and_name_and_type", f"{tmp_path / 'valid' / 'wav.scp'},speech,sound"])
+    decode(
+        [
+            "--asr_train_config",
+            str(exp / "config.yaml"),
+            "--asr_model_file",
+            str(exp / "valid.acc.ave.pth"),
+            "--output_dir",
+            str(tmp_path / "decode_q"),
+            "--beam_size",
+            "2",
+            "--ctc_weight",
+            "0",
+            "--lm_weight",
+            "0",
+            "--quantize_asr_model",
+            "true",
+            "--data_path_and_name_and_type",
+            f"{tmp_path / 'valid' / 'wav.scp'},speech,sound",
+        ]
+    )
     hyps = (tmp_path / "decode_q" / "1best_recog" / "token_int").read_text().splitlines()
     assert sorted(h.split()[0] for h in hyps) == ["dv0", "dv1"]
 
@@ -160,9 +233,20 @@ def test_train_resume_average_decode_with_small_checkpoints(tmp_path, caplog):
     state["payload"] = WritesMarker(marker)
     torch.save(state, crafted)
     with pytest.raises(SystemExit, match=rf"asr_inference: error: {crafted}: refused to load"):
-        decode(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(crafted),
-                "--output_dir", str(tmp_path / "decode_x"), "--beam_size", "1",
-                "--data_path_and_name_and_type", f"{tmp_path / 'valid' / 'wav.scp'},speech,sound"])
+        decode(
+            [
+                "--asr_train_config",
+                str(exp / "config.yaml"),
+                "--asr_model_file",
+                str(crafted),
+                "--output_dir",
+                str(tmp_path / "decode_x"),
+                "--beam_size",
+                "1",
+                "--data_path_and_name_and_type",
+                f"{tmp_path / 'valid' / 'wav.scp'},speech,sound",
+            ]
+        )
     assert not marker.exists()
 
     # the base changed in place (one weight): ESPnet's loader passes our refusal on

@@ -11,20 +11,31 @@ from espnet_llm_plugin.retrieval.datastore import FaissDatastore
 
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
+    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-    import torch
 
     d = tmp_path_factory.mktemp("lm")
     words = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to home big red".split()
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="<pad>").save_pretrained(d)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(d)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, max_position_embeddings=64, bos_token_id=2,
-                                 eos_token_id=3, pad_token_id=0)).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(words),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            bos_token_id=2,
+            eos_token_id=3,
+            pad_token_id=0,
+        )
+    ).save_pretrained(d)
     return d
 
 
@@ -36,8 +47,23 @@ def memory(tmp_path):
 
 
 def args(lm_dir, memory, out, *extra):
-    return ["--memory_text", str(memory), "--key_encoder", str(lm_dir), "--window", "5", "--stride", "3",
-            "--device", "cpu", "--batch_size", "4", "--out_dir", str(out), *extra]
+    return [
+        "--memory_text",
+        str(memory),
+        "--key_encoder",
+        str(lm_dir),
+        "--window",
+        "5",
+        "--stride",
+        "3",
+        "--device",
+        "cpu",
+        "--batch_size",
+        "4",
+        "--out_dir",
+        str(out),
+        *extra,
+    ]
 
 
 def test_single_build(lm_dir, memory, tmp_path):
@@ -103,8 +129,20 @@ def test_errors(lm_dir, memory, tmp_path):
     units.write_text("u1 1 2 3\n")
     (tmp_path / "text").write_text("u1 the cat\n")
     with pytest.raises(SystemExit, match="speech"):  # a text-only tokenizer has no unit tokens
-        main(["--memory_units", str(units), "--memory_text_file", str(tmp_path / "text"), "--key_encoder", str(lm_dir),
-              "--out_dir", str(tmp_path / "z"), "--device", "cpu"])
+        main(
+            [
+                "--memory_units",
+                str(units),
+                "--memory_text_file",
+                str(tmp_path / "text"),
+                "--key_encoder",
+                str(lm_dir),
+                "--out_dir",
+                str(tmp_path / "z"),
+                "--device",
+                "cpu",
+            ]
+        )
     assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()
 
 
@@ -129,7 +167,18 @@ def test_text_form_framing_and_defaults_recorded(lm_dir, memory, tmp_path):
     main(args(lm_dir, upper, tmp_path / "as_is"))
     assert not np.array_equal(FaissDatastore.load(tmp_path / "as_is").values, a.values)
     # defaults: window/stride from the library (no llm_usage.json here)
-    main(["--memory_text", str(memory), "--key_encoder", str(lm_dir), "--device", "cpu", "--out_dir", str(tmp_path / "d")])
+    main(
+        [
+            "--memory_text",
+            str(memory),
+            "--key_encoder",
+            str(lm_dir),
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(tmp_path / "d"),
+        ]
+    )
     build = json.loads((tmp_path / "d" / "manifest.json").read_text())["info"]["build"]
     assert (build["window"], build["stride"]) == (list(DEFAULTS.window), list(DEFAULTS.stride))
     # a framing token the tokenizer lacks is an error naming the option

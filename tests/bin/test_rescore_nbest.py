@@ -16,8 +16,11 @@ from espnet_llm_plugin.rescoring.nbest import Hypothesis, read_espnet_nbest, rea
 
 REFS = {"u1": "the cat sat on the mat", "u2": "a dog ran home", "u3": "", "u4": "one big red dog"}
 NBEST = {
-    "u1": [Hypothesis("the cat sat on mat", -1.0), Hypothesis("the cat sat on the mat", -1.1),
-           Hypothesis("cat sat on the mat", -1.3)],
+    "u1": [
+        Hypothesis("the cat sat on mat", -1.0),
+        Hypothesis("the cat sat on the mat", -1.1),
+        Hypothesis("cat sat on the mat", -1.3),
+    ],
     "u2": [Hypothesis("a dog ran", -0.5), Hypothesis("a dog ran home", -0.6), Hypothesis("dog ran home", -0.9)],
     "u3": [Hypothesis("", -0.2), Hypothesis("the", -0.3)],
     "u4": [Hypothesis("one big red dog", -0.4), Hypothesis("one big red", -0.45)],
@@ -41,9 +44,30 @@ def run_cli(args):
 def test_tune_then_apply_and_score(setup, tmp_path):
     root, lms = setup
     weights = tmp_path / "conf" / "weights.yaml"
-    run_cli(["--nbest_dir", root / "decode", "--lm_path", lms["text"], "--ref_text", root / "text",
-             "--tune", "true", "--weights_config", weights, "--out_dir", tmp_path / "dev",
-             "--lm_weights", "0,0.5,1", "--length_bonuses", "0,1", "--batch_size", "3", "--device", "auto"])
+    run_cli(
+        [
+            "--nbest_dir",
+            root / "decode",
+            "--lm_path",
+            lms["text"],
+            "--ref_text",
+            root / "text",
+            "--tune",
+            "true",
+            "--weights_config",
+            weights,
+            "--out_dir",
+            tmp_path / "dev",
+            "--lm_weights",
+            "0,0.5,1",
+            "--length_bonuses",
+            "0,1",
+            "--batch_size",
+            "3",
+            "--device",
+            "auto",
+        ]
+    )
     assert weights.is_file()
     summary = json.loads((tmp_path / "dev" / "wer.json").read_text())
     assert summary["rescored"]["errors"] <= summary["first_pass"]["errors"]
@@ -59,16 +83,36 @@ def test_tune_then_apply_and_score(setup, tmp_path):
 
     # apply the saved weights to another set (a JSONL this time, no references)
     (tmp_path / "test.jsonl").write_text((tmp_path / "dev" / "nbest.jsonl").read_text())
-    run_cli(["--nbest_jsonl", tmp_path / "test.jsonl", "--lm_path", lms["text"], "--weights_config", weights,
-             "--out_dir", tmp_path / "test"])
+    run_cli(
+        [
+            "--nbest_jsonl",
+            tmp_path / "test.jsonl",
+            "--lm_path",
+            lms["text"],
+            "--weights_config",
+            weights,
+            "--out_dir",
+            tmp_path / "test",
+        ]
+    )
     assert (tmp_path / "test" / "text").read_text() == (tmp_path / "dev" / "text").read_text()
 
 
 def test_weight_zero_reproduces_first_pass(setup, tmp_path):
     root, lms = setup
     (tmp_path / "w.yaml").write_text("first_pass_weight: 1.0\nlm_weight: 0.0\nlength_bonus: 0.0\n")
-    run_cli(["--nbest_dir", root / "decode", "--lm_path", lms["text"], "--weights_config", tmp_path / "w.yaml",
-             "--out_dir", tmp_path / "out"])
+    run_cli(
+        [
+            "--nbest_dir",
+            root / "decode",
+            "--lm_path",
+            lms["text"],
+            "--weights_config",
+            tmp_path / "w.yaml",
+            "--out_dir",
+            tmp_path / "out",
+        ]
+    )
     assert (tmp_path / "out" / "text").read_text() == (root / "decode" / "text").read_text()
 
 
@@ -78,26 +122,49 @@ def test_speech_text_rescoring_uses_units(setup, tmp_path):
     outs = []
     for i, units in enumerate(["u1 1 2 3\nu2 4 5\nu3\nu4 7 0\n", "u1 6 6\nu2 0\nu3 1\nu4 2 2 2\n"]):
         (tmp_path / f"units{i}").write_text(units)
-        run_cli(["--nbest_dir", root / "decode", "--lm_path", lms["speech_text"], "--units", tmp_path / f"units{i}",
-                 "--weights_config", tmp_path / "w.yaml", "--out_dir", tmp_path / f"out{i}"])
+        run_cli(
+            [
+                "--nbest_dir",
+                root / "decode",
+                "--lm_path",
+                lms["speech_text"],
+                "--units",
+                tmp_path / f"units{i}",
+                "--weights_config",
+                tmp_path / "w.yaml",
+                "--out_dir",
+                tmp_path / f"out{i}",
+            ]
+        )
         outs.append(read_nbest_jsonl(tmp_path / f"out{i}" / "nbest.jsonl"))
     lm0 = sorted(h.scores["lm"] for h in outs[0]["u1"])
     lm1 = sorted(h.scores["lm"] for h in outs[1]["u1"])
     assert lm0 != pytest.approx(lm1, abs=1e-3)
 
 
-@pytest.mark.parametrize("case, match", [
-    ("unknown_utt", "1 utterance\\(s\\) not in .*ref, e.g. 'u9'"),
-    ("units_mismatch", "no units for .*'u1'"),
-    ("lm_without_units", "no speech/unit tokens"),
-    ("tune_without_ref", "--tune true needs --ref_text"),
-    ("missing_weights", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("unknown_utt", "1 utterance\\(s\\) not in .*ref, e.g. 'u9'"),
+        ("units_mismatch", "no units for .*'u1'"),
+        ("lm_without_units", "no speech/unit tokens"),
+        ("tune_without_ref", "--tune true needs --ref_text"),
+        ("missing_weights", "does not exist"),
+    ],
+)
 def test_bad_inputs_fail_clearly_and_write_nothing(setup, tmp_path, capsys, case, match):
     root, lms = setup
     (tmp_path / "w.yaml").write_text("first_pass_weight: 1.0\nlm_weight: 1.0\nlength_bonus: 0.0\n")
-    args = ["--nbest_dir", root / "decode", "--lm_path", lms["text"], "--weights_config", tmp_path / "w.yaml",
-            "--out_dir", tmp_path / "out"]
+    args = [
+        "--nbest_dir",
+        root / "decode",
+        "--lm_path",
+        lms["text"],
+        "--weights_config",
+        tmp_path / "w.yaml",
+        "--out_dir",
+        tmp_path / "out",
+    ]
     if case == "unknown_utt":
         (tmp_path / "ref").write_text("u1 a\nu2 b\nu3\nu4 c\n")
         nb = dict(NBEST, u9=[Hypothesis("x", -1.0)])
@@ -118,5 +185,6 @@ def test_bad_inputs_fail_clearly_and_write_nothing(setup, tmp_path, capsys, case
         run_cli(args)
     assert "rescore_nbest: error" in str(e.value)
     import re
+
     assert re.search(match, str(e.value)), str(e.value)
     assert not (tmp_path / "out").exists()

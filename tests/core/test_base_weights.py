@@ -42,9 +42,17 @@ def save_tiny_llm(d, seed=0):
     ).save_pretrained(d)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=V, hidden_size=D, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=BOS, eos_token_id=EOS,
-        pad_token_id=PAD, initializer_range=0.3,
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+        initializer_range=0.3,
     )
     LlamaForCausalLM(config).save_pretrained(d)
     return d
@@ -71,8 +79,12 @@ def perturb(module, seed, what="lora_B"):
     return module
 
 
-ARGS = (torch.randn(1, 5, D, generator=torch.Generator().manual_seed(5)), torch.tensor([5]),
-        torch.tensor([[EOS, 5, 6, 7]]), torch.tensor([4]))
+ARGS = (
+    torch.randn(1, 5, D, generator=torch.Generator().manual_seed(5)),
+    torch.tensor([5]),
+    torch.tensor([[EOS, 5, 6, 7]]),
+    torch.tensor([4]),
+)
 
 
 def outputs(dec):
@@ -257,9 +269,18 @@ def test_hf_speech_encoder_lora_saves_delta(tmp_path):
     from espnet_llm_plugin.asr.hf_speech_encoder import HfSpeechEncoder
 
     config = transformers.AutoConfig.for_model(
-        "wav2vec2", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, conv_dim=(16, 16),
-        conv_kernel=(10, 3), conv_stride=(5, 2), conv_bias=True, feat_extract_norm="layer",
+        "wav2vec2",
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        conv_dim=(16, 16),
+        conv_kernel=(10, 3),
+        conv_stride=(5, 2),
+        conv_bias=True,
+        feat_extract_norm="layer",
     )
     torch.manual_seed(0)
     transformers.AutoModel.from_config(config).save_pretrained(tmp_path / "ssl")
@@ -282,8 +303,9 @@ def test_hf_speech_encoder_lora_saves_delta(tmp_path):
 @pytest.mark.real_model
 def test_smollm2_lora_checkpoint_is_small(smollm2_dir, tmp_path):
     def build():
-        return LlmDecoder(vocab_size=49152, encoder_output_size=576, llm_path=str(smollm2_dir),
-                          finetune="lora", lora_dropout=0.0)
+        return LlmDecoder(
+            vocab_size=49152, encoder_output_size=576, llm_path=str(smollm2_dir), finetune="lora", lora_dropout=0.0
+        )
 
     src = perturb(build(), seed=10)
     torch.save(src.state_dict(), tmp_path / "dec.pth")

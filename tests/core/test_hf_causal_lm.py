@@ -39,9 +39,16 @@ def build_tiny_llm(out_dir, hidden=32, seed=0):
     hf_tok.save_pretrained(out_dir)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-        bos_token_id=2, eos_token_id=3, pad_token_id=0,
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     )
     LlamaForCausalLM(config).save_pretrained(out_dir)
     return len(vocab)
@@ -165,8 +172,12 @@ def test_smollm2_in_bfloat16_on_cpu_predicts_like_float32(smollm2, smollm2_dir):
             top16 = model16(input_ids=ids).logits[0, -1].float()
             assert top16.argmax() == top32.argmax(), (prompt, tok.decode(top16.argmax()), tok.decode(top32.argmax()))
             # the whole distribution, not only its top: bfloat16 rounding moves logits a little
-            assert torch.nn.functional.kl_div(top16.log_softmax(-1), top32.log_softmax(-1),
-                                              log_target=True, reduction="sum") < 0.02, prompt
+            assert (
+                torch.nn.functional.kl_div(
+                    top16.log_softmax(-1), top32.log_softmax(-1), log_target=True, reduction="sum"
+                )
+                < 0.02
+            ), prompt
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="half types are loaded only with CUDA")
@@ -199,8 +210,16 @@ def test_input_width_is_read_without_loading_weights(llm_dir, tmp_path):
     from transformers import OPTConfig, OPTForCausalLM
 
     opt_dir = tmp_path / "opt"
-    OPTForCausalLM(OPTConfig(vocab_size=len(SPECIALS) + len(WORDS), hidden_size=32, word_embed_proj_dim=16,
-                             ffn_dim=64, num_hidden_layers=1, num_attention_heads=2)).save_pretrained(opt_dir)
+    OPTForCausalLM(
+        OPTConfig(
+            vocab_size=len(SPECIALS) + len(WORDS),
+            hidden_size=32,
+            word_embed_proj_dim=16,
+            ffn_dim=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        )
+    ).save_pretrained(opt_dir)
     shutil.copy(llm_dir / "tokenizer.json", opt_dir / "tokenizer.json")
     shutil.copy(llm_dir / "tokenizer_config.json", opt_dir / "tokenizer_config.json")
     assert llm_input_width(opt_dir) == 16

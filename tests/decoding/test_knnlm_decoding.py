@@ -21,15 +21,26 @@ def save_lm(d, extra_tokens=()):
 
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                 pad_token="<pad>")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
     if extra_tokens:
         hf.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
     hf.save_pretrained(d)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, max_position_embeddings=128, bos_token_id=2,
-                                 eos_token_id=3, pad_token_id=0)).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(hf),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=128,
+            bos_token_id=2,
+            eos_token_id=3,
+            pad_token_id=0,
+        )
+    ).save_pretrained(d)
     return d
 
 
@@ -39,25 +50,66 @@ def save_asr_model(d, lm_dir, decoder, tokens=WORDS):
 
     (d / "tokens.txt").write_text("\n".join(tokens) + "\n")
     argv = [
-        "--token_list", str(d / "tokens.txt"), "--output_dir", str(d), "--token_type", "hugging_face",
-        "--bpemodel", str(lm_dir), "--model_conf", "sym_sos=</s>", "--model_conf", "sym_eos=</s>",
-        "--model_conf", "ctc_weight=0.0", "--frontend_conf", "n_mels=20",
-        "--encoder", "transformer", "--encoder_conf", "output_size=16", "--encoder_conf", "linear_units=16",
-        "--encoder_conf", "num_blocks=1", "--encoder_conf", "attention_heads=2",
+        "--token_list",
+        str(d / "tokens.txt"),
+        "--output_dir",
+        str(d),
+        "--token_type",
+        "hugging_face",
+        "--bpemodel",
+        str(lm_dir),
+        "--model_conf",
+        "sym_sos=</s>",
+        "--model_conf",
+        "sym_eos=</s>",
+        "--model_conf",
+        "ctc_weight=0.0",
+        "--frontend_conf",
+        "n_mels=20",
+        "--encoder",
+        "transformer",
+        "--encoder_conf",
+        "output_size=16",
+        "--encoder_conf",
+        "linear_units=16",
+        "--encoder_conf",
+        "num_blocks=1",
+        "--encoder_conf",
+        "attention_heads=2",
     ]
     if decoder in ("llm", "llm_xattn"):
-        argv += ["--postencoder", "conv1d_mlp_adapter", "--postencoder_conf", "output_size=32",
-                 "--decoder", decoder, "--decoder_conf", f"llm_path={lm_dir}", "--decoder_conf", "finetune=frozen"]
+        argv += [
+            "--postencoder",
+            "conv1d_mlp_adapter",
+            "--postencoder_conf",
+            "output_size=32",
+            "--decoder",
+            decoder,
+            "--decoder_conf",
+            f"llm_path={lm_dir}",
+            "--decoder_conf",
+            "finetune=frozen",
+        ]
         if decoder == "llm_xattn":
             argv += ["--decoder_conf", "value_encoder_layers=1", "--decoder_conf", "passage_max_tokens=8"]
     else:
-        argv += ["--decoder", "transformer", "--decoder_conf", "num_blocks=1", "--decoder_conf", "linear_units=16",
-                 "--decoder_conf", "attention_heads=2"]
+        argv += [
+            "--decoder",
+            "transformer",
+            "--decoder_conf",
+            "num_blocks=1",
+            "--decoder_conf",
+            "linear_units=16",
+            "--decoder_conf",
+            "attention_heads=2",
+        ]
     args = LlmASRTask.get_parser().parse_args(argv)
     model = LlmASRTask.build_model(args)
     torch.save(model.state_dict(), d / "model.pth")  # ESPnet's checkpoint format
     with open(d / "config.yaml", "w") as f:
-        yaml.safe_dump(yaml.safe_load(yaml.safe_dump({k: v for k, v in vars(args).items()}, default_flow_style=False)), f)
+        yaml.safe_dump(
+            yaml.safe_load(yaml.safe_dump({k: v for k, v in vars(args).items()}, default_flow_style=False)), f
+        )
     return d / "config.yaml", d / "model.pth"
 
 
@@ -68,8 +120,20 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("knn_decode")
     lm = save_lm(root / "lm")
     (root / "memory.txt").write_text("the cat sat on the mat\nthe big dog ran home\n")
-    build(["--memory_text", str(root / "memory.txt"), "--key_encoder", str(lm), "--window", "6",
-           "--device", "cpu", "--out_dir", str(root / "ds")])
+    build(
+        [
+            "--memory_text",
+            str(root / "memory.txt"),
+            "--key_encoder",
+            str(lm),
+            "--window",
+            "6",
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(root / "ds"),
+        ]
+    )
     (root / "asr").mkdir()
     return root, lm, save_asr_model(root / "asr", lm, "transformer")
 
@@ -85,8 +149,9 @@ def decode(model, extra, **kw):
 
 def test_knnlm_and_hf_lm_scorers_decode(setup):
     root, lm, model = setup
-    extra = ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lambda=0.5, knnlm_k=4,
-                                 hf_lm_path=str(lm), hf_lm_weight=0.2)
+    extra = ExtraDecodingOptions(
+        knnlm_datastore=str(root / "ds"), knnlm_lambda=0.5, knnlm_k=4, hf_lm_path=str(lm), hf_lm_weight=0.2
+    )
     s2t, results = decode(model, extra)
     bs = s2t.beam_search
     assert type(bs).__name__ == "BatchBeamSearch"
@@ -155,10 +220,27 @@ def test_options_from_decode_yaml_and_command_line(tmp_path):
 
     cfg = tmp_path / "decode.yaml"
     cfg.write_text("beam_size: 4\nknnlm_datastore: exp/ds\nknnlm_lambda: 0.3\nknnlm_k: 8\n")
-    cmd, extra = split_extra_options(["--config", str(cfg), "--knnlm_temperature", "2", "--hf_lm_path=lm",
-                                      "--hf_lm_weight", "0.1", "--knnlm_backend", "torch"], tmp_path)
+    cmd, extra = split_extra_options(
+        [
+            "--config",
+            str(cfg),
+            "--knnlm_temperature",
+            "2",
+            "--hf_lm_path=lm",
+            "--hf_lm_weight",
+            "0.1",
+            "--knnlm_backend",
+            "torch",
+        ],
+        tmp_path,
+    )
     assert (extra.knnlm_datastore, extra.knnlm_lambda, extra.knnlm_k) == ("exp/ds", 0.3, 8)
-    assert (extra.knnlm_temperature, extra.hf_lm_path, extra.hf_lm_weight, extra.knnlm_backend) == (2.0, "lm", 0.1, "torch")
+    assert (extra.knnlm_temperature, extra.hf_lm_path, extra.hf_lm_weight, extra.knnlm_backend) == (
+        2.0,
+        "lm",
+        0.1,
+        "torch",
+    )
     assert yaml.safe_load(open(cmd[1])) == {"beam_size": 4} and len(cmd) == 2
     with pytest.raises(ValueError, match="--knnlm_k must be of type int"):
         split_extra_options(["--knnlm_k", "many"], tmp_path)
@@ -200,8 +282,20 @@ def test_unset_knnlm_options_take_the_key_encoders_settings(setup, tmp_path):
     lm2 = tmp_path / "lm_with_usage"
     shutil.copytree(lm, lm2)
     (lm2 / "llm_usage.json").write_text(json.dumps({"knnlm": {"lambda": 0.2, "k": 5}}))
-    build(["--memory_text", str(root / "memory.txt"), "--key_encoder", str(lm2), "--window", "6",
-           "--device", "cpu", "--out_dir", str(tmp_path / "ds2")])
+    build(
+        [
+            "--memory_text",
+            str(root / "memory.txt"),
+            "--key_encoder",
+            str(lm2),
+            "--window",
+            "6",
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(tmp_path / "ds2"),
+        ]
+    )
     s2t, _ = decode(model, ExtraDecodingOptions(knnlm_datastore=str(tmp_path / "ds2")))
     assert (s2t.knnlm.lam, s2t.knnlm.k, s2t.knnlm.temperature) == (0.2, 5, DEFAULTS.temperature)
 
@@ -231,8 +325,7 @@ def test_zero_knnlm_weight_decodes_as_without_knnlm(setup):
     out, as ESPnet leaves out its own zero-weight scorers; before, 0 * -inf made scores NaN."""
     root, lm, model = setup
     _, base = decode(model, ExtraDecodingOptions())
-    s2t, res = decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lambda=1.0,
-                                                  knnlm_weight=0.0))
+    s2t, res = decode(model, ExtraDecodingOptions(knnlm_datastore=str(root / "ds"), knnlm_lambda=1.0, knnlm_weight=0.0))
     assert torch.isfinite(torch.as_tensor(res[0][3].score)) and float(res[0][3].score) == float(base[0][3].score)
     assert res[0][2] == base[0][2]
     assert "knnlm" not in s2t.beam_search.full_scorers

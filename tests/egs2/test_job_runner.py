@@ -28,13 +28,20 @@ def test_failed_job_fails_the_array_and_names_its_log(tmp_path):
 
 
 def test_arguments_with_spaces_are_kept(tmp_path):
-    proc = _run([str(UTILS / "run.sh"), "l.log", "python3", "-c", "import sys; open('a','w').write(sys.argv[1])", "two words"], tmp_path)
+    proc = _run(
+        [str(UTILS / "run.sh"), "l.log", "python3", "-c", "import sys; open('a','w').write(sys.argv[1])", "two words"],
+        tmp_path,
+    )
     assert proc.returncode == 0 and (tmp_path / "a").read_text() == "two words"
 
 
 def test_threads_are_shared_between_concurrent_jobs(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "RUN_MAX_JOBS": "2"}
-    proc = _run([str(UTILS / "run.sh"), "JOB=1:2", "t.JOB.log", "bash", "-c", "echo $OMP_NUM_THREADS > t.JOB"], tmp_path, env=env)
+    proc = _run(
+        [str(UTILS / "run.sh"), "JOB=1:2", "t.JOB.log", "bash", "-c", "echo $OMP_NUM_THREADS > t.JOB"],
+        tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0
     import os
 
@@ -75,7 +82,9 @@ def test_parse_options_rejects_unknown_and_prints_help(tmp_path):
 
 def test_rerun_keeps_the_previous_logs(tmp_path):
     for run in range(1, 6):
-        proc = _run([str(UTILS / "run.sh"), "--keep_logs", "2", "JOB=1:2", "log/s.JOB.log", "echo", f"run{run}"], tmp_path)
+        proc = _run(
+            [str(UTILS / "run.sh"), "--keep_logs", "2", "JOB=1:2", "log/s.JOB.log", "echo", f"run{run}"], tmp_path
+        )
         assert proc.returncode == 0, proc.stderr
     for j in (1, 2):
         log = tmp_path / "log" / f"s.{j}.log"
@@ -83,7 +92,13 @@ def test_rerun_keeps_the_previous_logs(tmp_path):
         assert "run5" in log.read_text()
         assert "run4" in Path(f"{log}.1").read_text() and "run3" in Path(f"{log}.2").read_text()
     assert sorted(p.name for p in (tmp_path / "log").iterdir()) == [
-        "s.1.log", "s.1.log.1", "s.1.log.2", "s.2.log", "s.2.log.1", "s.2.log.2"]
+        "s.1.log",
+        "s.1.log.1",
+        "s.1.log.2",
+        "s.2.log",
+        "s.2.log.1",
+        "s.2.log.2",
+    ]
 
 
 def test_keep_logs_zero_overwrites_and_default_keeps_three(tmp_path):

@@ -50,11 +50,20 @@ def _tiny_llm(out_dir: Path) -> None:
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(out_dir)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
-        bos_token_id=2, eos_token_id=3, pad_token_id=0,
-    )).save_pretrained(out_dir)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=128,
+            bos_token_id=2,
+            eos_token_id=3,
+            pad_token_id=0,
+        )
+    ).save_pretrained(out_dir)
 
 
 def _tiny_data(recipe: Path, sets: dict) -> None:
@@ -87,15 +96,44 @@ def _logs(recipe: Path, proc: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.slow
 def test_transformer_baseline_over_the_llm_vocabulary_gets_no_llm_path(tmp_path, make_recipe, recipe_env):
-    r = make_recipe(tmp_path, {"conf/asr/baseline.yaml": BASELINE, "conf/decode/beam2.yaml": "beam_size: 2\nctc_weight: 0.3\n"})
+    r = make_recipe(
+        tmp_path, {"conf/asr/baseline.yaml": BASELINE, "conf/decode/beam2.yaml": "beam_size: 2\nctc_weight: 0.3\n"}
+    )
     _tiny_llm(r / "my_llm")
     _tiny_data(r, {"train": 6, "dev": 2})
     proc = subprocess.run(
-        ["./llm_asr.sh", "--stage", "2", "--stop_stage", "13", "--train_set", "train", "--valid_set", "dev",
-         "--test_sets", "dev", "--nj", "1", "--inference_nj", "1", "--token_type", "hugging_face",
-         "--llm_path", "my_llm", "--asr_config", "conf/asr/baseline.yaml",
-         "--inference_config", "conf/decode/beam2.yaml", "--nbest", "1"],
-        cwd=r, capture_output=True, text=True, timeout=600, env=recipe_env,
+        [
+            "./llm_asr.sh",
+            "--stage",
+            "2",
+            "--stop_stage",
+            "13",
+            "--train_set",
+            "train",
+            "--valid_set",
+            "dev",
+            "--test_sets",
+            "dev",
+            "--nj",
+            "1",
+            "--inference_nj",
+            "1",
+            "--token_type",
+            "hugging_face",
+            "--llm_path",
+            "my_llm",
+            "--asr_config",
+            "conf/asr/baseline.yaml",
+            "--inference_config",
+            "conf/decode/beam2.yaml",
+            "--nbest",
+            "1",
+        ],
+        cwd=r,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=recipe_env,
     )
     # before the fix the statistics stage passed decoder_conf.llm_path to ESPnet's TransformerDecoder:
     # TypeError: __init__() got an unexpected keyword argument 'llm_path'
@@ -104,17 +142,42 @@ def test_transformer_baseline_over_the_llm_vocabulary_gets_no_llm_path(tmp_path,
     assert config["decoder"] == "transformer" and "llm_path" not in config["decoder_conf"]
     assert config["token_type"] == "hugging_face" and config["bpemodel"] == "my_llm"
     assert len(config["token_list"]) == 4 + len(WORDS)  # the LLM tokenizer's vocabulary
-    res = json.loads((r / "exp" / "asr_baseline" / "decode_beam2_valid.acc.ave" / "dev" / "score" / "result.json").read_text())
+    res = json.loads(
+        (r / "exp" / "asr_baseline" / "decode_beam2_valid.acc.ave" / "dev" / "score" / "result.json").read_text()
+    )
     assert res["wer"]["utterances"] == 2 and res["missing_hypotheses"] == 0
     # an LLM decoder in the same recipe still gets llm_path, also when --asr_args picks it
     # over the YAML's decoder (the adapter width then comes from the LLM)
     (r / "conf" / "asr" / "plain.yaml").write_text("decoder: transformer\nnormalize: null\n")
     log = subprocess.run(
-        ["./llm_asr.sh", "--stage", "10", "--stop_stage", "10", "--train_set", "train", "--valid_set", "dev",
-         "--nj", "1", "--token_type", "hugging_face", "--llm_path", "my_llm", "--asr_config", "conf/asr/plain.yaml",
-         "--asr_stats_dir", "exp/asr_stats_llm",
-         "--asr_args", "--decoder llm --postencoder conv1d_mlp_adapter --model_conf ctc_weight=0.0"],
-        cwd=r, capture_output=True, text=True, timeout=600, env=recipe_env,
+        [
+            "./llm_asr.sh",
+            "--stage",
+            "10",
+            "--stop_stage",
+            "10",
+            "--train_set",
+            "train",
+            "--valid_set",
+            "dev",
+            "--nj",
+            "1",
+            "--token_type",
+            "hugging_face",
+            "--llm_path",
+            "my_llm",
+            "--asr_config",
+            "conf/asr/plain.yaml",
+            "--asr_stats_dir",
+            "exp/asr_stats_llm",
+            "--asr_args",
+            "--decoder llm --postencoder conv1d_mlp_adapter --model_conf ctc_weight=0.0",
+        ],
+        cwd=r,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=recipe_env,
     )
     assert log.returncode == 0, _logs(r, log)
     command = (r / "exp" / "asr_stats_llm" / "logs" / "stats.1.log").read_text().split("\n", 1)[0]
@@ -128,17 +191,48 @@ def test_readme_own_llm_example_runs_with_smollm2(tmp_path, make_recipe, recipe_
     # the README's "your own LLM" example at test size: a prepared HF directory as --llm_path,
     # the template config unchanged (its width and eos come from the LLM), stages 1-13
     template = (REPO / "conf" / "asr" / "llm_hf_lora.yaml").read_text()
-    r = make_recipe(tmp_path, {"conf/asr/llm_hf_lora.yaml": template,
-                               "conf/decode/beam2.yaml": "beam_size: 2\nctc_weight: 0.0\nno_repeat_ngram_size: 3\n"})
+    r = make_recipe(
+        tmp_path,
+        {
+            "conf/asr/llm_hf_lora.yaml": template,
+            "conf/decode/beam2.yaml": "beam_size: 2\nctc_weight: 0.0\nno_repeat_ngram_size: 3\n",
+        },
+    )
     proc = subprocess.run(
-        ["./llm_asr.sh", "--train_set", "train", "--valid_set", "dev", "--test_sets", "test",
-         "--nj", "1", "--inference_nj", "1", "--token_type", "hugging_face", "--llm_path", str(smollm2_dir),
-         "--asr_config", "conf/asr/llm_hf_lora.yaml", "--inference_config", "conf/decode/beam2.yaml", "--nbest", "1",
-         "--asr_args", "--max_epoch 1 --batch_type folded --batch_size 4 --num_workers 0 --keep_nbest_models 1",
-         "--local_data_opts", "--num_train 8 --num_dev 2 --num_test 2 --num_target_test 1 --num_noise_train 1 "
-         "--num_noise_dev 1 --num_noise_test 1 --num_passages 2 --num_target_text 4 --num_target_dev 1 "
-         "--num_target_memory 1"],
-        cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
+        [
+            "./llm_asr.sh",
+            "--train_set",
+            "train",
+            "--valid_set",
+            "dev",
+            "--test_sets",
+            "test",
+            "--nj",
+            "1",
+            "--inference_nj",
+            "1",
+            "--token_type",
+            "hugging_face",
+            "--llm_path",
+            str(smollm2_dir),
+            "--asr_config",
+            "conf/asr/llm_hf_lora.yaml",
+            "--inference_config",
+            "conf/decode/beam2.yaml",
+            "--nbest",
+            "1",
+            "--asr_args",
+            "--max_epoch 1 --batch_type folded --batch_size 4 --num_workers 0 --keep_nbest_models 1",
+            "--local_data_opts",
+            "--num_train 8 --num_dev 2 --num_test 2 --num_target_test 1 --num_noise_train 1 "
+            "--num_noise_dev 1 --num_noise_test 1 --num_passages 2 --num_target_text 4 --num_target_dev 1 "
+            "--num_target_memory 1",
+        ],
+        cwd=r,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=recipe_env,
     )
     assert proc.returncode == 0, _logs(r, proc)
     assert not (r / "exp" / "text_lm").exists()  # stage 5 trains no LM when --llm_path is given
@@ -147,6 +241,8 @@ def test_readme_own_llm_example_runs_with_smollm2(tmp_path, make_recipe, recipe_
     config = yaml.safe_load((r / "exp" / "asr_llm_hf_lora" / "config.yaml").read_text())
     assert config["decoder"] == "llm" and config["decoder_conf"]["llm_path"] == str(smollm2_dir)
     assert config["postencoder_conf"]["output_size"] == 576
-    res = json.loads((r / "exp" / "asr_llm_hf_lora" / "decode_beam2_valid.acc.ave" / "test" / "score" / "result.json").read_text())
+    res = json.loads(
+        (r / "exp" / "asr_llm_hf_lora" / "decode_beam2_valid.acc.ave" / "test" / "score" / "result.json").read_text()
+    )
     assert res["wer"]["utterances"] == 2 and res["missing_hypotheses"] == 0
     assert "asr_llm_hf_lora" in (r / "exp" / "RESULTS.md").read_text()

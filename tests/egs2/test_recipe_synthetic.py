@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 TINY_MODEL = """
 frontend_conf: {n_fft: 512, hop_length: 160, n_mels: 40}
 normalize: global_mvn
@@ -40,9 +39,7 @@ pytestmark = [
 
 def _run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    return subprocess.run(
-        ["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=900, env=env
-    )
+    return subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +54,14 @@ def trained_recipe(tmp_path_factory, make_recipe):
         "--num_train 48 --num_dev 8 --num_test 6 --num_target_test 4 --num_noise_train 4 "
         "--num_noise_test 3 --num_passages 5 --num_target_text 20 --num_target_dev 2 "
         "--num_target_memory 4",
-        "--asr_config", "conf/asr/tiny.yaml",
-        "--inference_config", "conf/decode/beam3.yaml",
-        "--nbpe", "30", "--nbest", "3",
+        "--asr_config",
+        "conf/asr/tiny.yaml",
+        "--inference_config",
+        "conf/decode/beam3.yaml",
+        "--nbpe",
+        "30",
+        "--nbest",
+        "3",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return recipe, proc
@@ -84,8 +86,19 @@ def test_rerun_skips_complete_stages(trained_recipe):
     recipe, _ = trained_recipe
     model = recipe / "exp" / "asr_tiny" / "valid.acc.ave.pth"
     mtime = model.stat().st_mtime
-    proc = _run(recipe, "--stage", "2", "--stop_stage", "12", "--asr_config", "conf/asr/tiny.yaml",
-                "--inference_config", "conf/decode/beam3.yaml", "--nbpe", "30")
+    proc = _run(
+        recipe,
+        "--stage",
+        "2",
+        "--stop_stage",
+        "12",
+        "--asr_config",
+        "conf/asr/tiny.yaml",
+        "--inference_config",
+        "conf/decode/beam3.yaml",
+        "--nbpe",
+        "30",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "is complete, skipping" in proc.stdout and "exists, skipping" in proc.stdout
     assert model.stat().st_mtime == mtime
@@ -99,11 +112,25 @@ def test_espnet_own_inference_decodes_the_model_with_plugin_imported(trained_rec
         "from espnet2.bin.asr_inference import main; main(sys.argv[1:])"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "--asr_train_config", str(exp / "config.yaml"),
-         "--asr_model_file", str(exp / "valid.acc.ave.pth"), "--beam_size", "3",
-         "--data_path_and_name_and_type", f"{recipe / 'dump/raw/test/wav.scp'},speech,sound",
-         "--output_dir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=600, cwd=recipe,  # config.yaml paths are recipe-relative
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--asr_train_config",
+            str(exp / "config.yaml"),
+            "--asr_model_file",
+            str(exp / "valid.acc.ave.pth"),
+            "--beam_size",
+            "3",
+            "--data_path_and_name_and_type",
+            f"{recipe / 'dump/raw/test/wav.scp'},speech,sound",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=recipe,  # config.yaml paths are recipe-relative
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     ours = (exp / "decode_beam3_valid.acc.ave" / "test" / "1best_recog" / "text").read_text()
@@ -116,8 +143,19 @@ def test_unknown_config_key_stops_training_with_the_key_named(trained_recipe):
     recipe, _ = trained_recipe
     bad = recipe / "conf" / "asr" / "bad.yaml"
     bad.write_text((recipe / "conf" / "asr" / "tiny.yaml").read_text() + "encoder_conf_typo: 1\n")
-    proc = _run(recipe, "--stage", "11", "--stop_stage", "11", "--asr_config", "conf/asr/bad.yaml",
-                "--inference_config", "conf/decode/beam3.yaml", "--nbpe", "30")
+    proc = _run(
+        recipe,
+        "--stage",
+        "11",
+        "--stop_stage",
+        "11",
+        "--asr_config",
+        "conf/asr/bad.yaml",
+        "--inference_config",
+        "conf/decode/beam3.yaml",
+        "--nbpe",
+        "30",
+    )
     assert proc.returncode != 0
     assert "see exp/asr_bad/logs/train.log" in proc.stderr, proc.stdout + proc.stderr
     log = (recipe / "exp" / "asr_bad" / "logs" / "train.log").read_text()

@@ -21,9 +21,27 @@ def _data_dir(root, name, utt, sr=16000, seconds=0.3):
 
 def _format(r, env, *opts):
     return subprocess.run(
-        ["./llm_asr.sh", "--stage", "2", "--stop_stage", "4", "--train_set", "train", "--valid_set", "dev",
-         "--test_sets", "", "--asr_config", "asr.yaml", *opts],
-        cwd=r, capture_output=True, text=True, timeout=300, env=env,
+        [
+            "./llm_asr.sh",
+            "--stage",
+            "2",
+            "--stop_stage",
+            "4",
+            "--train_set",
+            "train",
+            "--valid_set",
+            "dev",
+            "--test_sets",
+            "",
+            "--asr_config",
+            "asr.yaml",
+            *opts,
+        ],
+        cwd=r,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 

@@ -20,12 +20,21 @@ def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("llm")
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
     fast.save_pretrained(d)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, initializer_range=0.5))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(WORDS),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            initializer_range=0.5,
+        )
+    )
     model.save_pretrained(d)
     return d, model.eval(), fast
 
@@ -40,11 +49,21 @@ def test_rows_equal_a_direct_computation(tiny):
     _, model, tok = tiny
     texts = ["THE CAT SAT", "THE CAT"]
     forms = {"lower": TextForm(case="lower"), "sentence.": TextForm(case="sentence", punctuation="final_period")}
-    rows, notes = sweep(model, tok, texts, starts=[("<bos>",), ("<|endoftext|>",), ("<|im_start|>",)],
-                        ends=[("<eos>",), (".", "<|endoftext|>")], forms=forms, chat_prompt=None, batch_size=1)
+    rows, notes = sweep(
+        model,
+        tok,
+        texts,
+        starts=[("<bos>",), ("<|endoftext|>",), ("<|im_start|>",)],
+        ends=[("<eos>",), (".", "<|endoftext|>")],
+        forms=forms,
+        chat_prompt=None,
+        batch_size=1,
+    )
     assert any("<|im_start|>" in n for n in notes)  # not in this vocabulary: skipped, reported
     assert len(rows) == 2 * 2 * 2
-    row = next(r for r in rows if r.start == "<|endoftext|>" and r.end == ". + <|endoftext|>" and r.text_form == "lower")
+    row = next(
+        r for r in rows if r.start == "<|endoftext|>" and r.end == ". + <|endoftext|>" and r.text_form == "lower"
+    )
     text_nll = end_nll = 0.0
     for text in texts:
         body = tok(text.lower(), add_special_tokens=False).input_ids
@@ -60,13 +79,20 @@ def test_rows_equal_a_direct_computation(tiny):
 
 def test_recommend_picks_the_best_single_end_token_row(tiny):
     _, model, tok = tiny
-    rows, _ = sweep(model, tok, ["THE CAT SAT"], starts=[("<bos>",), ("<|endoftext|>",)],
-                    ends=[("<eos>",), ("<|endoftext|>",), (".", "<eos>")], chat_prompt=None)
+    rows, _ = sweep(
+        model,
+        tok,
+        ["THE CAT SAT"],
+        starts=[("<bos>",), ("<|endoftext|>",)],
+        ends=[("<eos>",), ("<|endoftext|>",), (".", "<eos>")],
+        chat_prompt=None,
+    )
     best = min((r for r in rows if r.single_end_token), key=lambda r: r.word_ppl)
     usage = recommend(rows)
     assert usage["framing"] == {"start": best.start_tokens, "end": best.end_tokens_list}
     assert TextForm.from_dict(usage["text_form"], "x") == TextForm.from_dict(
-        {k: v for k, v in best.form.items() if k != "recipe_case"}, "x")
+        {k: v for k, v in best.form.items() if k != "recipe_case"}, "x"
+    )
     assert format_table(rows).count("\n") == len(rows) + 1
 
 

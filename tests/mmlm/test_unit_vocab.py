@@ -4,16 +4,19 @@ import json
 
 import pytest
 import torch
+from mmlm_data import NUM_UNITS, SENTENCES
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 from espnet_llm_plugin.core.unit_tokens import speech_span, unit_token_list
 from espnet_llm_plugin.mmlm.unit_vocab import (
-    UNIT_VOCAB_FILE, UnitVocabError, check_unit_tokens, extend_model_dir, extend_with_units,
+    UNIT_VOCAB_FILE,
+    UnitVocabError,
+    check_unit_tokens,
+    extend_model_dir,
+    extend_with_units,
     read_unit_vocab,
 )
-
-from mmlm_data import NUM_UNITS, SENTENCES
 
 
 def logits(model, ids):
@@ -23,9 +26,15 @@ def logits(model, ids):
 
 def untied_lm(tokenizer):
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -48,11 +57,15 @@ def test_text_ids_and_text_logits_unchanged(tiny_lm_dir, tied):
         assert torch.equal(out[:, :base_len], ref)  # bit-identical over the text vocabulary
     # unit tokens: one id each, consecutive after the text vocabulary
     assert info.base_vocab_size == base_len
-    assert (info.speech_start_id, info.speech_end_id, info.first_unit_id) == (
-        base_len, base_len + 1, base_len + 2)
+    assert (info.speech_start_id, info.speech_end_id, info.first_unit_id) == (base_len, base_len + 1, base_len + 2)
     ids = tok(speech_span([0, 5, 31]), add_special_tokens=False)["input_ids"]
-    assert ids == [info.speech_start_id, info.first_unit_id, info.first_unit_id + 5,
-                   info.first_unit_id + 31, info.speech_end_id]
+    assert ids == [
+        info.speech_start_id,
+        info.first_unit_id,
+        info.first_unit_id + 5,
+        info.first_unit_id + 31,
+        info.speech_end_id,
+    ]
     check_unit_tokens(tok, info)
 
 
@@ -62,7 +75,7 @@ def test_new_rows_are_mean_plus_small_seeded_noise(tiny_lm_dir):
         model, tok = load_causal_lm(tiny_lm_dir)
         base = model.get_input_embeddings().weight[: len(tok)].detach().clone()
         info = extend_with_units(model, tok, 4, seed=7, noise_std=0.01)
-        new = model.get_input_embeddings().weight[info.base_vocab_size:].detach()
+        new = model.get_input_embeddings().weight[info.base_vocab_size :].detach()
         rows.append(new.clone())
     assert torch.equal(rows[0], rows[1])  # seeded
     assert torch.allclose(rows[0].mean(0), base.mean(0), atol=0.01 * float(base.std()))
@@ -87,8 +100,7 @@ def test_save_and_from_pretrained_round_trip(tiny_lm_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(out)
     check_unit_tokens(tok, info, str(out))
     ref_model, ref_tok = load_causal_lm(tiny_lm_dir)
-    ref_info = extend_with_units(ref_model, ref_tok, NUM_UNITS, seed=1,
-                                 base_model=str(tiny_lm_dir.resolve()))
+    ref_info = extend_with_units(ref_model, ref_tok, NUM_UNITS, seed=1, base_model=str(tiny_lm_dir.resolve()))
     text = speech_span([1, 2, 3]) + " " + SENTENCES[0]
     ids = tok(text)["input_ids"]
     assert ids == ref_tok(text)["input_ids"]

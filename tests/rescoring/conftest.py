@@ -2,7 +2,6 @@
 tokenizer has the unit tokens (added as special tokens, embeddings resized)."""
 
 import pytest
-
 from rescoring_tiny_lm import build_tiny_lm_dirs
 
 

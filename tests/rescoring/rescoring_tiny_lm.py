@@ -26,9 +26,17 @@ def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
     )
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=2, eos_token_id=3, pad_token_id=0, initializer_range=0.3,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+        initializer_range=0.3,
     )
     model = LlamaForCausalLM(config)
     text_dir = root / "text_lm"
@@ -39,7 +47,9 @@ def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
     model.resize_token_embeddings(len(tokenizer))
     with torch.no_grad():  # make the unit embeddings distinct, so units change the scores
         emb = model.get_input_embeddings().weight
-        emb[-NUM_UNITS - 2 :] = 0.5 * torch.randn(NUM_UNITS + 2, emb.shape[1], generator=torch.Generator().manual_seed(1))
+        emb[-NUM_UNITS - 2 :] = 0.5 * torch.randn(
+            NUM_UNITS + 2, emb.shape[1], generator=torch.Generator().manual_seed(1)
+        )
     st_dir = root / "speech_text_lm"
     model.save_pretrained(st_dir)
     tokenizer.save_pretrained(st_dir)

@@ -48,7 +48,16 @@ def test_batched_scores_equal_one_by_one(lm_dirs, text_scorer):
 def test_speech_text_score_uses_the_units(st_scorer):
     tok = st_scorer.tokenizer
     enc = st_scorer.encode("the cat", [3, 1])
-    assert tok.convert_ids_to_tokens(enc.ids) == ["<s>", "<speech>", "<unit_3>", "<unit_1>", "</speech>", "the", "cat", "</s>"]
+    assert tok.convert_ids_to_tokens(enc.ids) == [
+        "<s>",
+        "<speech>",
+        "<unit_3>",
+        "<unit_1>",
+        "</speech>",
+        "the",
+        "cat",
+        "</s>",
+    ]
     assert enc.num_context == 5  # only "the cat </s>" is scored
     a, b, c = st_scorer.score(["the cat"] * 3, [[3, 1], [3, 1], [6, 0, 2]])
     assert a == pytest.approx(b, abs=1e-5) and a != pytest.approx(c, abs=1e-3)
@@ -99,8 +108,12 @@ def test_recipe_form_hypotheses_are_read_in_the_lm_form(lm_dirs, text_scorer):
     """An upper-case (recipe-form) hypothesis is lower-cased before tokenising (this LM's
     vocabulary is lower case), framed with the chosen start/end tokens; the score covers the
     text and all end tokens."""
-    scorer = LmScorer.from_pretrained(str(lm_dirs["text"]), device="cpu", text_form={"case": "lower"},
-                                      framing={"start": ["</s>"], "end": ["<pad>", "</s>"]})
+    scorer = LmScorer.from_pretrained(
+        str(lm_dirs["text"]),
+        device="cpu",
+        text_form={"case": "lower"},
+        framing={"start": ["</s>"], "end": ["<pad>", "</s>"]},
+    )
     tok = scorer.tokenizer
     enc = scorer.encode("THE CAT")
     assert tok.convert_ids_to_tokens(enc.ids) == ["</s>", "the", "cat", "<pad>", "</s>"] and enc.num_context == 1
@@ -142,8 +155,11 @@ def test_smollm2_scores_an_upper_case_hypothesis_in_its_text_form(smollm2_dir, s
     assert form.to_llm("THE PROBE REACHED TITAN") != "THE PROBE REACHED TITAN", "SmolLM2's usage file has no text form"
     scorer = LmScorer(model, tok, framing=framing, text_form=form)
     as_is = LmScorer(model, tok, framing=framing)
-    hyps = ["THE PROBE REACHED TITAN", "DOCTOR OKONKWO SAID THE ROVER LANDED ON EUROPA",
-            "HE DRANK A GLASS OF COFFEE THIS MORNING"]
+    hyps = [
+        "THE PROBE REACHED TITAN",
+        "DOCTOR OKONKWO SAID THE ROVER LANDED ON EUROPA",
+        "HE DRANK A GLASS OF COFFEE THIS MORNING",
+    ]
     got = scorer.score(hyps)
     assert got == pytest.approx(as_is.score([form.to_llm(h) for h in hyps]), abs=1e-4)
     assert sum(got) > sum(as_is.score(hyps)) + 20  # nats (measured: ~75 for sentence case)

@@ -62,8 +62,15 @@ def expected_errors(scorer, cfg, units):
     with torch.no_grad():
         for u, hyps in NBEST.items():
             errs = [2, 0, 1] if u == "u1" else [1, 0]
-            parts = utterance_loss(scorer, [h.text for h in hyps], [h.score for h in hyps], errs, REFS[u],
-                                   None if units is None else units[u], cfg)
+            parts = utterance_loss(
+                scorer,
+                [h.text for h in hyps],
+                [h.score for h in hyps],
+                errs,
+                REFS[u],
+                None if units is None else units[u],
+                cfg,
+            )
             total += float(parts["mwer"])
     return total
 
@@ -73,8 +80,14 @@ def test_training_lowers_the_expected_errors(lm_dirs, kind, scheme):
     units = UNITS if kind == "speech_text" else None
     scorer = LmScorer.from_pretrained(str(lm_dirs[kind]), device="cpu")
     scorer.model = apply_finetune(scorer.model, scheme, LoraOptions(r=4, alpha=8, dropout=0.0))
-    cfg = MwerConfig(epochs=2, lr=3e-2 if scheme == "lora" else 1e-2, ce_weight=0.1, utts_per_step=3, seed=0,
-                     weights=CombinationWeights(1.0, 0.5, 0.0))
+    cfg = MwerConfig(
+        epochs=2,
+        lr=3e-2 if scheme == "lora" else 1e-2,
+        ce_weight=0.1,
+        utts_per_step=3,
+        seed=0,
+        weights=CombinationWeights(1.0, 0.5, 0.0),
+    )
     before = expected_errors(scorer, cfg, units)
     log = train_mwer(scorer, NBEST, REFS, cfg, units=units)
     after = expected_errors(scorer, cfg, units)

@@ -30,11 +30,14 @@ def write_espnet_like(d, rows):
 
 
 def test_reads_espnet_decode_dir(tmp_path):
-    write_espnet_like(tmp_path, {
-        1: {"u1": ("a b c", "tensor(-1.5000)"), "u2": ("", "tensor(-0.2500)"), "u3": (None, "-3.0")},
-        2: {"u1": ("a b", "tensor(-2.2500, device='cuda:0')"), "u3": ("x", "-4.0")},
-        3: {"u1": ("a", "-7")},
-    })
+    write_espnet_like(
+        tmp_path,
+        {
+            1: {"u1": ("a b c", "tensor(-1.5000)"), "u2": ("", "tensor(-0.2500)"), "u3": (None, "-3.0")},
+            2: {"u1": ("a b", "tensor(-2.2500, device='cuda:0')"), "u3": ("x", "-4.0")},
+            3: {"u1": ("a", "-7")},
+        },
+    )
     nb = read_espnet_nbest(tmp_path)
     assert list(nb) == ["u1", "u2", "u3"]
     assert [(h.text, h.score) for h in nb["u1"]] == [("a b c", -1.5), ("a b", -2.25), ("a", -7.0)]
@@ -44,8 +47,10 @@ def test_reads_espnet_decode_dir(tmp_path):
 
 def sample_nbest():
     return {
-        "utt_b": [Hypothesis("the cat sat", 0.1 + 0.2, {"lm": -12.345678901234567, "ctc": -1e-20}),
-                  Hypothesis("the cat", -2.0, {"lm": -9.0})],
+        "utt_b": [
+            Hypothesis("the cat sat", 0.1 + 0.2, {"lm": -12.345678901234567, "ctc": -1e-20}),
+            Hypothesis("the cat", -2.0, {"lm": -9.0}),
+        ],
         "utt_a": [Hypothesis("", -0.5)],  # noise-only utterance: empty hypothesis
         "utt_c": [Hypothesis("dog ümlaut", -1.0), Hypothesis("dog", -1.0), Hypothesis("", -30.125)],
     }
@@ -74,11 +79,14 @@ def test_write_replaces_atomically_and_keeps_old_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["dec"]  # no temp dirs left behind
 
 
-@pytest.mark.parametrize("rows, match", [
-    ({1: {"u1": ("a", "-1")}, 3: {"u1": ("b", "-2")}}, "not contiguous"),
-    ({1: {"u1": ("a", "-1")}, 2: {"u2": ("b", "-2")}}, "'u2' has rank 2 but no rank 1"),
-    ({1: {"u1": ("a", "minus one")}}, "'u1'.*not a number"),
-])
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ({1: {"u1": ("a", "-1")}, 3: {"u1": ("b", "-2")}}, "not contiguous"),
+        ({1: {"u1": ("a", "-1")}, 2: {"u2": ("b", "-2")}}, "'u2' has rank 2 but no rank 1"),
+        ({1: {"u1": ("a", "minus one")}}, "'u1'.*not a number"),
+    ],
+)
 def test_bad_decode_dirs(tmp_path, rows, match):
     write_espnet_like(tmp_path, rows)
     with pytest.raises(NBestError, match=match):
@@ -97,14 +105,20 @@ def test_text_without_score_and_missing_dir(tmp_path):
         read_espnet_nbest(tmp_path / "1best_recog")
 
 
-@pytest.mark.parametrize("line, match", [
-    ('{"utt_id": "u1", "hyps": [{"text": "a", "score": -1}]}\n{"utt_id": "u1", "hyps": []}', "duplicate utt_id 'u1'"),
-    ('{"utt_id": "u1", "hyps": [{"text": "a"}]}', "no numeric 'score'"),
-    ('{"utt_id": "u1"}', "'u1' has no 'hyps'"),
-    ('{"hyps": []}', "missing or invalid 'utt_id'"),
-    ('not json', "not valid JSON"),
-    ('{"utt_id": "u1", "hyps": [{"text": "a", "score": 1, "scores": {"lm": "x"}}]}', "non-numeric"),
-])
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        (
+            '{"utt_id": "u1", "hyps": [{"text": "a", "score": -1}]}\n{"utt_id": "u1", "hyps": []}',
+            "duplicate utt_id 'u1'",
+        ),
+        ('{"utt_id": "u1", "hyps": [{"text": "a"}]}', "no numeric 'score'"),
+        ('{"utt_id": "u1"}', "'u1' has no 'hyps'"),
+        ('{"hyps": []}', "missing or invalid 'utt_id'"),
+        ("not json", "not valid JSON"),
+        ('{"utt_id": "u1", "hyps": [{"text": "a", "score": 1, "scores": {"lm": "x"}}]}', "non-numeric"),
+    ],
+)
 def test_bad_jsonl(tmp_path, line, match):
     (tmp_path / "n.jsonl").write_text(line + "\n")
     with pytest.raises(NBestError, match=match):
@@ -126,7 +140,7 @@ def test_read_nbest_needs_exactly_one_source(tmp_path):
 
 def test_jsonl_is_one_object_per_line(tmp_path):
     write_nbest_jsonl(sample_nbest(), tmp_path / "n.jsonl")
-    rows = [json.loads(l) for l in (tmp_path / "n.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "n.jsonl").read_text().splitlines()]
     assert rows[1] == {"utt_id": "utt_a", "hyps": [{"text": "", "score": -0.5}]}
 
 
@@ -137,12 +151,17 @@ def test_non_finite_score_in_decode_dir_is_refused_naming_file_and_utterance(tmp
         read_espnet_nbest(tmp_path)
 
 
-@pytest.mark.parametrize("hyp", ['{"text": "a", "score": NaN}', '{"text": "a", "score": Infinity}',
-                                 '{"text": "a", "score": -1, "scores": {"lm": NaN}}'])
+@pytest.mark.parametrize(
+    "hyp",
+    [
+        '{"text": "a", "score": NaN}',
+        '{"text": "a", "score": Infinity}',
+        '{"text": "a", "score": -1, "scores": {"lm": NaN}}',
+    ],
+)
 def test_non_finite_score_in_jsonl_is_refused_naming_line_and_utterance(tmp_path, hyp):
     p = tmp_path / "n.jsonl"
-    p.write_text('{"utt_id": "ok", "hyps": [{"text": "x", "score": -1}]}\n'
-                 f'{{"utt_id": "u7", "hyps": [{hyp}]}}\n')
+    p.write_text(f'{{"utt_id": "ok", "hyps": [{{"text": "x", "score": -1}}]}}\n{{"utt_id": "u7", "hyps": [{hyp}]}}\n')
     with pytest.raises(NBestError, match=r"n\.jsonl:2 'u7'.*not finite"):
         read_nbest_jsonl(p)
 
@@ -179,7 +198,9 @@ def test_references_without_nbest_are_refused_or_warned(caplog):
 
     nb = {"u1": [Hypothesis("a", -1.0)]}
     refs = {"u1": "a", "u2": "b c", "u3": "d"}
-    with pytest.raises(NBestError, match=r"2 of 3 utterance\(s\) in ref\.txt have no n-best list in dec .*: 'u2', 'u3'"):
+    with pytest.raises(
+        NBestError, match=r"2 of 3 utterance\(s\) in ref\.txt have no n-best list in dec .*: 'u2', 'u3'"
+    ):
         check_refs_covered(nb, refs, "dec", "ref.txt")
     with caplog.at_level("WARNING"):
         assert check_refs_covered(nb, refs, "dec", "ref.txt", allow_missing=True) == ["u2", "u3"]

@@ -61,8 +61,16 @@ def test_grid_search_minimises_wer_and_prefers_small_weights():
     rows = {(r["lm_weight"], r["length_bonus"]): r["errors"] for r in table}
     # by hand: without a length bonus any LM weight that fixes u1 ("sad") breaks u2 (drops
     # "home"); with bonus 1, weights 0.1 and 0.2 get both right; 1.0 breaks u2 again
-    assert rows == {(0.0, 0.0): 1, (0.0, 1.0): 1, (0.1, 0.0): 1, (0.1, 1.0): 0,
-                    (0.2, 0.0): 1, (0.2, 1.0): 0, (1.0, 0.0): 2, (1.0, 1.0): 1}
+    assert rows == {
+        (0.0, 0.0): 1,
+        (0.0, 1.0): 1,
+        (0.1, 0.0): 1,
+        (0.1, 1.0): 0,
+        (0.2, 0.0): 1,
+        (0.2, 1.0): 0,
+        (1.0, 0.0): 2,
+        (1.0, 1.0): 1,
+    }
     assert best == CombinationWeights(1.0, 0.1, 1.0)  # the smallest weights among the ties
     assert weights_counts(NBEST, REFS, best).errors == 0
 

@@ -22,9 +22,17 @@ def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
     hf_tok.save_pretrained(d)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(hf_tok), hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=2, eos_token_id=3, pad_token_id=0, initializer_range=0.3,
+        vocab_size=len(hf_tok),
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+        initializer_range=0.3,
     )
     LlamaForCausalLM(config).save_pretrained(d)
     return d

@@ -107,8 +107,8 @@ def test_passages_without_words_are_a_clear_error():
 
 
 def test_lm_embedding_scorer_finds_an_identical_passage(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     words = sorted({w for p in PASSAGES for w in p["text"].split()})
     vocab = ["<pad>", "<unk>", "<s>", "</s>"] + words
@@ -116,20 +116,29 @@ def test_lm_embedding_scorer_finds_an_identical_passage(tmp_path):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=4, max_position_embeddings=64,
-    )).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+        )
+    ).eval()
     passages = [pr.Passage(p["id"], p["text"]) for p in PASSAGES]
     ranked = pr.rank_passages({"u": PASSAGES[1]["text"]}, passages, 1, "lm_embedding", (model, tokenizer))
     assert ranked["u"][0].id == "zenobia"
 
 
 def test_dynamic_context_ranks_each_utterances_own_documents(tmp_path):
-    docs = write_jsonl(tmp_path / "docs.jsonl", [
-        {"utt_id": "a", "documents": ["red cat on a mat", {"id": "a-dog", "text": "big dog ran home"}]},
-        {"utt_id": "b", "documents": ["one small bird"]},
-    ])
+    docs = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"utt_id": "a", "documents": ["red cat on a mat", {"id": "a-dog", "text": "big dog ran home"}]},
+            {"utt_id": "b", "documents": ["one small bird"]},
+        ],
+    )
     per_utt = pr.read_utterance_documents(docs)
     assert [p.id for p in per_utt["a"]] == ["a-0", "a-dog"]
     ranked = pr.rank_passages({"a": "the dog ran", "b": "bird"}, per_utt, k=3)

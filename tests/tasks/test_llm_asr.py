@@ -32,14 +32,38 @@ def test_model_with_our_component_builds_from_config(tmp_path):
 
     token_list = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
     parser = LlmASRTask.get_parser()
-    args = parser.parse_args([
-        "--token_list", str(tmp_path / "tokens.txt"), "--output_dir", str(tmp_path),
-        "--encoder", "transformer", "--encoder_conf", "output_size=16", "--encoder_conf", "linear_units=16",
-        "--encoder_conf", "num_blocks=1", "--encoder_conf", "attention_heads=2",
-        "--postencoder", "conv1d_mlp_adapter", "--postencoder_conf", "output_size=24",
-        "--decoder", "transformer", "--decoder_conf", "num_blocks=1", "--decoder_conf", "linear_units=16",
-        "--decoder_conf", "attention_heads=2", "--frontend_conf", "n_mels=20",
-    ])
+    args = parser.parse_args(
+        [
+            "--token_list",
+            str(tmp_path / "tokens.txt"),
+            "--output_dir",
+            str(tmp_path),
+            "--encoder",
+            "transformer",
+            "--encoder_conf",
+            "output_size=16",
+            "--encoder_conf",
+            "linear_units=16",
+            "--encoder_conf",
+            "num_blocks=1",
+            "--encoder_conf",
+            "attention_heads=2",
+            "--postencoder",
+            "conv1d_mlp_adapter",
+            "--postencoder_conf",
+            "output_size=24",
+            "--decoder",
+            "transformer",
+            "--decoder_conf",
+            "num_blocks=1",
+            "--decoder_conf",
+            "linear_units=16",
+            "--decoder_conf",
+            "attention_heads=2",
+            "--frontend_conf",
+            "n_mels=20",
+        ]
+    )
     (tmp_path / "tokens.txt").write_text("\n".join(token_list) + "\n")
     args.token_list = str(tmp_path / "tokens.txt")
     model = LlmASRTask.build_model(args)
@@ -56,9 +80,23 @@ def _llm_args(llm_dir, tmp_path, config, *extra):
 
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("\n".join(hf_token_list(llm_dir)) + "\n")
-    return ["--config", str(config), "--token_list", str(tokens), "--token_type", "hugging_face",
-            "--bpemodel", str(llm_dir), "--decoder_conf", f"llm_path={llm_dir}",
-            "--normalize", "none", "--output_dir", str(tmp_path / "exp"), *extra]
+    return [
+        "--config",
+        str(config),
+        "--token_list",
+        str(tokens),
+        "--token_type",
+        "hugging_face",
+        "--bpemodel",
+        str(llm_dir),
+        "--decoder_conf",
+        f"llm_path={llm_dir}",
+        "--normalize",
+        "none",
+        "--output_dir",
+        str(tmp_path / "exp"),
+        *extra,
+    ]
 
 
 @pytest.mark.real_model
@@ -82,8 +120,11 @@ def test_wrong_explicit_width_still_fails_with_the_right_value(smollm2_dir, tmp_
     from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
     args = LlmASRTask.get_parser().parse_args(
-        _llm_args(smollm2_dir, tmp_path, TEMPLATE, "--postencoder_conf", "output_size=128"))
-    with pytest.raises(ValueError, match=r"encoder_output_size 128 != hidden size 576 .*set postencoder_conf.output_size to 576"):
+        _llm_args(smollm2_dir, tmp_path, TEMPLATE, "--postencoder_conf", "output_size=128")
+    )
+    with pytest.raises(
+        ValueError, match=r"encoder_output_size 128 != hidden size 576 .*set postencoder_conf.output_size to 576"
+    ):
         LlmASRTask.build_model(args)
 
 
@@ -98,9 +139,14 @@ def test_shipped_tiny_config_with_its_explicit_width_still_builds(tmp_path):
     vocab = {w: i for i, w in enumerate("<unk> <s> </s> a b".split())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(llm)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=128, intermediate_size=64,
-                                 num_hidden_layers=1, num_attention_heads=4)).save_pretrained(llm)
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(
+        llm
+    )
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(vocab), hidden_size=128, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+        )
+    ).save_pretrained(llm)
     config = Path(__file__).resolve().parents[2] / "egs2" / "synthetic" / "llm_asr1" / "conf" / "asr" / "llm_tiny.yaml"
     args = LlmASRTask.get_parser().parse_args(_llm_args(llm, tmp_path, config))
     model = LlmASRTask.build_model(args)

@@ -16,8 +16,9 @@ def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("ctx_data")
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="<pad>").save_pretrained(d / "llm")
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(d / "llm")
     rng = np.random.default_rng(0)
     wavs = []
     for utt, n in (("u1", 1600), ("u2", 800)):
@@ -34,10 +35,21 @@ def data_dir(tmp_path_factory):
 def task_args(d, extra=()):
     from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
-    return LlmASRTask.get_parser().parse_args([
-        "--token_list", str(d / "tokens.txt"), "--output_dir", str(d / "exp"), "--token_type", "hugging_face",
-        "--bpemodel", str(d / "llm"), "--use_preprocessor", "true", *extra,
-    ])
+    return LlmASRTask.get_parser().parse_args(
+        [
+            "--token_list",
+            str(d / "tokens.txt"),
+            "--output_dir",
+            str(d / "exp"),
+            "--token_type",
+            "hugging_face",
+            "--bpemodel",
+            str(d / "llm"),
+            "--use_preprocessor",
+            "true",
+            *extra,
+        ]
+    )
 
 
 def load_batch(d, args, context_file, context_type):
@@ -46,8 +58,11 @@ def load_batch(d, args, context_file, context_type):
     from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
     dataset = ESPnetDataset(
-        [(str(d / "wav.scp"), "speech", "sound"), (str(d / "text"), "text", "text"),
-         (str(d / context_file), "context", context_type)],
+        [
+            (str(d / "wav.scp"), "speech", "sound"),
+            (str(d / "text"), "text", "text"),
+            (str(d / context_file), "context", context_type),
+        ],
         preprocess=LlmASRTask.build_preprocess_fn(args, train=True),
     )
     LlmASRTask.check_task_requirements(dataset, allow_variable_data_keys=False, train=True)

@@ -1,8 +1,6 @@
 """LlmASRTask with an LLM decoder's text form: transcripts are tokenised in the LLM's form,
 decoded text is mapped back to the recipe's, and the recipe's case is read from its data."""
 
-from pathlib import Path
-
 import pytest
 
 
@@ -12,11 +10,23 @@ def _args(llm_dir, tmp_path, *extra):
 
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("\n".join(hf_token_list(llm_dir)) + "\n")
-    return LlmASRTask.get_parser().parse_args([
-        "--token_list", str(tokens), "--token_type", "hugging_face", "--bpemodel", str(llm_dir),
-        "--decoder", "llm", "--decoder_conf", f"llm_path={llm_dir}", "--output_dir", str(tmp_path / "exp"),
-        *extra,
-    ])
+    return LlmASRTask.get_parser().parse_args(
+        [
+            "--token_list",
+            str(tokens),
+            "--token_type",
+            "hugging_face",
+            "--bpemodel",
+            str(llm_dir),
+            "--decoder",
+            "llm",
+            "--decoder_conf",
+            f"llm_path={llm_dir}",
+            "--output_dir",
+            str(tmp_path / "exp"),
+            *extra,
+        ]
+    )
 
 
 def _train_text(tmp_path, lines):
@@ -35,10 +45,15 @@ def tiny_llm(tmp_path_factory):
     words = ["<unk>", "<s>", "</s>", "the", "cat", "THE", "CAT"]
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(d)
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(
+        d
+    )
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2)).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+        )
+    ).save_pretrained(d)
     return d
 
 
@@ -65,8 +80,13 @@ def test_recipe_case_is_read_from_the_training_text(tiny_llm, tmp_path, lines, c
 
     args = _args(tiny_llm, tmp_path, "--decoder_conf", "text_form={case: lower}", *_train_text(tmp_path, lines))
     assert recipe_case_options(args) == ["--decoder_conf", f"text_form.recipe_case={case}"]
-    given = _args(tiny_llm, tmp_path, "--decoder_conf", "text_form={case: lower, recipe_case: as_is}",
-                  *_train_text(tmp_path, lines))
+    given = _args(
+        tiny_llm,
+        tmp_path,
+        "--decoder_conf",
+        "text_form={case: lower, recipe_case: as_is}",
+        *_train_text(tmp_path, lines),
+    )
     assert recipe_case_options(given) == []  # stated in the config: kept
 
 
@@ -95,7 +115,8 @@ def test_smollm2_reads_sentence_case_and_decoded_text_comes_back_upper_case(smol
     assert read.startswith("I think it's fine and I'll go"), read  # sentence case, not the recipe's
 
     # decoding: the LLM writes that form; the text files get the recipe's
-    decoder = LlmDecoder(vocab_size=converter.get_num_vocabulary_size(), encoder_output_size=576,
-                         finetune="frozen", **args.decoder_conf)
+    decoder = LlmDecoder(
+        vocab_size=converter.get_num_vocabulary_size(), encoder_output_size=576, finetune="frozen", **args.decoder_conf
+    )
     hyp = [(read, converter.ids2tokens(ids), ids, None)]
     assert recipe_form_results(hyp, decoder)[0][0] == recipe

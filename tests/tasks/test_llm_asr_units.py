@@ -19,8 +19,13 @@ def test_units_is_an_inference_data_name(tmp_path):
     (tmp_path / "units").write_text("u1 3 1 4\nu2 5\n")
     entries = [(str(tmp_path / "wav.scp"), "speech", "sound"), (str(tmp_path / "units"), "units", "text_int")]
     loader = LlmASRTask.build_streaming_iterator(
-        entries, batch_size=2, collate_fn=LlmASRTask.build_collate_fn(argparse.Namespace(), False),
-        inference=True, preprocess_fn=None, allow_variable_data_keys=False, dtype="float32",
+        entries,
+        batch_size=2,
+        collate_fn=LlmASRTask.build_collate_fn(argparse.Namespace(), False),
+        inference=True,
+        preprocess_fn=None,
+        allow_variable_data_keys=False,
+        dtype="float32",
     )
     keys, batch = next(iter(loader))
     assert list(keys) == ["u1", "u2"]
@@ -28,6 +33,11 @@ def test_units_is_an_inference_data_name(tmp_path):
     # training data loaders do not accept it (only decoding uses units)
     with pytest.raises(RuntimeError, match="units"):
         LlmASRTask.build_streaming_iterator(
-            entries, batch_size=2, collate_fn=LlmASRTask.build_collate_fn(argparse.Namespace(), False),
-            inference=False, preprocess_fn=None, allow_variable_data_keys=False, dtype="float32",
+            entries,
+            batch_size=2,
+            collate_fn=LlmASRTask.build_collate_fn(argparse.Namespace(), False),
+            inference=False,
+            preprocess_fn=None,
+            allow_variable_data_keys=False,
+            dtype="float32",
         )
