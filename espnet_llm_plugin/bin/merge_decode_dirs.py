@@ -2,8 +2,9 @@
 
 ``WORK_DIR/output.{1..N}/{k}best_recog/{text,token,token_int,score}`` become
 ``OUT_DIR/{k}best_recog/...`` (sorted by utterance id), ``OUT_DIR/text`` is the 1-best,
-and ``OUT_DIR/timing.json`` sums the jobs' decoding time and audio duration. The output
-appears only when every job's output is present.
+and ``OUT_DIR/timing.json`` sums the jobs' decoding time and audio duration. A
+``score_info.json`` (what the scores are) is carried over; jobs that disagree on it are refused.
+The output appears only when every job's output is present.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def merge_decode_dirs(work_dir: Path, out_dir: Path, nj: int) -> None:
     for job in jobs:
         if not (job / "1best_recog" / "text").is_file():
             raise FileNotFoundError(f"{job}/1best_recog/text missing: decoding job failed or was cut short")
+    infos = {(job / "score_info.json").read_text() for job in jobs if (job / "score_info.json").is_file()}
+    if len(infos) > 1 or (infos and not all((job / "score_info.json").is_file() for job in jobs)):
+        raise ValueError(f"{work_dir}: the jobs' score_info.json differ (scores of different kinds cannot be merged)")
     nbest_dirs = sorted({p.name for p in jobs[0].glob("*best_recog")}, key=lambda n: int(n.split("best")[0]))
     with atomic_dir(out_dir) as tmp:
         for nb in nbest_dirs:
@@ -46,6 +50,8 @@ def merge_decode_dirs(work_dir: Path, out_dir: Path, nj: int) -> None:
                         rows += _lines(job / nb / name)
                 rows.sort(key=lambda line: line.split(maxsplit=1)[0])
                 (tmp / nb / name).write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        if infos:
+            (tmp / "score_info.json").write_text(infos.pop())
         (tmp / "text").write_text((tmp / "1best_recog" / "text").read_text(encoding="utf-8"), encoding="utf-8")
         elapsed, audio = 0.0, 0.0
         for job in jobs:
@@ -63,7 +69,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     try:
         merge_decode_dirs(args.work_dir, args.out_dir, args.nj)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"merge_decode_dirs: error: {e}")
 
 

@@ -107,7 +107,13 @@ def run(args: argparse.Namespace) -> dict:
     source = args.nbest_dir if args.nbest_dir is not None else args.nbest_jsonl
     # all inputs are checked against each other before the (possibly slow) LM load
     nbest, refs, units = load_nbest_inputs(
-        args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "n-best", allow_missing=args.allow_missing_nbest
+        args.nbest_dir,
+        args.nbest_jsonl,
+        args.ref_text,
+        args.units,
+        "n-best",
+        allow_missing=args.allow_missing_nbest,
+        first_pass_score=args.first_pass_score,
     )
     # weights are tuned for one LM and one way of scoring: checked before the LM load too
     lm = lm_identity(args.lm_path, args.length_norm, args.units is not None)

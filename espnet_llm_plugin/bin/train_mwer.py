@@ -92,9 +92,18 @@ def run(args: argparse.Namespace) -> list:
         weights=weights,
     )
     cfg.validate()
-    train = load_nbest_inputs(args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train")
+    train = load_nbest_inputs(
+        args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train", first_pass_score=args.first_pass_score
+    )
     dev = (
-        load_nbest_inputs(args.dev_nbest_dir, args.dev_nbest_jsonl, args.dev_ref_text, args.dev_units, "dev")
+        load_nbest_inputs(
+            args.dev_nbest_dir,
+            args.dev_nbest_jsonl,
+            args.dev_ref_text,
+            args.dev_units,
+            "dev",
+            first_pass_score=args.first_pass_score,
+        )
         if has_dev
         else None
     )

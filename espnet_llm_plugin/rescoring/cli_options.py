@@ -26,6 +26,14 @@ def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: boo
         default=None,
         help=f"{what}n-best JSONL ({{utt_id, hyps: [{{text, score}}]}})",
     )
+    if not prefix:
+        p.add_argument(
+            "--first_pass_score",
+            choices=("total", "as_is"),
+            default="total",
+            help="a decode dir whose score_info.json says per_token (e.g. Whisper's): total turns its "
+            "scores into total log scores (score x num_tokens), like the LM's; as_is keeps them",
+        )
 
 
 def add_allow_missing(p: argparse.ArgumentParser) -> None:
@@ -84,17 +92,19 @@ def load_nbest_inputs(
     units_path: Optional[Path],
     what: str,
     allow_missing: bool = True,
+    first_pass_score: str = "total",
 ) -> NbestInputs:
     """(n-best lists, references or None, units or None); every list must have a reference
     (when given) and units (when given), else a ValueError naming the files. References
-    without an n-best list are refused unless ``allow_missing`` (then a warning names them)."""
+    without an n-best list are refused unless ``allow_missing`` (then a warning names them).
+    ``first_pass_score``: see :func:`~espnet_llm_plugin.rescoring.nbest.read_espnet_nbest`."""
     from espnet_llm_plugin.fileio.kaldi_data import read_scp
     from espnet_llm_plugin.fileio.unit_file import read_units
     from espnet_llm_plugin.rescoring.lm_scorer import check_units_cover
     from espnet_llm_plugin.rescoring.nbest import check_known_utterances, check_refs_covered, read_nbest
 
     source = nbest_dir if nbest_dir is not None else nbest_jsonl
-    nbest = read_nbest(nbest_dir, nbest_jsonl)
+    nbest = read_nbest(nbest_dir, nbest_jsonl, first_pass_score)
     logging.info(
         "%s (%s): %d n-best lists, %d hypotheses", what, source, len(nbest), sum(len(h) for h in nbest.values())
     )

@@ -10,6 +10,14 @@ JSONL form, one line per utterance, hypotheses in rank order::
 
     {"utt_id": "u1", "hyps": [{"text": "a b", "score": -3.2, "scores": {"lm": -12.5}}, ...]}
 
+What ``score`` holds is said by an optional ``DIR/score_info.json``: ``{"score_kind":
+"total"}`` (a summed log score, ESPnet's beam score: the default when the file is absent) or
+``"per_token"`` (a log score divided by the hypothesis' token count, as Whisper ranks beams;
+the count is then the named score ``num_tokens``), plus free-form fields naming the source
+(model, beam size). :func:`read_espnet_nbest` returns total scores by default, so an LM's total
+log-probability is combined with a score of the same kind (``first_pass_score="as_is"``
+keeps a per-token score as written).
+
 Per-scorer scores (``scores``) are stored in the decode layout as extra files
 ``{n}best_recog/score_<name>``, so both forms round-trip exactly (floats are written with
 ``repr``). Empty hypotheses (``text`` ``""``: noise-only utterances) are valid and kept
@@ -53,6 +61,11 @@ class Hypothesis:
 
 
 NBest = Dict[str, List[Hypothesis]]  # utt_id -> hypotheses in rank order
+
+SCORE_INFO = "score_info.json"
+SCORE_KINDS = ("total", "per_token")
+FIRST_PASS_SCORES = ("total", "as_is")
+NUM_TOKENS = "num_tokens"
 
 _RANK_DIR = re.compile(r"^(\d+)best_recog$")
 _TENSOR = re.compile(r"^tensor\((.*?)(,.*)?\)$")
@@ -99,11 +112,52 @@ def rank_dirs(decode_dir: str | Path) -> List[Path]:
     return [found[r] for r in ranks]
 
 
-def read_espnet_nbest(decode_dir: str | Path) -> NBest:
+def read_score_info(decode_dir: str | Path) -> dict:
+    """``DIR/score_info.json`` (checked), or ``{"score_kind": "total"}`` when it is absent."""
+    path = Path(decode_dir) / SCORE_INFO
+    if not path.is_file():
+        return {"score_kind": "total"}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise NBestError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("score_kind") not in SCORE_KINDS:
+        raise NBestError(f"{path}: score_kind must be one of {list(SCORE_KINDS)}, got {info!r}")
+    return info
+
+
+def write_score_info(decode_dir: str | Path, info: dict) -> None:
+    """Write ``DIR/score_info.json`` atomically (``info["score_kind"]`` in :data:`SCORE_KINDS`)."""
+    if info.get("score_kind") not in SCORE_KINDS:
+        raise NBestError(f"score_kind must be one of {list(SCORE_KINDS)}, got {info.get('score_kind')!r}")
+    with atomic_file(Path(decode_dir) / SCORE_INFO) as f:
+        f.write(json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+
+def to_total_scores(nbest: NBest, info: dict, where: str) -> NBest:
+    """``nbest`` with per-token scores turned into totals (``score * num_tokens``); total
+    scores unchanged. The per-token score is kept as the named score ``per_token``."""
+    if info.get("score_kind", "total") == "total":
+        return nbest
+    for utt, hyps in nbest.items():
+        for h in hyps:
+            if NUM_TOKENS not in h.scores:
+                raise NBestError(
+                    f"{where}: utterance '{utt}': a per-token score needs its token count "
+                    f"(score_{NUM_TOKENS}) to become a total"
+                )
+            h.scores["per_token"] = h.score
+            h.score = h.score * h.scores[NUM_TOKENS]
+    return nbest
+
+
+def read_espnet_nbest(decode_dir: str | Path, first_pass_score: str = "total") -> NBest:
     """Read every ``{n}best_recog/{score,text,score_*}`` of an ESPnet decode dir.
 
     An utterance's hypotheses are the ranks where it has a ``score`` line; a missing ``text``
     line means an empty hypothesis. Utterance order follows ``1best_recog/score``.
+    ``first_pass_score``: ``total`` turns a per-token list (``score_info.json``) into total
+    log scores; ``as_is`` keeps the scores as written.
 
     Raises:
         NBestError: no rank dirs, a rank without ``score``, a text without a score, an
@@ -134,6 +188,10 @@ def read_espnet_nbest(decode_dir: str | Path) -> NBest:
             out[utt].append(hyp)
     if not out:
         raise NBestError(f"{decode_dir}: 1best_recog/score lists no utterance (an empty decode)")
+    if first_pass_score not in FIRST_PASS_SCORES:
+        raise NBestError(f"first_pass_score must be one of {list(FIRST_PASS_SCORES)}, got {first_pass_score!r}")
+    if first_pass_score == "total":
+        out = to_total_scores(out, read_score_info(decode_dir), str(decode_dir))
     return out
 
 
@@ -218,11 +276,17 @@ def write_nbest_jsonl(nbest: NBest, path: str | Path) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def read_nbest(nbest_dir: Optional[str | Path] = None, nbest_jsonl: Optional[str | Path] = None) -> NBest:
-    """Read exactly one of an ESPnet decode dir or a JSONL file."""
+def read_nbest(
+    nbest_dir: Optional[str | Path] = None,
+    nbest_jsonl: Optional[str | Path] = None,
+    first_pass_score: str = "total",
+) -> NBest:
+    """Read exactly one of an ESPnet decode dir or a JSONL file (JSONL scores are as written)."""
     if (nbest_dir is None) == (nbest_jsonl is None):
         raise NBestError("give exactly one of an n-best decode dir or an n-best JSONL file")
-    return read_espnet_nbest(nbest_dir) if nbest_dir is not None else read_nbest_jsonl(nbest_jsonl)
+    if nbest_dir is not None:
+        return read_espnet_nbest(nbest_dir, first_pass_score)
+    return read_nbest_jsonl(nbest_jsonl)
 
 
 def check_known_utterances(nbest: NBest, known: Iterable[str], nbest_source: str, known_source: str) -> None:
