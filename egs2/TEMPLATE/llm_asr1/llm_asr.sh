@@ -20,7 +20,7 @@
 #   9  retrieval memories          build_datastore (kNN-LM), retrieve_passages (cross-attention context)
 #  10  ASR statistics              asr_train --collect_stats -> exp/asr_stats_*/
 #  11  ASR training                asr_train -> exp/asr_<tag>/
-#  12  decoding with n-best        asr_inference -> exp/asr_<tag>/decode_<tag>/<set>/; with --rescore_lm
+#  12  decoding with n-best        asr_inference (or whisper_nbest with --whisper_dir) -> exp/asr_<tag>/decode_<tag>/<set>/; with --rescore_lm
 #                                  then train_mwer, rescore_nbest -> exp/asr_<tag>/decode_<tag>_rescore_<lm>/
 #  13  scoring and RESULTS.md      score_wer, collect_results -> exp/RESULTS.md
 #  14  packing                     pack_model -> exp/asr_<tag>/asr_<tag>_<inference_tag>.<pack_format>
@@ -113,6 +113,10 @@ asr_stats_dir=""        # default: ${expdir}/asr_stats_${token_type}${nbpe}
 
 # Decoding
 inference_config=""     # decoding YAML
+whisper_dir=""          # a prepared Whisper (prepare_pretrained whisper-tiny.en): stage 12 decodes
+                        # with it (beam search, --nbest beams) instead of a trained ASR model,
+                        # e.g. as the first pass of rescoring; no --asr_config needed
+whisper_args=""         # extra options for whisper_nbest
 inference_tag=""        # default: name of inference_config
 inference_args=""       # extra options for asr_inference
 inference_asr_model=valid.acc.ave.pth
@@ -162,6 +166,8 @@ Options (defaults in brackets):
   --mmlm_args, --contrastive_args, --retrieval_test_sets   speech+text LM (stages 7, 8)
   --asr_config, --asr_tag, --asr_args
   --inference_config, --inference_tag, --inference_args, --nbest [${nbest}]
+  --whisper_dir, --whisper_args   stage 12 decodes with a prepared Whisper (beam = --nbest) instead of
+                           a trained model (asr_tag whisper_<name>; then rescoring, scoring as usual)
   --tune_grid, --tune_set  grid search of decode options (e.g. knnlm_lambda, knnlm_k) before decoding
   --datastore_memory, --datastore_units, --datastore_key_encoder, --datastore_tag, --datastore_args
                            kNN-LM datastore (stage 9)
@@ -183,8 +189,15 @@ log "$0 $*"
 
 [ -z "${train_set}" ] && { log "Error: --train_set is required"; exit 2; }
 [ -z "${valid_set}" ] && { log "Error: --valid_set is required"; exit 2; }
-[ -z "${asr_config}" ] && { log "Error: --asr_config is required"; exit 2; }
-[ -f "${asr_config}" ] || { log "Error: --asr_config ${asr_config}: file not found"; exit 2; }
+if [ -n "${whisper_dir}" ]; then
+    [ -f "${whisper_dir}/config.json" ] || { log "Error: --whisper_dir ${whisper_dir}: not a prepared Whisper directory"; exit 2; }
+    [ -z "${asr_tag}" ] && asr_tag=whisper_$(basename "${whisper_dir}")
+    [ -z "${inference_tag}" ] && inference_tag=beam${nbest}
+    asr_config=${whisper_dir}/config.json  # no training config: nothing below reads it as one
+else
+    [ -z "${asr_config}" ] && { log "Error: --asr_config is required"; exit 2; }
+    [ -f "${asr_config}" ] || { log "Error: --asr_config ${asr_config}: file not found"; exit 2; }
+fi
 if [ -n "${inference_config}" ] && [ ! -f "${inference_config}" ]; then
     log "Error: --inference_config ${inference_config}: file not found"; exit 2
 fi
@@ -201,7 +214,7 @@ if [ "${token_type}" = hugging_face ]; then
 fi
 token_list=${token_dir}/tokens.txt
 # the training config's decoder; an --asr_args "--decoder NAME" overrides the YAML's
-asr_decoder=$(${python} -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("decoder") or "")' "${asr_config}")
+asr_decoder=$(${python} -c 'import sys, yaml; print(((yaml.safe_load(open(sys.argv[1])) or {}) if sys.argv[1].endswith(".yaml") else {}).get("decoder") or "")' "${asr_config}")
 [[ " ${asr_args} " =~ [[:space:]]--decoder[=[:space:]]+([^[:space:]]+) ]] && asr_decoder=${BASH_REMATCH[1]}
 # an LLM decoder finds its model through decoder_conf.llm_path (stats and training build it);
 # any other decoder over the LLM's vocabulary (an ESPnet transformer baseline) takes no llm_path
@@ -551,7 +564,9 @@ if run_stage 9; then
 fi
 
 
-if run_stage 10; then
+if run_stage 10 && [ -n "${whisper_dir}" ]; then
+    log "Stage 10: --whisper_dir: decoding with a pretrained Whisper, no ASR training"
+elif run_stage 10; then
     if [ -f "${asr_stats_dir}/train/feats_stats.npz" ]; then
         log "Stage 10: ASR statistics: ${asr_stats_dir} is complete, skipping"
     else
@@ -589,7 +604,9 @@ if run_stage 10; then
 fi
 
 
-if run_stage 11; then
+if run_stage 11 && [ -n "${whisper_dir}" ]; then
+    log "Stage 11: --whisper_dir: decoding with a pretrained Whisper, no ASR training"
+elif run_stage 11; then
     if [ -f "${asr_exp}/${inference_asr_model}" ]; then
         log "Stage 11: ASR training: ${asr_exp}/${inference_asr_model} exists, skipping"
     else
@@ -670,6 +687,15 @@ if run_stage 12; then
     for dset in ${_sets}; do
         _dir=${asr_exp}/decode_${inference_tag}/${dset}
         if [ -f "${_dir}/text" ]; then log "  ${_dir} is complete, skipping"; continue; fi
+        if [ -n "${whisper_dir}" ]; then
+            mkdir -p "${_dir}.logs"
+            # shellcheck disable=SC2086
+            ${decode_cmd} --gpu "${_ngpu}" "${_dir}.logs/whisper_nbest.log" \
+                ${bin}.whisper_nbest --whisper_dir "${whisper_dir}" --data_dir "${data_feats}/${dset}" \
+                    --out_dir "${_dir}" --beam_size "${nbest}" --nbest "${nbest}" ${whisper_args}
+            mv "${_dir}.logs" "${_dir}/logs"
+            continue
+        fi
         _work=${_dir}.work; rm -rf "${_work}"; mkdir -p "${_work}/logs"
         _nj=$(${bin}.split_scp "${data_feats}/${dset}/wav.scp" "${_work}" --nj "${inference_nj}")
         _ctx=()

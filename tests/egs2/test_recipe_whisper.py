@@ -1,0 +1,74 @@
+"""The recipe with --whisper_dir: stage 12 decodes a data set with a prepared Whisper (n-best,
+per-token scores), rescores the lists with SmolLM2 (totals added to totals, weights tuned on
+the valid set), and stage 13 scores both into RESULTS.md; no ASR model is trained."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile
+
+pytestmark = [pytest.mark.slow, pytest.mark.espeak, pytest.mark.real_model]
+
+SENTENCES = {"u1": "THE CAT SAT ON THE MAT", "u2": "A BIG DOG RAN HOME", "u3": "PLEASE CALL STELLA"}
+
+
+def _data(recipe):
+    from espnet_llm_plugin.corpus.espeak_synth import run_espeak
+
+    d = recipe / "data" / "test"
+    d.mkdir(parents=True)
+    for utt, text in SENTENCES.items():
+        wav, sr = run_espeak(text.lower(), "en-us", 160, 50)
+        soundfile.write(recipe / f"{utt}.wav", wav.astype(np.float32), sr)
+    (d / "wav.scp").write_text("".join(f"{u} {recipe / (u + '.wav')}\n" for u in SENTENCES))
+    (d / "text").write_text("".join(f"{u} {t}\n" for u, t in SENTENCES.items()))
+    (d / "utt2spk").write_text("".join(f"{u} {u}\n" for u in SENTENCES))
+    (recipe / "data" / ".data_prep.done").touch()
+
+
+def test_whisper_first_pass_rescored_and_scored(tmp_path, make_recipe, recipe_env, whisper_tiny_en_dir, smollm2_dir):
+    r = make_recipe(tmp_path, {})
+    _data(r)
+    proc = subprocess.run(
+        [
+            "./llm_asr.sh",
+            "--stage",
+            "3",
+            "--stop_stage",
+            "13",
+            "--train_set",
+            "test",
+            "--valid_set",
+            "test",
+            "--test_sets",
+            "test",
+            "--nj",
+            "1",
+            "--whisper_dir",
+            str(whisper_tiny_en_dir),
+            "--nbest",
+            "3",
+            "--rescore_lm",
+            str(smollm2_dir),
+            "--rescore_args",
+            "--lm_weights 0,0.1 --length_bonuses 0",
+        ],
+        cwd=r,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=recipe_env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Stage 11: --whisper_dir: decoding with a pretrained Whisper, no ASR training" in proc.stdout
+    dec = r / "exp" / f"asr_whisper_{whisper_tiny_en_dir.name}" / "decode_beam3" / "test"
+    assert json.loads((dec / "score_info.json").read_text())["score_kind"] == "per_token"
+    assert "u1 THE CAT SAT ON THE MAT" in (dec / "text").read_text()
+    result = json.loads((dec / "score" / "result.json").read_text())
+    assert result["wer"]["utterances"] == 3
+    rescored = list((dec.parent.parent).glob("decode_beam3_rescore_*/test/score/result.json"))
+    assert len(rescored) == 1
+    results = (r / "exp" / "RESULTS.md").read_text()
+    assert f"asr_whisper_{whisper_tiny_en_dir.name}" in results
