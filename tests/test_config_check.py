@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.config_check import ConfigError, check_task_config, load_yaml_mapping
 
@@ -100,14 +101,11 @@ TINY_WORDS = ["<pad>", "<unk>", "<s>", "</s>", "the", "cat", "sat"]
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("tiny_llm")
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(TINY_WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        TINY_WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
     torch.manual_seed(0)
     LlamaForCausalLM(

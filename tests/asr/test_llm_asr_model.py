@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.asr.adapter import Conv1dMlpAdapter
 from espnet_llm_plugin.asr.matching_loss import CrossAttentionMatchingLoss
@@ -12,14 +13,11 @@ HIDDEN = 16
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     path = tmp_path_factory.mktemp("llm")
-    wordlevel = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
-    wordlevel.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=wordlevel, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        VOCAB, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(path)
     torch.manual_seed(0)
     LlamaForCausalLM(

@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.core.finetune import parameter_counts
@@ -23,14 +24,11 @@ D = 32
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("tiny_llm")
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(SPECIALS + WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
     torch.manual_seed(0)
     config = LlamaConfig(

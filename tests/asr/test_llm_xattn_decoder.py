@@ -6,6 +6,7 @@ back through ``from_pretrained``, as a user's LLM is.
 
 import pytest
 import torch
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.asr.llm_xattn_decoder import LlmXattnDecoder, feed_context, split_context
@@ -21,14 +22,11 @@ XATTN = dict(xattn_every=1, num_passages=2, passage_max_tokens=8, value_encoder_
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("tiny_llm_xattn")
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(SPECIALS + WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
     torch.manual_seed(0)
     LlamaForCausalLM(

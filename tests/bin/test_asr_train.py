@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from tiny_models import word_level_tokenizer
 
 WORDS = [
     "<pad>",
@@ -44,13 +45,10 @@ SENTENCES = ["the cat sat", "a dog ran home", "the big red mat", "one small blue
 
 def save_tiny_llm(d):
     """A random Llama whose WordLevel tokenizer is ``WORDS`` (the ESPnet token list)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
     torch.manual_seed(0)
     LlamaForCausalLM(

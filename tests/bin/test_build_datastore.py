@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.bin.build_datastore import main, shard_dir
 from espnet_llm_plugin.retrieval.datastore import FaissDatastore
@@ -12,15 +13,12 @@ from espnet_llm_plugin.retrieval.datastore import FaissDatastore
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("lm")
     words = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to home big red".split()
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        words, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
     torch.manual_seed(0)
     LlamaForCausalLM(

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.bin.retrieve_passages import main
 
@@ -15,16 +16,10 @@ PASSAGES = [
 
 @pytest.fixture
 def llm_tokenizer_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     d = tmp_path_factory.mktemp("tok")
     vocab = ["<pad>", "<unk>", "<s>", "</s>"] + sorted({w for p in PASSAGES for w in p["text"].split()})
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    ).save_pretrained(d)
+    word_level_tokenizer(vocab, eos_token="</s>", pad_token="<pad>", unk_token="<unk>").save_pretrained(d)
     (d / "config.json").write_text("{}")  # check_llm_dir wants an HF dir
     return d, vocab
 

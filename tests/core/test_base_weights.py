@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 import torch
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.core.base_weights import (
@@ -32,13 +33,10 @@ D = 32
 
 
 def save_tiny_llm(d, seed=0):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(SPECIALS + WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
     torch.manual_seed(seed)
     config = LlamaConfig(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions, speech2text_class
 
@@ -16,14 +17,9 @@ WORDS = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to hom
 
 
 def save_lm(d, extra_tokens=()):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
+    hf = word_level_tokenizer(WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     if extra_tokens:
         hf.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
     hf.save_pretrained(d)

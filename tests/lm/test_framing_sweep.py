@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.core.text_form import TextForm
 from espnet_llm_plugin.lm.framing_sweep import format_table, recommend, sweep
@@ -14,15 +15,10 @@ WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<|endoftext|>", ".", "the", "cat", "s
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("llm")
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
+    fast = word_level_tokenizer(WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     fast.save_pretrained(d)
     torch.manual_seed(0)
     model = LlamaForCausalLM(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict
 
 import torch
+from tiny_models import word_level_tokenizer
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
@@ -14,15 +15,12 @@ NUM_UNITS = 8
 
 
 def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(SPECIALS + WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    tokenizer = word_level_tokenizer(
+        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     )
     torch.manual_seed(0)
     config = LlamaConfig(

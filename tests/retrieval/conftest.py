@@ -2,21 +2,17 @@
 
 import pytest
 import torch
+from tiny_models import word_level_tokenizer
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two probe moon".split()
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
 def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     vocab = SPECIALS + WORDS
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
+    hf_tok = word_level_tokenizer(vocab, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     if extra_tokens:
         hf_tok.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
     hf_tok.save_pretrained(d)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_models import word_level_tokenizer
 
 from espnet_llm_plugin.retrieval import passage_retrieval as pr
 
@@ -107,14 +108,11 @@ def test_passages_without_words_are_a_clear_error():
 
 
 def test_lm_embedding_scorer_finds_an_identical_passage(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     words = sorted({w for p in PASSAGES for w in p["text"].split()})
     vocab = ["<pad>", "<unk>", "<s>", "</s>"] + words
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    tokenizer = word_level_tokenizer(vocab, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
     torch.manual_seed(0)
     model = LlamaForCausalLM(
         LlamaConfig(
@@ -150,13 +148,9 @@ def test_dynamic_context_ranks_each_utterances_own_documents(tmp_path):
 
 
 def test_context_line_round_trips_through_tokens(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     vocab = ["<pad>", "<unk>", "<s>", "</s>", "cat", "dog", "sat"]
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    tokenizer = word_level_tokenizer(vocab, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
     line = pr.join_passages(["cat  sat\n", "dog"])
     assert line == "cat sat ||| dog"
     assert pr.split_passages(line) == ["cat sat", "dog"]

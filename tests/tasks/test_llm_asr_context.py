@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tiny_models import word_level_tokenizer
 
 VOCAB = ["<pad>", "<unk>", "<s>", "</s>", "cat", "dog", "sat", "ran", "mat", "home"]
 EOS = 3
@@ -10,14 +11,10 @@ EOS = 3
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     import soundfile
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     d = tmp_path_factory.mktemp("ctx_data")
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    word_level_tokenizer(
+        VOCAB, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d / "llm")
     rng = np.random.default_rng(0)
     wavs = []

@@ -2,6 +2,7 @@
 decoded text is mapped back to the recipe's, and the recipe's case is read from its data."""
 
 import pytest
+from tiny_models import word_level_tokenizer
 
 
 def _args(llm_dir, tmp_path, *extra):
@@ -38,16 +39,11 @@ def _train_text(tmp_path, lines):
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("llm")
     words = ["<unk>", "<s>", "</s>", "the", "cat", "THE", "CAT"]
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(
-        d
-    )
+    word_level_tokenizer(words, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(d)
     torch.manual_seed(0)
     LlamaForCausalLM(
         LlamaConfig(
