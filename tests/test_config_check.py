@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.config_check import ConfigError, check_task_config, load_yaml_mapping
 
@@ -100,25 +100,20 @@ TINY_WORDS = ["<pad>", "<unk>", "<s>", "</s>", "the", "cat", "sat"]
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     d = tmp_path_factory.mktemp("tiny_llm")
     word_level_tokenizer(
         TINY_WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(TINY_WORDS),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=0,
-        )
+    tiny_llama(
+        0,
+        vocab_size=len(TINY_WORDS),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     ).save_pretrained(d)
     (d / "tokens.txt").write_text("".join(w + "\n" for w in TINY_WORDS))
     return d

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.asr.adapter import Conv1dMlpAdapter
 from espnet_llm_plugin.asr.matching_loss import CrossAttentionMatchingLoss
@@ -13,25 +13,21 @@ HIDDEN = 16
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     path = tmp_path_factory.mktemp("llm")
     word_level_tokenizer(
         VOCAB, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(path)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(VOCAB),
-            hidden_size=HIDDEN,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=0,
-        )
+    tiny_llama(
+        0,
+        vocab_size=len(VOCAB),
+        hidden_size=HIDDEN,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     ).save_pretrained(path)
     return path
 

@@ -3,7 +3,7 @@
 import argparse
 
 import pytest
-import torch
+from tiny_models import tiny_llama
 
 from espnet_llm_plugin.asr.llm_auto_conf import fill_llm_dependent_conf
 from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
@@ -13,7 +13,7 @@ from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
 def llm_dir(tmp_path_factory):
     """A WordLevel tokenizer and a random Llama of hidden size 48."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     d = tmp_path_factory.mktemp("llm48")
     vocab = {w: i for i, w in enumerate("<pad> <unk> <s> </s> a b c".split())}
@@ -22,11 +22,8 @@ def llm_dir(tmp_path_factory):
     PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(vocab), hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
-        )
+    tiny_llama(
+        0, vocab_size=len(vocab), hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
     ).save_pretrained(d)
     return d
 

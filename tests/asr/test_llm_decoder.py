@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.core.finetune import parameter_counts
@@ -24,14 +24,12 @@ D = 32
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     d = tmp_path_factory.mktemp("tiny_llm")
     word_level_tokenizer(
         SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    tiny_llama(
+        0,
         vocab_size=V,
         hidden_size=D,
         intermediate_size=64,
@@ -43,8 +41,7 @@ def llm_dir(tmp_path_factory):
         eos_token_id=EOS,
         pad_token_id=PAD,
         initializer_range=0.3,  # peaky distributions: beam search has no near-ties
-    )
-    LlamaForCausalLM(config).save_pretrained(d)
+    ).save_pretrained(d)
     return d
 
 

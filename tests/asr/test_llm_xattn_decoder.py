@@ -6,7 +6,7 @@ back through ``from_pretrained``, as a user's LLM is.
 
 import pytest
 import torch
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.asr.llm_xattn_decoder import LlmXattnDecoder, feed_context, split_context
@@ -22,27 +22,23 @@ XATTN = dict(xattn_every=1, num_passages=2, passage_max_tokens=8, value_encoder_
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     d = tmp_path_factory.mktemp("tiny_llm_xattn")
     word_level_tokenizer(
         SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=V,
-            hidden_size=D,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
-            pad_token_id=PAD,
-            initializer_range=0.3,
-        )
+    tiny_llama(
+        0,
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+        initializer_range=0.3,
     ).save_pretrained(d)
     return d
 

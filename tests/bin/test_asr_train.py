@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 WORDS = [
     "<pad>",
@@ -45,24 +45,21 @@ SENTENCES = ["the cat sat", "a dog ran home", "the big red mat", "one small blue
 
 def save_tiny_llm(d):
     """A random Llama whose WordLevel tokenizer is ``WORDS`` (the ESPnet token list)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     word_level_tokenizer(
         WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(WORDS),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=256,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=0,
-        )
+    tiny_llama(
+        0,
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     ).save_pretrained(d)
     return d
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.bin.build_datastore import main, shard_dir
 from espnet_llm_plugin.retrieval.datastore import FaissDatastore
@@ -12,27 +12,22 @@ from espnet_llm_plugin.retrieval.datastore import FaissDatastore
 
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     d = tmp_path_factory.mktemp("lm")
     words = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to home big red".split()
     word_level_tokenizer(
         words, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(words),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=64,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=0,
-        )
+    tiny_llama(
+        0,
+        vocab_size=len(words),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     ).save_pretrained(d)
     return d
 

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 import torch
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.core.base_weights import (
@@ -33,13 +33,11 @@ D = 32
 
 
 def save_tiny_llm(d, seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     word_level_tokenizer(
         SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(d)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    tiny_llama(
+        seed,
         vocab_size=V,
         hidden_size=D,
         intermediate_size=64,
@@ -51,8 +49,7 @@ def save_tiny_llm(d, seed=0):
         eos_token_id=EOS,
         pad_token_id=PAD,
         initializer_range=0.3,
-    )
-    LlamaForCausalLM(config).save_pretrained(d)
+    ).save_pretrained(d)
     return d
 
 

@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from tiny_models import tiny_llama
 
 from espnet_llm_plugin.core import hf_causal_lm
 from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune
@@ -28,7 +29,7 @@ SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 def build_tiny_llm(out_dir, hidden=32, seed=0):
     """Save a WordLevel tokenizer and a random 2-layer Llama to ``out_dir``; return the vocab size."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -37,8 +38,8 @@ def build_tiny_llm(out_dir, hidden=32, seed=0):
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     )
     hf_tok.save_pretrained(out_dir)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    tiny_llama(
+        seed,
         vocab_size=len(vocab),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
@@ -49,8 +50,7 @@ def build_tiny_llm(out_dir, hidden=32, seed=0):
         bos_token_id=2,
         eos_token_id=3,
         pad_token_id=0,
-    )
-    LlamaForCausalLM(config).save_pretrained(out_dir)
+    ).save_pretrained(out_dir)
     return len(vocab)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions, speech2text_class
 
@@ -17,25 +17,21 @@ WORDS = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to hom
 
 
 def save_lm(d, extra_tokens=()):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     hf = word_level_tokenizer(WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     if extra_tokens:
         hf.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
     hf.save_pretrained(d)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(hf),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=128,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=0,
-        )
+    tiny_llama(
+        0,
+        vocab_size=len(hf),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     ).save_pretrained(d)
     return d
 

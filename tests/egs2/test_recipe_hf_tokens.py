@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tiny_models import tiny_llama
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
@@ -39,9 +40,8 @@ keep_nbest_models: 1
 
 def _tiny_llm(out_dir: Path) -> None:
     """A WordLevel tokenizer over WORDS and a random 2-layer Llama, saved like a user's LLM."""
-    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", "</s>"] + WORDS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -49,20 +49,18 @@ def _tiny_llm(out_dir: Path) -> None:
     PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     ).save_pretrained(out_dir)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=128,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=0,
-        )
+    tiny_llama(
+        0,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     ).save_pretrained(out_dir)
 
 

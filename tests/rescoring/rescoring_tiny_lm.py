@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict
 
 import torch
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
@@ -15,15 +15,13 @@ NUM_UNITS = 8
 
 
 def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
     tokenizer = word_level_tokenizer(
         SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     )
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    model = tiny_llama(
+        0,
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -36,7 +34,6 @@ def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
         pad_token_id=0,
         initializer_range=0.3,
     )
-    model = LlamaForCausalLM(config)
     text_dir = root / "text_lm"
     model.save_pretrained(text_dir)
     tokenizer.save_pretrained(text_dir)

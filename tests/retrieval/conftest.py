@@ -1,23 +1,20 @@
 """A tiny random Llama + WordLevel tokenizer saved as an HF dir (loaded with from_pretrained)."""
 
 import pytest
-import torch
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two probe moon".split()
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
 def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     vocab = SPECIALS + WORDS
     hf_tok = word_level_tokenizer(vocab, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     if extra_tokens:
         hf_tok.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
     hf_tok.save_pretrained(d)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    tiny_llama(
+        seed,
         vocab_size=len(hf_tok),
         hidden_size=hidden,
         intermediate_size=64,
@@ -29,8 +26,7 @@ def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
         eos_token_id=3,
         pad_token_id=0,
         initializer_range=0.3,
-    )
-    LlamaForCausalLM(config).save_pretrained(d)
+    ).save_pretrained(d)
     return d
 
 

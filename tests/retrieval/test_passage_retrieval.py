@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from tiny_models import word_level_tokenizer
+from tiny_models import tiny_llama, word_level_tokenizer
 
 from espnet_llm_plugin.retrieval import passage_retrieval as pr
 
@@ -108,21 +107,17 @@ def test_passages_without_words_are_a_clear_error():
 
 
 def test_lm_embedding_scorer_finds_an_identical_passage(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     words = sorted({w for p in PASSAGES for w in p["text"].split()})
     vocab = ["<pad>", "<unk>", "<s>", "</s>"] + words
     tokenizer = word_level_tokenizer(vocab, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            max_position_embeddings=64,
-        )
+    model = tiny_llama(
+        0,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        max_position_embeddings=64,
     ).eval()
     passages = [pr.Passage(p["id"], p["text"]) for p in PASSAGES]
     ranked = pr.rank_passages({"u": PASSAGES[1]["text"]}, passages, 1, "lm_embedding", (model, tokenizer))
@@ -148,7 +143,6 @@ def test_dynamic_context_ranks_each_utterances_own_documents(tmp_path):
 
 
 def test_context_line_round_trips_through_tokens(tmp_path):
-
     vocab = ["<pad>", "<unk>", "<s>", "</s>", "cat", "dog", "sat"]
     tokenizer = word_level_tokenizer(vocab, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
     line = pr.join_passages(["cat  sat\n", "dog"])
