@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.fileio.atomic import atomic_dir
+from espnet_llm_plugin.rescoring.nbest import SCORE_INFO, read_score_info, write_score_info
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -35,13 +36,21 @@ def merge_decode_dirs(work_dir: Path, out_dir: Path, nj: int) -> None:
     for job in jobs:
         if not (job / "1best_recog" / "text").is_file():
             raise FileNotFoundError(f"{job}/1best_recog/text missing: decoding job failed or was cut short")
-    infos = {(job / "score_info.json").read_text() for job in jobs if (job / "score_info.json").is_file()}
-    if len(infos) > 1 or (infos and not all((job / "score_info.json").is_file() for job in jobs)):
-        raise ValueError(f"{work_dir}: the jobs' score_info.json differ (scores of different kinds cannot be merged)")
-    nbest_dirs = sorted({p.name for p in jobs[0].glob("*best_recog")}, key=lambda n: int(n.split("best")[0]))
+    # what the scores are (rescoring/nbest.py): every job must say the same, or none
+    infos = [read_score_info(job) if (job / SCORE_INFO).is_file() else None for job in jobs]
+    for job, info in zip(jobs[1:], infos[1:]):
+        if info != infos[0]:
+            raise ValueError(
+                f"{work_dir}: the jobs' {SCORE_INFO} differ ({jobs[0].name}: {infos[0]}, {job.name}: {info}); "
+                f"scores of different kinds or sources cannot be merged"
+            )
+    # every job's ranks: a job whose utterances all have fewer distinct hypotheses has fewer
+    nbest_dirs = sorted(
+        {p.name for job in jobs for p in job.glob("*best_recog")}, key=lambda n: int(n.split("best")[0])
+    )
     with atomic_dir(out_dir) as tmp:
         for nb in nbest_dirs:
-            files = sorted({p.name for p in (jobs[0] / nb).iterdir() if p.is_file()})
+            files = sorted({p.name for job in jobs if (job / nb).is_dir() for p in (job / nb).iterdir() if p.is_file()})
             (tmp / nb).mkdir()
             for name in files:
                 rows = []
@@ -50,8 +59,8 @@ def merge_decode_dirs(work_dir: Path, out_dir: Path, nj: int) -> None:
                         rows += _lines(job / nb / name)
                 rows.sort(key=lambda line: line.split(maxsplit=1)[0])
                 (tmp / nb / name).write_text("".join(r + "\n" for r in rows), encoding="utf-8")
-        if infos:
-            (tmp / "score_info.json").write_text(infos.pop())
+        if infos[0] is not None:
+            write_score_info(tmp, infos[0])
         (tmp / "text").write_text((tmp / "1best_recog" / "text").read_text(encoding="utf-8"), encoding="utf-8")
         elapsed, audio = 0.0, 0.0
         for job in jobs:

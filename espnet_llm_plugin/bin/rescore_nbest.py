@@ -6,6 +6,11 @@ log-probability of every hypothesis (``log p(text)``, or ``log p(text | units)``
 
     first_pass_weight * first_pass + lm_weight * lm + length_bonus * words.
 
+Like is combined with like: the LM's scores are total log-probabilities (per token with
+``--length_norm true``), and the first-pass scores are read in the same kind
+(``--first_pass_score``; a list's ``score_info.json`` says what it holds, e.g. Whisper's
+per-token scores become totals, score x num_tokens).
+
 With ``--tune true`` the weights are grid-searched on these lists against ``--ref_text``
 (minimum WER) and saved to ``--weights_config``; with ``--tune false`` they are read from it.
 ``OUT_DIR`` is written as an ESPnet decode dir (``text``, ``{n}best_recog/{text,score,
@@ -90,7 +95,7 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
     from espnet_llm_plugin.rescoring.lm_scorer import score_nbest
-    from espnet_llm_plugin.rescoring.nbest import write_espnet_files, write_nbest_jsonl
+    from espnet_llm_plugin.rescoring.nbest import score_kind_of, write_espnet_files, write_nbest_jsonl
     from espnet_llm_plugin.rescoring.weight_search import (
         CombinationWeights,
         grid_search,
@@ -114,9 +119,12 @@ def run(args: argparse.Namespace) -> dict:
         "n-best",
         allow_missing=args.allow_missing_nbest,
         first_pass_score=args.first_pass_score,
+        length_norm=args.length_norm,
     )
-    # weights are tuned for one LM and one way of scoring: checked before the LM load too
-    lm = lm_identity(args.lm_path, args.length_norm, args.units is not None)
+    # weights are tuned for one LM, one way of scoring and one kind of first-pass score:
+    # checked before the LM load too
+    kind = score_kind_of(nbest, str(source))
+    lm = lm_identity(args.lm_path, args.length_norm, args.units is not None, first_pass_kind=kind)
     weights = None if args.tune else CombinationWeights.load(args.weights_config, lm=lm)
 
     scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
@@ -132,6 +140,7 @@ def run(args: argparse.Namespace) -> dict:
         "lm_path": str(args.lm_path),
         "units": str(args.units) if args.units else None,
         "weights": vars(weights),
+        "first_pass_kind": kind,
         **lm_usage_of(scorer),
     }
     if refs is not None:
@@ -149,7 +158,8 @@ def run(args: argparse.Namespace) -> dict:
         summary["grid"] = table
 
     with atomic_dir(args.out_dir) as tmp:  # OUT_DIR is replaced only when complete
-        write_espnet_files(reranked, tmp)
+        # score = the combined score, on the scale of the first pass and LM (their kind)
+        write_espnet_files(reranked, tmp, info={"rescored_with": str(args.lm_path)})
         write_nbest_jsonl(reranked, tmp / "nbest.jsonl")
         atomic_write_text(tmp / "wer.json", json.dumps(summary, indent=1) + "\n")
     if args.tune:

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> list:
     from espnet_llm_plugin.lm.causal_lm_pretraining import save_pretrained_dir
     from espnet_llm_plugin.rescoring.cli_options import lm_usage_of, load_lm_scorer
     from espnet_llm_plugin.rescoring.mwer import MwerConfig, train_mwer
+    from espnet_llm_plugin.rescoring.nbest import score_kind_of
     from espnet_llm_plugin.rescoring.weight_search import CombinationWeights, lm_identity
 
     has_dev = args.dev_nbest_dir is not None or args.dev_nbest_jsonl is not None
@@ -76,11 +77,20 @@ def run(args: argparse.Namespace) -> list:
         raise ValueError("--dev_nbest_dir/--dev_nbest_jsonl need --dev_ref_text")
     if (args.units is None) != (args.dev_units is None) and has_dev:
         raise ValueError("give --units and --dev_units together (speech+text LM) or neither")
+    kinds = dict(first_pass_score=args.first_pass_score, length_norm=args.length_norm)
+    train = load_nbest_inputs(args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train", **kinds)
+    dev = (
+        load_nbest_inputs(args.dev_nbest_dir, args.dev_nbest_jsonl, args.dev_ref_text, args.dev_units, "dev", **kinds)
+        if has_dev
+        else None
+    )
+    kind = score_kind_of(train[0], "train n-best")
+    if dev is not None and score_kind_of(dev[0], "dev n-best") != kind:
+        raise ValueError(f"the train lists' scores are {kind}, the dev lists' are not (--first_pass_score as_is)")
     if args.weights_config is not None:
-        # the weights must have been tuned for this LM, scored the same way
-        weights = CombinationWeights.load(
-            args.weights_config, lm=lm_identity(args.lm_path, args.length_norm, args.units is not None)
-        )
+        # the weights must have been tuned for this LM, scored the same way, on scores of this kind
+        lm = lm_identity(args.lm_path, args.length_norm, args.units is not None, first_pass_kind=kind)
+        weights = CombinationWeights.load(args.weights_config, lm=lm)
     else:
         weights = CombinationWeights(args.first_pass_weight, args.lm_weight, args.length_bonus)
     cfg = MwerConfig(
@@ -92,21 +102,6 @@ def run(args: argparse.Namespace) -> list:
         weights=weights,
     )
     cfg.validate()
-    train = load_nbest_inputs(
-        args.nbest_dir, args.nbest_jsonl, args.ref_text, args.units, "train", first_pass_score=args.first_pass_score
-    )
-    dev = (
-        load_nbest_inputs(
-            args.dev_nbest_dir,
-            args.dev_nbest_jsonl,
-            args.dev_ref_text,
-            args.dev_units,
-            "dev",
-            first_pass_score=args.first_pass_score,
-        )
-        if has_dev
-        else None
-    )
 
     torch.manual_seed(args.seed)
     scorer = load_lm_scorer(args)

@@ -29,10 +29,12 @@ def add_nbest_source(p: argparse.ArgumentParser, prefix: str = "", required: boo
     if not prefix:
         p.add_argument(
             "--first_pass_score",
-            choices=("total", "as_is"),
-            default="total",
-            help="a decode dir whose score_info.json says per_token (e.g. Whisper's): total turns its "
-            "scores into total log scores (score x num_tokens), like the LM's; as_is keeps them",
+            choices=("as_is", "total", "per_token"),
+            default=None,
+            help="read the first-pass scores as total (a per-token list such as Whisper's: score x "
+            "num_tokens) or per_token (score / num_tokens); a list's score_info.json says what it holds "
+            "(none: total). Default: the LM's kind (total; per_token with --length_norm true), so like is "
+            "added to like; as_is keeps the scores as written",
         )
 
 
@@ -92,19 +94,31 @@ def load_nbest_inputs(
     units_path: Optional[Path],
     what: str,
     allow_missing: bool = True,
-    first_pass_score: str = "total",
+    first_pass_score: Optional[str] = None,
+    length_norm: bool = False,
 ) -> NbestInputs:
     """(n-best lists, references or None, units or None); every list must have a reference
     (when given) and units (when given), else a ValueError naming the files. References
     without an n-best list are refused unless ``allow_missing`` (then a warning names them).
-    ``first_pass_score``: see :func:`~espnet_llm_plugin.rescoring.nbest.read_espnet_nbest`."""
+    The first-pass scores are read in the kind of the LM's scores (``length_norm``; see
+    :func:`~espnet_llm_plugin.rescoring.nbest.resolve_first_pass_score`): like with like."""
     from espnet_llm_plugin.fileio.kaldi_data import read_scp
     from espnet_llm_plugin.fileio.unit_file import read_units
     from espnet_llm_plugin.rescoring.lm_scorer import check_units_cover
-    from espnet_llm_plugin.rescoring.nbest import check_known_utterances, check_refs_covered, read_nbest
+    from espnet_llm_plugin.rescoring.nbest import (
+        check_known_utterances,
+        check_refs_covered,
+        lm_score_kind,
+        read_nbest,
+        resolve_first_pass_score,
+        score_kind_of,
+    )
 
     source = nbest_dir if nbest_dir is not None else nbest_jsonl
-    nbest = read_nbest(nbest_dir, nbest_jsonl, first_pass_score)
+    nbest = read_nbest(nbest_dir, nbest_jsonl, resolve_first_pass_score(first_pass_score, length_norm))
+    kind, lm_kind = score_kind_of(nbest, str(source)), lm_score_kind(length_norm)
+    if kind != lm_kind:  # only with --first_pass_score as_is
+        logging.warning("%s: %s first-pass scores are combined as is with %s LM scores", source, kind, lm_kind)
     logging.info(
         "%s (%s): %d n-best lists, %d hypotheses", what, source, len(nbest), sum(len(h) for h in nbest.values())
     )

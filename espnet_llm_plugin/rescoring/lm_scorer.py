@@ -22,13 +22,13 @@ at real positions, so batched scores equal one-by-one scores up to float roundin
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span, unit_token
-from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest
+from espnet_llm_plugin.rescoring.nbest import NBest, check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -263,13 +263,16 @@ def score_nbest(
     units_source: str = "units",
 ) -> NBest:
     """Add ``scores[key]`` (LM log-prob, given the utterance's units when ``units`` is given)
-    to every hypothesis, batched across utterances."""
+    to every hypothesis, batched across utterances: a total log-probability, or per token with
+    ``scorer.length_norm`` (:func:`~espnet_llm_plugin.rescoring.nbest.lm_score_kind`). A score
+    that is not finite raises :class:`~espnet_llm_plugin.rescoring.nbest.NBestError` naming the
+    utterance."""
     if units is not None:
         check_units_cover(nbest, units, units_source)
     flat = [(u, i) for u, hyps in nbest.items() for i in range(len(hyps))]
     seqs = [scorer.encode(nbest[u][i].text, None if units is None else units[u]) for u, i in flat]
     values = scorer.score_encoded(seqs, progress=progress)
-    out: NBest = {u: [Hypothesis(h.text, h.score, dict(h.scores)) for h in hyps] for u, hyps in nbest.items()}
+    out: NBest = {u: [replace(h, scores=dict(h.scores)) for h in hyps] for u, hyps in nbest.items()}
     for (u, i), v in zip(flat, values):
-        out[u][i].scores[key] = v
+        out[u][i].scores[key] = check_finite(v, f"LM score '{key}' of utterance '{u}', hypothesis {out[u][i].text!r}")
     return out

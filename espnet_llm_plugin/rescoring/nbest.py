@@ -6,17 +6,22 @@ ESPnet's ``asr_inference`` writes, per rank ``n`` (1-based), ``DIR/{n}best_recog
 written with ``str()`` of a 0-d tensor: ``utt tensor(-7.3677)``; plain floats are read too.
 Utterances may have fewer hypotheses than the deepest rank (a beam that ended early).
 
-JSONL form, one line per utterance, hypotheses in rank order::
+JSONL form, one line per utterance, hypotheses in rank order (``num_tokens`` and
+``score_kind`` optional, see below)::
 
-    {"utt_id": "u1", "hyps": [{"text": "a b", "score": -3.2, "scores": {"lm": -12.5}}, ...]}
+    {"utt_id": "u1", "hyps": [{"text": "a b", "score": -3.2, "scores": {"lm": -12.5},
+                               "num_tokens": 3, "score_kind": "total"}, ...]}
 
-What ``score`` holds is said by an optional ``DIR/score_info.json``: ``{"score_kind":
-"total"}`` (a summed log score, ESPnet's beam score: the default when the file is absent) or
-``"per_token"`` (a log score divided by the hypothesis' token count, as Whisper ranks beams;
-the count is then the named score ``num_tokens``), plus free-form fields naming the source
-(model, beam size). :func:`read_espnet_nbest` returns total scores by default, so an LM's total
-log-probability is combined with a score of the same kind (``first_pass_score="as_is"``
-keeps a per-token score as written).
+**Score kinds.** What ``score`` holds is said by the manifest ``DIR/score_info.json``
+(:data:`SCORE_INFO`): ``{"score_kind": "total"}``, a summed log score (ESPnet's beam score, and
+the kind of a list without a manifest, so ESPnet's own lists read as before), or
+``"per_token"``, a summed log score divided by the number of scored tokens (text tokens + the
+end token), as Whisper ranks its beams; further fields name the source (model, beam size,
+length penalty). Each :class:`Hypothesis` carries its ``score_kind`` and, where known, its
+``num_tokens`` (``{n}best_recog/num_tokens``; else ESPnet's ``{n}best_recog/token`` + 1 for the
+end token), which :func:`convert_score_kind` needs to turn one kind into the other.
+:func:`read_espnet_nbest` returns totals by default, so an LM's total log-probability is
+added to a score of the same kind.
 
 Per-scorer scores (``scores``) are stored in the decode layout as extra files
 ``{n}best_recog/score_<name>``, so both forms round-trip exactly (floats are written with
@@ -49,11 +54,19 @@ class NBestError(ValueError):
 
 @dataclass
 class Hypothesis:
-    """One n-best entry: its text, first-pass (beam) score, and any further named scores."""
+    """One n-best entry: its text, first-pass (beam) score, and any further named scores.
+
+    Attributes:
+        num_tokens: the number of tokens ``score`` sums over (text tokens + end token); None
+            when unknown (then the score cannot change kind).
+        score_kind: ``total`` (summed log score) or ``per_token`` (divided by ``num_tokens``).
+    """
 
     text: str
     score: float
     scores: Dict[str, float] = field(default_factory=dict)
+    num_tokens: Optional[int] = None
+    score_kind: str = "total"
 
     @property
     def num_words(self) -> int:
@@ -64,8 +77,8 @@ NBest = Dict[str, List[Hypothesis]]  # utt_id -> hypotheses in rank order
 
 SCORE_INFO = "score_info.json"
 SCORE_KINDS = ("total", "per_token")
-FIRST_PASS_SCORES = ("total", "as_is")
-NUM_TOKENS = "num_tokens"
+FIRST_PASS_SCORES = ("as_is", "total", "per_token")  # as_is: as written; else convert to that kind
+NUM_TOKENS = "num_tokens"  # {n}best_recog/num_tokens: tokens behind each score
 
 _RANK_DIR = re.compile(r"^(\d+)best_recog$")
 _TENSOR = re.compile(r"^tensor\((.*?)(,.*)?\)$")
@@ -134,35 +147,99 @@ def write_score_info(decode_dir: str | Path, info: dict) -> None:
         f.write(json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
-def to_total_scores(nbest: NBest, info: dict, where: str) -> NBest:
-    """``nbest`` with per-token scores turned into totals (``score * num_tokens``); total
-    scores unchanged. The per-token score is kept as the named score ``per_token``."""
-    if info.get("score_kind", "total") == "total":
+def lm_score_kind(length_norm: bool) -> str:
+    """The kind of a rescoring LM's scores: ``per_token`` when length-normalised, else ``total``."""
+    return "per_token" if length_norm else "total"
+
+
+def resolve_first_pass_score(first_pass_score: Optional[str], length_norm: bool) -> str:
+    """The kind to read first-pass scores as, so that they combine like with like with the LM's
+    scores: None -> the LM's kind (:func:`lm_score_kind`); an explicit kind must be the LM's;
+    ``as_is`` is taken as asked (the caller warns when the kinds then differ).
+
+    Raises:
+        NBestError: a kind that is not the LM's (names both options).
+    """
+    lm_kind = lm_score_kind(length_norm)
+    if first_pass_score is None:
+        return lm_kind
+    if first_pass_score not in FIRST_PASS_SCORES:
+        raise NBestError(f"first_pass_score must be one of {list(FIRST_PASS_SCORES)}, got {first_pass_score!r}")
+    if first_pass_score != "as_is" and first_pass_score != lm_kind:
+        raise NBestError(
+            f"--first_pass_score {first_pass_score} with --length_norm {str(length_norm).lower()} would add "
+            f"{first_pass_score} first-pass scores to {lm_kind} LM scores; use --first_pass_score {lm_kind} "
+            f"(or --length_norm {str(not length_norm).lower()})"
+        )
+    return first_pass_score
+
+
+def score_kind_of(nbest: NBest, where: str) -> str:
+    """The one score kind of every hypothesis of ``nbest`` (``total`` for an empty one);
+    :class:`NBestError` naming an utterance of each kind when they are mixed."""
+    first: Dict[str, str] = {}
+    for utt, hyps in nbest.items():
+        for h in hyps:
+            if h.score_kind not in SCORE_KINDS:
+                raise NBestError(f"{where}: utterance '{utt}': score_kind {h.score_kind!r} is not one of {SCORE_KINDS}")
+            first.setdefault(h.score_kind, utt)
+    if len(first) > 1:
+        raise NBestError(
+            f"{where}: scores of different kinds in one list (total at utterance '{first['total']}', "
+            f"per_token at '{first['per_token']}'); they cannot be ranked together"
+        )
+    return next(iter(first), "total")
+
+
+def convert_score_kind(nbest: NBest, kind: str, where: str) -> NBest:
+    """``nbest`` (changed in place and returned) with every score of kind ``kind``:
+    per-token -> total is ``score * num_tokens``, total -> per-token ``score / num_tokens``.
+    A first-pass score kept by an earlier rescoring (``scores['first_pass']``) is converted
+    alike. ``kind="as_is"`` changes nothing.
+
+    Raises:
+        NBestError: an unknown kind, or a hypothesis to convert without ``num_tokens``
+            (names the utterance and ``where``).
+    """
+    if kind not in FIRST_PASS_SCORES:
+        raise NBestError(f"first_pass_score must be one of {list(FIRST_PASS_SCORES)}, got {kind!r}")
+    if kind == "as_is":
         return nbest
     for utt, hyps in nbest.items():
         for h in hyps:
-            if NUM_TOKENS not in h.scores:
+            if h.score_kind == kind:
+                continue
+            if not h.num_tokens:
                 raise NBestError(
-                    f"{where}: utterance '{utt}': a per-token score needs its token count "
-                    f"(score_{NUM_TOKENS}) to become a total"
+                    f"{where}: utterance '{utt}': hypothesis {h.text!r} has a {h.score_kind} score but no "
+                    f"token count ({{n}}best_recog/{NUM_TOKENS}), so it cannot become a {kind} score"
                 )
-            h.scores["per_token"] = h.score
-            h.score = h.score * h.scores[NUM_TOKENS]
+            factor = float(h.num_tokens) if kind == "total" else 1.0 / h.num_tokens
+            h.score *= factor
+            if "first_pass" in h.scores:
+                h.scores["first_pass"] *= factor
+            h.score_kind = kind
     return nbest
 
 
 def read_espnet_nbest(decode_dir: str | Path, first_pass_score: str = "total") -> NBest:
-    """Read every ``{n}best_recog/{score,text,score_*}`` of an ESPnet decode dir.
+    """Read every ``{n}best_recog/{score,text,num_tokens,score_*}`` of an ESPnet decode dir.
 
     An utterance's hypotheses are the ranks where it has a ``score`` line; a missing ``text``
-    line means an empty hypothesis. Utterance order follows ``1best_recog/score``.
-    ``first_pass_score``: ``total`` turns a per-token list (``score_info.json``) into total
-    log scores; ``as_is`` keeps the scores as written.
+    line means an empty hypothesis. Utterance order follows ``1best_recog/score``. Every
+    hypothesis gets the kind of ``score_info.json`` (``total`` without it) and its token count
+    (``num_tokens``, else ESPnet's ``token`` + 1, else None). ``first_pass_score``: ``total``
+    (default) or ``per_token`` converts the scores to that kind (:func:`convert_score_kind`);
+    ``as_is`` keeps them as written.
 
     Raises:
         NBestError: no rank dirs, a rank without ``score``, a text without a score, an
-            utterance at rank n but not at rank n-1, or a score that is not a number.
+            utterance at rank n but not at rank n-1, a score that is not a finite number, a
+            bad ``score_info.json``, or a conversion without token counts.
     """
+    if first_pass_score not in FIRST_PASS_SCORES:
+        raise NBestError(f"first_pass_score must be one of {list(FIRST_PASS_SCORES)}, got {first_pass_score!r}")
+    kind = read_score_info(decode_dir)["score_kind"]
     out: NBest = {}
     for rank, rdir in enumerate(rank_dirs(decode_dir), 1):
         score_file = rdir / "score"
@@ -176,38 +253,68 @@ def read_espnet_nbest(decode_dir: str | Path, first_pass_score: str = "total") -
         named = {}
         for f in sorted(rdir.glob("score_*")):
             named[f.name[len("score_") :]] = read_scp(f)
+        counts = _token_counts(rdir, named.pop(NUM_TOKENS, None))  # score_num_tokens: older lists
         for utt, value in scores.items():
             if rank == 1:
                 out[utt] = []
             elif utt not in out or len(out[utt]) != rank - 1:
                 raise NBestError(f"{score_file}: utterance '{utt}' has rank {rank} but no rank {rank - 1}")
-            hyp = Hypothesis(text=texts.get(utt, ""), score=parse_score(value, f"{score_file} '{utt}'"))
+            hyp = Hypothesis(
+                text=texts.get(utt, ""),
+                score=parse_score(value, f"{score_file} '{utt}'"),
+                num_tokens=counts.get(utt),
+                score_kind=kind,
+            )
             for name, table in named.items():
                 if utt in table:
                     hyp.scores[name] = parse_score(table[utt], f"{rdir / ('score_' + name)} '{utt}'")
             out[utt].append(hyp)
     if not out:
         raise NBestError(f"{decode_dir}: 1best_recog/score lists no utterance (an empty decode)")
-    if first_pass_score not in FIRST_PASS_SCORES:
-        raise NBestError(f"first_pass_score must be one of {list(FIRST_PASS_SCORES)}, got {first_pass_score!r}")
-    if first_pass_score == "total":
-        out = to_total_scores(out, read_score_info(decode_dir), str(decode_dir))
-    return out
+    return convert_score_kind(out, first_pass_score, str(decode_dir))
 
 
-def write_espnet_nbest(nbest: NBest, decode_dir: str | Path) -> None:
-    """Write ``DIR/{n}best_recog/{text,score,score_<name>}`` and ``DIR/text`` (the 1-best),
-    sorted by utterance id, replacing ``DIR`` atomically."""
+def _token_counts(rdir: Path, legacy: Optional[Dict[str, str]]) -> Dict[str, int]:
+    """utt -> scored tokens of one rank dir: ``num_tokens``, else (ESPnet's lists) the tokens
+    of ``token`` + 1 for the end token its beam score includes."""
+    path = rdir / NUM_TOKENS
+    if path.is_file() or legacy is not None:
+        table = read_scp(path) if path.is_file() else legacy
+        out = {}
+        for utt, value in table.items():
+            where = f"{path if path.is_file() else rdir / ('score_' + NUM_TOKENS)} '{utt}'"
+            n = parse_score(value, where)
+            if n < 1 or n != int(n):
+                raise NBestError(f"{where}: token count {value!r} is not a positive integer")
+            out[utt] = int(n)
+        return out
+    if (rdir / "token").is_file():
+        return {utt: len(toks.split()) + 1 for utt, toks in read_scp(rdir / "token", allow_empty_value=True).items()}
+    return {}
+
+
+def write_espnet_nbest(nbest: NBest, decode_dir: str | Path, info: Optional[dict] = None) -> None:
+    """Write ``DIR/{n}best_recog/{text,score,num_tokens,score_<name>}``, ``DIR/text`` (the
+    1-best) and ``DIR/score_info.json`` (see :func:`write_espnet_files`), sorted by utterance
+    id, replacing ``DIR`` atomically."""
     _check_ids(list(nbest), str(decode_dir))
     with atomic_dir(decode_dir) as tmp:
-        write_espnet_files(nbest, tmp)
+        write_espnet_files(nbest, tmp, info)
 
 
-def write_espnet_files(nbest: NBest, decode_dir: Path) -> None:
-    """Write the decode-dir files into an existing (e.g. temporary) directory; no atomicity."""
+def write_espnet_files(nbest: NBest, decode_dir: Path, info: Optional[dict] = None) -> None:
+    """Write the decode-dir files into an existing (e.g. temporary) directory; no atomicity.
+
+    ``score_info.json`` says the hypotheses' score kind (all must have one kind), with the
+    fields of ``info`` (source model, beam ...); it is written whenever the kind is not
+    ``total`` or ``info`` is given (a total list without it reads the same).
+    """
     utts = sorted(nbest)
     _check_ids(utts, str(decode_dir))
     _check_nonempty_lists(nbest, str(decode_dir))
+    kind = score_kind_of(nbest, str(decode_dir))
+    if info is not None and info.get("score_kind", kind) != kind:
+        raise NBestError(f"{decode_dir}: score_info says {info['score_kind']!r}, the hypotheses' scores are {kind!r}")
     depth = max((len(nbest[u]) for u in utts), default=0)
     for rank in range(1, max(depth, 1) + 1):
         rdir = Path(decode_dir) / f"{rank}best_recog"
@@ -222,9 +329,15 @@ def write_espnet_files(nbest: NBest, decode_dir: Path) -> None:
             (rdir / f"score_{name}").write_text(
                 "".join(f"{u} {h.scores[name]!r}\n" for u, h in rows if name in h.scores), encoding="utf-8"
             )
+        if any(h.num_tokens is not None for _, h in rows):
+            (rdir / NUM_TOKENS).write_text(
+                "".join(f"{u} {h.num_tokens}\n" for u, h in rows if h.num_tokens is not None), encoding="utf-8"
+            )
     (Path(decode_dir) / "text").write_text(
         "".join(_text_line(u, nbest[u][0].text) for u in utts if nbest[u]), encoding="utf-8"
     )
+    if kind != "total" or info is not None:
+        write_score_info(decode_dir, {**(info or {}), "score_kind": kind})
 
 
 def read_nbest_jsonl(path: str | Path) -> NBest:
@@ -263,6 +376,7 @@ def read_nbest_jsonl(path: str | Path) -> NBest:
             out[utt] = [_hyp_from_json(h, f"{where} '{utt}'") for h in hyps]
     if not out:
         raise NBestError(f"n-best JSONL {path} holds no utterance (an empty file)")
+    score_kind_of(out, str(path))  # one kind per list
     return out
 
 
@@ -281,12 +395,13 @@ def read_nbest(
     nbest_jsonl: Optional[str | Path] = None,
     first_pass_score: str = "total",
 ) -> NBest:
-    """Read exactly one of an ESPnet decode dir or a JSONL file (JSONL scores are as written)."""
+    """Read exactly one of an ESPnet decode dir or a JSONL file, scores converted to
+    ``first_pass_score`` (see :func:`read_espnet_nbest`; a JSONL hypothesis says its own kind)."""
     if (nbest_dir is None) == (nbest_jsonl is None):
         raise NBestError("give exactly one of an n-best decode dir or an n-best JSONL file")
     if nbest_dir is not None:
         return read_espnet_nbest(nbest_dir, first_pass_score)
-    return read_nbest_jsonl(nbest_jsonl)
+    return convert_score_kind(read_nbest_jsonl(nbest_jsonl), first_pass_score, str(nbest_jsonl))
 
 
 def check_known_utterances(nbest: NBest, known: Iterable[str], nbest_source: str, known_source: str) -> None:
@@ -337,6 +452,8 @@ def check_refs_covered(
 def _check_score_name(name: str) -> None:
     if not name or any(c.isspace() or c in "/\\" for c in name):
         raise NBestError(f"invalid score name {name!r} (used in a file name score_<name>)")
+    if name == NUM_TOKENS:
+        raise NBestError(f"score name {name!r} is reserved: token counts are Hypothesis.num_tokens")
 
 
 def _hyp_from_json(h: object, where: str) -> Hypothesis:
@@ -356,11 +473,26 @@ def _hyp_from_json(h: object, where: str) -> Hypothesis:
     for k in scores:
         _check_score_name(k)
         check_finite(float(scores[k]), f"{where} hypothesis {text!r} scores.{k}")
-    return Hypothesis(text=text, score=float(score), scores={k: float(v) for k, v in scores.items()})
+    num_tokens, kind = h.get("num_tokens"), h.get("score_kind", "total")
+    if num_tokens is not None and (isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1):
+        raise NBestError(f"{where}: hypothesis {text!r}: num_tokens {num_tokens!r} is not a positive integer")
+    if kind not in SCORE_KINDS:
+        raise NBestError(f"{where}: hypothesis {text!r}: score_kind {kind!r} is not one of {list(SCORE_KINDS)}")
+    return Hypothesis(
+        text=text,
+        score=float(score),
+        scores={k: float(v) for k, v in scores.items()},
+        num_tokens=num_tokens,
+        score_kind=kind,
+    )
 
 
 def _hyp_to_json(h: Hypothesis) -> dict:
-    d = {"text": h.text, "score": h.score}
+    d: Dict[str, object] = {"text": h.text, "score": h.score}
     if h.scores:
         d["scores"] = dict(h.scores)
+    if h.num_tokens is not None:
+        d["num_tokens"] = h.num_tokens
+    if h.score_kind != "total":
+        d["score_kind"] = h.score_kind
     return d

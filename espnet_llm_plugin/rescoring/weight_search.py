@@ -11,8 +11,10 @@ grid is walked with small weights first.
 
 Weights are tuned for one LM: the weights YAML records its identity (:func:`lm_identity`: path,
 name, a sha256 of its weight files, and whether scores were length-normalised or conditioned on
-units), and :meth:`CombinationWeights.load` refuses weights tuned for another LM. A combined
-score that is not finite (a NaN LM score) is refused naming the utterance: NaN sorts anywhere.
+units, and the kind of the first-pass scores: ``total`` or ``per_token``), and
+:meth:`CombinationWeights.load` refuses weights tuned for another LM or another score kind. A
+combined score that is not finite (a NaN LM score) is refused naming the utterance: NaN sorts
+anywhere.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
 from espnet_llm_plugin.fileio.atomic import atomic_write_text
-from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest, NBestError
+from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest, NBestError, check_finite
 from espnet_llm_plugin.scoring.error_rate import ErrorCounts, align_counts, tokens
 
 logger = logging.getLogger(__name__)
@@ -41,13 +43,17 @@ class WeightsConfigError(ValueError):
 
 
 # keys of the weights YAML that say which LM (and scoring) the weights were tuned for
-LM_IDENTITY_KEYS = ("lm_path", "lm_name", "lm_weights_sha256", "length_norm", "units")
+LM_IDENTITY_KEYS = ("lm_path", "lm_name", "lm_weights_sha256", "length_norm", "units", "first_pass_kind")
 
 
-def lm_identity(lm_path: str | Path, length_norm: bool = False, units: bool = False) -> Dict[str, Any]:
+def lm_identity(
+    lm_path: str | Path, length_norm: bool = False, units: bool = False, first_pass_kind: str = "total"
+) -> Dict[str, Any]:
     """What tuned weights depend on: the LM (path, directory name, sha256 over its weight files,
     :func:`~espnet_llm_plugin.core.base_weights.base_content_hash`; ``None`` when the directory
-    holds no weight files) and how its scores were computed."""
+    holds no weight files), how its scores were computed, and the kind of the first-pass
+    scores they were combined with (a weight tuned against per-token scores is meaningless
+    against totals)."""
     from espnet_llm_plugin.core.base_weights import base_content_hash
 
     try:
@@ -60,6 +66,7 @@ def lm_identity(lm_path: str | Path, length_norm: bool = False, units: bool = Fa
         "lm_weights_sha256": digest,
         "length_norm": bool(length_norm),
         "units": bool(units),
+        "first_pass_kind": first_pass_kind,
     }
 
 
@@ -90,6 +97,13 @@ def check_lm_identity(path: str | Path, recorded: Dict[str, Any], current: Dict[
                 f"{path}: weights were tuned with {key}={bool(recorded[key])}, this run has "
                 f"{key}={bool(current.get(key))}; retune on dev with --tune true"
             )
+    # weights files written before score kinds existed were tuned on total scores
+    have_kind, want_kind = recorded.get("first_pass_kind", "total"), current.get("first_pass_kind", "total")
+    if have_kind != want_kind:
+        raise WeightsConfigError(
+            f"{path}: weights were tuned on {have_kind} first-pass scores, this run has {want_kind} ones; "
+            f"retune on dev with --tune true (or read the lists with --first_pass_score {have_kind})"
+        )
 
 
 @dataclass
@@ -107,13 +121,12 @@ class CombinationWeights:
             if lm_key not in hyp.scores:
                 raise NBestError(f"hypothesis {hyp.text!r} has no '{lm_key}' score; score it with the LM first")
             total += self.lm_weight * hyp.scores[lm_key]
-        if not math.isfinite(total):
-            where = f"utterance '{utt}': " if utt else ""
-            raise NBestError(
-                f"{where}hypothesis {hyp.text!r}: combined score {total} is not finite "
-                f"(score {hyp.score}, scores {hyp.scores}, weights {asdict(self)})"
-            )
-        return total
+        where = f"utterance '{utt}': " if utt else ""
+        return check_finite(
+            total,
+            f"{where}hypothesis {hyp.text!r}: combined score (score {hyp.score}, scores {hyp.scores}, "
+            f"weights {asdict(self)})",
+        )
 
     def save(self, path: str | Path, extra: Optional[dict] = None) -> None:
         """Write ``{first_pass_weight, lm_weight, length_bonus, **extra}`` as YAML, atomically."""
@@ -167,8 +180,8 @@ def rerank_all(nbest: NBest, weights: CombinationWeights, lm_key: str = LM_SCORE
     for utt, hyps in nbest.items():
         ranked = rerank(hyps, weights, lm_key, utt)
         out[utt] = [
-            Hypothesis(
-                text=h.text,
+            replace(
+                h,
                 score=weights.combine(h, lm_key, utt),
                 scores={**h.scores, FIRST_PASS_SCORE: h.scores.get(FIRST_PASS_SCORE, h.score)},
             )

@@ -1,6 +1,7 @@
 """The recipe with --whisper_dir: stage 12 decodes a data set with a prepared Whisper (n-best,
-per-token scores), rescores the lists with SmolLM2 (totals added to totals, weights tuned on
-the valid set), and stage 13 scores both into RESULTS.md; no ASR model is trained."""
+per-token scores; split over --inference_nj jobs and merged), rescores the lists with SmolLM2
+(totals added to totals, weights tuned on the valid set), and stage 13 scores both into
+RESULTS.md; no ASR model is trained."""
 
 import json
 import subprocess
@@ -31,41 +32,19 @@ def _data(recipe):
 def test_whisper_first_pass_rescored_and_scored(tmp_path, make_recipe, recipe_env, whisper_tiny_en_dir, smollm2_dir):
     r = make_recipe(tmp_path, {})
     _data(r)
+    options = "--stage 3 --stop_stage 13 --train_set test --valid_set test --test_sets test --nj 1 --inference_nj 2"
     proc = subprocess.run(
-        [
-            "./llm_asr.sh",
-            "--stage",
-            "3",
-            "--stop_stage",
-            "13",
-            "--train_set",
-            "test",
-            "--valid_set",
-            "test",
-            "--test_sets",
-            "test",
-            "--nj",
-            "1",
-            "--whisper_dir",
-            str(whisper_tiny_en_dir),
-            "--nbest",
-            "3",
-            "--rescore_lm",
-            str(smollm2_dir),
-            "--rescore_args",
-            "--lm_weights 0,0.1 --length_bonuses 0",
-        ],
-        cwd=r,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=recipe_env,
-    )
+        ["./llm_asr.sh", *options.split(), "--nbest", "3", "--whisper_dir", str(whisper_tiny_en_dir),
+         "--rescore_lm", str(smollm2_dir), "--rescore_args", "--lm_weights 0,0.1 --length_bonuses 0"],
+        cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Stage 11: --whisper_dir: decoding with a pretrained Whisper, no ASR training" in proc.stdout
     dec = r / "exp" / f"asr_whisper_{whisper_tiny_en_dir.name}" / "decode_beam3" / "test"
     assert json.loads((dec / "score_info.json").read_text())["score_kind"] == "per_token"
     assert "u1 THE CAT SAT ON THE MAT" in (dec / "text").read_text()
+    assert len((dec / "text").read_text().splitlines()) == 3  # two jobs (--inference_nj 2), merged
+    assert (dec / "logs" / "decode.2.log").is_file()
     result = json.loads((dec / "score" / "result.json").read_text())
     assert result["wer"]["utterances"] == 3
     rescored = list((dec.parent.parent).glob("decode_beam3_rescore_*/test/score/result.json"))

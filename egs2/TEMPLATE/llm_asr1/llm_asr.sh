@@ -687,17 +687,19 @@ if run_stage 12; then
     for dset in ${_sets}; do
         _dir=${asr_exp}/decode_${inference_tag}/${dset}
         if [ -f "${_dir}/text" ]; then log "  ${_dir} is complete, skipping"; continue; fi
-        if [ -n "${whisper_dir}" ]; then
-            mkdir -p "${_dir}.logs"
-            # shellcheck disable=SC2086
-            ${decode_cmd} --gpu "${_ngpu}" "${_dir}.logs/whisper_nbest.log" \
-                ${bin}.whisper_nbest --whisper_dir "${whisper_dir}" --data_dir "${data_feats}/${dset}" \
-                    --out_dir "${_dir}" --beam_size "${nbest}" --nbest "${nbest}" ${whisper_args}
-            mv "${_dir}.logs" "${_dir}/logs"
-            continue
-        fi
         _work=${_dir}.work; rm -rf "${_work}"; mkdir -p "${_work}/logs"
         _nj=$(${bin}.split_scp "${data_feats}/${dset}/wav.scp" "${_work}" --nj "${inference_nj}")
+        if [ -n "${whisper_dir}" ]; then
+            # shellcheck disable=SC2086
+            ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${_work}/logs/decode.JOB.log" \
+                ${bin}.whisper_nbest --whisper_dir "${whisper_dir}" --data_dir "${data_feats}/${dset}" \
+                    --key_file "${_work}/keys.JOB.scp" --out_dir "${_work}/output.JOB" \
+                    --beam_size "${nbest}" --nbest "${nbest}" ${whisper_args}
+            ${bin}.merge_decode_dirs --nj "${_nj}" "${_work}" "${_dir}"
+            mv "${_work}/logs" "${_dir}/logs"
+            rm -rf "${_work}"
+            continue
+        fi
         _ctx=()
         if uses_context "${asr_exp}/config.yaml"; then
             [ -f "${context_dir}/${dset}/context_ids" ] || { log "Error: ${asr_exp} reads passages: run stage 9 for ${dset}"; exit 1; }
