@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.config_check import ConfigError, check_task_config, load_yaml_mapping
 
@@ -100,13 +100,9 @@ TINY_WORDS = ["<pad>", "<unk>", "<s>", "</s>", "the", "cat", "sat"]
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_llm")
-    word_level_tokenizer(
-        TINY_WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(d)
-    tiny_llama(
-        0,
-        vocab_size=len(TINY_WORDS),
+    d = save_tiny_llm(
+        tmp_path_factory.mktemp("tiny_llm"),
+        TINY_WORDS,
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=1,
@@ -114,7 +110,7 @@ def tiny_llm(tmp_path_factory):
         bos_token_id=2,
         eos_token_id=3,
         pad_token_id=0,
-    ).save_pretrained(d)
+    )
     (d / "tokens.txt").write_text("".join(w + "\n" for w in TINY_WORDS))
     return d
 

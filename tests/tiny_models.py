@@ -1,18 +1,32 @@
 """Tiny random Hugging Face models for fast tests (one place instead of one per test file).
 
-Real pretrained models are tested too (the ``real_model`` marker); these keep unit tests fast:
+Real pretrained models are tested too (the ``real_model`` marker); these keep unit tests fast.
+A word-level tokenizer whose ids are list positions and a random Llama, saved as a user's LLM is:
 
-    tokenizer = word_level_tokenizer(SPECIALS + WORDS, bos_token="<s>", eos_token="</s>",
-                                     unk_token="<unk>", pad_token="<pad>")
-    model = tiny_llama(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, ...)
+    llm_dir = save_tiny_llm(tmp_path / "llm", ["<pad>", "<unk>", "<s>", "</s>", "the", "cat"],
+                            hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+
+``tiny_llm`` returns the same pair in memory; ``word_level_tokenizer`` and ``tiny_llama`` are the
+two halves. ``LlamaConfig`` keywords pass through unchanged (its defaults are 7B-sized, so every
+test names the sizes it uses); tests import this module as ``from tiny_models import ...``
+(``tests/`` is on ``sys.path`` through ``tests/conftest.py``, as for every sibling helper).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+SPECIAL_TOKENS: Mapping[str, str] = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+"""The special tokens of ``tiny_llm`` unless it is told otherwise (``PreTrainedTokenizerFast``
+keywords); most tests put them first in the vocabulary: ``<pad>`` 0, ``<unk>`` 1, ``<s>`` 2, ``</s>`` 3."""
 
 
-def word_level_tokenizer(tokens: Sequence[str], unk: str = "<unk>", **special_tokens: Any):
+def word_level_tokenizer(tokens: Sequence[str], unk: str = "<unk>", **special_tokens: Any) -> PreTrainedTokenizerFast:
     """A whitespace-split word tokenizer whose ids are the positions in ``tokens`` (specials
     included, e.g. ``("<pad>", "<unk>", "<s>", "</s>", "the", ...)``); ``special_tokens`` are
     ``PreTrainedTokenizerFast`` keywords (``bos_token="<s>"``, ...)."""
@@ -24,7 +38,7 @@ def word_level_tokenizer(tokens: Sequence[str], unk: str = "<unk>", **special_to
     return PreTrainedTokenizerFast(tokenizer_object=tok, **special_tokens)
 
 
-def tiny_llama(seed: int | None = 0, **config: Any):
+def tiny_llama(seed: int | None = 0, **config: Any) -> LlamaForCausalLM:
     """A random ``LlamaForCausalLM`` of ``LlamaConfig(**config)``, initialised after
     ``torch.manual_seed(seed)`` (None: the current RNG state)."""
     import torch
@@ -33,3 +47,30 @@ def tiny_llama(seed: int | None = 0, **config: Any):
     if seed is not None:
         torch.manual_seed(seed)
     return LlamaForCausalLM(LlamaConfig(**config))
+
+
+def tiny_llm(
+    tokens: Sequence[str],
+    *,
+    seed: int | None = 0,
+    special_tokens: Mapping[str, str] = SPECIAL_TOKENS,
+    extra_tokens: Sequence[str] = (),
+    **config: Any,
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """``(model, tokenizer)``: ``word_level_tokenizer(tokens, **special_tokens)``, plus
+    ``extra_tokens`` added as additional special tokens (ids after ``tokens``), and
+    ``tiny_llama(seed, **config)`` whose ``vocab_size`` is ``len(tokenizer)`` unless given."""
+    tokenizer = word_level_tokenizer(tokens, **special_tokens)
+    if extra_tokens:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
+    config.setdefault("vocab_size", len(tokenizer))
+    return tiny_llama(seed, **config), tokenizer
+
+
+def save_tiny_llm(out_dir: str | Path, tokens: Sequence[str], **kwargs: Any) -> Path:
+    """Save ``tiny_llm(tokens, **kwargs)`` (tokenizer, then model) with ``save_pretrained`` to
+    ``out_dir``, loadable with ``from_pretrained`` as a user's LLM is; return ``out_dir``."""
+    model, tokenizer = tiny_llm(tokens, **kwargs)
+    tokenizer.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
+    return Path(out_dir)

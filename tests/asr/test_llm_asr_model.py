@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.asr.adapter import Conv1dMlpAdapter
 from espnet_llm_plugin.asr.matching_loss import CrossAttentionMatchingLoss
@@ -13,13 +13,9 @@ HIDDEN = 16
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
-    path = tmp_path_factory.mktemp("llm")
-    word_level_tokenizer(
-        VOCAB, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(path)
-    tiny_llama(
-        0,
-        vocab_size=len(VOCAB),
+    return save_tiny_llm(
+        tmp_path_factory.mktemp("llm"),
+        VOCAB,
         hidden_size=HIDDEN,
         intermediate_size=32,
         num_hidden_layers=1,
@@ -28,42 +24,11 @@ def tiny_llm(tmp_path_factory):
         bos_token_id=2,
         eos_token_id=3,
         pad_token_id=0,
-    ).save_pretrained(path)
-    return path
+    )
 
 
 def build_model(llm_path, matching_weight):
-    from espnet2.asr.ctc import CTC
-    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
-
-    from espnet_llm_plugin.asr.llm_asr_model import LlmASRModel
-    from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
-
-    torch.manual_seed(0)
-    encoder = TransformerEncoder(
-        8, output_size=16, attention_heads=2, linear_units=16, num_blocks=1, input_layer="linear"
-    )
-    adapter = Conv1dMlpAdapter(input_size=16, output_size=HIDDEN, num_conv_layers=1)
-    decoder = LlmDecoder(vocab_size=len(VOCAB), encoder_output_size=HIDDEN, llm_path=str(llm_path), lora_r=2)
-    return LlmASRModel(
-        vocab_size=len(VOCAB),
-        token_list=VOCAB,
-        frontend=None,
-        specaug=None,
-        normalize=None,
-        preencoder=None,
-        encoder=encoder,
-        postencoder=adapter,
-        decoder=decoder,
-        ctc=CTC(odim=len(VOCAB), encoder_output_size=HIDDEN),
-        joint_network=None,
-        ctc_weight=0.0,
-        report_cer=False,
-        report_wer=False,
-        sym_sos="</s>",
-        sym_eos="</s>",
-        matching_weight=matching_weight,
-    )
+    return build_with_symbols(llm_path, sym_sos="</s>", sym_eos="</s>", matching_weight=matching_weight)
 
 
 BATCH = dict(

@@ -3,7 +3,7 @@
 import argparse
 
 import pytest
-from tiny_models import tiny_llama
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.asr.llm_auto_conf import fill_llm_dependent_conf
 from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
@@ -12,20 +12,14 @@ from espnet_llm_plugin.core.hf_causal_lm import LlmLoadError
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
     """A WordLevel tokenizer and a random Llama of hidden size 48."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    d = tmp_path_factory.mktemp("llm48")
-    vocab = {w: i for i, w in enumerate("<pad> <unk> <s> </s> a b c".split())}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(d)
-    tiny_llama(
-        0, vocab_size=len(vocab), hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
-    ).save_pretrained(d)
-    return d
+    return save_tiny_llm(
+        tmp_path_factory.mktemp("llm48"),
+        "<pad> <unk> <s> </s> a b c".split(),
+        hidden_size=48,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+    )
 
 
 def _args(llm_dir, decoder="llm", postencoder="conv1d_mlp_adapter", post_conf=None):

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.core.finetune import parameter_counts
@@ -24,13 +24,9 @@ D = 32
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_llm")
-    word_level_tokenizer(
-        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(d)
-    tiny_llama(
-        0,
-        vocab_size=V,
+    return save_tiny_llm(
+        tmp_path_factory.mktemp("tiny_llm"),
+        SPECIALS + WORDS,
         hidden_size=D,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -41,8 +37,7 @@ def llm_dir(tmp_path_factory):
         eos_token_id=EOS,
         pad_token_id=PAD,
         initializer_range=0.3,  # peaky distributions: beam search has no near-ties
-    ).save_pretrained(d)
-    return d
+    )
 
 
 def make_decoder(llm_dir, **kw):

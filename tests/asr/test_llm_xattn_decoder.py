@@ -6,7 +6,7 @@ back through ``from_pretrained``, as a user's LLM is.
 
 import pytest
 import torch
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.asr.llm_xattn_decoder import LlmXattnDecoder, feed_context, split_context
@@ -22,13 +22,9 @@ XATTN = dict(xattn_every=1, num_passages=2, passage_max_tokens=8, value_encoder_
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_llm_xattn")
-    word_level_tokenizer(
-        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(d)
-    tiny_llama(
-        0,
-        vocab_size=V,
+    return save_tiny_llm(
+        tmp_path_factory.mktemp("tiny_llm_xattn"),
+        SPECIALS + WORDS,
         hidden_size=D,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -39,8 +35,7 @@ def llm_dir(tmp_path_factory):
         eos_token_id=EOS,
         pad_token_id=PAD,
         initializer_range=0.3,
-    ).save_pretrained(d)
-    return d
+    )
 
 
 def perturb(module, pattern, seed, scale=0.3):

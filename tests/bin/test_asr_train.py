@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 WORDS = [
     "<pad>",
@@ -43,15 +43,11 @@ seed: 0
 SENTENCES = ["the cat sat", "a dog ran home", "the big red mat", "one small blue dog", "two cats ran", "the mat"]
 
 
-def save_tiny_llm(d):
+def save_llm(d):
     """A random Llama whose WordLevel tokenizer is ``WORDS`` (the ESPnet token list)."""
-
-    word_level_tokenizer(
-        WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(d)
-    tiny_llama(
-        0,
-        vocab_size=len(WORDS),
+    return save_tiny_llm(
+        d,
+        WORDS,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -60,8 +56,7 @@ def save_tiny_llm(d):
         bos_token_id=2,
         eos_token_id=3,
         pad_token_id=0,
-    ).save_pretrained(d)
-    return d
+    )
 
 
 def write_data(d, utts, rng):
@@ -120,7 +115,7 @@ def train(root, llm, max_epoch, *extra):
 
 def prepare(root):
     """Tiny LLM, data, token list and config under ``root``; returns the LLM dir."""
-    llm = save_tiny_llm(root / "llm")
+    llm = save_llm(root / "llm")
     rng = np.random.default_rng(0)
     write_data(root / "train", [f"tr{i}" for i in range(6)], rng)
     write_data(root / "valid", [f"dv{i}" for i in range(2)], rng)

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.bin.build_datastore import main, shard_dir
 from espnet_llm_plugin.retrieval.datastore import FaissDatastore
@@ -12,14 +12,9 @@ from espnet_llm_plugin.retrieval.datastore import FaissDatastore
 
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lm")
-    words = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to home big red".split()
-    word_level_tokenizer(
-        words, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(d)
-    tiny_llama(
-        0,
-        vocab_size=len(words),
+    return save_tiny_llm(
+        tmp_path_factory.mktemp("lm"),
+        ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to home big red".split(),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -28,8 +23,7 @@ def lm_dir(tmp_path_factory):
         bos_token_id=2,
         eos_token_id=3,
         pad_token_id=0,
-    ).save_pretrained(d)
-    return d
+    )
 
 
 @pytest.fixture

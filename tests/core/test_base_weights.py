@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 import torch
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.core.base_weights import (
@@ -32,13 +32,11 @@ PAD, BOS, EOS = 0, 2, 3
 D = 32
 
 
-def save_tiny_llm(d, seed=0):
-    word_level_tokenizer(
-        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(d)
-    tiny_llama(
-        seed,
-        vocab_size=V,
+def save_llm(d, seed=0):
+    return save_tiny_llm(
+        d,
+        SPECIALS + WORDS,
+        seed=seed,
         hidden_size=D,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -49,13 +47,12 @@ def save_tiny_llm(d, seed=0):
         eos_token_id=EOS,
         pad_token_id=PAD,
         initializer_range=0.3,
-    ).save_pretrained(d)
-    return d
+    )
 
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    return save_tiny_llm(tmp_path_factory.mktemp("tiny_llm"))
+    return save_llm(tmp_path_factory.mktemp("tiny_llm"))
 
 
 def make_decoder(llm_dir, **kw):
@@ -249,7 +246,7 @@ def test_espnet_average_nbest_models_keeps_reference(llm_dir, tmp_path):
 
 
 def test_average_over_different_bases_is_refused(llm_dir, tmp_path):
-    other = save_tiny_llm(tmp_path / "other", seed=1)
+    other = save_llm(tmp_path / "other", seed=1)
     sds = [make_decoder(d).state_dict() for d in (llm_dir, other)]
     avg = {k: (sds[0][k] + sds[1][k]) / 2 for k in sds[0] if k != PATH_KEY}
     avg[PATH_KEY] = sds[0][PATH_KEY]

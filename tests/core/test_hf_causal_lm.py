@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from tiny_models import tiny_llama
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.core import hf_causal_lm
 from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune
@@ -26,23 +26,14 @@ WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split(
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
-def build_tiny_llm(out_dir, hidden=32, seed=0):
-    """Save a WordLevel tokenizer and a random 2-layer Llama to ``out_dir``; return the vocab size."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
-    hf_tok.save_pretrained(out_dir)
-    tiny_llama(
-        seed,
-        vocab_size=len(vocab),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory):
+    """A WordLevel tokenizer and a random 2-layer Llama, saved as a user's LLM is."""
+    return save_tiny_llm(
+        tmp_path_factory.mktemp("tiny_llm"),
+        SPECIALS + WORDS,
+        hidden_size=32,
+        intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
@@ -50,15 +41,7 @@ def build_tiny_llm(out_dir, hidden=32, seed=0):
         bos_token_id=2,
         eos_token_id=3,
         pad_token_id=0,
-    ).save_pretrained(out_dir)
-    return len(vocab)
-
-
-@pytest.fixture(scope="module")
-def llm_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_llm")
-    build_tiny_llm(d)
-    return d
+    )
 
 
 def test_load_returns_model_and_tokenizer_from_the_directory(llm_dir):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 from espnet_llm_plugin.decoding.speech2text import ExtraDecodingOptions, speech2text_class
 
@@ -17,13 +17,10 @@ WORDS = ["<pad>", "<unk>", "<s>", "</s>"] + "the a cat dog sat on mat ran to hom
 
 
 def save_lm(d, extra_tokens=()):
-    hf = word_level_tokenizer(WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
-    if extra_tokens:
-        hf.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
-    hf.save_pretrained(d)
-    tiny_llama(
-        0,
-        vocab_size=len(hf),
+    return save_tiny_llm(
+        d,
+        WORDS,
+        extra_tokens=extra_tokens,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -32,8 +29,7 @@ def save_lm(d, extra_tokens=()):
         bos_token_id=2,
         eos_token_id=3,
         pad_token_id=0,
-    ).save_pretrained(d)
-    return d
+    )
 
 
 def save_asr_model(d, lm_dir, decoder, tokens=WORDS):

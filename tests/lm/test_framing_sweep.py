@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import tiny_llm
 
 from espnet_llm_plugin.core.text_form import TextForm
 from espnet_llm_plugin.lm.framing_sweep import format_table, recommend, sweep
@@ -16,17 +16,10 @@ WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<|endoftext|>", ".", "the", "cat", "s
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("llm")
-    fast = word_level_tokenizer(WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
-    fast.save_pretrained(d)
-    model = tiny_llama(
-        0,
-        vocab_size=len(WORDS),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        initializer_range=0.5,
+    model, fast = tiny_llm(
+        WORDS, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, initializer_range=0.5
     )
+    fast.save_pretrained(d)
     model.save_pretrained(d)
     return d, model.eval(), fast
 

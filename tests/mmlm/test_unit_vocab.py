@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 from mmlm_data import NUM_UNITS, SENTENCES
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 from espnet_llm_plugin.core.unit_tokens import speech_span, unit_token_list
@@ -25,8 +26,8 @@ def logits(model, ids):
 
 
 def untied_lm(tokenizer):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
+    return tiny_llama(
+        0,
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -34,8 +35,7 @@ def untied_lm(tokenizer):
         num_attention_heads=2,
         max_position_embeddings=128,
         tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    ).eval()
 
 
 @pytest.mark.parametrize("tied", [True, False])

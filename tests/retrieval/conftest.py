@@ -1,21 +1,18 @@
 """A tiny random Llama + WordLevel tokenizer saved as an HF dir (loaded with from_pretrained)."""
 
 import pytest
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two probe moon".split()
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
 def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
-    vocab = SPECIALS + WORDS
-    hf_tok = word_level_tokenizer(vocab, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
-    if extra_tokens:
-        hf_tok.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
-    hf_tok.save_pretrained(d)
-    tiny_llama(
-        seed,
-        vocab_size=len(hf_tok),
+    return save_tiny_llm(
+        d,
+        SPECIALS + WORDS,
+        seed=seed,
+        extra_tokens=extra_tokens,
         hidden_size=hidden,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -26,8 +23,7 @@ def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
         eos_token_id=3,
         pad_token_id=0,
         initializer_range=0.3,
-    ).save_pretrained(d)
-    return d
+    )
 
 
 @pytest.fixture(scope="session")

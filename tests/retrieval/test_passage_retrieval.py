@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import tiny_llm, word_level_tokenizer
 
 from espnet_llm_plugin.retrieval import passage_retrieval as pr
 
@@ -109,16 +109,16 @@ def test_passages_without_words_are_a_clear_error():
 def test_lm_embedding_scorer_finds_an_identical_passage(tmp_path):
     words = sorted({w for p in PASSAGES for w in p["text"].split()})
     vocab = ["<pad>", "<unk>", "<s>", "</s>"] + words
-    tokenizer = word_level_tokenizer(vocab, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
-    model = tiny_llama(
-        0,
-        vocab_size=len(vocab),
+    model, tokenizer = tiny_llm(
+        vocab,
+        special_tokens=dict(eos_token="</s>", pad_token="<pad>", unk_token="<unk>"),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=1,
         num_attention_heads=4,
         max_position_embeddings=64,
-    ).eval()
+    )
+    model.eval()
     passages = [pr.Passage(p["id"], p["text"]) for p in PASSAGES]
     ranked = pr.rank_passages({"u": PASSAGES[1]["text"]}, passages, 1, "lm_embedding", (model, tokenizer))
     assert ranked["u"][0].id == "zenobia"

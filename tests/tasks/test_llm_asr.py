@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_models import save_tiny_llm
 
 
 def test_spawned_worker_sees_our_components():
@@ -130,23 +131,18 @@ def test_wrong_explicit_width_still_fails_with_the_right_value(smollm2_dir, tmp_
 
 def test_shipped_tiny_config_with_its_explicit_width_still_builds(tmp_path):
     # conf/asr/llm_tiny.yaml states the width (128): kept as written
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
-    llm = tmp_path / "llm"
-    vocab = {w: i for i, w in enumerate("<unk> <s> </s> a b".split())}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(
-        llm
+    llm = save_tiny_llm(
+        tmp_path / "llm",
+        "<unk> <s> </s> a b".split(),
+        seed=None,
+        special_tokens=dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>"),
+        hidden_size=128,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
     )
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(vocab), hidden_size=128, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
-        )
-    ).save_pretrained(llm)
     config = Path(__file__).resolve().parents[2] / "egs2" / "synthetic" / "llm_asr1" / "conf" / "asr" / "llm_tiny.yaml"
     args = LlmASRTask.get_parser().parse_args(_llm_args(llm, tmp_path, config))
     model = LlmASRTask.build_model(args)

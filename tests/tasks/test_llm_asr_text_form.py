@@ -2,7 +2,7 @@
 decoded text is mapped back to the recipe's, and the recipe's case is read from its data."""
 
 import pytest
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import save_tiny_llm
 
 
 def _args(llm_dir, tmp_path, *extra):
@@ -38,13 +38,15 @@ def _train_text(tmp_path, lines):
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
-    d = tmp_path_factory.mktemp("llm")
-    words = ["<unk>", "<s>", "</s>", "the", "cat", "THE", "CAT"]
-    word_level_tokenizer(words, bos_token="<s>", eos_token="</s>", unk_token="<unk>").save_pretrained(d)
-    tiny_llama(
-        0, vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-    ).save_pretrained(d)
-    return d
+    return save_tiny_llm(
+        tmp_path_factory.mktemp("llm"),
+        ["<unk>", "<s>", "</s>", "the", "cat", "THE", "CAT"],
+        special_tokens=dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>"),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+    )
 
 
 def test_without_llm_usage_the_transcript_is_tokenised_as_written(tiny_llm, tmp_path):
