@@ -55,11 +55,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
 
     def run() -> None:
-        import torch
-
         from espnet_llm_plugin.decoding.whisper_first_pass import WhisperFirstPassOptions, whisper_first_pass
+        from espnet_llm_plugin.rescoring.lm_scorer import resolve_device
 
-        device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = str(resolve_device(args.device))
         opts = WhisperFirstPassOptions(
             beam_size=args.beam_size,
             nbest=args.nbest,
