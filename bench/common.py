@@ -41,17 +41,6 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out_dir", type=Path, default=RESULTS_DIR, help="where <name>.json and <name>.md are written")
 
 
-def resolve_device(name: str) -> "Any":
-    """``auto|cpu|cuda`` -> ``torch.device``; asking for cuda without one is an error."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return torch.device(name)
-
-
 def synchronize(device: Any) -> None:
     """Wait for queued GPU work so wall-clock timers measure it."""
     import torch

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from espnet_llm_plugin.retrieval.datastore import FaissSearch
     from espnet_llm_plugin.retrieval.torch_search import TorchExactSearch
 
-    device = common.resolve_device(args.device)
+    device = resolve_device(args.device)
     sizes = args.sizes or (
         [10_000, 30_000]
         if args.quick

@@ -59,6 +59,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -378,7 +380,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from espnet_llm_plugin.retrieval.knnlm_scorer import KnnLmScorer
 
     preset = apply_preset(args)
-    device = common.resolve_device(args.device)
+    device = resolve_device(args.device)
     if args.threads > 0:
         import faiss
 

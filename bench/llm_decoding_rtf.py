@@ -49,6 +49,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -337,7 +339,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = common.resolve_device(args.device)
+    device = resolve_device(args.device)
     cfg = resolve_config(args, device)
     with tempfile.TemporaryDirectory(prefix="bench_llm_") as tmp:
         llm_dir = args.llm_dir or common.random_llama_dir(

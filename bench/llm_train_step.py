@@ -53,6 +53,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -199,7 +201,7 @@ def train_step_worker(job: Dict[str, Any]) -> Dict[str, Any]:
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
-    device = common.resolve_device(job["device"])
+    device = resolve_device(job["device"])
     # host memory is the measure on the CPU only
     mmap_threshold_fixed = device.type == "cpu" and fix_malloc_mmap_threshold(job.get("malloc_mmap_threshold", 0))
     # libraries loaded before the baseline RSS is read: only the model's memory is counted
@@ -419,7 +421,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = common.resolve_device(args.device)
+    device = resolve_device(args.device)
     cfg = dict(PRESETS["quick" if args.quick else args.preset])
     preset_hidden = cfg["hidden"]
     for key in ("steps", "warmup", "batch", "hidden", "layers"):

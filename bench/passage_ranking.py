@@ -26,6 +26,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -97,7 +99,7 @@ def main(argv=None) -> Dict[str, Any]:
             logger.info("%s", row)
             rows.append(row)
             del index
-    payload = {"machine": common.machine_info(common.resolve_device("cpu")), "args": vars(args) | {"queries": queries}}
+    payload = {"machine": common.machine_info(resolve_device("cpu")), "args": vars(args) | {"queries": queries}}
     md = common.write_results(
         NAME,
         payload,

@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -92,7 +94,7 @@ def main(argv=None) -> None:
     num_utts = 8 if args.quick else args.num_utts
     repeats = 1 if args.quick else args.repeats
     devices = [torch.device("cpu")]
-    main_dev = common.resolve_device(args.device)
+    main_dev = resolve_device(args.device)
     if main_dev.type == "cuda":
         devices.append(main_dev)
     rows: List[Dict[str, Any]] = []

@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -112,7 +114,7 @@ def main(argv=None) -> None:
     ):
         if opt is not None:
             preset[key] = opt
-    device = common.resolve_device(args.device)
+    device = resolve_device(args.device)
     if args.preset == "1b" and not args.quick and device.type != "cuda":
         sys.exit("--preset 1b needs a CUDA device")
     if args.num_threads > 0:

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from espnet_llm_plugin.core.device import resolve_device
+
 BENCH_DIR = Path(__file__).resolve().parent
 HELPER_MODULES = frozenset({"common", "run_all", "report"})
 QUICK_TIMEOUT_S = 900
@@ -163,7 +165,7 @@ def environment(device: str) -> Dict[str, Any]:
     sys.path.insert(0, str(BENCH_DIR))
     import common  # bench/common.py: the helpers every benchmark uses
 
-    env = common.machine_info(common.resolve_device(device))
+    env = common.machine_info(resolve_device(device))
     env.update(
         {
             "hostname": socket.gethostname(),

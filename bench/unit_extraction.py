@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from espnet_llm_plugin.core.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -88,7 +90,7 @@ def bench_extractor(spec: Dict[str, Any], audio: List[Any], num_units: int, devi
     frames = np.concatenate(warm)
     k = min(num_units, frames.shape[0])
     km = KMeansModel.fit(frames, k, n_iter=5, seed=seed)
-    dev = common.resolve_device(device)
+    dev = resolve_device(device)
     feat_s = 0.0
     with common.timer(dev) as t_all:
         for a in audio:
@@ -141,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     import torch
 
-    device = str(common.resolve_device(args.device))
+    device = str(resolve_device(args.device))
     torch.manual_seed(args.seed)
     num_utts = args.num_utts or (3 if args.quick else 20)
     audio = make_audio(num_utts, args.seed)
@@ -171,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     k = args.kmeans_units or (100 if args.quick else 500)
     km_rows = bench_kmeans(frame_counts, k, args.kmeans_dim, args.seed)
 
-    dev = common.resolve_device(device)
+    dev = resolve_device(device)
     payload = {"machine": common.machine_info(dev), "quick": args.quick, "kmeans": km_rows}
     md = common.write_results(
         NAME,

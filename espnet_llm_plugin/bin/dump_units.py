@@ -160,9 +160,10 @@ def merge_parts(parts: Sequence[Path], out: Path, expected: Optional[Sequence[st
 
 
 def dump_units(args: argparse.Namespace) -> Path:
+    from espnet_llm_plugin.core.device import resolve_device
     from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp
     from espnet_llm_plugin.frontend.kmeans import KMeansModel
-    from espnet_llm_plugin.frontend.unit_features import UtteranceAudio, resolve_device
+    from espnet_llm_plugin.frontend.unit_features import UtteranceAudio
 
     if args.data_dir is None:
         raise ValueError("--data_dir is required")
@@ -185,7 +186,7 @@ def dump_units(args: argparse.Namespace) -> Path:
     if not args.overwrite and is_complete(args.out, utts, num_units):
         logging.info("%s is complete (%d utterances): skipped", args.out, len(utts))
         return args.out
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     common = dict(
         data_dir=args.data_dir,
         kmeans_dir=args.kmeans_dir,

@@ -66,19 +66,10 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return name
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     setup_logging(args.debug)
+    from espnet_llm_plugin.core.device import resolve_device
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp, write_scp
     from espnet_llm_plugin.retrieval import passage_retrieval as pr
@@ -102,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 raise pr.PassageError("--scorer lm_embedding needs --embed_model")
             from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
-            lm = load_causal_lm(args.embed_model, device=_device(args.device))
+            lm = load_causal_lm(args.embed_model, device=resolve_device(args.device))
         tokenizer = None
         if args.llm_path:
             from transformers import AutoTokenizer

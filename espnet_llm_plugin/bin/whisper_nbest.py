@@ -55,8 +55,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
 
     def run() -> None:
+        from espnet_llm_plugin.core.device import resolve_device
         from espnet_llm_plugin.decoding.whisper_first_pass import WhisperFirstPassOptions, whisper_first_pass
-        from espnet_llm_plugin.rescoring.lm_scorer import resolve_device
 
         device = str(resolve_device(args.device))
         opts = WhisperFirstPassOptions(

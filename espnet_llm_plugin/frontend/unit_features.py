@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from espnet_llm_plugin.core.device import resolve_device
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -42,15 +44,6 @@ class ShortAudioError(FeatureError):
 
 def _where(utt_id: str) -> str:
     return f"utterance '{utt_id}'" if utt_id else "audio"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FeatureError(f"device '{device}' requested but CUDA is not available")
-    return device
 
 
 class FeatureExtractor(ABC):

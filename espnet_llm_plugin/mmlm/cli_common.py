@@ -40,22 +40,14 @@ def lora_options(args: argparse.Namespace) -> Any:
     return LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
 
 
-def resolve_device(name: str) -> Any:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def setup_torch(args: argparse.Namespace) -> Any:
     """Threads + device from ``--num_threads``/``--device``; returns the device."""
     import torch
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
+    from espnet_llm_plugin.core.device import resolve_device
+
     return resolve_device(args.device)
 
 

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from espnet_llm_plugin.core.device import resolve_device
 from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span, unit_token
 from espnet_llm_plugin.rescoring.nbest import NBest, check_finite
 
@@ -43,17 +44,6 @@ class EncodedSequence:
 
     ids: List[int]
     num_context: int  # bos + speech prefix; scored tokens are ids[num_context:]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LmScorerError(f"--device {device} asked for, but no CUDA device is available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise LmScorerError(f"--device must be auto, cpu or cuda[:i], got {device!r}")
-    return torch.device(device)
 
 
 def sequence_logprobs(

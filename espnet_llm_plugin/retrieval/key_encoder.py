@@ -24,18 +24,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from espnet_llm_plugin.core.device import resolve_device
 from espnet_llm_plugin.retrieval.document_store import Window
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda when available else cpu; ``cpu``/``cuda``/``cuda:N`` as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is available")
-    return torch.device(device)
 
 
 def tokenizer_hash(tokenizer: Any) -> str:

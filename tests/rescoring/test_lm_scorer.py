@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from espnet_llm_plugin.core.device import DeviceError
 from espnet_llm_plugin.rescoring.lm_scorer import LmScorer, LmScorerError, check_units_cover, score_nbest
 from espnet_llm_plugin.rescoring.nbest import Hypothesis
 
@@ -93,7 +94,7 @@ def test_bad_device_and_batch(text_scorer):
     with pytest.raises(LmScorerError, match="batch_size"):
         LmScorer(text_scorer.model, text_scorer.tokenizer, batch_size=0)
     if not torch.cuda.is_available():
-        with pytest.raises(LmScorerError, match="no CUDA"):
+        with pytest.raises(DeviceError, match="no CUDA"):
             LmScorer.from_pretrained("x", device="cuda")
 
 
