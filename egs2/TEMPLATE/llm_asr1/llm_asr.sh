@@ -121,6 +121,8 @@ inference_tag=""        # default: name of inference_config
 inference_args=""       # extra options for asr_inference
 inference_asr_model=valid.acc.ave.pth
 nbest=10
+score_opts=""           # extra options for score_wer, e.g. "--normaliser english" (numbers as digits,
+                        # hyphens split: Whisper-style normalised WER against recipe-form references)
 tune_grid=""            # e.g. "knnlm_lambda=0.1,0.25,0.5 knnlm_k=8,16": stage 12 first grid-searches
                         # these decode options on tune_set and decodes the test sets with the best
 tune_set=""             # default: the valid set
@@ -175,6 +177,7 @@ Options (defaults in brackets):
   --context_exclude_query
                            cross-attention contexts (stage 9; train/valid use references as queries)
   --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 12)
+  --score_opts             extra score_wer options (stage 13), e.g. "--normaliser english"
   --pack_format, --pack_datastore   stage 14: zip|tar|tar.gz|dir [${pack_format}], datastore whole [${pack_datastore}]
   --local_data_opts        options for local/data.sh
   --dumpdir, --expdir      [${dumpdir}, ${expdir}]
@@ -274,8 +277,11 @@ stage_skipped() {
 }
 # run_stage N: is stage N in [stage, stop_stage] and not skipped? (starts the stage's clock)
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && ! stage_skipped "$1" && _stage_t0=${SECONDS}; }
-# stage_done N OUTPUTS: the one-line summary of a finished stage
-stage_done() { log "Stage $1 done in $((SECONDS - _stage_t0)) s -> $2"; }
+# stage_done N [OUTPUTS]: the one-line summary of a finished stage (no OUTPUTS: it had nothing to make)
+stage_done() {
+    if [ -n "${2:-}" ]; then log "Stage $1 done in $((SECONDS - _stage_t0)) s -> $2"
+    else log "Stage $1 done in $((SECONDS - _stage_t0)) s (nothing to make)"; fi
+}
 # Stage outputs are keyed on what made them: DIR/.stage_options holds the options and a checksum
 # of the inputs, so a changed option (--fs) is not met with a stale output made without it.
 stamp_name=.stage_options
@@ -339,10 +345,11 @@ if run_stage 2; then
     if [ -n "${speed_perturb_factors}" ]; then
         log "Stage 2: speed perturbation (${speed_perturb_factors}) of ${train_set} -> ${data_feats}/${train_dump}"
         format_set "${train_set}" "${train_dump}" "${min_duration}" "${speed_perturb_factors}"
+        stage_done 2 "${data_feats}/${train_dump}"
     else
-        log "Stage 2: no --speed_perturb_factors: no speed perturbation"
+        log "Stage 2: no --speed_perturb_factors: no speed perturbation (stage 3 formats ${train_set})"
+        stage_done 2
     fi
-    stage_done 2 "${data_feats}/${train_dump}"
 fi
 
 
@@ -517,6 +524,9 @@ fi
 
 
 if run_stage 9; then
+    if [ -z "${datastore_memory}${context_passages}${context_documents}" ]; then
+        log "Stage 9: no --datastore_memory, --context_passages or --context_documents: no memories"
+    fi
     if [ -n "${datastore_memory}" ]; then
         if [ -f "${datastore_dir}/manifest.json" ]; then
             log "Stage 9: ${datastore_dir} exists, skipping"
@@ -761,12 +771,14 @@ if run_stage 13; then
     for dset in ${test_sets}; do
         _dir=${asr_exp}/decode_${inference_tag}/${dset}
         [ -f "${_dir}/text" ] || { log "Error: ${_dir}/text not found: run stage 12 first"; exit 1; }
+        # shellcheck disable=SC2086
         ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_dir}/text" \
-            --timing "${_dir}/timing.json" --out_dir "${_dir}/score" --name "${dset}" > /dev/null
+            --timing "${_dir}/timing.json" --out_dir "${_dir}/score" --name "${dset}" ${score_opts} > /dev/null
         for _r in "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do  # stage 12's rescoring outputs
             [ -f "${_r}/text" ] || continue
+            # shellcheck disable=SC2086
             ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_r}/text" \
-                --out_dir "${_r}/score" --name "${dset}" > /dev/null
+                --out_dir "${_r}/score" --name "${dset}" ${score_opts} > /dev/null
         done
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
