@@ -40,6 +40,8 @@ def results_table(exp_dir: Path) -> str:
         test_set = parts[-1] if parts else "-"
         decode = parts[-2] if len(parts) > 1 else "-"
         model = "/".join(parts[:-2]) or "-"
+        if res.get("normaliser", {}).get("english"):  # score_wer --normaliser english
+            decode += " (english-normalised)"
         w, c = res["wer"], res["cer"]
         rtf = f"{res['rtf']:.3f}" if res.get("rtf") is not None else "-"
         rows.append(

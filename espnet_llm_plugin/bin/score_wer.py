@@ -4,7 +4,9 @@ Reads the reference ``text`` and the hypothesis ``text`` (Kaldi format, empty tr
 allowed), writes ``OUT_DIR/result.json`` and ``OUT_DIR/result.txt``: the summary, then every
 utterance's word alignment in sclite's layout (``id:``, ``Scores: (#C #S #D #I)``, ``REF:``,
 ``HYP:``, ``Eval:``; errors upper-cased, ``***`` where a word is missing). ``--case`` and
-``--punctuation`` normalise both sides alike before scoring (default: as written).
+``--punctuation`` normalise both sides alike before scoring (default: as written);
+``--normaliser english`` then maps spelled-out numbers to digits and splits hyphenated words,
+as Whisper's normalised WER does (``TWENTY THIRTY SEVEN`` = ``2037``).
 Hypotheses missing for a reference utterance count as deletions and are reported.
 """
 
@@ -20,6 +22,7 @@ from espnet_llm_plugin.cli_args import add_debug_arg, run_cli
 from espnet_llm_plugin.core.text_form import TextForm
 from espnet_llm_plugin.fileio.atomic import atomic_write_text
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError
+from espnet_llm_plugin.scoring.english_normaliser import EnglishScoringNormaliser
 from espnet_llm_plugin.scoring.file_scoring import alignment_text, format_result, score_files
 
 
@@ -47,6 +50,13 @@ def get_parser() -> argparse.ArgumentParser:
         default="keep",
         help="strip: drop punctuation on both sides (apostrophes/hyphens inside words stay)",
     )
+    p.add_argument(
+        "--normaliser",
+        choices=["none", "english"],
+        default="none",
+        help="english: after --case/--punctuation, lower case, numbers as digits, hyphens split "
+        "(compare a model that writes '2037' with references that say 'twenty thirty seven')",
+    )
     add_debug_arg(p)
     return p
 
@@ -58,7 +68,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 def _score(args: argparse.Namespace) -> None:
     normaliser = TextForm(case=args.case, punctuation=args.punctuation)
-    result = score_files(args.ref, args.hyp, normaliser)
+    english = EnglishScoringNormaliser() if args.normaliser == "english" else None
+    result = score_files(args.ref, args.hyp, normaliser, english)
     result["name"] = args.name
     if args.timing is not None and args.timing.is_file():
         timing = json.loads(args.timing.read_text())
@@ -66,9 +77,8 @@ def _score(args: argparse.Namespace) -> None:
             result["rtf"] = timing["elapsed_s"] / timing["audio_s"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out_dir / "result.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(
-        args.out_dir / "result.txt", format_result(result) + "\n" + alignment_text(args.ref, args.hyp, normaliser)
-    )
+    alignments = alignment_text(args.ref, args.hyp, normaliser, english)
+    atomic_write_text(args.out_dir / "result.txt", format_result(result) + "\n" + alignments)
     sys.stdout.write(format_result(result))
 
 

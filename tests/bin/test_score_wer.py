@@ -79,6 +79,30 @@ def test_normaliser_applies_to_both_sides(tmp_path):
     assert wer("--case", "upper", "--punctuation", "strip") == 0
 
 
+def test_english_normaliser_scores_whisper_text_against_recipe_form(tmp_path, capsys):
+    """Whisper writes digits and hyphens; recipe references spell numbers out and split
+    compounds. Case and punctuation options alone leave those as errors; --normaliser english
+    does not, and RESULTS.md says the row was normalised."""
+    from espnet_llm_plugin.bin import score_wer
+
+    (tmp_path / "ref").write_text("u1 LAUNCHED IN TWENTY THIRTY SEVEN\nu2 A FAST SPINNING DWARF PLANET\n")
+    (tmp_path / "hyp").write_text("u1 Launched in 2037.\nu2 A fast-spinning dwarf planet.\n")
+
+    def score(name, *opts):
+        out = tmp_path / "exp" / "asr_m" / name / "test" / "score"
+        score_wer.main(["--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp"), "--out_dir", str(out), *opts])
+        return json.loads((out / "result.json").read_text())
+
+    cased = score("decode_cased", "--case", "upper", "--punctuation", "strip")
+    assert cased["wer"]["errors"] == 5 and not cased["normaliser"]["english"]  # 3 words vs 1, 2 vs 1
+    normalised = score("decode_norm", "--normaliser", "english")
+    assert normalised["wer"]["errors"] == 0 and normalised["normaliser"]["english"]
+    assert normalised["wer"]["ref_tokens"] == 8  # counted after normalisation, as Whisper's WER is
+    table = collect_results.results_table(tmp_path / "exp")
+    assert "| asr_m | decode_norm (english-normalised) | test |" in table
+    assert "| asr_m | decode_cased | test |" in table
+
+
 def test_unknown_hypothesis_id_is_an_error(tmp_path):
     (tmp_path / "ref").write_text("u1 a\n")
     (tmp_path / "hyp").write_text("u1 a\nzz b\n")
