@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PYTEST_ARGS ?= -q -ra
+# pytest-xdist workers: one per core, at most 4 (each loads its own copy of the real models);
+# files go to workers whole (--dist loadfile) so a module's recipe run is made once
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+PYTEST_ARGS ?= -q -ra -n $(PYTEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 
 .PHONY: demo test bench install sysdeps clean-demo help

@@ -1,5 +1,6 @@
 """Shared test setup: marker skips (markers are declared in .pytest.ini), the shared data location."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,21 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 REAL_SPEECH = SHARED_DATA / "real_speech"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, split the cores between the workers: each worker (and every recipe
+    subprocess it starts, through the environment) gets cores/workers torch threads. Without
+    this, two workers with two threads each on two cores ran slower than one serial run."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = threads
+    import torch
+
+    torch.set_num_threads(int(threads))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,6 +44,12 @@ def pytest_collection_modifyitems(config, items):
         for marker, skip in skips.items():
             if marker in item.keywords:
                 item.add_marker(skip)
+    # files with slow (recipe) tests first: pytest-xdist hands files out in this order, so the
+    # minute-long recipe runs start at once and the many short tests fill the other worker
+    # instead of one worker finishing a recipe alone at the end. Serial runs keep file order
+    # within each group.
+    slow_files = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture
