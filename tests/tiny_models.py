@@ -74,3 +74,29 @@ def save_tiny_llm(out_dir: str | Path, tokens: Sequence[str], **kwargs: Any) -> 
     tokenizer.save_pretrained(out_dir)
     model.save_pretrained(out_dir)
     return Path(out_dir)
+
+
+# The word-level tiny Llama most component tests share: 20 tokens, hidden 32, 2 layers, 4 heads
+# (2 KV heads), <s>/</s> as bos/eos, and a large initializer range so that its distributions are
+# peaky (beam searches meet no near-ties).
+TINY_WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
+TINY_SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+TINY_PAD, TINY_BOS, TINY_EOS = 0, 2, 3
+TINY_WORD_LLAMA = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    bos_token_id=TINY_BOS,
+    eos_token_id=TINY_EOS,
+    pad_token_id=TINY_PAD,
+    initializer_range=0.3,
+)
+
+
+def save_tiny_word_llm(out_dir: str | Path, words: Sequence[str] = TINY_WORDS, **overrides: Any) -> Path:
+    """``save_tiny_llm`` of ``TINY_SPECIALS + words`` with ``TINY_WORD_LLAMA`` updated by
+    ``overrides`` (``seed``, ``extra_tokens`` and any config key)."""
+    return save_tiny_llm(out_dir, TINY_SPECIALS + list(words), **{**TINY_WORD_LLAMA, **overrides})

@@ -6,15 +6,14 @@ back through ``from_pretrained``, as a user's LLM is.
 
 import pytest
 import torch
-from tiny_models import save_tiny_llm
+from tiny_models import TINY_BOS, TINY_EOS, TINY_PAD, TINY_SPECIALS, TINY_WORDS, save_tiny_word_llm
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.asr.llm_xattn_decoder import LlmXattnDecoder, feed_context, split_context
 
-WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
-SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+WORDS, SPECIALS = TINY_WORDS, TINY_SPECIALS
 V = len(SPECIALS) + len(WORDS)
-PAD, BOS, EOS = 0, 2, 3
+PAD, BOS, EOS = TINY_PAD, TINY_BOS, TINY_EOS
 D = 32
 COMMON = dict(prompt="the cat", prompt_suffix="to", finetune="lora", lora_r=4, lora_dropout=0.0)
 XATTN = dict(xattn_every=1, num_passages=2, passage_max_tokens=8, value_encoder_layers=1, xattn_heads=4)
@@ -22,20 +21,7 @@ XATTN = dict(xattn_every=1, num_passages=2, passage_max_tokens=8, value_encoder_
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    return save_tiny_llm(
-        tmp_path_factory.mktemp("tiny_llm_xattn"),
-        SPECIALS + WORDS,
-        hidden_size=D,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-        pad_token_id=PAD,
-        initializer_range=0.3,
-    )
+    return save_tiny_word_llm(tmp_path_factory.mktemp("tiny_llm_xattn"), max_position_embeddings=64)
 
 
 def perturb(module, pattern, seed, scale=0.3):

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 import torch
-from tiny_models import save_tiny_llm
+from tiny_models import TINY_BOS, TINY_EOS, TINY_PAD, TINY_SPECIALS, TINY_WORDS, save_tiny_word_llm
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
 from espnet_llm_plugin.core.base_weights import (
@@ -25,29 +25,14 @@ from espnet_llm_plugin.core.base_weights import (
     checkpoint_base_reference,
 )
 
-WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
-SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+WORDS, SPECIALS = TINY_WORDS, TINY_SPECIALS
 V = len(SPECIALS) + len(WORDS)
-PAD, BOS, EOS = 0, 2, 3
+PAD, BOS, EOS = TINY_PAD, TINY_BOS, TINY_EOS
 D = 32
 
 
 def save_llm(d, seed=0):
-    return save_tiny_llm(
-        d,
-        SPECIALS + WORDS,
-        seed=seed,
-        hidden_size=D,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-        pad_token_id=PAD,
-        initializer_range=0.3,
-    )
+    return save_tiny_word_llm(d, seed=seed, max_position_embeddings=64)
 
 
 @pytest.fixture(scope="module")

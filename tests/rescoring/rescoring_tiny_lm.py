@@ -7,33 +7,16 @@ from pathlib import Path
 from typing import Dict
 
 import torch
-from tiny_models import tiny_llama, word_level_tokenizer
+from tiny_models import TINY_SPECIALS, TINY_WORD_LLAMA, TINY_WORDS, tiny_llm
 
-WORDS = "the a cat dog sat on mat ran to home big small red blue one two".split()
-SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+WORDS, SPECIALS = TINY_WORDS, TINY_SPECIALS
 NUM_UNITS = 8
 
 
 def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
     from espnet_llm_plugin.core.unit_tokens import unit_token_list
 
-    tokenizer = word_level_tokenizer(
-        SPECIALS + WORDS, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
-    model = tiny_llama(
-        0,
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=0,
-        initializer_range=0.3,
-    )
+    model, tokenizer = tiny_llm(TINY_SPECIALS + TINY_WORDS, **TINY_WORD_LLAMA)
     text_dir = root / "text_lm"
     model.save_pretrained(text_dir)
     tokenizer.save_pretrained(text_dir)

@@ -1,29 +1,14 @@
 """A tiny random Llama + WordLevel tokenizer saved as an HF dir (loaded with from_pretrained)."""
 
 import pytest
-from tiny_models import save_tiny_llm
+from tiny_models import save_tiny_word_llm
 
 WORDS = "the a cat dog sat on mat ran to home big small red blue one two probe moon".split()
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
 def make_tiny_lm(d, seed=0, hidden=32, extra_tokens=()):
-    return save_tiny_llm(
-        d,
-        SPECIALS + WORDS,
-        seed=seed,
-        extra_tokens=extra_tokens,
-        hidden_size=hidden,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=0,
-        initializer_range=0.3,
-    )
+    return save_tiny_word_llm(d, WORDS, seed=seed, extra_tokens=extra_tokens, hidden_size=hidden)
 
 
 @pytest.fixture(scope="session")
