@@ -1,8 +1,10 @@
 """Collect every scored decoding under an experiment directory into ``RESULTS.md``.
 
 Reads every ``EXP_DIR/<model>/<decode>/<test_set>/score/result.json`` written by
-``score_wer`` and writes a summary table (WER and CER with substitutions, deletions,
-insertions, and the real-time factor when it was measured) and ESPnet's per-unit tables
+``score_wer`` (and ``score_english/result.json``, the Whisper-style normalised scoring of
+``llm_asr.sh --score_normalised true``, marked as such) and writes a summary table (WER and
+CER with substitutions, deletions, insertions, and the real-time factor when it was measured)
+and ESPnet's per-unit tables
 (``|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|``, one for WER, one for CER). Prints it too.
 """
 
@@ -32,9 +34,14 @@ def _fmt_rate(r: dict) -> str:
     return "inf" if r["error_rate"] == float("inf") else f"{r['error_rate']:.1f}"
 
 
+def _score_files(exp_dir: Path) -> List[Path]:
+    """Every ``<...>/score/result.json`` and ``<...>/score_english/result.json``, sorted."""
+    return sorted([*exp_dir.glob("**/score/result.json"), *exp_dir.glob("**/score_english/result.json")])
+
+
 def results_table(exp_dir: Path) -> str:
     rows = []
-    for path in sorted(exp_dir.glob("**/score/result.json")):
+    for path in _score_files(exp_dir):
         res = json.loads(path.read_text())
         parts = path.relative_to(exp_dir).parts[:-2]  # (model, decode, test set) or fewer
         test_set = parts[-1] if parts else "-"
@@ -61,8 +68,10 @@ def results_table(exp_dir: Path) -> str:
 def espnet_format_tables(exp_dir: Path) -> str:
     """ESPnet's WER and CER tables; dataset = ``<model>/<decode>/<test set>``."""
     results = []
-    for path in sorted(exp_dir.glob("**/score/result.json")):
+    for path in _score_files(exp_dir):
         name = "/".join(path.relative_to(exp_dir).parts[:-2]) or "-"
+        if path.parent.name == "score_english":
+            name += " (english-normalised)"
         results.append((name, json.loads(path.read_text())))
     return espnet_tables(results)
 

@@ -101,6 +101,16 @@ def test_english_normaliser_scores_whisper_text_against_recipe_form(tmp_path, ca
     table = collect_results.results_table(tmp_path / "exp")
     assert "| asr_m | decode_norm (english-normalised) | test |" in table
     assert "| asr_m | decode_cased | test |" in table
+    # llm_asr.sh --score_normalised true: score_english/ next to score/, both collected
+    english = tmp_path / "exp" / "asr_m" / "decode_cased" / "test" / "score_english"
+    english_opts = ["--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp"), "--out_dir", str(english)]
+    score_wer.main([*english_opts, "--normaliser", "english"])
+    table = collect_results.results_table(tmp_path / "exp")
+    assert "| asr_m | decode_cased (english-normalised) | test | 2 | 8 | 0.0 |" in table
+    assert "| asr_m | decode_cased | test | 2 | 10 | 50.0 |" in table
+    assert "|asr_m/decode_cased/test (english-normalised)|2|8|" in collect_results.espnet_format_tables(
+        tmp_path / "exp"
+    )
 
 
 def test_unknown_hypothesis_id_is_an_error(tmp_path):

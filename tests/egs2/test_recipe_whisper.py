@@ -35,7 +35,8 @@ def test_whisper_first_pass_rescored_and_scored(tmp_path, make_recipe, recipe_en
     options = "--stage 3 --stop_stage 13 --train_set test --valid_set test --test_sets test --nj 1 --inference_nj 2"
     proc = subprocess.run(
         ["./llm_asr.sh", *options.split(), "--nbest", "3", "--whisper_dir", str(whisper_tiny_en_dir),
-         "--rescore_lm", str(smollm2_dir), "--rescore_args", "--lm_weights 0,0.1 --length_bonuses 0"],
+         "--rescore_lm", str(smollm2_dir), "--rescore_args", "--lm_weights 0,0.1 --length_bonuses 0",
+         "--score_normalised", "true"],
         cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -47,7 +48,9 @@ def test_whisper_first_pass_rescored_and_scored(tmp_path, make_recipe, recipe_en
     assert (dec / "logs" / "decode.2.log").is_file()
     result = json.loads((dec / "score" / "result.json").read_text())
     assert result["wer"]["utterances"] == 3
+    normalised = json.loads((dec / "score_english" / "result.json").read_text())
+    assert normalised["normaliser"]["english"] and normalised["wer"]["errors"] <= result["wer"]["errors"]
     rescored = list((dec.parent.parent).glob("decode_beam3_rescore_*/test/score/result.json"))
-    assert len(rescored) == 1
+    assert len(rescored) == 1 and (rescored[0].parent.parent / "score_english" / "result.json").is_file()
     results = (r / "exp" / "RESULTS.md").read_text()
     assert f"asr_whisper_{whisper_tiny_en_dir.name}" in results

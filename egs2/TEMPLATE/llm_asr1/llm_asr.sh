@@ -121,8 +121,9 @@ inference_tag=""        # default: name of inference_config
 inference_args=""       # extra options for asr_inference
 inference_asr_model=valid.acc.ave.pth
 nbest=10
-score_opts=""           # extra options for score_wer, e.g. "--normaliser english" (numbers as digits,
-                        # hyphens split: Whisper-style normalised WER against recipe-form references)
+score_opts=""           # extra options for score_wer (e.g. --case, --punctuation)
+score_normalised=false  # true: also score Whisper-style (score_wer --normaliser english: numbers as
+                        # digits, hyphens split) into <decode>/<set>/score_english, next to score/
 tune_grid=""            # e.g. "knnlm_lambda=0.1,0.25,0.5 knnlm_k=8,16": stage 12 first grid-searches
                         # these decode options on tune_set and decodes the test sets with the best
 tune_set=""             # default: the valid set
@@ -177,7 +178,8 @@ Options (defaults in brackets):
   --context_exclude_query
                            cross-attention contexts (stage 9; train/valid use references as queries)
   --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 12)
-  --score_opts             extra score_wer options (stage 13), e.g. "--normaliser english"
+  --score_opts, --score_normalised   extra score_wer options (stage 13); true: also a Whisper-style
+                           normalised WER (numbers as digits, hyphens split) [${score_normalised}]
   --pack_format, --pack_datastore   stage 14: zip|tar|tar.gz|dir [${pack_format}], datastore whole [${pack_datastore}]
   --local_data_opts        options for local/data.sh
   --dumpdir, --expdir      [${dumpdir}, ${expdir}]
@@ -780,6 +782,14 @@ if run_stage 13; then
             ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_r}/text" \
                 --out_dir "${_r}/score" --name "${dset}" ${score_opts} > /dev/null
         done
+        if [ "${score_normalised}" = true ]; then
+            for _r in "${_dir}" "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do
+                [ -f "${_r}/text" ] || continue
+                # shellcheck disable=SC2086
+                ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_r}/text" --normaliser english \
+                    --out_dir "${_r}/score_english" --name "${dset}" ${score_opts} > /dev/null
+            done
+        fi
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
     stage_done 13 "${expdir}/RESULTS.md"

