@@ -18,6 +18,9 @@ import argparse
 import logging
 from typing import Any, Dict, Optional
 
+from espnet_llm_plugin.core.hf_causal_lm import llm_input_width
+from espnet_llm_plugin.core.llm_usage import read_llm_usage
+
 logger = logging.getLogger(__name__)
 
 AUTO = "auto"
@@ -51,7 +54,6 @@ def fill_llm_dependent_conf(args: argparse.Namespace) -> Dict[str, Any]:
             ``decoder_conf.llm_path``), naming the key.
         LlmLoadError: ``decoder_conf.llm_path`` is not a loadable model directory.
     """
-    from espnet_llm_plugin.core.hf_causal_lm import llm_input_width
 
     filled = record_usage_defaults(args)
     post_conf = dict(getattr(args, "postencoder_conf", None) or {})
@@ -85,7 +87,6 @@ def record_usage_defaults(args: argparse.Namespace) -> Dict[str, Any]:
     Returns:
         What was filled, e.g. ``{"decoder_conf.chat_template": True, ...}``.
     """
-    from espnet_llm_plugin.core.llm_usage import read_llm_usage
 
     decoder_conf = dict(getattr(args, "decoder_conf", None) or {})
     llm_path = decoder_conf.get("llm_path")

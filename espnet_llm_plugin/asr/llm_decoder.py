@@ -76,6 +76,7 @@ from espnet_llm_plugin.core.framing import chat_frame, resolve_framing
 from espnet_llm_plugin.core.hf_causal_lm import (
     DTYPES,
     cache_kwarg,
+    check_llm_dir,
     cpu_supports_bfloat16,
     input_embedding,
     load_causal_lm,
@@ -156,8 +157,6 @@ def decoder_end_token(decoder_conf: Dict[str, Any]) -> str:
     """The token string ending the text for these ``decoder_conf`` options (``llm_path``
     required): what ESPnet's ``model_conf.sym_sos``/``sym_eos`` must be."""
     from transformers import AutoTokenizer
-
-    from espnet_llm_plugin.core.hf_causal_lm import check_llm_dir
 
     llm_path = str(decoder_conf["llm_path"])
     tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(llm_path)), local_files_only=True)

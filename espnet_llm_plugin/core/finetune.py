@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
+
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("frozen", "lora", "full")
@@ -144,7 +146,6 @@ def enable_gradient_checkpointing(
     Raises:
         ValueError: the model does not support gradient checkpointing.
     """
-    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     hf = unwrap_peft(model)
     if not getattr(hf, "supports_gradient_checkpointing", False):

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from espnet_llm_plugin.core.llm_usage import llm_usage_path, usage_section
+
 BOS_ALIAS = "<bos>"
 EOS_ALIAS = "<eos>"
 
@@ -120,7 +122,6 @@ def resolve_framing(
 
     An explicit value naming only ``start`` or ``end`` takes the other from the usage file.
     """
-    from espnet_llm_plugin.core.llm_usage import llm_usage_path, usage_section
 
     merged: Dict[str, Any] = {}
     base = usage_section(llm_dir, "framing")

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
+from espnet_llm_plugin.core.llm_usage import llm_usage_path, usage_section
+
 CASES = ("as_is", "lower", "upper", "sentence")
 PUNCTUATIONS = ("keep", "strip", "final_period")
 RECIPE_CASES = ("as_is", "lower", "upper")
@@ -164,7 +166,6 @@ def resolve_text_form(
     ``value``'s keys laid over it, so a config can name only ``recipe_case``; without either,
     the identity form (today's behaviour).
     """
-    from espnet_llm_plugin.core.llm_usage import llm_usage_path, usage_section
 
     merged: Dict[str, Any] = {}
     base = usage_section(llm_dir, "text_form")

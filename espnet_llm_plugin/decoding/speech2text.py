@@ -56,6 +56,7 @@ with quiet_espnet_import():
 # imports this module: models whose config.yaml names them build without a register() call
 from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext, get_decode_scorer, scorer_confs
 from espnet_llm_plugin.decoding.progress import ProgressLog
+from espnet_llm_plugin.fileio.audio import read_audio, resample
 from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
 logger = logging.getLogger(__name__)
@@ -340,7 +341,6 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
 
     def read_audio(self, path: Union[str, Path]) -> np.ndarray:
         """``(T,)`` float32 samples of an audio file at :attr:`sample_rate`."""
-        from espnet_llm_plugin.fileio.audio import read_audio, resample
 
         wav, sr = read_audio(str(path))
         return resample(wav, sr, self.sample_rate) if sr != self.sample_rate else wav

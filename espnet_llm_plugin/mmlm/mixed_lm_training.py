@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune, parameter_counts
+from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 from espnet_llm_plugin.lm.causal_lm_pretraining import TrainConfig, train_causal_lm
 from espnet_llm_plugin.mmlm.unit_vocab import UnitVocabInfo
 
@@ -38,7 +39,6 @@ FINETUNE_SCHEMES = ("lora", "full")
 
 def embedding_weights(model: torch.nn.Module) -> List[torch.nn.Parameter]:
     """The input embedding weight and, when not tied to it, the output projection's."""
-    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     base = unwrap_peft(model)
     weights = [base.get_input_embeddings().weight]
@@ -95,7 +95,6 @@ def prepare_model(
 
 def finish_model(model: torch.nn.Module, handles: List[Any], saved_rows: List[torch.Tensor]) -> torch.nn.Module:
     """Remove hooks, restore text rows, merge LoRA: a plain HF model in eval mode."""
-    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     for h in handles:
         h.remove()

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm, unwrap_peft
 from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, unit_token, unit_token_list
 from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text, default_file_modes
 
@@ -192,7 +193,6 @@ def save_model_dir(
 
     The model keeps its dtype. A peft model must be merged first (it would save adapters only).
     """
-    from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
     if unwrap_peft(model) is not model:
         raise ValueError("save_model_dir needs a plain HF model: merge LoRA first (merge_and_unload)")
@@ -216,7 +216,6 @@ def extend_model_dir(
     dtype: Optional[str] = None,
 ) -> UnitVocabInfo:
     """Load ``base_dir`` (``load_causal_lm``), extend it with units, save it to ``out_dir``."""
-    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
 
     model, tokenizer = load_causal_lm(base_dir, dtype=dtype, device="cpu")
     info = extend_with_units(

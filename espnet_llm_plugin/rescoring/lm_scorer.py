@@ -28,6 +28,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from espnet_llm_plugin.core.device import resolve_device
+from espnet_llm_plugin.core.framing import LEGACY_FRAMING, resolve_framing
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.core.text_form import TextForm, resolve_text_form
 from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span, unit_token
 from espnet_llm_plugin.rescoring.nbest import NBest, check_finite
 
@@ -92,8 +95,6 @@ class LmScorer:
         framing: Any = None,
         text_form: Any = None,
     ) -> None:
-        from espnet_llm_plugin.core.framing import LEGACY_FRAMING
-        from espnet_llm_plugin.core.text_form import TextForm
 
         if batch_size < 1:
             raise LmScorerError(f"batch_size must be >= 1, got {batch_size}")
@@ -132,9 +133,6 @@ class LmScorer:
         laid over the dir's ``llm_usage.json``; without either, the legacy framing and the
         hypotheses as they are.
         """
-        from espnet_llm_plugin.core.framing import resolve_framing
-        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
-        from espnet_llm_plugin.core.text_form import resolve_text_form
 
         fr = resolve_framing(framing, path, "rescoring LM --framing")
         tf = resolve_text_form(text_form, path, "rescoring LM --text_form")

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from espnet_llm_plugin.core.base_weights import base_content_hash
 from espnet_llm_plugin.fileio.atomic import atomic_write_text
 from espnet_llm_plugin.rescoring.nbest import Hypothesis, NBest, NBestError, check_finite
 from espnet_llm_plugin.scoring.error_rate import ErrorCounts, align_counts, tokens
@@ -54,7 +55,6 @@ def lm_identity(
     holds no weight files), how its scores were computed, and the kind of the first-pass
     scores they were combined with (a weight tuned against per-token scores is meaningless
     against totals)."""
-    from espnet_llm_plugin.core.base_weights import base_content_hash
 
     try:
         digest: Optional[str] = base_content_hash(lm_path)

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
+from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
 from espnet_llm_plugin.retrieval.search_backend import SearchBackend, check_metric
 
 if TYPE_CHECKING:
@@ -483,7 +484,6 @@ class FaissDatastore:
 
     def save(self, path: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> None:
         """Write the datastore directory atomically (``extra``: free-form build info)."""
-        from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
 
         if self.count == 0:
             raise DatastoreError(f"refusing to save an empty datastore to {path}")

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span
+from espnet_llm_plugin.fileio.unit_file import read_units
+
 if TYPE_CHECKING:  # core types only for annotations; core imports cheaply anyway
     from espnet_llm_plugin.core.framing import LmFraming
     from espnet_llm_plugin.core.text_form import TextForm
@@ -213,8 +216,6 @@ def multimodal_documents(
         MemoryCorpusError: a file is missing, no utterance is in both files, or the tokenizer
             lacks the unit tokens (not a speech+text LM tokenizer).
     """
-    from espnet_llm_plugin.core.unit_tokens import SPEECH_END, SPEECH_START, speech_span
-    from espnet_llm_plugin.fileio.unit_file import read_units
 
     if not Path(units_path).is_file():
         raise MemoryCorpusError(f"memory units file {units_path} not found")

@@ -47,6 +47,7 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
 from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext
+from espnet_llm_plugin.core.framing import EOS_ALIAS, resolve_framing
 from espnet_llm_plugin.core.hf_causal_lm import cache_kwarg, load_causal_lm, output_cache
 from espnet_llm_plugin.retrieval.key_encoder import check_layer, hidden_size, lm_identity
 
@@ -102,7 +103,6 @@ class HfLmScorer(torch.nn.Module, BatchScorerInterface):
         framing: Optional[Mapping[str, Any]] = None,
         eos_id: Optional[int] = None,
     ):
-        from espnet_llm_plugin.core.framing import EOS_ALIAS, resolve_framing
 
         super().__init__()
         model, tokenizer = load_causal_lm(lm_path, dtype=dtype, device=device)

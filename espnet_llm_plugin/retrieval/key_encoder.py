@@ -24,7 +24,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from espnet_llm_plugin.core.base_weights import base_content_hash
 from espnet_llm_plugin.core.device import resolve_device
+from espnet_llm_plugin.core.framing import resolve_framing
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.core.text_form import resolve_text_form
 from espnet_llm_plugin.retrieval.document_store import Window
 
 logger = logging.getLogger(__name__)
@@ -68,7 +72,6 @@ def weights_fingerprint(path: str) -> str:
     Raises:
         ValueError: ``path`` holds no weight files.
     """
-    from espnet_llm_plugin.core.base_weights import base_content_hash
 
     return base_content_hash(path)
 
@@ -112,9 +115,6 @@ class KeyEncoder:
         framing: Optional[Mapping[str, Any]] = None,
         text_form: Optional[Mapping[str, Any]] = None,
     ):
-        from espnet_llm_plugin.core.framing import resolve_framing
-        from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
-        from espnet_llm_plugin.core.text_form import resolve_text_form
 
         self.device = resolve_device(device)
         self.model, self.tokenizer = load_causal_lm(model_path, dtype=dtype, device=self.device)

@@ -43,6 +43,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
+from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
+from espnet_llm_plugin.core.unit_tokens import SPEECH_START, speech_span
 from espnet_llm_plugin.retrieval.datastore import FaissDatastore
 from espnet_llm_plugin.retrieval.knnlm_settings import DEFAULTS, TEMPERATURE_UNITS, KnnLmSettings
 
@@ -53,7 +55,6 @@ def datastore_is_multimodal(manifest: dict, tokenizer: Any) -> bool:
     """Whether a datastore's keys hold speech spans: its build info names a units file
     (``build_datastore --memory_units``); without build info, whether the key encoder's
     tokenizer has the speech tokens (a speech+text LM)."""
-    from espnet_llm_plugin.core.unit_tokens import SPEECH_START
 
     build = (manifest.get("info") or {}).get("build")
     if isinstance(build, dict) and "memory_units" in build:
@@ -67,7 +68,6 @@ def speech_prefix_ids(tokenizer: Any, units: Sequence[int]) -> List[int]:
     Raises:
         ValueError: the tokenizer lacks the speech tokens or a unit token.
     """
-    from espnet_llm_plugin.core.unit_tokens import speech_span
 
     ids = list(tokenizer(speech_span(units), add_special_tokens=False).input_ids)
     if len(ids) != len(units) + 2:
@@ -312,7 +312,6 @@ class DecoderQueryTap:
     """
 
     def __init__(self, decoder: Any):
-        from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
         lm = unwrap_peft(decoder.llm)
         norm = getattr(getattr(lm, "model", None), "norm", None)

@@ -58,6 +58,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+from espnet_llm_plugin.core.llm_usage import llm_usage_path, usage_section
+
 TEMPERATURE_UNITS = ("distance_scale", "absolute")
 USAGE_KEY = "knnlm"
 # JSON / config key -> dataclass field (``lambda`` is a Python keyword)
@@ -174,7 +176,6 @@ def resolve_knnlm_settings(
     Raises:
         ValueError: an unknown key or a bad value, naming the file or ``where``.
     """
-    from espnet_llm_plugin.core.llm_usage import llm_usage_path, usage_section
 
     settings = DEFAULTS
     section = usage_section(llm_dir, USAGE_KEY)

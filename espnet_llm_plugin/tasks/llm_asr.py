@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from espnet_llm_plugin.core.text_form import TextForm, resolve_text_form
+from espnet_llm_plugin.core.text_form import TextForm, infer_recipe_case, resolve_text_form
 from espnet_llm_plugin.espnet_fixes import apply_espnet_fixes
 from espnet_llm_plugin.quiet import quiet_espnet_import
 from espnet_llm_plugin.registry import register
@@ -114,7 +114,6 @@ def recipe_case_options(args: argparse.Namespace) -> List[str]:
     case, ESPnet recipes upper case); put on the command line, it lands in ``config.yaml`` so
     decoding maps back the same way. Empty when there is nothing to fill.
     """
-    from espnet_llm_plugin.core.text_form import infer_recipe_case
 
     form = llm_text_form(args)
     given = (getattr(args, "decoder_conf", None) or {}).get("text_form") or {}
