@@ -8,7 +8,8 @@ Writes ``OUTPUT_DIR/{n}best_recog/{text,text_raw,score,num_tokens,score_whisper_
 ``OUTPUT_DIR/text`` (the 1-best), ``score_info.json`` (the scores are Whisper's beam scores,
 log-probability per token: ``score_kind: per_token``; rescore_nbest turns them into totals,
 score x num_tokens) and ``timing.json``; the directory appears only when complete. ``text`` is
-in the recipe's form (``--text_form``, default upper case without punctuation); ``text_raw`` is
+in the recipe's form (``--text_form``; default: no punctuation, in the case of the data dir's
+own transcripts, upper without any); ``text_raw`` is
 Whisper's own. The Whisper directory comes from ``python -m
 espnet_llm_plugin.bin.prepare_pretrained whisper-tiny.en`` (or whisper-base).
 """
@@ -43,7 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
         type=json_object,
         default=None,
         help='Whisper\'s text -> the written text (core/text_form.py), default \'{"punctuation": "strip", '
-        '"recipe_case": "upper"}\' (ESPnet recipes); \'{"punctuation": "keep"}\' keeps Whisper\'s own',
+        '"recipe_case": "auto"}\' (auto: the case of the data dir\'s transcripts, upper without any); '
+        '\'{"punctuation": "keep"}\' keeps Whisper\'s own',
     )
     p.add_argument("--distinct_text", type=str2bool, default=True, help="one beam per written text (the best)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")

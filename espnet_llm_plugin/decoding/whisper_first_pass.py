@@ -25,11 +25,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 
-from espnet_llm_plugin.core.text_form import TextForm
+from espnet_llm_plugin.core.text_form import TextForm, infer_recipe_case
 from espnet_llm_plugin.decoding.progress import ProgressLog
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.fileio.audio import read_audio, resample
@@ -48,8 +48,9 @@ logger = logging.getLogger(__name__)
 MAX_SECONDS = 30.0  # Whisper's input window
 LENGTH_PENALTY = 1.0  # beam score = sum of log-probs / tokens ** LENGTH_PENALTY (Whisper's rule)
 LOGPROB_SCORE = "whisper_logprob"  # the named score holding each beam's total log-probability
-# Whisper's text -> ESPnet recipes' (upper case, no punctuation)
-RECIPE_TEXT_FORM = {"case": "as_is", "punctuation": "strip", "recipe_case": "upper"}
+# Whisper's text -> the recipe's form: no punctuation, in the case of the data dir's own
+# transcripts ("auto": upper, as ESPnet recipes keep them, when the data dir has none)
+RECIPE_TEXT_FORM = {"case": "as_is", "punctuation": "strip", "recipe_case": "auto"}
 
 
 @dataclass
@@ -60,7 +61,8 @@ class WhisperFirstPassOptions:
         beam_size: beams searched; ``nbest`` (<= ``beam_size``) of them are written.
         max_new_tokens: text tokens a beam may have (None: up to the model's decoder length).
         text_form: Whisper's text -> the written ``text``, a :class:`TextForm` mapping
-            (``to_recipe``); the default is ESPnet's recipe form (upper case, no punctuation).
+            (``to_recipe``); ``recipe_case: auto`` (the default) takes the case of the data
+            dir's transcripts (upper without any), and punctuation is stripped.
         distinct_text: keep one beam per written text (the best).
         device: ``cpu``, ``cuda``, ``cuda:1`` ...
     """
@@ -79,8 +81,14 @@ class WhisperFirstPassOptions:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         self.form()  # checks the text form
 
-    def form(self) -> TextForm:
-        return TextForm.from_dict(self.text_form, "whisper first pass text_form")
+    def form(self, recipe_texts: Iterable[str] = ()) -> TextForm:
+        """The text form, ``recipe_case: auto`` resolved from ``recipe_texts`` (the data
+        dir's transcripts; upper case when there are none)."""
+        form = dict(self.text_form)
+        if form.get("recipe_case") == "auto":
+            texts = list(recipe_texts)
+            form["recipe_case"] = infer_recipe_case(texts) if texts else "upper"
+        return TextForm.from_dict(form, "whisper first pass text_form")
 
 
 def decode_utterance(model: Any, processor: Any, wav: Any, opts: WhisperFirstPassOptions) -> List[Dict[str, Any]]:
@@ -186,7 +194,9 @@ def whisper_first_pass(
             "python -m espnet_llm_plugin.bin.prepare_pretrained whisper-tiny.en"
         ) from None
     model.to(opts.device)
-    form = opts.form()
+    form = opts.form((data.text or {}).values())
+    if opts.text_form.get("recipe_case") == "auto":
+        logger.info("hypotheses written in the data dir's case: %s", form.recipe_case)
     nbest: NBest = {}
     raw: Dict[str, List[str]] = {}
     cut, dropped = [], 0

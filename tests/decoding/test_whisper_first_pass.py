@@ -100,6 +100,28 @@ def test_tiny_decode_dir_layout_and_totals(tiny_dir, tmp_path):
     assert text == {u: " ".join(r.split()) for u, r in raw.items()}  # punctuation and case kept
 
 
+def test_hypotheses_take_the_case_of_the_data_dirs_transcripts(tiny_dir, tmp_path):
+    """The demo corpus is lower case, ESPnet's corpora upper case: the default text form writes
+    the hypotheses in the data dir's own case (upper when it has no transcripts), else every
+    word of a correct hypothesis would count as an error."""
+    opts = WhisperFirstPassOptions(beam_size=2, nbest=2)
+
+    def decode(name, text):
+        data = _data_dir(tmp_path / name, {"u1": _signal(1.5, 1), "u2": _signal(2.0, 2)})
+        if text is not None:
+            (data / "text").write_text("".join(f"{u} {text}\n" for u in ("u1", "u2")))
+        whisper_first_pass(tiny_dir, data, tmp_path / name / "out", opts)
+        info = read_score_info(tmp_path / name / "out")
+        words = " ".join(h.text for hyps in read_espnet_nbest(tmp_path / name / "out").values() for h in hyps)
+        return info["text_form"]["recipe_case"], words
+
+    for text, case in (("the cat sat", "lower"), ("THE CAT SAT", "upper"), (None, "upper")):
+        recipe_case, words = decode(f"case_{case}_{text is None}", text)
+        assert recipe_case == case
+        letters = [c for c in words if c.isalpha()]
+        assert letters and all(c.islower() if case == "lower" else c.isupper() for c in letters), words
+
+
 def test_key_file_selects_one_jobs_share(tiny_dir, tmp_path):
     data = _data_dir(tmp_path, {"u1": _signal(1.0, 1), "u2": _signal(1.0, 2), "u3": _signal(1.0, 3)})
     (tmp_path / "keys").write_text("u3\nu1\n")
