@@ -1,7 +1,7 @@
 """Whisper first pass: n-best lists of a Kaldi data directory in ESPnet's decode layout.
 
     python -m espnet_llm_plugin.bin.whisper_nbest \\
-        --whisper_dir ~/.cache/espnet_llm_plugin/pretrained/whisper-tiny.en \\
+        --whisper_dir exp/whisper-tiny.en \\
         --data_dir dump/raw/test --output_dir exp/whisper_tiny.en/decode_beam8/test --beam_size 8 --nbest 8
 
 Writes ``OUTPUT_DIR/{n}best_recog/{text,text_raw,score,num_tokens,score_whisper_logprob}``,
@@ -11,7 +11,8 @@ score x num_tokens) and ``timing.json``; the directory appears only when complet
 in the recipe's form (``--text_form``; default: no punctuation, in the case of the data dir's
 own transcripts, upper without any); ``text_raw`` is
 Whisper's own. The Whisper directory comes from ``python -m
-espnet_llm_plugin.bin.prepare_pretrained whisper-tiny.en`` (or whisper-base).
+espnet_llm_plugin.bin.prepare_pretrained whisper-tiny.en --out_dir exp/whisper-tiny.en`` (or
+whisper-base).
 """
 
 from __future__ import annotations
