@@ -117,7 +117,7 @@ if [ "${run_pretrained}" = true ]; then
     pre=(--nj 2 --inference_nj 2 --train_set "${train_set}" --valid_set "${valid_set}"
          --test_sets "test test_target" --token_type hugging_face --llm_path exp/smollm2
          --asr_config conf/asr/transformer_tiny.yaml --asr_tag transformer_tiny_smollm2tok)
-    ./llm_asr.sh "${pre[@]}" --asr_args "--max_epoch 15 --keep_nbest_models 5" \
+    ./llm_asr.sh "${pre[@]}" --asr_args "--max_epoch 12 --keep_nbest_models 5" \
         --inference_config conf/decode/ctc_att_beam10.yaml --stop_stage 13 "${args[@]+"${args[@]}"}"
     ./llm_asr.sh "${pre[@]}" --inference_config conf/tuning/ctc_att_beam10_hflm.yaml \
         --stage 12 --stop_stage 13 "${args[@]+"${args[@]}"}"
