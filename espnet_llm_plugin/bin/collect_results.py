@@ -39,6 +39,11 @@ def _score_files(exp_dir: Path) -> List[Path]:
     return sorted([*exp_dir.glob("**/score/result.json"), *exp_dir.glob("**/score_english/result.json")])
 
 
+def _normalised_mark(result: dict) -> str:
+    """What a row's label gains when ``score_wer --normaliser english`` scored it."""
+    return " (english-normalised)" if result.get("normaliser", {}).get("english") else ""
+
+
 def results_table(exp_dir: Path) -> str:
     rows = []
     for path in _score_files(exp_dir):
@@ -47,8 +52,7 @@ def results_table(exp_dir: Path) -> str:
         test_set = parts[-1] if parts else "-"
         decode = parts[-2] if len(parts) > 1 else "-"
         model = "/".join(parts[:-2]) or "-"
-        if res.get("normaliser", {}).get("english"):  # score_wer --normaliser english
-            decode += " (english-normalised)"
+        decode += _normalised_mark(res)
         w, c = res["wer"], res["cer"]
         rtf = f"{res['rtf']:.3f}" if res.get("rtf") is not None else "-"
         rows.append(
@@ -69,10 +73,9 @@ def espnet_format_tables(exp_dir: Path) -> str:
     """ESPnet's WER and CER tables; dataset = ``<model>/<decode>/<test set>``."""
     results = []
     for path in _score_files(exp_dir):
-        name = "/".join(path.relative_to(exp_dir).parts[:-2]) or "-"
-        if path.parent.name == "score_english":
-            name += " (english-normalised)"
-        results.append((name, json.loads(path.read_text())))
+        res = json.loads(path.read_text())
+        name = ("/".join(path.relative_to(exp_dir).parts[:-2]) or "-") + _normalised_mark(res)
+        results.append((name, res))
     return espnet_tables(results)
 
 

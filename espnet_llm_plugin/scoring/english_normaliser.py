@@ -75,7 +75,7 @@ def _cardinal(words: List[str], i: int) -> Tuple[Optional[int], int]:
     while j < len(words):
         w = words[j]
         if w == "and" and any_word and j + 1 < len(words) and (words[j + 1] in _UNITS or words[j + 1] in _TENS):
-            if current % 100 != 0 and not (current == 0 and total > 0):
+            if current % 100 != 0:
                 break  # "twenty and five" is two numbers
             j += 1
             continue

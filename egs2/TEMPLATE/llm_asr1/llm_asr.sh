@@ -773,23 +773,17 @@ if run_stage 13; then
     for dset in ${test_sets}; do
         _dir=${asr_exp}/decode_${inference_tag}/${dset}
         [ -f "${_dir}/text" ] || { log "Error: ${_dir}/text not found: run stage 12 first"; exit 1; }
-        # shellcheck disable=SC2086
-        ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_dir}/text" \
-            --timing "${_dir}/timing.json" --out_dir "${_dir}/score" --name "${dset}" ${score_opts} > /dev/null
-        for _r in "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do  # stage 12's rescoring outputs
+        # the decoding and stage 12's rescorings of it (those have no timing.json: no RTF)
+        for _r in "${_dir}" "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do
             [ -f "${_r}/text" ] || continue
+            _score=(--ref "${data_feats}/${dset}/text" --hyp "${_r}/text" --timing "${_r}/timing.json" --name "${dset}")
             # shellcheck disable=SC2086
-            ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_r}/text" \
-                --out_dir "${_r}/score" --name "${dset}" ${score_opts} > /dev/null
-        done
-        if [ "${score_normalised}" = true ]; then
-            for _r in "${_dir}" "${asr_exp}/decode_${inference_tag}_rescore_"*/"${dset}"; do
-                [ -f "${_r}/text" ] || continue
+            ${bin}.score_wer "${_score[@]}" --out_dir "${_r}/score" ${score_opts} > /dev/null
+            if [ "${score_normalised}" = true ]; then
                 # shellcheck disable=SC2086
-                ${bin}.score_wer --ref "${data_feats}/${dset}/text" --hyp "${_r}/text" --normaliser english \
-                    --out_dir "${_r}/score_english" --name "${dset}" ${score_opts} > /dev/null
-            done
-        fi
+                ${bin}.score_wer "${_score[@]}" --normaliser english --out_dir "${_r}/score_english" ${score_opts} > /dev/null
+            fi
+        done
     done
     ${bin}.collect_results "${expdir}" --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
     stage_done 13 "${expdir}/RESULTS.md"
