@@ -285,7 +285,9 @@ def train_step_worker(job: Dict[str, Any]) -> Dict[str, Any]:
     if device.type == "cuda":
         train_mem = peak
     else:
-        train_mem = None if peak is None or baseline_rss is None else peak - baseline_rss
+        # the high-water mark is reset after the baseline is read: when the run needs less than
+        # what was freed meanwhile (a tiny model), the difference is page noise below zero
+        train_mem = None if peak is None or baseline_rss is None else max(0, peak - baseline_rss)
     s = common.summarize(times)
     lcfg = llm.config
     attn_flops = sum(12 * lcfg.num_hidden_layers * lcfg.hidden_size * int(n) ** 2 for n in seqs)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dis
+import json
 import logging
+import os
 import sys
+import traceback
 from typing import Any, Callable, Sequence, Type
 
 
@@ -19,8 +23,6 @@ def str2bool(value: str) -> bool:
 
 def json_object(value: str) -> dict:
     """A JSON object on the command line, e.g. ``--text_form '{"case": "sentence"}'``."""
-    import json
-
     try:
         obj = json.loads(value)
     except json.JSONDecodeError as e:
@@ -90,8 +92,6 @@ def add_debug_arg(p: argparse.ArgumentParser) -> None:
 
 def debug_wanted(flag: bool = False) -> bool:
     """``flag`` or the environment variable ``ESPNET_LLM_PLUGIN_DEBUG`` set to a true value."""
-    import os
-
     env = os.environ.get(DEBUG_ENV, "").strip().lower()
     return bool(flag) or env in ("1", "true", "yes", "y")
 
@@ -126,8 +126,6 @@ def is_expected_error(e: BaseException, errors: Sequence[Type[BaseException]]) -
 
 def _is_raise_statement(code: Any, lasti: int) -> bool:
     """Whether the instruction at byte offset ``lasti`` of ``code`` is a ``raise``."""
-    import dis
-
     for ins in dis.get_instructions(code):
         if ins.offset == lasti:
             return ins.opname == "RAISE_VARARGS"
@@ -151,8 +149,6 @@ class cli_errors:
         if exc is None or not is_expected_error(exc, self.errors):
             return False  # no error, or an unexpected one: keep its traceback
         if self.debug:
-            import traceback
-
             traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
         sys.exit(f"{self.prog}: error: {exc}")
 

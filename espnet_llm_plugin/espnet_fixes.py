@@ -35,7 +35,9 @@ import zipfile
 from pathlib import Path
 from typing import Any, List, Optional
 
+import numpy as np
 import torch
+from espnet.nets.e2e_asr_common import ErrorCalculator
 
 from espnet_llm_plugin.fileio.atomic import atomic_path
 
@@ -75,8 +77,6 @@ def checkpoint_safe_globals() -> List[Any]:
     The reporter's statistics are numpy scalars (``numpy.dtype`` + ``multiarray.scalar``, which
     only rebuild a number from bytes) and ``datetime.timedelta`` values; none can call code.
     """
-    import numpy as np
-
     core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
     allowed: List[Any] = [core.multiarray.scalar, np.dtype, datetime.timedelta]
     dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes by class
@@ -202,7 +202,6 @@ def apply_espnet_fixes() -> None:
     global _APPLIED
     if _APPLIED:
         return
-    from espnet.nets.e2e_asr_common import ErrorCalculator
 
     for name in ("calculate_cer", "calculate_wer"):
         method = getattr(ErrorCalculator, name)

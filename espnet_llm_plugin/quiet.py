@@ -31,9 +31,9 @@ def _silent_nltk_download(*args, **kwargs) -> bool:
 @contextlib.contextmanager
 def quiet_espnet_import() -> Iterator[None]:
     """Context manager around an ESPnet import: no nltk download attempts, no known noise."""
-    patched = None
+    nltk, patched = None, None
     try:
-        import nltk  # espnet depends on it through g2p_en
+        import nltk  # espnet's g2p_en needs it; an optional dependency of ours
 
         patched = nltk.download
         nltk.download = _silent_nltk_download
@@ -45,8 +45,6 @@ def quiet_espnet_import() -> Iterator[None]:
             yield
     finally:
         if patched is not None:
-            import nltk
-
             nltk.download = patched
         for captured, stream in ((out, sys.stdout), (err, sys.stderr)):
             kept = [

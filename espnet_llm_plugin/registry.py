@@ -18,6 +18,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from espnet_llm_plugin.quiet import quiet_espnet_import
+
 
 @dataclass(frozen=True)
 class Component:
@@ -128,8 +130,6 @@ def register_components(task_module: str, comps: Iterable[Component]) -> List[Tu
     Returns:
         ``[(choice, name)]`` newly added by this call.
     """
-    from espnet_llm_plugin.quiet import quiet_espnet_import
-
     with quiet_espnet_import():
         task = importlib.import_module(task_module)
     plan = []

@@ -5,6 +5,10 @@ small shared modules depend on no method package; method packages (``asr``, ``re
 ``rescoring``, ``mmlm``, ...) may use each other only without a cycle, and ``bin`` is on top.
 A function-local import counts like a module-level one: hiding a cycle inside a function still
 makes the packages inseparable.
+
+Outside ``bin/``, imports sit at module level; a function-local one is kept only for an optional
+dependency or a documented laziness (``LOCAL_IMPORTS_KEPT``). ``bin/`` imports its library call
+inside ``main`` so that ``--help`` answers before torch loads (tests/bin/test_cli_help.py).
 """
 
 import ast
@@ -113,3 +117,51 @@ def test_the_checker_sees_a_function_local_cycle(tmp_path, monkeypatch):
         (pkg / name).write_text(body)
     monkeypatch.setattr(__import__(__name__), "PACKAGE", pkg)
     assert cycles(import_graph()) == [["a", "b"]]
+
+
+# (file under espnet_llm_plugin/, imported module) -> why that import stays inside a function
+LOCAL_IMPORTS_KEPT = {
+    ("__init__.py", "espnet_llm_plugin.registry"): "`import espnet_llm_plugin` stays cheap (no torch, no espnet)",
+    ("__init__.py", "espnet_llm_plugin.decoding.speech2text"): "the lazy `Speech2Text` attribute, likewise",
+    ("core/framing.py", "jinja2"): "optional (chat templates only); framing imports nothing heavy",
+    ("decoding/speech2text.py", "espnet_model_zoo.downloader"): "optional: only for model-zoo names",
+    ("fileio/audio.py", "soxr"): "optional: only when audio must be resampled",
+    ("frontend/unit_features.py", "espnet2.tasks.asr"): "ESPnet's task module (seconds, and noisy at import: "
+    "imported inside quiet_espnet_import) only for espnet_asr features",
+    ("pretrained/ctranslate2_whisper.py", "ctranslate2"): "optional: the [pretrained] extra",
+    ("quiet.py", "nltk"): "optional: patched only when ESPnet pulls it in",
+}
+
+
+def function_local_imports(package: Path) -> List[tuple]:
+    """``(file, module, line)`` of every import inside a function, outside ``bin/``."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith("bin/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    found += [(rel, a.name, node.lineno) for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    found.append((rel, "." * node.level + (node.module or ""), node.lineno))
+    return sorted(set(found))
+
+
+def test_function_local_imports_only_where_a_reason_is_written():
+    found = function_local_imports(PACKAGE)
+    unexpected = [f"{rel}:{line} imports {mod}" for rel, mod, line in found if (rel, mod) not in LOCAL_IMPORTS_KEPT]
+    assert not unexpected, "move these imports to module level (or say why not):\n" + "\n".join(unexpected)
+    stale = set(LOCAL_IMPORTS_KEPT) - {(rel, mod) for rel, mod, _ in found}
+    assert not stale, f"no longer function-local, drop from LOCAL_IMPORTS_KEPT: {sorted(stale)}"
+
+
+def test_the_local_import_check_sees_a_nested_import(tmp_path):
+    (tmp_path / "m.py").write_text("import os\n\nclass C:\n    def f(self):\n        from json import dumps\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "cli.py").write_text("def main():\n    import torch\n")
+    assert function_local_imports(tmp_path) == [("m.py", "json", 5)]

@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from transformers import AutoConfig, AutoModel
 
 from espnet_llm_plugin.core.base_weights import track_frozen_base
 from espnet_llm_plugin.core.finetune import (
@@ -277,8 +278,6 @@ class HfSpeechEncoder(AbsEncoder):
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
     def _load_config(model_path: Optional[str], config: Optional[Union[Dict[str, Any], str]]):
-        from transformers import AutoConfig
-
         if model_path is not None:
             path = Path(model_path)
             if not (path / "config.json").is_file():
@@ -316,8 +315,6 @@ class HfSpeechEncoder(AbsEncoder):
 
     @staticmethod
     def _load_model(model_path: Optional[str], hf_config) -> torch.nn.Module:
-        from transformers import AutoModel
-
         if model_path is None:
             return AutoModel.from_config(hf_config)
         # float32 whatever the checkpoint's dtype: ESPnet's autocast handles mixed precision
@@ -421,8 +418,6 @@ class HfSpeechEncoder(AbsEncoder):
         than kept as a second in-memory copy.
         """
         if self._model_path is not None:
-            from transformers import AutoModel
-
             # our config (same overrides, so the same parameters exist), all layers
             config = copy.deepcopy(self._hf.config)
             config.num_hidden_layers = self._num_layers_total

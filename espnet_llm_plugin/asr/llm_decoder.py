@@ -63,6 +63,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from transformers import AutoTokenizer
+from transformers.cache_utils import DynamicLayer
 
 from espnet_llm_plugin.core.base_weights import track_frozen_base
 from espnet_llm_plugin.core.beam_kv_cache import CacheState, LiveCaches, select_cache_rows
@@ -156,8 +158,6 @@ def text_frame(
 def decoder_end_token(decoder_conf: Dict[str, Any]) -> str:
     """The token string ending the text for these ``decoder_conf`` options (``llm_path``
     required): what ESPnet's ``model_conf.sym_sos``/``sym_eos`` must be."""
-    from transformers import AutoTokenizer
-
     llm_path = str(decoder_conf["llm_path"])
     tokenizer = AutoTokenizer.from_pretrained(str(check_llm_dir(llm_path)), local_files_only=True)
     frame = text_frame(
@@ -602,8 +602,6 @@ class LlmDecoder(AbsDecoder, BatchScorerInterface):
 
     @staticmethod
     def _check_cache_type(cache: Any) -> None:
-        from transformers.cache_utils import DynamicLayer
-
         for layer in getattr(cache, "layers", []):
             if not isinstance(layer, DynamicLayer):
                 raise NotImplementedError(

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+from espnet_llm_plugin.retrieval.passage_retrieval import context_token_ids
 from espnet_llm_plugin.retrieval.xattn import GatedCrossAttentionBlock, ValueEncoder, default_memory_dim
 
 logger = logging.getLogger(__name__)
@@ -286,8 +287,6 @@ class LlmXattnDecoder(LlmDecoder):
             self._decode_memory = None
             return
         if isinstance(context, str):
-            from espnet_llm_plugin.retrieval.passage_retrieval import context_token_ids
-
             context = context_token_ids(context, self.tokenizer)
         ids = torch.as_tensor(context, dtype=torch.long)
         if ids.dim() == 1:

@@ -55,6 +55,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from safetensors import safe_open
+from transformers import AutoConfig, WhisperFeatureExtractor
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from espnet_llm_plugin.asr.hf_speech_encoder import check_waveform_batch, restore_pretrained_state
 from espnet_llm_plugin.core.base_weights import track_frozen_base
@@ -109,8 +112,6 @@ def read_encoder_state(path: Path, num_layers: Optional[int] = None) -> Dict[str
     Only encoder tensors are read (not the decoder's). ``num_layers``: drop the weights of
     layers ``>= num_layers`` (those removed by ``layer``).
     """
-    from safetensors import safe_open
-
     state: Dict[str, torch.Tensor] = {}
     for file in _weight_files(path):
         with safe_open(str(file), framework="pt") as f:
@@ -191,8 +192,6 @@ class HfWhisperEncoder(AbsEncoder):
                 f"encoder_conf.model_path={model_path}: no config.json there; expected a "
                 "directory written by save_pretrained (downloads are not attempted)"
             )
-        from transformers import AutoConfig
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         if config.model_type != "whisper":
@@ -267,8 +266,6 @@ class HfWhisperEncoder(AbsEncoder):
 
     def _init_front_end(self, path: Path, num_mel_bins: int) -> None:
         """Mel filters and STFT settings from the checkpoint's ``WhisperFeatureExtractor``."""
-        from transformers import WhisperFeatureExtractor
-
         try:
             fe = WhisperFeatureExtractor.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError):

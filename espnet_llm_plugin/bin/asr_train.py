@@ -35,8 +35,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     cmd, _ = espnet_entry.split_espnet_help(cmd)
     cmd, debug = espnet_entry.pop_debug(cmd)
 
+    from espnet_llm_plugin.asr.llm_token_config import check_llm_token_config
     from espnet_llm_plugin.cli_args import cli_errors
-    from espnet_llm_plugin.config_check import ConfigError, check_llm_token_config, check_task_config
+    from espnet_llm_plugin.config_check import ConfigError, check_task_config
     from espnet_llm_plugin.espnet_fixes import CheckpointLoadError
     from espnet_llm_plugin.fileio.atomic import DirectoryLockedError
     from espnet_llm_plugin.stats_frontend import check_stats_frontend

@@ -18,15 +18,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import add_debug_arg, str2bool
-from espnet_llm_plugin.mmlm.cli_common import (
-    add_device_args,
-    add_finetune_args,
-    jsonable_args,
-    lora_options,
-    run_cli,
-    setup_torch,
-    sha256,
-)
+from espnet_llm_plugin.fileio.checksum import sha256_file
+from espnet_llm_plugin.mmlm.cli_common import add_device_args, add_finetune_args, jsonable_args, run_cli
 
 PROG = "python -m espnet_llm_plugin.bin.contrastive_train"
 logger = logging.getLogger("contrastive_train")
@@ -75,6 +68,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 def train(args: argparse.Namespace) -> None:
     import torch
 
+    from espnet_llm_plugin.core.device import setup_torch
+    from espnet_llm_plugin.core.finetune import LoraOptions
     from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.mmlm.contrastive import (
         CONTRASTIVE_FILE,
@@ -111,11 +106,17 @@ def train(args: argparse.Namespace) -> None:
     translations = None
     if args.translation_pairs is not None:
         translations = read_translation_pairs(args.translation_pairs)
-    device = setup_torch(args)
+    device = setup_torch(args.device, args.num_threads)
     model, tokenizer = load_causal_lm(args.llm_dir, device="cpu")
     check_unit_tokens(tokenizer, info, str(args.llm_dir))
     pooling.validate(model.config.get_text_config(decoder=True).num_hidden_layers + 1)
-    model, handles, saved = prepare_model(model, args.finetune, info, lora_options(args), args.train_unit_embeddings)
+    model, handles, saved = prepare_model(
+        model,
+        args.finetune,
+        info,
+        LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout),
+        args.train_unit_embeddings,
+    )
     t0 = time.time()
     torch.manual_seed(args.seed)  # LoRA dropout
     temperature, log = train_contrastive(
@@ -132,7 +133,7 @@ def train(args: argparse.Namespace) -> None:
     log.update(
         elapsed_s=round(time.time() - t0, 1),
         args=jsonable_args(args),
-        sha256={str(p): sha256(p) for p in (args.units, args.text)},
+        sha256={str(p): sha256_file(p) for p in (args.units, args.text)},
     )
     settings = contrastive_settings(info, pooling, float(temperature().detach()), cfg)
     save_model_dir(args.out_dir, model, tokenizer, info, {CONTRASTIVE_FILE: settings, "train_log.json": log})

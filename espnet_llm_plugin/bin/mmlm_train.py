@@ -26,15 +26,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import add_debug_arg, str2bool
-from espnet_llm_plugin.mmlm.cli_common import (
-    add_device_args,
-    add_finetune_args,
-    jsonable_args,
-    lora_options,
-    run_cli,
-    setup_torch,
-    sha256,
-)
+from espnet_llm_plugin.fileio.checksum import sha256_file
+from espnet_llm_plugin.mmlm.cli_common import add_device_args, add_finetune_args, jsonable_args, run_cli
 
 PROG = "python -m espnet_llm_plugin.bin.mmlm_train"
 ARGS_FILE = "train_args.json"
@@ -131,13 +124,14 @@ def read_eval_text(path: Path, has_ids: bool) -> List[str]:
 
 
 def evaluate_only(args: argparse.Namespace) -> None:
+    from espnet_llm_plugin.core.device import setup_torch
     from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.mmlm.perplexity import text_perplexity
 
     if args.eval_text is None or args.eval_json is None:
         raise ValueError("--eval_only needs --eval_text and --eval_json")
-    device = setup_torch(args)
+    device = setup_torch(args.device, args.num_threads)
     texts = read_eval_text(args.eval_text, args.eval_has_ids)
     model, tokenizer = load_causal_lm(args.llm_dir, device=device)
     result = text_perplexity(model, tokenizer, texts, args.eval_batch_size, device)
@@ -156,6 +150,8 @@ def evaluate_only(args: argparse.Namespace) -> None:
 def train(args: argparse.Namespace) -> None:
     import torch
 
+    from espnet_llm_plugin.core.device import setup_torch
+    from espnet_llm_plugin.core.finetune import LoraOptions
     from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.lm.causal_lm_pretraining import TrainConfig, remove_checkpoint
@@ -216,7 +212,7 @@ def train(args: argparse.Namespace) -> None:
     logger.info("training sequences: %s", counts)
     eval_texts = read_eval_text(args.eval_text, args.eval_has_ids) if args.eval_text else None
 
-    device = setup_torch(args)
+    device = setup_torch(args.device, args.num_threads)
     model, tokenizer = load_causal_lm(args.llm_dir, device="cpu")
     check_unit_tokens(tokenizer, info, str(args.llm_dir))
     record = {
@@ -226,7 +222,9 @@ def train(args: argparse.Namespace) -> None:
             if k not in ("out_dir", "ckpt_dir", "keep_checkpoint", "device", "num_threads", "log_every", "save_every")
         },
         "sha256": {
-            str(p): sha256(p) for p in [args.units, args.text, *args.extra_text, *args.extra_units] if p is not None
+            str(p): sha256_file(p)
+            for p in [args.units, args.text, *args.extra_text, *args.extra_units]
+            if p is not None
         },
     }
     ckpt_dir = args.ckpt_dir or args.out_dir.with_name(args.out_dir.name + ".ckpt")
@@ -239,7 +237,7 @@ def train(args: argparse.Namespace) -> None:
         dev_seqs,
         cfg,
         finetune=args.finetune,
-        lora=lora_options(args),
+        lora=LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout),
         train_unit_embeddings=args.train_unit_embeddings,
         ckpt_dir=ckpt_dir,
         fingerprint=record,

@@ -35,14 +35,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import add_debug_arg, run_cli, str2bool
-from espnet_llm_plugin.rescoring.cli_options import (
-    add_allow_missing,
-    add_lm_options,
-    add_nbest_source,
-    lm_usage_of,
-    load_lm_scorer,
-    load_nbest_inputs,
-)
+from espnet_llm_plugin.rescoring.cli_options import add_allow_missing, add_lm_options, add_nbest_source
 
 
 def _floats(value: str) -> List[float]:
@@ -96,6 +89,7 @@ def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
     from espnet_llm_plugin.rescoring.lm_scorer import score_nbest
     from espnet_llm_plugin.rescoring.nbest import score_kind_of, write_espnet_files, write_nbest_jsonl
+    from espnet_llm_plugin.rescoring.run_inputs import lm_usage_of, load_lm_scorer, load_nbest_inputs
     from espnet_llm_plugin.rescoring.weight_search import (
         CombinationWeights,
         grid_search,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import add_debug_arg
-from espnet_llm_plugin.mmlm.cli_common import add_device_args, run_cli, setup_torch
+from espnet_llm_plugin.mmlm.cli_common import add_device_args, run_cli
 
 PROG = "python -m espnet_llm_plugin.bin.retrieval_eval"
 logger = logging.getLogger("retrieval_eval")
@@ -49,6 +49,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from espnet_llm_plugin.core.device import setup_torch
     from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
     from espnet_llm_plugin.fileio.atomic import atomic_write_text
     from espnet_llm_plugin.mmlm.contrastive import CONTRASTIVE_FILE, PoolingConfig
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
     pooling.validate()
     info = read_unit_vocab(args.model_dir)
     pairs = load_pairs(args.units, args.text, info.num_units)
-    device = setup_torch(args)
+    device = setup_torch(args.device, args.num_threads)
     model, tokenizer = load_causal_lm(args.model_dir, device=device)
     check_unit_tokens(tokenizer, info, str(args.model_dir))
     ks = (1, 5, 10)

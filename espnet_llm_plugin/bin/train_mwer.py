@@ -21,11 +21,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
-from espnet_llm_plugin.rescoring.cli_options import (
-    add_lm_options,
-    add_nbest_source,
-    load_nbest_inputs,
-)
+from espnet_llm_plugin.rescoring.cli_options import add_lm_options, add_nbest_source
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -67,9 +63,9 @@ def run(args: argparse.Namespace) -> list:
     from espnet_llm_plugin.core.finetune import LoraOptions, apply_finetune
     from espnet_llm_plugin.core.llm_usage import USAGE_FILE, read_llm_usage
     from espnet_llm_plugin.lm.causal_lm_pretraining import save_pretrained_dir
-    from espnet_llm_plugin.rescoring.cli_options import lm_usage_of, load_lm_scorer
     from espnet_llm_plugin.rescoring.mwer import MwerConfig, train_mwer
     from espnet_llm_plugin.rescoring.nbest import score_kind_of
+    from espnet_llm_plugin.rescoring.run_inputs import lm_usage_of, load_lm_scorer, load_nbest_inputs
     from espnet_llm_plugin.rescoring.weight_search import CombinationWeights, lm_identity
 
     has_dev = args.dev_nbest_dir is not None or args.dev_nbest_jsonl is not None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
+from espnet_llm_plugin.fileio.checksum import sha256_file
 from espnet_llm_plugin.fileio.text_corpus import read_text_lines
 
 PROG = "python -m espnet_llm_plugin.bin.train_text_lm"
@@ -119,12 +120,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def sha256(path: Path) -> str:
-    from espnet_llm_plugin.fileio.checksum import sha256_file
-
-    return sha256_file(path)
-
-
 def run_record(args: argparse.Namespace) -> Dict[str, Any]:
     """What the output depends on: the settings and the inputs' contents (JSON-able)."""
     settings = {}
@@ -138,8 +133,8 @@ def run_record(args: argparse.Namespace) -> Dict[str, Any]:
         settings[key] = value
     return {
         "args": settings,
-        "train_text_sha256": [sha256(p) for p in args.train_text],
-        "dev_text_sha256": sha256(args.dev_text),
+        "train_text_sha256": [sha256_file(p) for p in args.train_text],
+        "dev_text_sha256": sha256_file(args.dev_text),
     }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,6 @@ def select_cache_rows(cache: Any, rows: List[int]) -> Any:
     rebinds its tensors rather than writing in place). Either way the parent's tensors are only
     read, so it stays valid for its other hypotheses.
     """
-    from transformers.cache_utils import DynamicLayer
-
     RowSelectedLayer = row_selected_layer_class()
     new = copy.copy(cache)
     new.layers = []
@@ -79,7 +78,6 @@ def select_cache_rows(cache: Any, rows: List[int]) -> Any:
 @functools.lru_cache(maxsize=None)
 def row_selected_layer_class() -> type:
     """The class ``RowSelectedLayer``, defined on first use (transformers is imported lazily)."""
-    from transformers.cache_utils import DynamicLayer
 
     class RowSelectedLayer(DynamicLayer):
         """A ``DynamicLayer`` holding ``rows`` of a parent layer, selected at the next ``update``.

@@ -26,3 +26,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         if index >= torch.cuda.device_count():
             raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
     return torch.device(name)
+
+
+def setup_torch(device: str = "auto", num_threads: int = 0) -> torch.device:
+    """A CLI's ``--num_threads`` (0: torch's default) and ``--device`` applied: the device."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    return resolve_device(device)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+from peft import LoraConfig, get_peft_model
 
 from espnet_llm_plugin.core.hf_causal_lm import unwrap_peft
 
@@ -88,8 +89,6 @@ def apply_finetune(
         for p in module.parameters():
             p.requires_grad_(True)
     else:
-        from peft import LoraConfig, get_peft_model
-
         opts = lora or LoraOptions()
         targets = opts.target_modules
         if targets is None:

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
 import torch
+from peft import PeftModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +155,6 @@ def llm_input_width(path: Union[str, Path]) -> int:
         LlmLoadError: ``path`` is not a model directory with a tokenizer, or its config
             cannot be read.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     p = check_llm_dir(path)
     try:
         config = AutoConfig.from_pretrained(str(p), local_files_only=True)
@@ -191,8 +191,6 @@ def load_causal_lm(
     Raises:
         LlmLoadError: the path is missing, not a model dir, lacks a tokenizer, or loading fails.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     p = check_llm_dir(path)
     torch_dtype = resolve_dtype(dtype, device)
     try:
@@ -211,10 +209,6 @@ def load_causal_lm(
 
 def unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
     """The Hugging Face model inside a peft wrapper (LoRA layers stay injected), else ``model``."""
-    try:
-        from peft import PeftModel
-    except ImportError:  # peft is optional for frozen/full fine-tuning
-        return model
     if isinstance(model, PeftModel):
         return model.get_base_model()
     return model

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import soundfile
+
 from espnet_llm_plugin.corpus.release import (
     extracted_release,
     find_or_download,
@@ -232,8 +234,6 @@ def select_dev_speakers(
 
 
 def _check_audio(utts: Sequence[Utterance], expected_sr: int = 16000) -> None:
-    import soundfile
-
     other_sr: Dict[int, int] = {}
     for u in utts:
         try:

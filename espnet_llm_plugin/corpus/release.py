@@ -37,6 +37,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Type
 
+import soundfile
+
 from espnet_llm_plugin.cli_args import str2bool
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.fileio.kaldi_data import DataDir, DataDirError
@@ -313,8 +315,6 @@ def open_first_audio(
     Raises:
         error: naming the utterance and the file.
     """
-    import soundfile
-
     rates = {}
     for name, utts in sets.items():
         if not utts:

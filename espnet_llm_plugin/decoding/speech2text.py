@@ -54,9 +54,17 @@ with quiet_espnet_import():
 
 # registers our components with ESPnet (and applies our ESPnet fixes) in every process that
 # imports this module: models whose config.yaml names them build without a register() call
+import humanfriendly
+import yaml
+from espnet.nets.beam_search import Hypothesis
+
+from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
+from espnet_llm_plugin.asr.llm_xattn_decoder import feed_context
 from espnet_llm_plugin.core.decode_scorers import DecodeScorerContext, get_decode_scorer, scorer_confs
 from espnet_llm_plugin.decoding.progress import ProgressLog
 from espnet_llm_plugin.fileio.audio import read_audio, resample
+from espnet_llm_plugin.packing.layout import PackError, load_weights
+from espnet_llm_plugin.packing.unpack import open_pack
 from espnet_llm_plugin.tasks.llm_asr import LlmASRTask
 
 logger = logging.getLogger(__name__)
@@ -172,8 +180,6 @@ class ExtraDecodingOptions:
         if kind.startswith("Optional["):
             kind = kind[len("Optional[") : -1]
         if kind.startswith("Dict["):
-            import yaml
-
             value = yaml.safe_load(raw)
             if not isinstance(value, dict):
                 raise ValueError(f"--{key} must be a YAML mapping, got {raw!r}")
@@ -218,7 +224,6 @@ class _PluginASRTask(LlmASRTask):
     def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
         if model_file is None or not str(model_file).endswith(".safetensors"):
             return super().build_model_from_file(config_file, model_file, device)
-        from espnet_llm_plugin.packing.layout import PackError, load_weights
 
         model, args = super().build_model_from_file(config_file, None, device)
         state = load_weights(model_file)
@@ -313,7 +318,6 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
             if key not in self._warned_keys:  # e.g. a reference text given as data: not used
                 logger.warning("data entry '%s' is not used in decoding", key)
                 self._warned_keys.add(key)
-        from espnet_llm_plugin.asr.llm_xattn_decoder import feed_context
 
         feed_context(self, context)
         hooks = self._entry_hooks.get("units", [])
@@ -334,8 +338,6 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
         """The sample rate the model was trained at (``frontend_conf.fs``, ESPnet's default 16 kHz)."""
         fs = (getattr(self.asr_train_args, "frontend_conf", None) or {}).get("fs", 16000)
         if isinstance(fs, str):
-            import humanfriendly
-
             fs = humanfriendly.parse_size(fs)
         return int(fs)
 
@@ -351,8 +353,6 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
 
     # ------------------------------------------------------------------ hf_generate
     def _check_hf_generate(self) -> None:
-        from espnet_llm_plugin.asr.llm_decoder import LlmDecoder
-
         decoder = getattr(self.asr_model, "decoder", None)
         if not isinstance(decoder, LlmDecoder):
             raise ValueError(
@@ -378,8 +378,6 @@ class Speech2TextWithScorers(EspnetSpeech2Text):
     @torch.no_grad()
     def _hf_generate(self, enc: torch.Tensor) -> List[Any]:
         """``enc (T, D)`` adapter outputs -> ``[(text, token, token_int, hyp)]`` (1-best)."""
-        from espnet.nets.beam_search import Hypothesis
-
         decoder = self.asr_model.decoder
         if self.maxlenratio == 0:  # ESPnet's rule for the output length limit
             max_new = enc.size(0)
@@ -502,10 +500,6 @@ class Speech2Text(Speech2TextWithScorers):
         Raises:
             PackError: not a pack, damaged, or a base model missing / with another hash.
         """
-        import yaml
-
-        from espnet_llm_plugin.packing.unpack import open_pack
-
         packed = open_pack(path, base_dirs=[base_dir] if base_dir else ())
         options: Dict[str, Any] = {}
         if use_packed_decode_config:

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import faiss
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 
@@ -96,8 +99,6 @@ class KMeansModel:
         faiss samples at most ``num_units * max_points_per_centroid`` of the frames (seeded);
         the objective is the sum of squared distances over those, after the last iteration.
         """
-        import faiss
-
         x = _as_frames(frames, None, "k-means training frames")
         if num_units < 1:
             raise KMeansError(f"num_units must be >= 1, got {num_units}")
@@ -153,8 +154,6 @@ class KMeansModel:
     # -------------------------------------------------------------------------- assignment
     def _flat_index(self):
         if self._index is None:
-            import faiss
-
             index = faiss.IndexFlatL2(self.dim)
             index.add(self.centroids)
             self._index = index
@@ -188,8 +187,6 @@ class KMeansModel:
     # -------------------------------------------------------------------------- files
     def save(self, directory: str | Path) -> Path:
         """Write ``kmeans.safetensors`` + ``kmeans.json`` into ``directory`` atomically."""
-        from safetensors.numpy import save_file
-
         directory = Path(directory)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -227,8 +224,6 @@ class KMeansModel:
             if key not in meta:
                 raise KMeansError(f"{meta_path}: missing key '{key}'")
         try:
-            from safetensors import safe_open
-
             with safe_open(str(cent_path), framework="np") as f:
                 if "centroids" not in f.keys():
                     raise KMeansError(f"{cent_path}: no 'centroids' tensor")

@@ -23,10 +23,19 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import librosa
 import numpy as np
 import torch
+import yaml
 
+from espnet_llm_plugin import register
+from espnet_llm_plugin.asr.hf_speech_encoder import HfSpeechEncoder
+from espnet_llm_plugin.asr.whisper_encoder import HfWhisperEncoder, is_whisper_dir
 from espnet_llm_plugin.core.device import resolve_device
+from espnet_llm_plugin.espnet_fixes import CheckpointLoadError, apply_espnet_fixes
+from espnet_llm_plugin.fileio.audio import read_audio, resample
+from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir, read_scp
+from espnet_llm_plugin.quiet import quiet_espnet_import
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +151,6 @@ class FbankExtractor(FeatureExtractor):
             raise FeatureError(f"fbank: n_fft={n_fft} is smaller than the window ({self.win} samples)")
         if n_mels < 1:
             raise FeatureError(f"fbank: n_mels={n_mels} must be >= 1")
-        import librosa
-
         self._conf = dict(
             n_mels=int(n_mels),
             win_ms=float(win_ms),
@@ -211,8 +218,6 @@ class HfEncoderExtractor(FeatureExtractor):
     """
 
     def __init__(self, path: str, layer: int = -1, final_layer_norm: Optional[bool] = None):
-        from espnet_llm_plugin.asr.whisper_encoder import is_whisper_dir
-
         p = Path(path)
         if not (p / "config.json").is_file():
             raise FeatureError(
@@ -222,8 +227,6 @@ class HfEncoderExtractor(FeatureExtractor):
         self._path = str(p.absolute())
         self._whisper = is_whisper_dir(self._path)
         if self._whisper:
-            from espnet_llm_plugin.asr.whisper_encoder import HfWhisperEncoder
-
             self.encoder = HfWhisperEncoder(
                 input_size=1,
                 model_path=self._path,
@@ -233,8 +236,6 @@ class HfEncoderExtractor(FeatureExtractor):
             ).eval()
             self._final_ln = self.encoder.final_layer_norm
         else:
-            from espnet_llm_plugin.asr.hf_speech_encoder import HfSpeechEncoder
-
             self.encoder = HfSpeechEncoder(
                 input_size=1,
                 model_path=self._path,
@@ -314,12 +315,6 @@ class EspnetAsrEncoderExtractor(FeatureExtractor):
     """
 
     def __init__(self, config: str, model_file: str, layer: int = -1):
-        import yaml
-
-        from espnet_llm_plugin import register
-        from espnet_llm_plugin.espnet_fixes import CheckpointLoadError, apply_espnet_fixes
-        from espnet_llm_plugin.quiet import quiet_espnet_import
-
         cfg_path, model_path = Path(config), Path(model_file)
         for p, what in ((cfg_path, "config"), (model_path, "model file")):
             if not p.is_file():
@@ -456,8 +451,6 @@ class UtteranceAudio:
     """
 
     def __init__(self, data_dirs: Sequence[Union[str, Path]] = (), wav_scps: Sequence[Union[str, Path]] = ()):
-        from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir, read_scp
-
         self._sources: Dict[str, Tuple[str, float, float]] = {}
         origins: Dict[str, str] = {}
 
@@ -483,8 +476,6 @@ class UtteranceAudio:
         return len(self.utt_ids)
 
     def read(self, utt: str) -> np.ndarray:
-        from espnet_llm_plugin.fileio.audio import read_audio, resample
-
         spec, begin, end = self._sources[utt]
         wav, sr = read_audio(spec, utt, begin, end)
         if sr != SAMPLE_RATE:

@@ -27,19 +27,17 @@ from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from rapidfuzz.distance import Levenshtein
+from scipy.stats import spearmanr
 
 
 def normalized_edit_distance(a: Sequence, b: Sequence) -> float:
     """Levenshtein distance / max(len); 0.0 for two empty sequences."""
-    import editdistance
-
     n = max(len(a), len(b))
-    return editdistance.eval(list(a), list(b)) / n if n else 0.0
+    return Levenshtein.distance(list(a), list(b)) / n if n else 0.0
 
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    from scipy.stats import spearmanr
-
     if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
         return None
     return float(spearmanr(x, y).statistic)

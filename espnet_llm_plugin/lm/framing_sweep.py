@@ -24,6 +24,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
+
 from espnet_llm_plugin.core.framing import LmFraming, chat_frame
 from espnet_llm_plugin.core.text_form import TextForm
 
@@ -108,8 +110,6 @@ def _score(
     Returns:
         per sequence: the scored tokens' log-probs, and the candidates' log-probs.
     """
-    import torch
-
     device = next(model.parameters()).device
     cand = torch.tensor(list(candidates), dtype=torch.long, device=device)
     tokens_lp: List[List[float]] = []

@@ -1,11 +1,11 @@
-"""Options and helpers shared by the speech+text LM CLIs (extend_vocab, mmlm_train,
-contrastive_train, retrieval_eval). Imports nothing heavy at module level (keeps --help fast)."""
+"""Options shared by the speech+text LM CLIs (extend_vocab, mmlm_train, contrastive_train,
+retrieval_eval). Imports nothing heavy (keeps --help fast): the CLIs apply ``--device`` and
+``--num_threads`` with :func:`espnet_llm_plugin.core.device.setup_torch`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from espnet_llm_plugin.cli_args import run_cli, str2bool  # noqa: F401 (run_cli: used by the mmlm CLIs)
 
@@ -32,29 +32,6 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
         default=True,
         help="with lora: also train the unit tokens' embedding rows (text rows fixed)",
     )
-
-
-def lora_options(args: argparse.Namespace) -> Any:
-    from espnet_llm_plugin.core.finetune import LoraOptions
-
-    return LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
-
-
-def setup_torch(args: argparse.Namespace) -> Any:
-    """Threads + device from ``--num_threads``/``--device``; returns the device."""
-    import torch
-
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
-    from espnet_llm_plugin.core.device import resolve_device
-
-    return resolve_device(args.device)
-
-
-def sha256(path: Path) -> str:
-    from espnet_llm_plugin.fileio.checksum import sha256_file
-
-    return sha256_file(path)
 
 
 def jsonable_args(args: argparse.Namespace) -> dict:

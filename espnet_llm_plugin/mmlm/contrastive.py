@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from espnet_llm_plugin.lm.causal_lm_pretraining import batch_indices
 from espnet_llm_plugin.mmlm.unit_vocab import UnitVocabInfo
 
 logger = logging.getLogger(__name__)
@@ -241,8 +242,6 @@ def read_translation_pairs(path: Union[str, Path]) -> List[Tuple[str, str]]:
 
 
 def _batch(n: int, cfg: ContrastiveConfig, step: int, salt: int) -> List[int]:
-    from espnet_llm_plugin.lm.causal_lm_pretraining import batch_indices
-
     return batch_indices(n, min(cfg.batch_size, n), step, cfg.seed + salt).tolist()
 
 

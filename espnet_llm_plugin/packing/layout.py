@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Union
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from espnet_llm_plugin.fileio.atomic import atomic_path, atomic_write_text
 from espnet_llm_plugin.fileio.checksum import sha256_file
@@ -67,8 +69,6 @@ def save_weights(state_dict: Dict[str, Any], path: Union[str, Path]) -> None:
     Raises:
         PackError: an entry is not a tensor (naming it).
     """
-    from safetensors.torch import save_file
-
     out: Dict[str, torch.Tensor] = {}
     seen = set()
     for key, value in state_dict.items():
@@ -93,9 +93,6 @@ def load_weights(path: Union[str, Path], device: str = "cpu") -> Dict[str, torch
     Raises:
         PackError: the file is missing or not a safetensors file (naming it).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     p = Path(path)
     if not p.is_file():
         raise PackError(f"{p}: weights file not found")

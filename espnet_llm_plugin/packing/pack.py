@@ -26,6 +26,7 @@ import datetime
 import json
 import logging
 import os
+import shlex
 import shutil
 import tarfile
 import tempfile
@@ -35,6 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
+from espnet_llm_plugin import __version__
 from espnet_llm_plugin.core.base_weights import (
     MANIFEST as BASE_MANIFEST,
 )
@@ -42,12 +44,17 @@ from espnet_llm_plugin.core.base_weights import (
     PATH_KEY,
     SHA256_KEY,
     WEIGHT_SUFFIXES,
+    _bytes_to_tensor,
     base_content_hash,
     checkpoint_base_reference,
 )
+from espnet_llm_plugin.espnet_fixes import load_checkpoint
 from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_path, atomic_write_text
 from espnet_llm_plugin.packing import layout
 from espnet_llm_plugin.packing.layout import PackError
+from espnet_llm_plugin.packing.model_card import model_card
+from espnet_llm_plugin.pretrained.catalog import CATALOG
+from espnet_llm_plugin.retrieval.datastore import read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +97,6 @@ def _has_weights(d: Path) -> bool:
 
 def _catalog_entry(base_dir: Path) -> Dict[str, Any]:
     """``prepare_pretrained`` name, licence and origin of a prepared base, from its manifest."""
-    from espnet_llm_plugin.pretrained.catalog import CATALOG
-
     info: Dict[str, Any] = {"prepare_pretrained": None, "licence": None, "origin": None}
     try:
         manifest = json.loads((base_dir / BASE_MANIFEST).read_text(encoding="utf-8"))
@@ -192,8 +197,6 @@ class _Packer:
     def datastore_dir(self, d: Path, key: str) -> str:
         """A kNN-LM datastore: its manifest (machine paths reduced to names), and with
         ``include_datastore`` its other files."""
-        from espnet_llm_plugin.retrieval.datastore import read_manifest
-
         manifest = read_manifest(d)
         target = self.out / layout.DATASTORE
         target.mkdir(parents=True, exist_ok=True)
@@ -265,8 +268,6 @@ def _token_list(config: Dict[str, Any], root: Path, where: str) -> List[str]:
 
 
 def _load_state(model_file: Path) -> Dict[str, Any]:
-    from espnet_llm_plugin.espnet_fixes import load_checkpoint
-
     state = load_checkpoint(model_file, map_location="cpu")
     if isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
         state = state["module"]  # a deepspeed checkpoint, as ESPnet reads it
@@ -280,8 +281,6 @@ def _load_state(model_file: Path) -> Dict[str, Any]:
 
 def _rewrite_base_references(state: Dict[str, Any], packer: _Packer, model_file: Path) -> None:
     """Point each frozen-base reference in the checkpoint at its pack-relative base link."""
-    from espnet_llm_plugin.core.base_weights import _bytes_to_tensor
-
     for key in [k for k in state if k.endswith(PATH_KEY)]:
         prefix = key[: -len(PATH_KEY)]
         sha, path = checkpoint_base_reference(state, prefix)
@@ -348,9 +347,6 @@ def pack_model(
     Raises:
         PackError: something named cannot be packed (naming the key or file).
     """
-    from espnet_llm_plugin import __version__
-    from espnet_llm_plugin.packing.model_card import model_card
-
     root = Path(root or os.getcwd()).resolve()
     config_path, model_file, out = Path(asr_train_config), Path(asr_model_file), Path(out)
     for p in (config_path, model_file):
@@ -393,7 +389,6 @@ def pack_model(
                 and not decode.get("knnlm_lm_path")
             ):
                 # the key encoder the datastore names becomes an explicit, referenced base
-                from espnet_llm_plugin.retrieval.datastore import read_manifest
 
                 ds = packer._abs(str(decode["knnlm_datastore"]))
                 decode["knnlm_lm_path"] = read_manifest(ds)["key_encoder"].get("model_path", "")
@@ -481,8 +476,6 @@ def parse_decode_args(args: str) -> Dict[str, Any]:
     Raises:
         PackError: a word that is not ``--key value`` / ``--key=value``.
     """
-    import shlex
-
     words, out, i = shlex.split(args or ""), {}, 0
     while i < len(words):
         w = words[i]

@@ -26,6 +26,7 @@ from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.packing import layout
 from espnet_llm_plugin.packing.layout import PackError
 from espnet_llm_plugin.packing.pack import TRAINING_ONLY_KEYS
+from espnet_llm_plugin.pretrained.prepare import MissingPackageError, ensure_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ def find_base(entry: Dict[str, Any], root: Path, base_dirs: Sequence[PathLike] =
         return linked.resolve()
     hint = "pass the directory holding it (--base_dir / base_dirs=)"
     if entry.get("prepare_pretrained"):
-        from espnet_llm_plugin.pretrained.prepare import MissingPackageError, ensure_prepared
-
         try:
             d = Path(ensure_prepared(entry["prepare_pretrained"]))
             if matches(d, explicit=True):

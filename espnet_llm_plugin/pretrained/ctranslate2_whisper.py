@@ -25,14 +25,28 @@ table in the generation config.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+import numpy as np
 import torch
+from tokenizers import AddedToken, Tokenizer
+from transformers import (
+    GenerationConfig,
+    GenerationMixin,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizer,
+)
+from transformers.modeling_outputs import BaseModelOutput
 
 BINARY_VERSION = 6
 # CTranslate2's DataType enum order (include/ctranslate2/types.h)
@@ -375,9 +389,6 @@ def build_tokenizer(model_dir: Path, vocab: List[str]) -> Any:
     Raises:
         Ct2FormatError: no tokenizer.json, or an id whose token differs from the vocabulary.
     """
-    from tokenizers import AddedToken, Tokenizer
-    from transformers import WhisperTokenizer
-
     path = model_dir / "tokenizer.json"
     if not path.is_file():
         raise Ct2FormatError(f"{model_dir} has no tokenizer.json (needed for the BPE merges)")
@@ -412,8 +423,6 @@ def build_tokenizer(model_dir: Path, vocab: List[str]) -> Any:
 def build_generation_config(ct2_config: Dict[str, Any], vocab: List[str], model_dir: Path, max_length: int) -> Any:
     """Whisper's generation config from CTranslate2's ``config.json`` and the vocabulary; a
     multilingual model gets its language table, an English-only one none."""
-    from transformers import GenerationConfig
-
     ids = _special_ids(vocab, model_dir)
     lang_ids = [int(i) for i in ct2_config.get("lang_ids") or []]
     # OpenAI's own rule: English-only models have the GPT-2 vocabulary (51,864 ids with the
@@ -471,13 +480,6 @@ def load_ct2_whisper(parts: Sequence[Path], model_dir: Path | None = None) -> Tu
     Raises:
         Ct2FormatError: naming the file and what does not fit.
     """
-    from transformers import (
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        WhisperProcessor,
-    )
-
     parts = [Path(p) for p in parts]
     model_dir = Path(model_dir) if model_dir is not None else parts[-1].parent
     ct2 = read_ct2_model(parts)
@@ -522,8 +524,6 @@ def load_ct2_whisper(parts: Sequence[Path], model_dir: Path | None = None) -> Tu
 def load_whisper_dir(path: Path, dtype: torch.dtype = torch.float32) -> Tuple[torch.nn.Module, Any]:
     """``(WhisperForConditionalGeneration, WhisperProcessor)`` from a prepared directory (the
     model in ``dtype``, default float32 whatever the stored dtype, in eval mode)."""
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
     path = Path(path)
     if not (path / "config.json").is_file():
         raise Ct2FormatError(f"{path} is not a Hugging Face model directory (no config.json)")
@@ -557,8 +557,6 @@ def check_signal(seconds: float = 3.0) -> Any:
     """A deterministic speech-like signal ``(T,)`` at 16 kHz (no RNG, no external tool): a
     harmonic tone with a gliding pitch, in syllable-like bursts. Its encoder output
     fingerprints a conversion (``PretrainedSpec.check_encoder``)."""
-    import numpy as np
-
     t = np.arange(int(seconds * SAMPLING_RATE)) / SAMPLING_RATE
     f0 = 120.0 + 40.0 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / SAMPLING_RATE
@@ -597,13 +595,9 @@ def generate_nbest(
         ``num_return`` pairs ``(text token ids without prompt and end token, score)``, best
         first; the score is None for greedy decoding.
     """
-    from transformers import GenerationMixin
-
     eos = model.generation_config.eos_token_id
     beam = dict(early_stopping=True, length_penalty=1.0, output_scores=True) if num_beams > 1 else {}
     if encoded is not None:
-        from transformers.modeling_outputs import BaseModelOutput
-
         inputs: Dict[str, Any] = {"encoder_outputs": BaseModelOutput(last_hidden_state=encoded)}
     else:
         inputs = {"input_features": features}
@@ -639,8 +633,6 @@ class Ct2Whisper:
     """
 
     def __init__(self, parts: Sequence[Path], threads: int = 0):
-        import importlib.util
-
         if importlib.util.find_spec("ctranslate2") is None:  # fail before any copying
             raise ImportError("ctranslate2 is not installed: pip install 'espnet-llm-plugin[pretrained]'")
 
@@ -650,8 +642,6 @@ class Ct2Whisper:
         self.model = None
 
     def __enter__(self) -> "Ct2Whisper":
-        import tempfile
-
         import ctranslate2
 
         model_dir = self.parts[0].parent
@@ -681,8 +671,6 @@ class Ct2Whisper:
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder output ``(1, T, D)`` of features ``(1, n_mels, 3000)``."""
-        import numpy as np
-
         return torch.from_numpy(np.array(self.model.encode(self._view(features), to_cpu=True)))
 
     def generate(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Tuple
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def load_gguf_causal_lm(gguf_path: Path) -> Tuple[torch.nn.Module, Any]:
@@ -18,8 +19,6 @@ def load_gguf_causal_lm(gguf_path: Path) -> Tuple[torch.nn.Module, Any]:
     Raises:
         ValueError: the file is missing or transformers cannot read it (names the file).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if not gguf_path.is_file():
         raise ValueError(f"GGUF file {gguf_path} does not exist")
     src, name = str(gguf_path.parent), gguf_path.name

@@ -30,10 +30,29 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+import torch
+import transformers
+
 from espnet_llm_plugin import __version__
-from espnet_llm_plugin.fileio.atomic import atomic_dir, default_file_modes
+from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
+from espnet_llm_plugin.corpus.espeak_synth import SynthesisError, run_espeak
+from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text, default_file_modes
+from espnet_llm_plugin.fileio.audio import resample
 from espnet_llm_plugin.fileio.checksum import sha256_file
 from espnet_llm_plugin.pretrained.catalog import PretrainedSpec, get_spec
+from espnet_llm_plugin.pretrained.ctranslate2_whisper import (
+    SAMPLING_RATE,
+    Ct2Whisper,
+    check_signal,
+    encoder_fingerprint,
+    generate_nbest,
+    load_ct2_whisper,
+    load_whisper_dir,
+    log_mel,
+    whisper_prompt,
+)
+from espnet_llm_plugin.pretrained.gguf_causal_lm import load_gguf_causal_lm
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +177,6 @@ def check_manifest(out_dir: Path, spec: PretrainedSpec, checksums: bool = False)
 
 def _next_token_check(model: Any, tokenizer: Any, prompt: str) -> Tuple[str, Any]:
     """Greedy next token of ``prompt`` and the last-position logits ``(V,)``."""
-    import torch
-
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0, -1].float()
@@ -169,8 +186,6 @@ def _next_token_check(model: Any, tokenizer: Any, prompt: str) -> Tuple[str, Any
 def _refresh_usage(out_dir: Path, spec: PretrainedSpec, manifest: Dict[str, Any]) -> None:
     """Rewrite ``llm_usage.json`` (and its manifest entry) when the catalog's measured
     defaults changed since the directory was prepared; the weights stay as they are."""
-    from espnet_llm_plugin.fileio.atomic import atomic_write_text
-
     path = out_dir / USAGE
     current = json.loads(path.read_text()) if path.is_file() else {}
     if current == spec.usage:
@@ -187,12 +202,8 @@ def _refresh_usage(out_dir: Path, spec: PretrainedSpec, manifest: Dict[str, Any]
 
 def _convert(spec: PretrainedSpec, parts: List[Path]) -> Tuple[Any, Any]:
     if spec.kind == "gguf_causal_lm":
-        from espnet_llm_plugin.pretrained.gguf_causal_lm import load_gguf_causal_lm
-
         return load_gguf_causal_lm(parts[0])
     if spec.kind == "ct2_whisper":
-        from espnet_llm_plugin.pretrained.ctranslate2_whisper import load_ct2_whisper
-
         return load_ct2_whisper(parts)
     raise ValueError(f"{spec.name}: no converter for kind {spec.kind!r}")
 
@@ -205,10 +216,6 @@ CHECK_ENCODER_RTOL = 1e-3
 def _whisper_check_clip(spec: PretrainedSpec) -> Tuple[Any, str]:
     """``(16 kHz samples (T,), description)``: espeak-ng speaking ``spec.check_prompt`` where
     espeak-ng is installed, else the deterministic check signal."""
-    from espnet_llm_plugin.corpus.espeak_synth import SynthesisError, run_espeak
-    from espnet_llm_plugin.fileio.audio import resample
-    from espnet_llm_plugin.pretrained.ctranslate2_whisper import SAMPLING_RATE, check_signal
-
     try:
         wav, sr = run_espeak(spec.check_prompt, "en-us", 160, 50)
         return resample(wav, sr, SAMPLING_RATE), f"espeak-ng (en-us, 160 wpm): {spec.check_prompt}"
@@ -228,18 +235,6 @@ def _whisper_reference(
         PreparedModelError: the encoder fingerprint, or (with ctranslate2) the transcript or
             encoder output differs from CTranslate2's.
     """
-    import numpy as np
-    import torch
-
-    from espnet_llm_plugin.pretrained.ctranslate2_whisper import (
-        Ct2Whisper,
-        check_signal,
-        encoder_fingerprint,
-        generate_nbest,
-        log_mel,
-        whisper_prompt,
-    )
-
     with torch.no_grad():
         signal_out = model.model.encoder(log_mel(processor, check_signal())).last_hidden_state
     fingerprint = encoder_fingerprint(signal_out)
@@ -291,8 +286,6 @@ def _whisper_reference(
 def _save_whisper(model: Any, processor: Any, out: Path) -> None:
     """Save in float16 when every weight is a float16 value (the CTranslate2 file's precision):
     half the size, nothing lost; ``config.json`` keeps float32, so it loads as float32."""
-    import torch
-
     state = {k: v for k, v in model.state_dict().items() if k != "proj_out.weight"}  # tied
     if all(torch.equal(v, v.half().float()) for v in state.values() if v.is_floating_point()):
         state = {k: v.half() for k, v in state.items()}
@@ -303,10 +296,6 @@ def _save_whisper(model: Any, processor: Any, out: Path) -> None:
 def _verify_written_whisper(spec: PretrainedSpec, out: Path, reference: Any) -> Dict[str, Any]:
     """Load the written directory back: parameters, tokenizer size, encoder output and greedy
     transcript of the check clip must equal the in-memory model's exactly."""
-    import torch
-
-    from espnet_llm_plugin.pretrained.ctranslate2_whisper import generate_nbest, load_whisper_dir, whisper_prompt
-
     features, tokens, encoded = reference
     model, processor = load_whisper_dir(out)
     num_params = sum(p.numel() for p in model.parameters())
@@ -329,8 +318,6 @@ def _verify_written_whisper(spec: PretrainedSpec, out: Path, reference: Any) -> 
 def _verify_written_lm(spec: PretrainedSpec, out: Path, ref_logits: Any) -> Dict[str, Any]:
     """Load a written causal LM back: the next token of the check prompt, logits identical to
     the converted model's, the parameter count. Returns the manifest's ``check``."""
-    from espnet_llm_plugin.core.hf_causal_lm import load_causal_lm
-
     loaded, loaded_tok = load_causal_lm(out)
     token, logits = _next_token_check(loaded, loaded_tok, spec.check_prompt)
     diff = float((logits - ref_logits).abs().max())
@@ -352,9 +339,6 @@ def prepare(name: str, out_dir: Optional[Path] = None, force: bool = False) -> P
         MissingPackageError: the package is not installed (the message has the pip command).
         PreparedModelError: the converted model fails verification (nothing is written).
     """
-    import torch
-    import transformers
-
     spec = get_spec(name)
     out_dir = Path(out_dir) if out_dir is not None else default_dir(name)
     weights, version, licence = locate_source(spec)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from tqdm import tqdm
 
 from espnet_llm_plugin.core.device import resolve_device
 from espnet_llm_plugin.core.framing import LEGACY_FRAMING, resolve_framing
@@ -209,8 +210,6 @@ class LmScorer:
         out = [0.0] * len(seqs)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if progress:
-            from tqdm import tqdm
-
             batches = tqdm(batches, desc="LM scoring", unit="batch")
         for idx in batches:
             batch = [seqs[i] for i in idx]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from tqdm import tqdm
 
 from espnet_llm_plugin.rescoring.lm_scorer import LmScorer, score_nbest, sequence_logprobs
 from espnet_llm_plugin.rescoring.nbest import NBest
@@ -129,8 +130,6 @@ def train_mwer(
     Returns:
         a log: one dict per epoch (0 = before training) with loss and WER.
     """
-    from tqdm import tqdm
-
     cfg.validate()
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -49,10 +49,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import faiss
 import numpy as np
+import torch
 
 from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
 from espnet_llm_plugin.retrieval.search_backend import SearchBackend, check_metric
+from espnet_llm_plugin.retrieval.torch_search import TorchExactSearch
 
 if TYPE_CHECKING:
     import torch
@@ -90,8 +93,6 @@ class FaissSearch(SearchBackend):
         max_train: int = 200_000,
         seed: int = 0,
     ):
-        import faiss
-
         self.dim = int(dim)
         self.metric = check_metric(metric)
         self.index_string = index_string
@@ -149,7 +150,6 @@ class FaissSearch(SearchBackend):
         """
         if not params:
             return
-        import faiss
 
         try:
             faiss.ParameterSpace().set_index_parameters(self.index, params)
@@ -159,14 +159,10 @@ class FaissSearch(SearchBackend):
             ) from e
 
     def write(self, path: Path) -> None:
-        import faiss
-
         faiss.write_index(self.index, str(path))
 
     @classmethod
     def read(cls, path: Path, metric: str, index_string: str) -> "FaissSearch":
-        import faiss
-
         try:
             index = faiss.read_index(str(path))
         except Exception as e:  # faiss raises RuntimeError with a C++ message
@@ -180,8 +176,6 @@ def _skip_polysemous_training(index: Any) -> None:
     256 codes, ~3 s per sub-quantizer on one core (minutes for ``PQ32``) whatever the number of
     keys. It only serves polysemous filtering (``polysemous_ht``), which is never enabled here;
     permuting codes changes no distance, so search results stay the same."""
-    import faiss
-
     candidates = [index]
     try:
         candidates.append(faiss.extract_index_ivf(index))
@@ -248,8 +242,6 @@ def _nearest_by_score_then_id(
         ntotal: number of stored keys.
         q_sq: ``(N,)`` squared query norms (the scale of a distance's rounding error).
     """
-    import torch
-
     fetch = k if ntotal <= k else k + 1  # one more: does a tie cross the k-th place?
     while True:
         scores, ids = search(fetch)
@@ -323,7 +315,6 @@ class FaissDatastore:
     def _new_backend(self) -> SearchBackend:
         if self.backend_name == "faiss":
             return FaissSearch(self.dim, self.metric, self.index_string, max_train=self.max_train)
-        from espnet_llm_plugin.retrieval.torch_search import TorchExactSearch
 
         dtype = "float16" if self.fp16 and str(self.device).startswith("cuda") else None
         return TorchExactSearch(self.dim, self.metric, self.device, dtype=dtype)
@@ -409,8 +400,6 @@ class FaissDatastore:
 
         Scores are squared L2 distances (``l2``) or inner products (``ip``).
         """
-        import torch
-
         if self.count == 0:
             raise DatastoreError("search in an empty datastore")
 
@@ -432,8 +421,6 @@ class FaissDatastore:
         int64)`` tensors. The exact torch backend searches where its keys are and returns
         tensors there (a GPU query never goes through host memory); faiss searches on the CPU.
         """
-        import torch
-
         if self.count == 0:
             raise DatastoreError("search in an empty datastore")
         search_tensor = getattr(self.backend, "search_tensor", None)
@@ -459,8 +446,6 @@ class FaissDatastore:
 
     def _tie_tolerance(self) -> float:
         """Relative width of a tie: float32 rounding, or a half-precision search's (torch on a GPU)."""
-        import torch
-
         half = getattr(self.backend, "dtype", torch.float32) in (torch.float16, torch.bfloat16)
         return HALF_TIE_TOLERANCE if half else TIE_TOLERANCE
 

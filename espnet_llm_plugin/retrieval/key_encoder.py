@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from espnet_llm_plugin.core.base_weights import base_content_hash
 from espnet_llm_plugin.core.device import resolve_device
@@ -185,8 +186,6 @@ class KeyEncoder:
     ) -> Tuple[np.ndarray, ...]:
         """Keys ``(N, D)`` float32 and values ``(N,)`` int64 of all ``windows`` (and, with
         ``with_logp``, the LM's log-probs of the values ``(N,)``; see :meth:`encode_batch`)."""
-        from tqdm import tqdm
-
         windows = list(windows)
         parts: List[Tuple[np.ndarray, ...]] = []
         for b in tqdm(range(0, len(windows), self.batch_size), desc="keys", unit="batch", disable=not progress):

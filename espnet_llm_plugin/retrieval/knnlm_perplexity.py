@@ -34,6 +34,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from espnet_llm_plugin.retrieval.document_store import Document, iter_windows, text_ids
+from espnet_llm_plugin.retrieval.knnlm_scorer import interpolate_knn, knn_log_probs
+
 logger = logging.getLogger(__name__)
 
 
@@ -80,8 +83,6 @@ def collect_events(
         eval_stride: step between windows of longer texts; None: ``eval_window // 2`` (each
             event then has at least ``eval_window // 2 - 1`` tokens of left context).
     """
-    from espnet_llm_plugin.retrieval.document_store import Document, iter_windows, text_ids
-
     if not texts:
         raise ValueError(f"eval set '{name}' has no text")
     docs = [Document(tid, text_ids(lm.tokenizer, t, lm.framing, lm.text_form)) for tid, t in texts]
@@ -122,8 +123,6 @@ def knnlm_target_logp(
         scores, values: ``(n, k)`` neighbour distances/similarities and tokens (-1: none).
         targets: ``(n,)`` token ids.
     """
-    from espnet_llm_plugin.retrieval.knnlm_scorer import interpolate_knn, knn_log_probs
-
     if lam == 0.0:  # the scorer returns the base scores unchanged
         return lm_logp.clone()
     n, k = values.shape

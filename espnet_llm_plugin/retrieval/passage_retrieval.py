@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
+import torch
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from tqdm import tqdm
 
 PASSAGE_SEPARATOR = "|||"
@@ -212,8 +214,6 @@ def _word_counts(texts: Sequence[str]):
     scikit-learn's vectoriser keeps the matrix sparse: 8k passages take a few MiB where a dense
     ``N x V`` array took gigabytes.
     """
-    from sklearn.feature_extraction.text import CountVectorizer
-
     vectorizer = CountVectorizer(lowercase=True, token_pattern=_WORD.pattern, dtype=np.float64)
     try:
         counts = vectorizer.fit_transform(texts)
@@ -284,8 +284,6 @@ class TfidfIndex:
     """
 
     def __init__(self, texts: Sequence[str]):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         if not texts:
             raise PassageError("TfidfIndex: no passages to index")
         self.vectorizer = TfidfVectorizer(
@@ -330,8 +328,6 @@ class LmEmbeddingIndex:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """``(N, D)`` L2-normalised mean-pooled embeddings."""
-        import torch
-
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id
         if pad is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from rapidfuzz.distance import Levenshtein
+
 # one aligned position: (op, reference token or None, hypothesis token or None), op in C S D I
 AlignedToken = Tuple[str, Optional[str], Optional[str]]
 
@@ -53,8 +55,6 @@ class ErrorCounts:
 def align(ref: Sequence[str], hyp: Sequence[str]) -> List[AlignedToken]:
     """Minimum-edit alignment of one utterance, token by token (``C``orrect, ``S``ubstitution,
     ``D``eletion, ``I``nsertion), in reference order."""
-    from rapidfuzz.distance import Levenshtein
-
     out: List[AlignedToken] = []
     for op in Levenshtein.opcodes(list(ref), list(hyp)):
         r, h = ref[op.src_start : op.src_end], hyp[op.dest_start : op.dest_end]

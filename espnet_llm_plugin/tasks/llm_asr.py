@@ -28,11 +28,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from transformers import AutoTokenizer
 
+from espnet_llm_plugin.asr.llm_auto_conf import fill_llm_dependent_conf
 from espnet_llm_plugin.core.text_form import TextForm, infer_recipe_case, resolve_text_form
 from espnet_llm_plugin.espnet_fixes import apply_espnet_fixes
 from espnet_llm_plugin.quiet import quiet_espnet_import
 from espnet_llm_plugin.registry import register
+from espnet_llm_plugin.retrieval.passage_retrieval import context_token_ids
 
 with quiet_espnet_import():
     from espnet2.tasks.asr import ASRTask
@@ -68,7 +71,6 @@ class ContextPreprocessor:
                     f"utterance '{uid}': data '{CONTEXT_NAME}' is text and needs the LLM tokenizer, "
                     f"but neither decoder_conf.llm_path nor a hugging_face bpemodel is set"
                 )
-            from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path, local_files_only=True)
         return self._tokenizer
@@ -80,8 +82,6 @@ class ContextPreprocessor:
             data = self.base(uid, data)
         value = data.get(CONTEXT_NAME)
         if isinstance(value, str):
-            from espnet_llm_plugin.retrieval.passage_retrieval import context_token_ids
-
             ids = context_token_ids(value, self._get_tokenizer(uid))
             data[CONTEXT_NAME] = np.asarray(ids, dtype=np.int64)
         return data
@@ -139,7 +139,6 @@ class LlmASRTask(ASRTask):
     def build_model(cls, args: argparse.Namespace) -> Any:
         # adapter width and sos/eos from the LLM, when left out or "auto"; filled into args,
         # which ESPnet dumps to config.yaml after this, so decoding rebuilds the same model
-        from espnet_llm_plugin.asr.llm_auto_conf import fill_llm_dependent_conf
 
         fill_llm_dependent_conf(args)
         return super().build_model(args)
