@@ -11,6 +11,35 @@ import sys
 import traceback
 from typing import Any, Callable, Sequence, Type
 
+CLI_PREFIX = "python -m espnet_llm_plugin.bin."
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the description's own layout (its examples) and names each option's
+    default, except where there is none to name (required options, ``None``, flags)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if (
+            "default" in text.lower()  # the help says it already, in its own words
+            or not action.option_strings
+            or action.required
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or (isinstance(default, (str, list, tuple)) and not default)
+            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        ):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+def cli_parser(name: str, description: str | None, **kwargs: Any) -> argparse.ArgumentParser:
+    """The parser of ``python -m espnet_llm_plugin.bin.<name>``: its usage line names the
+    command to type, and --help shows the defaults."""
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    return argparse.ArgumentParser(prog=CLI_PREFIX + name, description=description, **kwargs)
+
 
 def str2bool(value: str) -> bool:
     v = str(value).strip().lower()

@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import cli_parser
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.stats_frontend import FRONTEND_FILE, frontend_of_config
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.aggregate_stats", description=__doc__)
+    p = cli_parser("aggregate_stats", __doc__)
     p.add_argument("--input_dir", type=Path, action="append", required=True, help="repeatable")
     p.add_argument("--output_dir", type=Path, required=True)
     p.add_argument("--token_list", type=Path, required=True)

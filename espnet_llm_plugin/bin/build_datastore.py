@@ -36,13 +36,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet_llm_plugin.cli_args import add_text_form_args, int_list
+from espnet_llm_plugin.cli_args import add_text_form_args, cli_parser, int_list
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="build_datastore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli_parser("build_datastore", __doc__)
     mem = p.add_argument_group("memory corpus")
     mem.add_argument("--memory_text", help="text file (one sentence/passage per line) or passages .jsonl")
     mem.add_argument("--memory_units", help="units file 'utt_id u1 u2 ...' (multi-modal memory)")

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_llm_plugin import __version__
+from espnet_llm_plugin.cli_args import cli_parser
 from espnet_llm_plugin.fileio.atomic import atomic_write_text
 from espnet_llm_plugin.scoring.results_table import espnet_tables
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.collect_results", description=__doc__)
+    p = cli_parser("collect_results", __doc__)
     p.add_argument("exp_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: EXP_DIR/RESULTS.md")
     p.add_argument("--title", default="Results")

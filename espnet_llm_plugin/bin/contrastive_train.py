@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_parser, str2bool
 from espnet_llm_plugin.fileio.checksum import sha256_file
 from espnet_llm_plugin.mmlm.cli_common import add_device_args, add_finetune_args, jsonable_args, run_cli
 
@@ -26,7 +26,7 @@ logger = logging.getLogger("contrastive_train")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli_parser("contrastive_train", __doc__)
     g = p.add_argument_group("data")
     g.add_argument("--llm_dir", type=Path, required=True, help="unit-extended HF LM")
     g.add_argument("--units", type=Path, required=True, help="training units file")

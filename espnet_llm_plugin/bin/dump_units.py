@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging, str2bool
 
 
 def parse_job(value: str) -> Tuple[int, int]:
@@ -43,11 +43,7 @@ def parse_job(value: str) -> Tuple[int, int]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.dump_units",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("dump_units", __doc__)
     p.add_argument("--data_dir", type=Path, help="Kaldi data dir (wav.scp [+ segments])")
     p.add_argument("--kmeans_dir", type=Path, help="directory written by train_kmeans")
     p.add_argument("--out", type=Path, required=True, help="units file to write")

@@ -17,14 +17,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_parser
 from espnet_llm_plugin.mmlm.cli_common import run_cli
 
 PROG = "python -m espnet_llm_plugin.bin.extend_vocab"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli_parser("extend_vocab", __doc__)
     p.add_argument("--base_dir", type=Path, required=True, help="local HF causal LM directory (model + tokenizer)")
     p.add_argument("--out_dir", type=Path, required=True, help="the extended model directory")
     p.add_argument("--num_units", type=int, required=True, help="number of discrete units")

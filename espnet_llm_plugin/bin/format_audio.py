@@ -20,18 +20,14 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import cli_parser, str2bool
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.fileio.audio import AudioError, check_sample_rate, read_audio, resample
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir, write_scp
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.format_audio",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("format_audio", __doc__)
     p.add_argument("data_dir", type=Path, help="Kaldi data dir (wav.scp, text, utt2spk)")
     p.add_argument("out_dir", type=Path, help="dump dir to create")
     p.add_argument("--fs", type=int, default=16000, help="output sample rate (Hz)")

@@ -34,7 +34,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from espnet_llm_plugin.cli_args import add_debug_arg, add_text_form_args, float_list, int_list, run_cli
+from espnet_llm_plugin.cli_args import add_debug_arg, add_text_form_args, cli_parser, float_list, int_list, run_cli
 
 log = logging.getLogger("knnlm_perplexity")
 
@@ -47,11 +47,7 @@ def _named_path(value: str) -> Tuple[str, str]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.knnlm_perplexity",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("knnlm_perplexity", __doc__)
     p.add_argument("--lm_path", required=True, help="local Hugging Face causal LM dir (with tokenizer)")
     p.add_argument(
         "--key_encoder",

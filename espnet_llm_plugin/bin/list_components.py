@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import cli_parser
 from espnet_llm_plugin.core.decode_scorers import DECODE_SCORERS
 from espnet_llm_plugin.registry import components
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.list_components", description=__doc__)
+    parser = cli_parser("list_components", __doc__)
     parser.add_argument("--check", action="store_true", help="register and verify against the installed espnet")
     parser.add_argument("--task", default=None, help="only this ESPnet task module")
     return parser

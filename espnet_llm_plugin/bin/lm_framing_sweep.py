@@ -24,13 +24,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging, str2bool
 
 PROG = "python -m espnet_llm_plugin.bin.lm_framing_sweep"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("lm_framing_sweep", __doc__)
     p.add_argument("--llm_path", type=Path, required=True, help="local Hugging Face causal LM dir")
     p.add_argument(
         "--text", type=Path, required=True, help="sentences: plain lines, or a Kaldi text file with --has_ids true"

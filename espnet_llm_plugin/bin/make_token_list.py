@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import cli_parser, str2bool
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp
 
@@ -27,7 +27,7 @@ SPECIAL_TAIL = ["<sos/eos>"]
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.make_token_list", description=__doc__)
+    p = cli_parser("make_token_list", __doc__)
     p.add_argument("--text", type=Path, default=None, help="training transcripts (bpe, char)")
     p.add_argument("--has_ids", type=str2bool, default=True, help="lines start with an utt id")
     p.add_argument("--out_dir", type=Path, required=True)

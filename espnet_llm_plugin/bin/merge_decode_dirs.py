@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import cli_parser
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.rescoring.nbest import SCORE_INFO, read_score_info, write_score_info
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.merge_decode_dirs", description=__doc__)
+    p = cli_parser("merge_decode_dirs", __doc__)
     p.add_argument("work_dir", type=Path, help="directory holding output.1 ... output.N")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--nj", type=int, required=True)

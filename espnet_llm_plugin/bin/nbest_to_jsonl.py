@@ -13,15 +13,11 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.nbest_to_jsonl",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("nbest_to_jsonl", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--nbest_dir", type=Path, help="ESPnet decode dir -> JSONL (--out)")
     src.add_argument("--nbest_jsonl", type=Path, help="JSONL -> ESPnet decode dir (--out_dir)")

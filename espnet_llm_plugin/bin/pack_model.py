@@ -23,15 +23,11 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging, str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.pack_model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("pack_model", __doc__)
     p.add_argument("--asr_train_config", type=Path, required=True, help="the experiment's config.yaml")
     p.add_argument(
         "--asr_model_file",

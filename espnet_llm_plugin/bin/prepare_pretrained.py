@@ -21,13 +21,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_llm_plugin.cli_args import cli_parser
 from espnet_llm_plugin.pretrained.catalog import CATALOG
 
 PROG = "python -m espnet_llm_plugin.bin.prepare_pretrained"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("prepare_pretrained", __doc__)
     p.add_argument("name", nargs="?", choices=sorted(CATALOG), help="the model to prepare")
     p.add_argument(
         "--out_dir",

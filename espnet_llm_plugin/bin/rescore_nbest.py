@@ -34,7 +34,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, run_cli, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_parser, run_cli, str2bool
 from espnet_llm_plugin.rescoring.cli_options import add_allow_missing, add_lm_options, add_nbest_source
 
 
@@ -46,11 +46,7 @@ def _floats(value: str) -> List[float]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.rescore_nbest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("rescore_nbest", __doc__)
     add_nbest_source(p)
     add_lm_options(p, "local Hugging Face causal LM dir")
     p.add_argument(

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_parser
 from espnet_llm_plugin.mmlm.cli_common import add_device_args, run_cli
 
 PROG = "python -m espnet_llm_plugin.bin.retrieval_eval"
@@ -25,7 +25,7 @@ logger = logging.getLogger("retrieval_eval")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli_parser("retrieval_eval", __doc__)
     p.add_argument("--model_dir", type=Path, required=True, help="unit-extended HF LM")
     p.add_argument("--units", type=Path, required=True, help="held-out units file")
     p.add_argument("--text", type=Path, required=True, help="held-out Kaldi text")

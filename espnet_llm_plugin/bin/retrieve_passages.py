@@ -34,15 +34,13 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 
 SCORERS = ("bm25", "tfidf", "lm_embedding")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli_parser("retrieve_passages", __doc__.split("\n\n")[0], epilog=__doc__)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--passages", help="domain memory: passages JSONL (id, text) or text file")
     src.add_argument("--documents", help="dynamic context: JSONL of {utt_id, documents}")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, run_cli
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_parser, run_cli
 from espnet_llm_plugin.core.text_form import TextForm
 from espnet_llm_plugin.fileio.atomic import atomic_write_text
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError
@@ -27,7 +27,7 @@ from espnet_llm_plugin.scoring.file_scoring import alignment_text, format_result
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.score_wer", description=__doc__)
+    p = cli_parser("score_wer", __doc__)
     p.add_argument("--ref", type=Path, required=True, help="reference Kaldi text file")
     p.add_argument("--hyp", type=Path, required=True, help="hypothesis Kaldi text file")
     p.add_argument("--out_dir", type=Path, required=True)

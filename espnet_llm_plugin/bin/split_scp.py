@@ -10,12 +10,12 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, read_scp, write_scp
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m espnet_llm_plugin.bin.split_scp", description=__doc__)
+    p = cli_parser("split_scp", __doc__)
     p.add_argument("scp", type=Path)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--nj", type=int, required=True)

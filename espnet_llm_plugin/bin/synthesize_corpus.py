@@ -11,18 +11,14 @@ import dataclasses
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 from espnet_llm_plugin.corpus import synthetic_corpus
 from espnet_llm_plugin.corpus.espeak_synth import SynthesisError
 from espnet_llm_plugin.corpus.synthetic_corpus import CorpusConfig, synthesize_corpus
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.synthesize_corpus",
-        description=synthetic_corpus.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("synthesize_corpus", synthetic_corpus.__doc__)
     p.add_argument("out_dir", type=Path, help="output directory (data dirs, local/, .done)")
     defaults = CorpusConfig()
     helps = {

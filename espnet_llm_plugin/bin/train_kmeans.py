@@ -23,15 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import cli_parser, str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.train_kmeans",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("train_kmeans", __doc__)
     src = p.add_argument_group("data")
     src.add_argument("--data_dir", type=Path, action="append", default=[], help="Kaldi data dir (repeatable)")
     src.add_argument("--wav_scp", type=Path, action="append", default=[], help="wav.scp file (repeatable)")

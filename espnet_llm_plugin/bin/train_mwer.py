@@ -20,16 +20,12 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 from espnet_llm_plugin.rescoring.cli_options import add_lm_options, add_nbest_source
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.train_mwer",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("train_mwer", __doc__)
     add_nbest_source(p, what="training n-best: ")
     p.add_argument("--ref_text", type=Path, required=True, help="references of the training lists")
     p.add_argument("--units", type=Path, default=None, help="units of the training utterances (speech+text LM)")

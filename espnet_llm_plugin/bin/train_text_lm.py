@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging, str2bool
 from espnet_llm_plugin.fileio.checksum import sha256_file
 from espnet_llm_plugin.fileio.text_corpus import read_text_lines
 
@@ -50,7 +50,7 @@ logger = logging.getLogger("train_text_lm")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli_parser("train_text_lm", __doc__)
     g = p.add_argument_group("data")
     g.add_argument(
         "--train_text", type=Path, action="append", required=True, help="training text; repeat for several files"

@@ -30,17 +30,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 
 logger = logging.getLogger("tune_decode")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.tune_decode",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("tune_decode", __doc__)
     p.add_argument("--config", type=Path, required=True, help="base decode YAML")
     p.add_argument(
         "--grid",

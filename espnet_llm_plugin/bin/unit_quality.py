@@ -19,15 +19,11 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.unit_quality",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("unit_quality", __doc__)
     p.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir with text")
     p.add_argument("--units", type=Path, required=True, help="units file of that data dir")
     p.add_argument("--num_units", type=int, default=None, help="K, to check unit ids")

@@ -17,15 +17,11 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.unpack_model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("unpack_model", __doc__)
     p.add_argument("pack", type=Path, help="the pack: a directory, or a .zip/.tar/.tar.gz file")
     p.add_argument("out_dir", type=Path, help="new directory to unpack into")
     p.add_argument(

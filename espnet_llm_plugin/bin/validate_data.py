@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, setup_logging, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_errors, cli_parser, setup_logging, str2bool
 from espnet_llm_plugin.fileio.audio import AudioError, check_duration, check_sample_rate, read_audio
 from espnet_llm_plugin.fileio.kaldi_data import DataDirError, load_data_dir
 
@@ -24,11 +24,7 @@ MAX_DURATION = 60.0  # s: longer utterances exhaust memory in training and atten
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.validate_data",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("validate_data", __doc__)
     p.add_argument("data_dir", type=Path)
     p.add_argument("--require_text", type=str2bool, default=True)
     p.add_argument("--check_audio", type=str2bool, default=True, help="read every recording")

@@ -22,15 +22,11 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_llm_plugin.cli_args import add_debug_arg, json_object, run_cli, str2bool
+from espnet_llm_plugin.cli_args import add_debug_arg, cli_parser, json_object, run_cli, str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m espnet_llm_plugin.bin.whisper_nbest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser("whisper_nbest", __doc__)
     p.add_argument("--whisper_dir", type=Path, required=True, help="prepared Hugging Face Whisper directory")
     p.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir (wav.scp, optional segments)")
     p.add_argument(

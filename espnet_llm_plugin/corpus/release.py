@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import soundfile
 
-from espnet_llm_plugin.cli_args import str2bool
+from espnet_llm_plugin.cli_args import cli_parser, str2bool
 from espnet_llm_plugin.fileio.atomic import atomic_dir
 from espnet_llm_plugin.fileio.kaldi_data import DataDir, DataDirError
 
@@ -363,11 +363,7 @@ def release_parser(
     """The parser of ``espnet_llm_plugin.bin.<name>`` with the options every prepare CLI has:
     ``<root_option>``, --data_dir, --download, --download_dir (``download_holds``: what
     --download puts there) and --check_audio; the caller adds the corpus's own options."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m espnet_llm_plugin.bin.{name}",
-        description=doc,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli_parser(name, doc)
     p.add_argument(root_option, type=Path, default=None, help=f"{root_help} (default: --download_dir)")
     p.add_argument("--data_dir", type=Path, default=Path("data"), help="output parent directory (default: %(default)s)")
     p.add_argument(
