@@ -17,6 +17,13 @@ With ``--tune true`` the weights are grid-searched on these lists against ``--re
 score_first_pass,score_lm}``, ranked by the combined score) plus ``nbest.jsonl`` and, when
 references are given, ``wer.json`` (first-pass, oracle and rescored WER).
 
+With ``--knnlm_datastore`` (a text-only datastore of in-domain text, ``build_datastore``) the
+LM score is the kNN-LM's: the datastore's key encoder (``--lm_path`` must be it) interpolated
+with the memory's nearest neighbours token by token, as the ``knnlm`` decode scorer does in
+beam search, so names a general LM has never seen can win from the memory. ``--knnlm_lambda``,
+``--knnlm_k`` and ``--knnlm_temperature`` default to the key encoder's ``llm_usage.json``
+(``knnlm``), else the library's.
+
 Tune on dev, apply to test::
 
     python -m espnet_llm_plugin.bin.rescore_nbest --nbest_dir exp/asr/decode/dev \\
@@ -75,6 +82,19 @@ def get_parser() -> argparse.ArgumentParser:
         help="grid of per-word length bonuses for --tune (comma-separated)",
     )
     p.add_argument("--first_pass_weight", type=float, default=1.0, help="weight of the first-pass score when tuning")
+    knn = p.add_argument_group("kNN-LM (text-only memory)")
+    knn.add_argument(
+        "--knnlm_datastore", type=Path, default=None, help="datastore dir: score with the kNN-LM of its memory"
+    )
+    knn.add_argument("--knnlm_lambda", type=float, default=None, help="weight of the kNN distribution (0..1)")
+    knn.add_argument("--knnlm_k", type=int, default=None, help="neighbours per token")
+    knn.add_argument("--knnlm_temperature", type=float, default=None, help="softmax temperature over distances")
+    knn.add_argument(
+        "--knnlm_temperature_unit",
+        choices=["distance_scale", "absolute"],
+        default=None,
+        help="the temperature's unit: the datastore's distance scale, or raw squared distance",
+    )
     p.add_argument("--batch_size", type=int, default=16, help="hypotheses per LM forward pass")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     add_debug_arg(p)
@@ -83,6 +103,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
+    from espnet_llm_plugin.rescoring.knnlm_nbest import KnnLmNbestScorer, knnlm_identity
     from espnet_llm_plugin.rescoring.lm_scorer import score_nbest
     from espnet_llm_plugin.rescoring.nbest import score_kind_of, write_espnet_files, write_nbest_jsonl
     from espnet_llm_plugin.rescoring.run_inputs import lm_usage_of, load_lm_scorer, load_nbest_inputs
@@ -94,12 +115,23 @@ def run(args: argparse.Namespace) -> dict:
         rerank_all,
         weights_counts,
     )
+    from espnet_llm_plugin.retrieval.datastore import read_manifest
 
     if args.tune and args.ref_text is None:
         raise ValueError("--tune true needs --ref_text")
     if args.weights_config is None:
         raise ValueError("--weights_config is needed (written with --tune true, read otherwise)")
     source = args.nbest_dir if args.nbest_dir is not None else args.nbest_jsonl
+    knn_overrides = {
+        "lambda": args.knnlm_lambda,
+        "k": args.knnlm_k,
+        "temperature": args.knnlm_temperature,
+        "temperature_unit": args.knnlm_temperature_unit,
+    }
+    if args.knnlm_datastore is None and any(v is not None for v in knn_overrides.values()):
+        raise ValueError("--knnlm_lambda/_k/_temperature/_temperature_unit need --knnlm_datastore")
+    if args.knnlm_datastore is not None and (args.units is not None or args.length_norm):
+        raise ValueError("--knnlm_datastore scores text only, as totals: drop --units and --length_norm")
     # all inputs are checked against each other before the (possibly slow) LM load
     nbest, refs, units = load_nbest_inputs(
         args.nbest_dir,
@@ -115,11 +147,27 @@ def run(args: argparse.Namespace) -> dict:
     # checked before the LM load too
     kind = score_kind_of(nbest, str(source))
     lm = lm_identity(args.lm_path, args.length_norm, args.units is not None, first_pass_kind=kind)
+    if args.knnlm_datastore is not None:
+        key_path = read_manifest(args.knnlm_datastore)["key_encoder"].get("model_path") or ""
+        if Path(key_path).resolve() != Path(args.lm_path).resolve():
+            raise ValueError(
+                f"--lm_path {args.lm_path} is not the key encoder of --knnlm_datastore {args.knnlm_datastore} "
+                f"({key_path}): the kNN-LM's LM is its key encoder"
+            )
+        lm["knnlm"] = knnlm_identity(args.knnlm_datastore, knn_overrides)
     weights = None if args.tune else CombinationWeights.load(args.weights_config, lm=lm)
 
-    scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
-    logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")
-    scored = score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))
+    if args.knnlm_datastore is not None:
+        knn = KnnLmNbestScorer.from_datastore(
+            args.knnlm_datastore, knn_overrides, device=args.device, dtype=args.dtype, batch_size=args.batch_size
+        )
+        scored = knn.score_nbest(nbest, progress=True)
+        usage = {"text_form": knn.key_encoder.text_form.to_dict(), "framing": knn.key_encoder.framing.to_dict()}
+    else:
+        scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
+        logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")
+        scored = score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))
+        usage = lm_usage_of(scorer)
 
     table = None
     if args.tune:
@@ -131,7 +179,8 @@ def run(args: argparse.Namespace) -> dict:
         "units": str(args.units) if args.units else None,
         "weights": vars(weights),
         "first_pass_kind": kind,
-        **lm_usage_of(scorer),
+        "knnlm": lm.get("knnlm"),
+        **usage,
     }
     if refs is not None:
         first = weights_counts(scored, refs, CombinationWeights())

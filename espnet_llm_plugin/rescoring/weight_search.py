@@ -97,6 +97,11 @@ def check_lm_identity(path: str | Path, recorded: Dict[str, Any], current: Dict[
                 f"{path}: weights were tuned with {key}={bool(recorded[key])}, this run has "
                 f"{key}={bool(current.get(key))}; retune on dev with --tune true"
             )
+    if recorded.get("knnlm") != current.get("knnlm"):  # the memory and its settings are part of the LM
+        raise WeightsConfigError(
+            f"{path}: weights were tuned with kNN-LM {recorded.get('knnlm')}, this run has "
+            f"{current.get('knnlm')}; retune on dev with --tune true"
+        )
     # weights files written before score kinds existed were tuned on total scores
     have_kind, want_kind = recorded.get("first_pass_kind", "total"), current.get("first_pass_kind", "total")
     if have_kind != want_kind:

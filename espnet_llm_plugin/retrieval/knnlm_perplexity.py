@@ -138,6 +138,42 @@ def knnlm_target_logp(
     return out[:, 0].double()
 
 
+def text_logprobs(
+    texts: Sequence[str],
+    lm: Any,
+    datastore: Any,
+    k: int,
+    lam: float,
+    temperature: float,
+    eval_window: int = 1024,
+    progress: bool = False,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Each text's total log-probability under the LM alone and under the kNN-LM: ``(base (n,),
+    knn (n,))`` float64, the scores n-best rescoring compares hypotheses by.
+
+    A text is framed and scored as :func:`collect_events` scores an eval text (its tokens and
+    the first end token, queries from ``lm``, the datastore's key encoder); ``temperature`` is
+    absolute (the caller multiplies by the datastore's distance scale).
+
+    Raises:
+        ValueError: a text with no token to score, naming its position.
+    """
+    docs = [Document(str(i), text_ids(lm.tokenizer, t, lm.framing, lm.text_form)) for i, t in enumerate(texts)]
+    for d in docs:
+        if len(d.ids) < 2:
+            raise ValueError(f"text {int(d.doc_id) + 1} ({texts[int(d.doc_id)]!r}) has no token to score")
+    windows = list(iter_windows(docs, eval_window, max(1, eval_window // 2)))
+    queries, targets, lm_logp = lm.encode(windows, progress=progress, with_logp=True)
+    scores, values = datastore.search_tensor(torch.from_numpy(queries), k)
+    base = torch.from_numpy(lm_logp.astype(np.float64))
+    knn = knnlm_target_logp(
+        base, scores.cpu(), values.cpu(), torch.from_numpy(targets), lam, temperature, datastore.metric
+    )
+    owner = np.repeat([int(w.doc_id) for w in windows], [w.n_keys for w in windows])
+    totals = [np.bincount(owner, weights=v, minlength=len(docs)) for v in (base.numpy(), knn.numpy())]
+    return totals[0], totals[1]
+
+
 def perplexities(total_logp: float, events: EvalEvents) -> Dict[str, Optional[float]]:
     """Per-token and per-word perplexity of a summed natural log-prob ``logprob`` (None
     where infinite, e.g. a target no neighbour has at ``lambda = 1``)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rescoring"))
-from rescoring_tiny_lm import build_tiny_lm_dirs  # noqa: E402
+from rescoring_tiny_lm import build_knnlm_memory, build_tiny_lm_dirs  # noqa: E402
 
 from espnet_llm_plugin.bin import rescore_nbest  # noqa: E402
 from espnet_llm_plugin.bin.score_wer import score_files  # noqa: E402
@@ -188,3 +188,28 @@ def test_bad_inputs_fail_clearly_and_write_nothing(setup, tmp_path, capsys, case
 
     assert re.search(match, str(e.value)), str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_knnlm_rescoring_tunes_applies_and_guards_its_weights(setup, tmp_path):
+    root, lms = setup
+    ds = build_knnlm_memory(lms["text"], tmp_path / "memory")
+    weights = tmp_path / "weights.yaml"
+    common = ["--nbest_dir", root / "decode", "--lm_path", lms["text"], "--weights_config", weights]
+    knn = ["--knnlm_datastore", ds, "--knnlm_k", "4"]
+    run_cli(common + knn + ["--ref_text", root / "text", "--tune", "true", "--out_dir", tmp_path / "dev"])
+    summary = json.loads((tmp_path / "dev" / "wer.json").read_text())
+    assert summary["knnlm"]["datastore"] == str(ds) and summary["knnlm"]["k"] == 4
+    assert summary["oracle"]["errors"] <= summary["rescored"]["errors"] <= summary["first_pass"]["errors"]
+    rescored = read_espnet_nbest(tmp_path / "dev")
+    assert all({"lm", "lm_base"} <= set(h.scores) for hs in rescored.values() for h in hs)
+    run_cli(common + knn + ["--out_dir", tmp_path / "test"])
+    assert (tmp_path / "test" / "text").read_text() == (tmp_path / "dev" / "text").read_text()
+    # weights tuned with the memory are not applied without it, nor with other settings
+    for other in ([], ["--knnlm_datastore", ds, "--knnlm_k", "8"]):
+        with pytest.raises(SystemExit, match="tuned with kNN-LM"):
+            run_cli(common + other + ["--out_dir", tmp_path / "x"])
+    with pytest.raises(SystemExit, match="need --knnlm_datastore"):
+        run_cli(common + ["--knnlm_k", "4", "--out_dir", tmp_path / "x"])
+    with pytest.raises(SystemExit, match="is not the key encoder"):
+        run_cli(common[:3] + [lms["speech_text"]] + common[4:] + knn + ["--out_dir", tmp_path / "x"])
+    assert not (tmp_path / "x").exists()

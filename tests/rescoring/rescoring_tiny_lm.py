@@ -32,3 +32,21 @@ def build_tiny_lm_dirs(root: Path) -> Dict[str, Path]:
     model.save_pretrained(st_dir)
     tokenizer.save_pretrained(st_dir)
     return {"text": text_dir, "speech_text": st_dir}
+
+
+MEMORY = ["the cat sat on the mat", "a dog ran home", "one big red dog ran to the mat"]
+
+
+def build_knnlm_memory(lm_dir: Path, out_dir: Path) -> Path:
+    """A text-only kNN-LM datastore of :data:`MEMORY` keyed by ``lm_dir``, saved with the
+    build info ``build_datastore`` records (framing, text form)."""
+    from espnet_llm_plugin.retrieval.datastore import FaissDatastore
+    from espnet_llm_plugin.retrieval.document_store import Document, iter_windows, text_ids
+    from espnet_llm_plugin.retrieval.key_encoder import KeyEncoder
+
+    enc = KeyEncoder(str(lm_dir), device="cpu", batch_size=4)
+    docs = [Document(str(i), text_ids(enc.tokenizer, t, enc.framing, enc.text_form)) for i, t in enumerate(MEMORY)]
+    keys, values = enc.encode(iter_windows(docs, 6, 3))
+    info = {"build": {"framing": enc.framing.to_dict(), "text_form": enc.text_form.to_dict()}}
+    FaissDatastore.build(keys, values, enc.identity()).save(out_dir, extra=info)
+    return out_dir

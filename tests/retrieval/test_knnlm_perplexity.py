@@ -11,7 +11,12 @@ from espnet_llm_plugin.retrieval.datastore import FaissDatastore
 from espnet_llm_plugin.retrieval.document_store import iter_windows, text_documents
 from espnet_llm_plugin.retrieval.hf_lm_scorer import HfLmScorer
 from espnet_llm_plugin.retrieval.key_encoder import KeyEncoder
-from espnet_llm_plugin.retrieval.knnlm_perplexity import collect_events, evaluate_grid, knnlm_target_logp
+from espnet_llm_plugin.retrieval.knnlm_perplexity import (
+    collect_events,
+    evaluate_grid,
+    knnlm_target_logp,
+    text_logprobs,
+)
 from espnet_llm_plugin.retrieval.knnlm_scorer import KnnLmScorer, interpolate_knn, knn_log_probs
 
 TEXTS = [("a", "the cat sat on the mat"), ("b", "a big red dog ran home"), ("c", "two small cats")]
@@ -184,3 +189,37 @@ def test_smollm2_default_settings_beat_the_old_ones(smollm2_key_encoder, smollm2
     new = evaluate_grid(ev, ds, [DEFAULTS.k], [DEFAULTS.lam], [DEFAULTS.temperature], ds.distance_scale)
     old = evaluate_grid(ev, ds, [16], [0.25], [1.0], temperature_scale=1.0)
     assert new["grid"][0]["ppl_token"] < 0.8 * old["grid"][0]["ppl_token"] < 0.8 * old["base"]["ppl_token"]
+
+
+def test_text_logprobs_are_each_texts_own_events(setup):
+    """Per-text totals: the base is the framed text's LM log-prob, lambda 0 gives the base, and
+    the kNN-LM totals of a set add up to the grid's log-prob of it, text by text."""
+    enc, ds = setup
+    texts = [t for _, t in TEXTS]
+    base, knn0 = text_logprobs(texts, enc, ds, k=4, lam=0.0, temperature=1.0)
+    np.testing.assert_array_equal(base, knn0)
+    for i, text in enumerate(texts):
+        ev = collect_events("one", [("x", text)], enc)
+        assert base[i] == pytest.approx(float(ev.lm_logp.sum()), abs=1e-5)
+        scale = ds.distance_scale
+        one = evaluate_grid(ev, ds, [4], [0.6], [0.5], temperature_scale=scale)["grid"][0]["logprob"]
+        _, knn = text_logprobs([text], enc, ds, k=4, lam=0.6, temperature=0.5 * scale)
+        assert knn[0] == pytest.approx(one, abs=1e-5)
+    # scored together or alone, each text gets the same total
+    _, together = text_logprobs(texts, enc, ds, k=4, lam=0.6, temperature=0.5 * ds.distance_scale)
+    alone = [text_logprobs([t], enc, ds, k=4, lam=0.6, temperature=0.5 * ds.distance_scale)[1][0] for t in texts]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_text_logprobs_favour_what_the_memory_holds(setup):
+    enc, ds = setup
+    texts = ["the cat sat on the mat", "the mat sat on the cat"]  # in memory / same words, not in it
+    base, knn = text_logprobs(texts, enc, ds, k=8, lam=0.5, temperature=0.1 * ds.distance_scale)
+    assert knn[0] - base[0] > knn[1] - base[1]
+
+
+def test_text_logprobs_name_a_text_with_nothing_to_score(tiny_lm, setup):
+    _, ds = setup
+    enc = KeyEncoder(str(tiny_lm), device="cpu", framing={"start": [], "end": ["</s>"]})
+    with pytest.raises(ValueError, match=r"text 2 \(''\) has no token to score"):
+        text_logprobs(["the cat", ""], enc, ds, k=2, lam=0.5, temperature=1.0)
