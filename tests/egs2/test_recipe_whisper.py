@@ -1,7 +1,8 @@
 """The recipe with --whisper_dir: stage 12 decodes a data set with a prepared Whisper (n-best,
 per-token scores; split over --inference_nj jobs and merged), rescores the lists with SmolLM2
 (totals added to totals, weights tuned on the valid set), and stage 13 scores both into
-RESULTS.md; no ASR model is trained."""
+RESULTS.md; no ASR model is trained. Then stage 9 builds a text memory with SmolLM2 keys and
+stage 12 rescores the same lists with its kNN-LM (--rescore_knnlm) into a directory of its own."""
 
 import json
 import subprocess
@@ -54,3 +55,25 @@ def test_whisper_first_pass_rescored_and_scored(tmp_path, make_recipe, recipe_en
     assert len(rescored) == 1 and (rescored[0].parent.parent / "score_english" / "result.json").is_file()
     results = (r / "exp" / "RESULTS.md").read_text()
     assert f"asr_whisper_{whisper_tiny_en_dir.name}" in results
+
+    # the same lists rescored with the kNN-LM of a SmolLM2-keyed memory of the transcripts
+    (r / "data" / "memory.txt").write_text("".join(t.lower() + "\n" for t in SENTENCES.values()))
+    common = ["--train_set", "test", "--valid_set", "test", "--test_sets", "test", "--nj", "1", "--inference_nj", "1",
+              "--nbest", "3", "--whisper_dir", str(whisper_tiny_en_dir)]  # fmt: skip
+    proc = subprocess.run(
+        ["./llm_asr.sh", *common, "--stage", "9", "--stop_stage", "9", "--datastore_memory", "data/memory.txt",
+         "--datastore_key_encoder", str(smollm2_dir), "--datastore_tag", "memory_smollm2"],
+        cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.run(
+        ["./llm_asr.sh", *common, "--stage", "12", "--stop_stage", "13", "--rescore_lm", str(smollm2_dir),
+         "--rescore_knnlm", "exp/datastore_memory_smollm2", "--rescore_args", "--lm_weights 0,0.5 --length_bonuses 0"],
+        cwd=r, capture_output=True, text=True, timeout=900, env=recipe_env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    knn = dec.parent.parent / f"decode_beam3_rescore_{smollm2_dir.name}_knnlm_datastore_memory_smollm2" / "test"
+    summary = json.loads((knn / "wer.json").read_text())
+    assert summary["knnlm"]["datastore"] == "exp/datastore_memory_smollm2"
+    assert summary["rescored"]["errors"] <= summary["first_pass"]["errors"]
+    assert (knn / "score" / "result.json").is_file()

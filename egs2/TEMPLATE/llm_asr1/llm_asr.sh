@@ -132,6 +132,7 @@ tune_set=""             # default: the valid set
 rescore_lm=""           # HF causal LM dir (text-only, or the speech+text LM of stage 7); empty: no rescoring
 rescore_units=false     # true: score log p(text | units) with the units of stage 6 (speech+text LM)
 rescore_args=""         # extra options for rescore_nbest
+rescore_knnlm=""        # a text-only datastore dir: rescore with its kNN-LM (its key encoder = --rescore_lm)
 mwer_train=false        # MWER fine-tuning of the rescoring LM on the valid set's n-best lists first
 mwer_args=""            # extra options for train_mwer
 
@@ -178,6 +179,7 @@ Options (defaults in brackets):
   --context_exclude_query
                            cross-attention contexts (stage 9; train/valid use references as queries)
   --rescore_lm, --rescore_units, --rescore_args, --mwer_train, --mwer_args   n-best rescoring (stage 12)
+  --rescore_knnlm          rescore with the kNN-LM of this text-only datastore (stage 9's) instead
   --score_opts, --score_normalised   extra score_wer options (stage 13); true: also a Whisper-style
                            normalised WER (numbers as digits, hyphens split) [${score_normalised}]
   --pack_format, --pack_datastore   stage 14: zip|tar|tar.gz|dir [${pack_format}], datastore whole [${pack_datastore}]
@@ -755,6 +757,7 @@ if run_stage 12 && [ -n "${rescore_lm}" ]; then
         fi
     fi
     _resc=${_dec}_rescore_$(basename "${_lm}")
+    _knn=(); [ -n "${rescore_knnlm}" ] && { _knn=(--knnlm_datastore "${rescore_knnlm}"); _resc+=_knnlm_$(basename "${rescore_knnlm}"); }
     log "Stage 12: n-best rescoring with ${_lm} (weights tuned on ${valid_set}) -> ${_resc}"
     for dset in ${valid_set} ${test_sets}; do
         if [ -f "${_resc}/${dset}/text" ]; then log "  ${_resc}/${dset} is complete, skipping"; continue; fi
@@ -762,7 +765,7 @@ if run_stage 12 && [ -n "${rescore_lm}" ]; then
         # shellcheck disable=SC2046,SC2086
         ${bin}.rescore_nbest --nbest_dir "${_dec}/${dset}" --lm_path "${_lm}" $(_units "${dset}") \
             --ref_text "${data_feats}/${dset}/text" "${_tune[@]}" \
-            --weights_config "${_resc}/weights.yaml" --out_dir "${_resc}/${dset}" ${rescore_args}
+            --weights_config "${_resc}/weights.yaml" --out_dir "${_resc}/${dset}" "${_knn[@]}" ${rescore_args}
     done
     stage_done 12 "${_resc}"
 fi
