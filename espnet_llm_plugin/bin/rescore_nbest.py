@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> dict:
             args.knnlm_datastore, knn_overrides, device=args.device, dtype=args.dtype, batch_size=args.batch_size
         )
         scored = knn.score_nbest(nbest, progress=True)
-        usage = {"text_form": knn.key_encoder.text_form.to_dict(), "framing": knn.key_encoder.framing.to_dict()}
+        usage = lm_usage_of(knn.key_encoder)
     else:
         scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
         logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from espnet_llm_plugin.fileio.kaldi_data import read_scp
 from espnet_llm_plugin.fileio.unit_file import read_units
@@ -20,6 +20,7 @@ from espnet_llm_plugin.rescoring.nbest import (
     resolve_first_pass_score,
     score_kind_of,
 )
+from espnet_llm_plugin.retrieval.key_encoder import KeyEncoder
 
 
 def load_lm_scorer(args: argparse.Namespace, **kwargs) -> LmScorer:
@@ -39,9 +40,9 @@ def load_lm_scorer(args: argparse.Namespace, **kwargs) -> LmScorer:
     return scorer
 
 
-def lm_usage_of(scorer: LmScorer) -> dict:
-    """The text form and framing ``scorer`` used, as ``llm_usage.json`` sections (so an LM
-    trained from it is read the same way later)."""
+def lm_usage_of(scorer: Union[LmScorer, KeyEncoder]) -> dict:
+    """The text form and framing ``scorer`` (an LM scorer, or a kNN-LM's key encoder) used, as
+    ``llm_usage.json`` sections (so an LM trained from it is read the same way later)."""
     return {"text_form": scorer.text_form.to_dict(), "framing": scorer.framing.to_dict()}
 
 

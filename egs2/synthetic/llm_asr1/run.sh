@@ -125,6 +125,11 @@ if [ "${run_pretrained}" = true ]; then
         --datastore_tag target_memory_smollm2 --stage 9 --stop_stage 9 "${args[@]+"${args[@]}"}"
     ./llm_asr.sh "${pre[@]}" --inference_config conf/tuning/ctc_att_beam10_knnlm.yaml \
         --stage 12 --stop_stage 13 "${args[@]+"${args[@]}"}"
+    # Whisper's lists again, rescored with the kNN-LM of that memory (SmolLM2 + its neighbours)
+    ./llm_asr.sh --stage 12 --stop_stage 13 --train_set "${train_set}" --valid_set dev_target \
+        --test_sets "test_target test" --nj 2 --inference_nj 2 --nbest 8 --whisper_dir exp/whisper-tiny.en \
+        --rescore_lm exp/smollm2 --rescore_knnlm exp/datastore_target_memory_smollm2 --score_normalised true \
+        "${args[@]+"${args[@]}"}"
     # a sanity check on real speech: the shared recordings that have transcripts
     . ./db.sh
     if [ -f "${REAL_SPEECH}/text" ]; then
