@@ -86,7 +86,18 @@ def get_parser() -> argparse.ArgumentParser:
     knn.add_argument(
         "--knnlm_datastore", type=Path, default=None, help="datastore dir: score with the kNN-LM of its memory"
     )
-    knn.add_argument("--knnlm_lambda", type=float, default=None, help="weight of the kNN distribution (0..1)")
+    knn.add_argument(
+        "--knnlm_lambda",
+        type=float,
+        default=None,
+        help="weight of the kNN distribution (0..1); applying tuned weights: the lambda they were tuned with",
+    )
+    knn.add_argument(
+        "--knnlm_lambdas",
+        type=_floats,
+        default=None,
+        help="with --tune true: grid of lambdas tuned with the weights (comma-separated; one scoring pass)",
+    )
     knn.add_argument("--knnlm_k", type=int, default=None, help="neighbours per token")
     knn.add_argument("--knnlm_temperature", type=float, default=None, help="softmax temperature over distances")
     knn.add_argument(
@@ -103,13 +114,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.fileio.atomic import atomic_dir, atomic_write_text
-    from espnet_llm_plugin.rescoring.knnlm_nbest import KnnLmNbestScorer, knnlm_identity
+    from espnet_llm_plugin.rescoring.knnlm_nbest import KnnLmNbestScorer, knnlm_identity, tuned_lambda
     from espnet_llm_plugin.rescoring.lm_scorer import score_nbest
     from espnet_llm_plugin.rescoring.nbest import score_kind_of, write_espnet_files, write_nbest_jsonl
     from espnet_llm_plugin.rescoring.run_inputs import lm_usage_of, load_lm_scorer, load_nbest_inputs
     from espnet_llm_plugin.rescoring.weight_search import (
         CombinationWeights,
-        grid_search,
+        grid_search_scorings,
         lm_identity,
         oracle_counts,
         rerank_all,
@@ -132,6 +143,11 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("--knnlm_lambda/_k/_temperature/_temperature_unit need --knnlm_datastore")
     if args.knnlm_datastore is not None and (args.units is not None or args.length_norm):
         raise ValueError("--knnlm_datastore scores text only, as totals: drop --units and --length_norm")
+    if args.knnlm_lambdas and (args.knnlm_datastore is None or args.knnlm_lambda is not None):
+        raise ValueError("--knnlm_lambdas is a grid for --knnlm_datastore instead of one --knnlm_lambda")
+    lams = args.knnlm_lambdas if args.tune and args.knnlm_lambdas else None
+    if args.knnlm_datastore is not None and not args.tune and args.knnlm_lambda is None:
+        knn_overrides["lambda"] = tuned_lambda(args.weights_config)  # the lambda tuned with the weights
     # all inputs are checked against each other before the (possibly slow) LM load
     nbest, refs, units = load_nbest_inputs(
         args.nbest_dir,
@@ -161,17 +177,24 @@ def run(args: argparse.Namespace) -> dict:
         knn = KnnLmNbestScorer.from_datastore(
             args.knnlm_datastore, knn_overrides, device=args.device, dtype=args.dtype, batch_size=args.batch_size
         )
-        scored = knn.score_nbest(nbest, progress=True)
+        lams = lams or [knn.settings.lam]
+        scorings = knn.score_nbest_lambdas(nbest, lams, progress=True)
         usage = lm_usage_of(knn.key_encoder)
     else:
         scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
         logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")
-        scored = score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))
+        scorings, lams = [score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))], [None]
         usage = lm_usage_of(scorer)
 
-    table = None
+    table, scored = None, scorings[0]
     if args.tune:
-        weights, table = grid_search(scored, refs, args.lm_weights, args.length_bonuses, args.first_pass_weight)
+        grid = (args.lm_weights, args.length_bonuses, args.first_pass_weight)
+        best, weights, table = grid_search_scorings(scorings, lams, "knnlm_lambda", refs, *grid)
+        scored = scorings[best]
+        if "knnlm" in lm:
+            lm["knnlm"]["lambda"] = float(lams[best])
+        else:  # one plain LM scoring: the table as before
+            table = [{k: v for k, v in row.items() if k != "knnlm_lambda"} for row in table]
     reranked = rerank_all(scored, weights)
     summary = {
         "nbest": str(source),

@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import yaml
 
 from espnet_llm_plugin.rescoring.nbest import NBest, check_finite
 from espnet_llm_plugin.retrieval.datastore import FaissDatastore, read_manifest
@@ -47,6 +49,21 @@ def knnlm_identity(datastore_dir: Union[str, Path], overrides: Optional[Mapping[
     settings = resolve_knnlm_settings(overrides, key_path, "rescore_nbest --knnlm_*")
     query = {k: v for k, v in settings.to_dict().items() if k not in ("window", "stride")}
     return {"datastore": str(datastore_dir), "count": int(manifest.get("count", -1)), **query}
+
+
+def tuned_lambda(weights_config: Union[str, Path]) -> Optional[float]:
+    """The kNN-LM ``lambda`` a weights YAML was tuned with (``rescore_nbest --tune true
+    --knnlm_lambdas``), so applying the weights uses it too; None: no file, or no kNN-LM in it."""
+    path = Path(weights_config)
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return None  # CombinationWeights.load names the broken file
+    knn = data.get("knnlm") if isinstance(data, dict) else None
+    lam = knn.get("lambda") if isinstance(knn, dict) else None
+    return float(lam) if isinstance(lam, (int, float)) and not isinstance(lam, bool) else None
 
 
 @dataclass
@@ -115,23 +132,26 @@ class KnnLmNbestScorer:
         return self.settings.temperature * scale
 
     def score_nbest(self, nbest: NBest, key: str = "lm", progress: bool = False) -> NBest:
-        """Add ``scores[key]`` (kNN-LM total log-prob) and ``scores[key + "_base"]`` (the key
-        encoder's alone) to every hypothesis; a score that is not finite raises, naming the
-        utterance."""
+        """Add ``scores[key]`` (kNN-LM total log-prob at the settings' ``lambda``) and
+        ``scores[key + "_base"]`` (the key encoder's alone) to every hypothesis; a score that
+        is not finite raises, naming the utterance."""
+        return self.score_nbest_lambdas(nbest, [self.settings.lam], key, progress)[0]
+
+    def score_nbest_lambdas(
+        self, nbest: NBest, lams: Sequence[float], key: str = "lm", progress: bool = False
+    ) -> List[NBest]:
+        """:meth:`score_nbest` at each of ``lams`` (one forward pass and search for all)."""
         flat = [(u, i) for u, hyps in nbest.items() for i in range(len(hyps))]
         texts = [nbest[u][i].text for u, i in flat]
         base, knn = text_logprobs(
-            texts,
-            self.key_encoder,
-            self.datastore,
-            self.settings.k,
-            self.settings.lam,
-            self.temperature,
-            progress=progress,
+            texts, self.key_encoder, self.datastore, self.settings.k, lams, self.temperature, progress=progress
         )
-        out: NBest = {u: [replace(h, scores=dict(h.scores)) for h in hyps] for u, hyps in nbest.items()}
-        for (u, i), b, v in zip(flat, base, knn):
-            what = f"of utterance '{u}', hypothesis {out[u][i].text!r}"
-            out[u][i].scores[key] = check_finite(float(v), f"kNN-LM score {what}")
-            out[u][i].scores[key + "_base"] = float(b)
-        return out
+        outs = []
+        for row in knn:
+            out: NBest = {u: [replace(h, scores=dict(h.scores)) for h in hyps] for u, hyps in nbest.items()}
+            for (u, i), b, v in zip(flat, base, row):
+                what = f"of utterance '{u}', hypothesis {out[u][i].text!r}"
+                out[u][i].scores[key] = check_finite(float(v), f"kNN-LM score {what}")
+                out[u][i].scores[key + "_base"] = float(b)
+            outs.append(out)
+        return outs

@@ -290,3 +290,29 @@ def grid_search(
             best, best_err = w, c.errors
     logger.info("grid search: best %s with %d errors", best, best_err)
     return best, table
+
+
+def grid_search_scorings(
+    scorings: Sequence[NBest],
+    labels: Sequence[Any],
+    label_key: str,
+    refs: Dict[str, str],
+    lm_weights: Sequence[float],
+    length_bonuses: Sequence[float] = (0.0,),
+    first_pass_weight: float = 1.0,
+) -> Tuple[int, CombinationWeights, List[dict]]:
+    """:func:`grid_search` over several scorings of the same lists (e.g. one per kNN-LM
+    ``lambda``): the index of the best scoring (fewest errors; the first on ties), its weights,
+    and every table row with ``{label_key: label}``."""
+    if not scorings or len(scorings) != len(labels):
+        raise ValueError(f"need one label per scoring, got {len(scorings)} scorings and {len(labels)} labels")
+    best: Optional[Tuple[int, int, CombinationWeights]] = None
+    table: List[dict] = []
+    for i, (scored, label) in enumerate(zip(scorings, labels)):
+        weights, rows = grid_search(scored, refs, lm_weights, length_bonuses, first_pass_weight)
+        table += [{label_key: label, **row} for row in rows]
+        errors = min(row["errors"] for row in rows)
+        if best is None or errors < best[1]:
+            best = (i, errors, weights)
+    logger.info("best %s: %s (%d errors)", label_key, labels[best[0]], best[1])
+    return best[0], best[2], table

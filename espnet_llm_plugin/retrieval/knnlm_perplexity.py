@@ -143,13 +143,14 @@ def text_logprobs(
     lm: Any,
     datastore: Any,
     k: int,
-    lam: float,
+    lams: Sequence[float],
     temperature: float,
     eval_window: int = 1024,
     progress: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Each text's total log-probability under the LM alone and under the kNN-LM: ``(base (n,),
-    knn (n,))`` float64, the scores n-best rescoring compares hypotheses by.
+    """Each text's total log-probability under the LM alone and under the kNN-LM at each
+    ``lams`` value: ``(base (n,), knn (len(lams), n))`` float64, the scores n-best rescoring
+    compares hypotheses by. One forward pass and one search serve every ``lambda``.
 
     A text is framed and scored as :func:`collect_events` scores an eval text (its tokens and
     the first end token, queries from ``lm``, the datastore's key encoder); ``temperature`` is
@@ -165,13 +166,18 @@ def text_logprobs(
     windows = list(iter_windows(docs, eval_window, max(1, eval_window // 2)))
     queries, targets, lm_logp = lm.encode(windows, progress=progress, with_logp=True)
     scores, values = datastore.search_tensor(torch.from_numpy(queries), k)
+    scores, values, targets_t = scores.cpu(), values.cpu(), torch.from_numpy(targets)
     base = torch.from_numpy(lm_logp.astype(np.float64))
-    knn = knnlm_target_logp(
-        base, scores.cpu(), values.cpu(), torch.from_numpy(targets), lam, temperature, datastore.metric
-    )
     owner = np.repeat([int(w.doc_id) for w in windows], [w.n_keys for w in windows])
-    totals = [np.bincount(owner, weights=v, minlength=len(docs)) for v in (base.numpy(), knn.numpy())]
-    return totals[0], totals[1]
+
+    def totals(logp: torch.Tensor) -> np.ndarray:
+        return np.bincount(owner, weights=logp.numpy(), minlength=len(docs))
+
+    knn = [
+        totals(knnlm_target_logp(base, scores, values, targets_t, float(lam), temperature, datastore.metric))
+        for lam in lams
+    ]
+    return totals(base), np.stack(knn) if knn else np.zeros((0, len(docs)))
 
 
 def perplexities(total_logp: float, events: EvalEvents) -> Dict[str, Optional[float]]:

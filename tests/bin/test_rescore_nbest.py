@@ -210,6 +210,29 @@ def test_knnlm_rescoring_tunes_applies_and_guards_its_weights(setup, tmp_path):
             run_cli(common + other + ["--out_dir", tmp_path / "x"])
     with pytest.raises(SystemExit, match="need --knnlm_datastore"):
         run_cli(common + ["--knnlm_k", "4", "--out_dir", tmp_path / "x"])
+    with pytest.raises(SystemExit, match="--knnlm_lambdas is a grid"):
+        run_cli(common + knn + ["--knnlm_lambdas", "0.2,0.4", "--knnlm_lambda", "0.3", "--out_dir", tmp_path / "x"])
     with pytest.raises(SystemExit, match="is not the key encoder"):
         run_cli(common[:3] + [lms["speech_text"]] + common[4:] + knn + ["--out_dir", tmp_path / "x"])
     assert not (tmp_path / "x").exists()
+
+
+def test_knnlm_lambda_is_tuned_with_the_weights_and_applied_with_them(setup, tmp_path):
+    root, lms = setup
+    ds = build_knnlm_memory(lms["text"], tmp_path / "memory")
+    weights = tmp_path / "weights.yaml"
+    common = ["--nbest_dir", root / "decode", "--lm_path", lms["text"], "--weights_config", weights]
+    common += ["--knnlm_datastore", ds, "--lm_weights", "0,0.5,1", "--length_bonuses", "0"]
+    tune = ["--ref_text", root / "text", "--tune", "true", "--out_dir", tmp_path / "dev"]
+    run_cli(common + ["--knnlm_lambdas", "0.1,0.9"] + tune)
+    summary = json.loads((tmp_path / "dev" / "wer.json").read_text())
+    assert summary["knnlm"]["lambda"] in (0.1, 0.9)
+    assert sorted({row["knnlm_lambda"] for row in summary["grid"]}) == [0.1, 0.9] and len(summary["grid"]) == 6
+    best = min(summary["grid"], key=lambda row: row["errors"])
+    assert summary["rescored"]["errors"] == best["errors"]
+    # applying reads the tuned lambda from the weights; another one is refused
+    run_cli(common + ["--knnlm_lambdas", "0.1,0.9", "--out_dir", tmp_path / "test"])
+    assert (tmp_path / "test" / "text").read_text() == (tmp_path / "dev" / "text").read_text()
+    other = 0.9 if summary["knnlm"]["lambda"] == 0.1 else 0.1
+    with pytest.raises(SystemExit, match="tuned with kNN-LM"):
+        run_cli(common + ["--knnlm_lambda", str(other), "--out_dir", tmp_path / "x"])

@@ -6,7 +6,7 @@ import json
 import pytest
 from rescoring_tiny_lm import MEMORY, build_knnlm_memory, build_tiny_lm_dirs
 
-from espnet_llm_plugin.rescoring.knnlm_nbest import KnnLmNbestScorer, knnlm_identity
+from espnet_llm_plugin.rescoring.knnlm_nbest import KnnLmNbestScorer, knnlm_identity, tuned_lambda
 from espnet_llm_plugin.rescoring.nbest import Hypothesis
 
 
@@ -33,6 +33,25 @@ def test_lambda_zero_is_the_key_encoders_score(memory):
     scorer = KnnLmNbestScorer.from_datastore(ds, {"lambda": 0.0}, device="cpu")
     out = scorer.score_nbest({"u": [Hypothesis(MEMORY[1], 0.0), Hypothesis("a cat", 0.0)]})
     assert all(h.scores["lm"] == h.scores["lm_base"] for h in out["u"])
+
+
+def test_one_pass_scores_every_lambda(memory):
+    _, ds = memory
+    scorer = KnnLmNbestScorer.from_datastore(ds, {"k": 8}, device="cpu")
+    nbest = {"u": [Hypothesis(MEMORY[0], -1.0), Hypothesis("the dog sat", -2.0)]}
+    low, high = scorer.score_nbest_lambdas(nbest, [0.2, 0.8])
+    alone = KnnLmNbestScorer.from_datastore(ds, {"k": 8, "lambda": 0.8}, device="cpu").score_nbest(nbest)
+    assert [h.scores["lm"] for h in high["u"]] == pytest.approx([h.scores["lm"] for h in alone["u"]], abs=1e-6)
+    assert [h.scores["lm"] for h in low["u"]] != [h.scores["lm"] for h in high["u"]]
+
+
+def test_tuned_lambda_is_read_from_the_weights(tmp_path):
+    assert tuned_lambda(tmp_path / "none.yaml") is None
+    (tmp_path / "plain.yaml").write_text("lm_weight: 0.5\n")
+    (tmp_path / "knn.yaml").write_text("lm_weight: 0.5\nknnlm:\n  lambda: 0.25\n  k: 8\n")
+    (tmp_path / "bad.yaml").write_text("knnlm: [")
+    assert tuned_lambda(tmp_path / "plain.yaml") is None and tuned_lambda(tmp_path / "bad.yaml") is None
+    assert tuned_lambda(tmp_path / "knn.yaml") == 0.25
 
 
 def test_settings_resolve_and_identity_records_them(memory):

@@ -7,6 +7,7 @@ from espnet_llm_plugin.rescoring.weight_search import (
     CombinationWeights,
     WeightsConfigError,
     grid_search,
+    grid_search_scorings,
     one_best,
     oracle_counts,
     rerank,
@@ -170,3 +171,16 @@ def test_weights_without_lm_record_are_accepted_with_a_warning(tmp_path, caplog)
     with caplog.at_level("WARNING"):
         assert CombinationWeights.load(tmp_path / "old.yaml", lm=lm_identity(_lm_dir(tmp_path, "lm", b"x"))) == w
     assert "records no LM identity" in caplog.text
+
+
+def test_grid_search_over_scorings_picks_the_scoring_with_fewest_errors():
+    useless = {u: [H(h.text, h.score, 0.0) for h in hyps] for u, hyps in NBEST.items()}  # LM says nothing
+    # an LM that knows the references: 0 for them, -100 for anything else
+    oracle = {u: [H(h.text, h.score, 0.0 if h.text == REFS[u] else -100.0) for h in hyps] for u, hyps in NBEST.items()}
+    best, weights, table = grid_search_scorings([useless, oracle], [0.1, 0.9], "lam", REFS, [0.0, 1.0])
+    assert best == 1 and weights.lm_weight == 1.0
+    assert [row["lam"] for row in table] == [0.1, 0.1, 0.9, 0.9]
+    # a tie keeps the first scoring
+    assert grid_search_scorings([NBEST, NBEST], ["a", "b"], "x", REFS, [1.0])[0] == 0
+    with pytest.raises(ValueError, match="one label per scoring"):
+        grid_search_scorings([NBEST], [1, 2], "x", REFS, [1.0])

@@ -196,25 +196,25 @@ def test_text_logprobs_are_each_texts_own_events(setup):
     the kNN-LM totals of a set add up to the grid's log-prob of it, text by text."""
     enc, ds = setup
     texts = [t for _, t in TEXTS]
-    base, knn0 = text_logprobs(texts, enc, ds, k=4, lam=0.0, temperature=1.0)
+    base, (knn0,) = text_logprobs(texts, enc, ds, k=4, lams=[0.0], temperature=1.0)
     np.testing.assert_array_equal(base, knn0)
     for i, text in enumerate(texts):
         ev = collect_events("one", [("x", text)], enc)
         assert base[i] == pytest.approx(float(ev.lm_logp.sum()), abs=1e-5)
         scale = ds.distance_scale
         one = evaluate_grid(ev, ds, [4], [0.6], [0.5], temperature_scale=scale)["grid"][0]["logprob"]
-        _, knn = text_logprobs([text], enc, ds, k=4, lam=0.6, temperature=0.5 * scale)
-        assert knn[0] == pytest.approx(one, abs=1e-5)
+        _, knn = text_logprobs([text], enc, ds, k=4, lams=[0.2, 0.6], temperature=0.5 * scale)
+        assert knn[1, 0] == pytest.approx(one, abs=1e-5)  # one search serves every lambda
     # scored together or alone, each text gets the same total
-    _, together = text_logprobs(texts, enc, ds, k=4, lam=0.6, temperature=0.5 * ds.distance_scale)
-    alone = [text_logprobs([t], enc, ds, k=4, lam=0.6, temperature=0.5 * ds.distance_scale)[1][0] for t in texts]
+    _, (together,) = text_logprobs(texts, enc, ds, k=4, lams=[0.6], temperature=0.5 * ds.distance_scale)
+    alone = [text_logprobs([t], enc, ds, k=4, lams=[0.6], temperature=0.5 * ds.distance_scale)[1][0, 0] for t in texts]
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
 def test_text_logprobs_favour_what_the_memory_holds(setup):
     enc, ds = setup
     texts = ["the cat sat on the mat", "the mat sat on the cat"]  # in memory / same words, not in it
-    base, knn = text_logprobs(texts, enc, ds, k=8, lam=0.5, temperature=0.1 * ds.distance_scale)
+    base, (knn,) = text_logprobs(texts, enc, ds, k=8, lams=[0.5], temperature=0.1 * ds.distance_scale)
     assert knn[0] - base[0] > knn[1] - base[1]
 
 
@@ -222,4 +222,4 @@ def test_text_logprobs_name_a_text_with_nothing_to_score(tiny_lm, setup):
     _, ds = setup
     enc = KeyEncoder(str(tiny_lm), device="cpu", framing={"start": [], "end": ["</s>"]})
     with pytest.raises(ValueError, match=r"text 2 \(''\) has no token to score"):
-        text_logprobs(["the cat", ""], enc, ds, k=2, lam=0.5, temperature=1.0)
+        text_logprobs(["the cat", ""], enc, ds, k=2, lams=[0.5], temperature=1.0)
