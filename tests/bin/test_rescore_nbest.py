@@ -190,9 +190,14 @@ def test_bad_inputs_fail_clearly_and_write_nothing(setup, tmp_path, capsys, case
     assert not (tmp_path / "out").exists()
 
 
-def test_knnlm_rescoring_tunes_applies_and_guards_its_weights(setup, tmp_path):
-    root, lms = setup
-    ds = build_knnlm_memory(lms["text"], tmp_path / "memory")
+@pytest.fixture(scope="module")
+def knn_memory(setup, tmp_path_factory):
+    """A kNN-LM datastore keyed by the text LM."""
+    return build_knnlm_memory(setup[1]["text"], tmp_path_factory.mktemp("knn") / "memory")
+
+
+def test_knnlm_rescoring_tunes_applies_and_guards_its_weights(setup, knn_memory, tmp_path):
+    (root, lms), ds = setup, knn_memory
     weights = tmp_path / "weights.yaml"
     common = ["--nbest_dir", root / "decode", "--lm_path", lms["text"], "--weights_config", weights]
     knn = ["--knnlm_datastore", ds, "--knnlm_k", "4"]
@@ -217,9 +222,8 @@ def test_knnlm_rescoring_tunes_applies_and_guards_its_weights(setup, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_knnlm_lambda_is_tuned_with_the_weights_and_applied_with_them(setup, tmp_path):
-    root, lms = setup
-    ds = build_knnlm_memory(lms["text"], tmp_path / "memory")
+def test_knnlm_lambda_is_tuned_with_the_weights_and_applied_with_them(setup, knn_memory, tmp_path):
+    (root, lms), ds = setup, knn_memory
     weights = tmp_path / "weights.yaml"
     common = ["--nbest_dir", root / "decode", "--lm_path", lms["text"], "--weights_config", weights]
     common += ["--knnlm_datastore", ds, "--lm_weights", "0,0.5,1", "--length_bonuses", "0"]
