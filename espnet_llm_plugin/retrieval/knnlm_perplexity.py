@@ -50,6 +50,7 @@ class EvalEvents:
         queries: ``(N, D)`` float32 key-encoder states predicting them.
         targets: ``(N,)`` int64 target token ids.
         n_texts: texts in the set; n_words: their recipe-form words (end events not included).
+        text_index: ``(N,)`` int64 position in ``texts`` of the text each event belongs to.
     """
 
     name: str
@@ -58,6 +59,7 @@ class EvalEvents:
     targets: np.ndarray
     n_texts: int
     n_words: int
+    text_index: np.ndarray
 
     @property
     def n_events(self) -> int:
@@ -85,19 +87,24 @@ def collect_events(
     """
     if not texts:
         raise ValueError(f"eval set '{name}' has no text")
-    docs = [Document(tid, text_ids(lm.tokenizer, t, lm.framing, lm.text_form)) for tid, t in texts]
-    short = [d.doc_id for d in docs if len(d.ids) < 2]
-    if short:
-        raise ValueError(f"eval set '{name}': text '{short[0]}' has no token to score (framing without start?)")
+    # documents are named by position: text ids need not be unique
+    docs = [Document(str(i), text_ids(lm.tokenizer, t, lm.framing, lm.text_form)) for i, (_, t) in enumerate(texts)]
+    for i, d in enumerate(docs):
+        if len(d.ids) < 2:
+            tid, text = texts[i]
+            raise ValueError(
+                f"eval set '{name}', id '{tid}': text {i + 1} ({text!r}) has no token to score (framing without start?)"
+            )
     stride = max(1, eval_window // 2) if eval_stride is None else eval_stride
     windows = list(iter_windows(docs, eval_window, stride))
+    text_index = np.repeat([int(w.doc_id) for w in windows], [w.n_keys for w in windows]).astype(np.int64)
     queries, targets, lm_logp = lm.encode(windows, progress=progress, with_logp=True)
     if key_encoder is not None and key_encoder is not lm:  # queries from another model
         queries, q_targets = key_encoder.encode(windows, progress=progress)
         if not np.array_equal(q_targets, targets):
             raise ValueError(f"eval set '{name}': the key encoder and the LM tokenise the texts differently")
     n_words = sum(len(t.split()) for _, t in texts)
-    return EvalEvents(name, lm_logp.astype(np.float64), queries, targets, len(texts), n_words)
+    return EvalEvents(name, lm_logp.astype(np.float64), queries, targets, len(texts), n_words, text_index)
 
 
 def knnlm_target_logp(
@@ -157,27 +164,24 @@ def text_logprobs(
     absolute (the caller multiplies by the datastore's distance scale).
 
     Raises:
-        ValueError: a text with no token to score, naming its position.
+        ValueError: a text with no token to score, naming its position (:func:`collect_events`).
     """
-    docs = [Document(str(i), text_ids(lm.tokenizer, t, lm.framing, lm.text_form)) for i, t in enumerate(texts)]
-    for d in docs:
-        if len(d.ids) < 2:
-            raise ValueError(f"text {int(d.doc_id) + 1} ({texts[int(d.doc_id)]!r}) has no token to score")
-    windows = list(iter_windows(docs, eval_window, max(1, eval_window // 2)))
-    queries, targets, lm_logp = lm.encode(windows, progress=progress, with_logp=True)
-    scores, values = datastore.search_tensor(torch.from_numpy(queries), k)
-    scores, values, targets_t = scores.cpu(), values.cpu(), torch.from_numpy(targets)
-    base = torch.from_numpy(lm_logp.astype(np.float64))
-    owner = np.repeat([int(w.doc_id) for w in windows], [w.n_keys for w in windows])
+    if not texts:
+        return np.zeros(0), np.zeros((len(lams), 0))
+    named = [(str(i), t) for i, t in enumerate(texts)]
+    events = collect_events("texts", named, lm, eval_window=eval_window, progress=progress)
+    scores, values = datastore.search_tensor(torch.from_numpy(events.queries), k)
+    scores, values, targets = scores.cpu(), values.cpu(), torch.from_numpy(events.targets)
+    base = torch.from_numpy(events.lm_logp)
 
     def totals(logp: torch.Tensor) -> np.ndarray:
-        return np.bincount(owner, weights=logp.numpy(), minlength=len(docs))
+        return np.bincount(events.text_index, weights=logp.numpy(), minlength=len(texts))
 
     knn = [
-        totals(knnlm_target_logp(base, scores, values, targets_t, float(lam), temperature, datastore.metric))
+        totals(knnlm_target_logp(base, scores, values, targets, float(lam), temperature, datastore.metric))
         for lam in lams
     ]
-    return totals(base), np.stack(knn) if knn else np.zeros((0, len(docs)))
+    return totals(base), np.stack(knn) if knn else np.zeros((0, len(texts)))
 
 
 def perplexities(total_logp: float, events: EvalEvents) -> Dict[str, Optional[float]]:
