@@ -120,13 +120,13 @@ def run(args: argparse.Namespace) -> dict:
     from espnet_llm_plugin.rescoring.run_inputs import lm_usage_of, load_lm_scorer, load_nbest_inputs
     from espnet_llm_plugin.rescoring.weight_search import (
         CombinationWeights,
+        grid_search,
         grid_search_scorings,
         lm_identity,
         oracle_counts,
         rerank_all,
         weights_counts,
     )
-    from espnet_llm_plugin.retrieval.datastore import read_manifest
 
     if args.tune and args.ref_text is None:
         raise ValueError("--tune true needs --ref_text")
@@ -164,13 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     kind = score_kind_of(nbest, str(source))
     lm = lm_identity(args.lm_path, args.length_norm, args.units is not None, first_pass_kind=kind)
     if args.knnlm_datastore is not None:
-        key_path = read_manifest(args.knnlm_datastore)["key_encoder"].get("model_path") or ""
-        if Path(key_path).resolve() != Path(args.lm_path).resolve():
-            raise ValueError(
-                f"--lm_path {args.lm_path} is not the key encoder of --knnlm_datastore {args.knnlm_datastore} "
-                f"({key_path}): the kNN-LM's LM is its key encoder"
-            )
-        lm["knnlm"] = knnlm_identity(args.knnlm_datastore, knn_overrides)
+        lm["knnlm"] = knnlm_identity(args.knnlm_datastore, knn_overrides, lm_path=args.lm_path)
     weights = None if args.tune else CombinationWeights.load(args.weights_config, lm=lm)
 
     if args.knnlm_datastore is not None:
@@ -183,18 +177,17 @@ def run(args: argparse.Namespace) -> dict:
     else:
         scorer = load_lm_scorer(args, dtype=args.dtype, batch_size=args.batch_size)
         logging.info("LM %s on %s (%s)", args.lm_path, scorer.device, "speech+text" if units else "text only")
-        scorings, lams = [score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))], [None]
+        scorings = [score_nbest(scorer, nbest, units, progress=True, units_source=str(args.units))]
         usage = lm_usage_of(scorer)
 
     table, scored = None, scorings[0]
-    if args.tune:
-        grid = (args.lm_weights, args.length_bonuses, args.first_pass_weight)
+    grid = (args.lm_weights, args.length_bonuses, args.first_pass_weight)
+    if args.tune and "knnlm" in lm:  # the weights and lambda together
         best, weights, table = grid_search_scorings(scorings, lams, "knnlm_lambda", refs, *grid)
         scored = scorings[best]
-        if "knnlm" in lm:
-            lm["knnlm"]["lambda"] = float(lams[best])
-        else:  # one plain LM scoring: the table as before
-            table = [{k: v for k, v in row.items() if k != "knnlm_lambda"} for row in table]
+        lm["knnlm"]["lambda"] = float(lams[best])
+    elif args.tune:
+        weights, table = grid_search(scored, refs, *grid)
     reranked = rerank_all(scored, weights)
     summary = {
         "nbest": str(source),

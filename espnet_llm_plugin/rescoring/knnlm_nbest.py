@@ -41,11 +41,23 @@ def _text_only_build(datastore_dir: Union[str, Path]) -> tuple:
     return manifest, build
 
 
-def knnlm_identity(datastore_dir: Union[str, Path], overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def knnlm_identity(
+    datastore_dir: Union[str, Path], overrides: Optional[Mapping[str, Any]] = None, lm_path: Optional[str] = None
+) -> Dict[str, Any]:
     """What weights tuned with this kNN-LM depend on besides the LM: the datastore and the
-    query-time settings (read without loading any model)."""
+    query-time settings (read without loading any model).
+
+    Raises:
+        ValueError: a multi-modal datastore, or ``lm_path`` (when given) that is not the
+            datastore's key encoder (the kNN-LM's LM is its key encoder).
+    """
     manifest, _ = _text_only_build(datastore_dir)
-    key_path = manifest["key_encoder"].get("model_path")
+    key_path = manifest["key_encoder"].get("model_path") or ""
+    if lm_path is not None and Path(key_path).resolve() != Path(lm_path).resolve():
+        raise ValueError(
+            f"--lm_path {lm_path} is not the key encoder of --knnlm_datastore {datastore_dir} "
+            f"({key_path}): the kNN-LM's LM is its key encoder"
+        )
     settings = resolve_knnlm_settings(overrides, key_path, "rescore_nbest --knnlm_*")
     query = {k: v for k, v in settings.to_dict().items() if k not in ("window", "stride")}
     return {"datastore": str(datastore_dir), "count": int(manifest.get("count", -1)), **query}
